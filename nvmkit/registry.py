@@ -164,6 +164,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"empty plugin spec {spec!r}; write NAME or NAME:VALUE, e.g. gaussian:0.1")
     name, _, rest = spec.strip().partition(":")
+    if not name.strip():
+        raise ConfigError(f"plugin spec {spec!r} has no name; write NAME or NAME:VALUE, e.g. gaussian:0.1")
     params: dict[str, Any] = {}
     if rest:
         for i, part in enumerate(rest.split(",")):

@@ -1,0 +1,55 @@
+"""nvmkit: accuracy and energy of neural networks on noisy non-volatile-memory crossbars.
+
+The public API is what this module exports (see ``__all__`` and docs/api.md); everything else is
+private by convention and may change.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+try:
+    __version__ = _version("nvmkit")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+from .component import Component
+from .config import DataConfig, PluginRef, RunConfig, TrainingParams
+from .crossbar import Crossbar, ProgrammedCrossbar
+from .crossbar_config import ConverterConfig, CrossbarConfig, MappingConfig, NonIdealityConfig
+from .device import Device
+from .energy import EnergyEstimator, EnergyReport, EnergyTerm
+from .errors import ConfigError, DataError, NvmkitError, PluginError
+from .footprint import LayerFootprint, TileShape
+from .hookspecs import hookimpl
+from .network import NetworkMapper
+from .noise import NoiseInjector
+from .registry import create_from_spec, get_registry
+
+__all__ = [
+    "__version__",
+    "Component",
+    "ConfigError",
+    "ConverterConfig",
+    "Crossbar",
+    "CrossbarConfig",
+    "DataConfig",
+    "DataError",
+    "Device",
+    "EnergyEstimator",
+    "EnergyReport",
+    "EnergyTerm",
+    "LayerFootprint",
+    "MappingConfig",
+    "NetworkMapper",
+    "NoiseInjector",
+    "NonIdealityConfig",
+    "NvmkitError",
+    "PluginError",
+    "PluginRef",
+    "ProgrammedCrossbar",
+    "RunConfig",
+    "TileShape",
+    "TrainingParams",
+    "create_from_spec",
+    "get_registry",
+    "hookimpl",
+]
