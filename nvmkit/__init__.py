@@ -4,6 +4,11 @@ The public API is what this module exports (see ``__all__`` and docs/api.md); ev
 private by convention and may change.
 """
 
+import os as _os
+
+# TensorFlow's C++ start-up chatter buries nvmkit's own output; users can still set it themselves.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from importlib.metadata import PackageNotFoundError, version as _version
 
 try:

@@ -166,7 +166,9 @@ def _search_folders() -> list[Path]:
         env_dir = Path(env).expanduser()
         # A set variable that names nothing is a typo, not "no data": say so instead of using the sample.
         if not env_dir.is_dir():
-            raise DataError(f"{ENV_VAR}={env} is not a directory; point it at a Keras-cache-layout folder or unset it")
+            raise DataError(
+                f"{ENV_VAR}={env} is not a directory; point it at a Keras-cache-layout folder or unset it"
+            )
         folders.append(env_dir)
     folders.append(_keras_cache_root() / "datasets")
     return folders
@@ -199,9 +201,10 @@ def _fix_hint(where: str) -> str:
 
 def _read_npz(file, where: str) -> Split:
     try:
-        with np.load(file, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):  # a bare .npy array, not an archive
-                raise DataError(f"{where} is a single .npy array, not an .npz archive; {_fix_hint(where)}")
+        npz = np.load(file, allow_pickle=False)
+        if not hasattr(npz, "files"):  # a bare .npy array, not an archive
+            raise DataError(f"{where} is a single .npy array, not an .npz archive; {_fix_hint(where)}")
+        with npz:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz.files]
             if missing:
                 raise DataError(f"{where} lacks array(s) {', '.join(missing)}; {_fix_hint(where)}")

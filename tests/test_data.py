@@ -272,6 +272,14 @@ def test_garbage_npz(tmp_path):
     assert_one_line_error(exc, str(tmp_path / "mnist.npz"), "re-download")
 
 
+def test_bare_npy_named_npz(tmp_path):
+    np.save(tmp_path / "x.npy", _arrays()[0])
+    (tmp_path / "x.npy").rename(tmp_path / "mnist.npz")
+    with pytest.raises(DataError) as exc:
+        load_dataset("mnist", tmp_path)
+    assert_one_line_error(exc, ".npy", str(tmp_path / "mnist.npz"))
+
+
 def test_truncated_npz(tmp_path):
     path = tmp_path / "mnist.npz"
     x_train, y_train, x_test, y_test = _arrays()
@@ -377,7 +385,8 @@ def test_make_sample_script_is_stratified_and_reproducible(tmp_path):
     write_mnist(tmp_path / "src", arrays)
     write_fashion(tmp_path / "src", arrays)
     for out in ("a", "b"):
-        script.main(["--source", str(tmp_path / "src"), "--out", str(tmp_path / out), "--train", "50", "--test", "20"])
+        args = ["--source", str(tmp_path / "src"), "--out", str(tmp_path / out), "--train", "50", "--test", "20"]
+        script.main(args)
     for name in DATASETS:
         with np.load(tmp_path / "a" / f"{name}.npz") as a, np.load(tmp_path / "b" / f"{name}.npz") as b:
             for key in a.files:
