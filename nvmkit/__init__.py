@@ -16,18 +16,21 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from .component import Component
+from .component import Component, check_fraction, check_int, check_nonnegative, check_positive
 from .config import DataConfig, PluginRef, RunConfig, TrainingParams
+from .analog import AnalogNetwork, ProgrammedNetwork, deploy
 from .crossbar import Crossbar, ProgrammedCrossbar
 from .crossbar_config import ConverterConfig, CrossbarConfig, MappingConfig, NonIdealityConfig
-from .device import Device
+from .device import Device, check_flag
 from .energy import EnergyEstimator, EnergyReport, EnergyTerm
 from .errors import ConfigError, DataError, NvmkitError, PluginError
+from .evaluate import AccuracyResult, digital_accuracy, monte_carlo
 from .footprint import LayerFootprint, TileShape
 from .hookspecs import hookimpl
 from .network import NetworkMapper
 from .noise import NoiseInjector
 from .registry import create_from_spec, get_registry
+from .conformance import CheckResult, check_class, check_plugin  # after the registry: it uses it
 
 __all__ = [
     "__version__",
@@ -51,9 +54,23 @@ __all__ = [
     "PluginError",
     "PluginRef",
     "ProgrammedCrossbar",
+    "AnalogNetwork",
+    "ProgrammedNetwork",
+    "deploy",
+    "AccuracyResult",
+    "digital_accuracy",
+    "monte_carlo",
     "RunConfig",
     "TileShape",
     "TrainingParams",
+    "CheckResult",
+    "check_class",
+    "check_flag",
+    "check_fraction",
+    "check_int",
+    "check_nonnegative",
+    "check_plugin",
+    "check_positive",
     "create_from_spec",
     "get_registry",
     "hookimpl",

@@ -341,8 +341,8 @@ class AnalogNetwork:
     def summary(self) -> str:
         lines = [f"{self.name} on {self.device.name}: input {self.input_shape}"]
         for f in self.footprint():
-            tiles = f" {len(f.tiles)} tile(s) {f.n_in}x{f.n_out} x{f.reads_per_inference} reads" \
-                if f.tiles else ""
+            tiles = (f" {f.n_in}x{f.n_out} on {len(f.tiles)} tile(s), "
+                     f"{f.reads_per_inference} read(s)/inference") if f.tiles else ""
             lines.append(f"  {f.name:<24} {f.kind:<8}{tiles}")
         return "\n".join(lines)
 

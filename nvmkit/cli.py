@@ -147,6 +147,18 @@ def run(
         console.print(f"result written to {cfg.output}")
 
 
+def _register_commands() -> None:
+    from . import cli_devices, cli_energy, cli_plugins, cli_sweep
+
+    cli_devices.register(app)
+    cli_plugins.register(plugins_app)
+    cli_sweep.register(app)
+    app.command("energy")(cli_energy.energy_command)
+
+
+_register_commands()
+
+
 def main() -> None:
     app()
 

@@ -35,6 +35,9 @@ class DataConfig(Params):
     source: str = "auto"  # auto (full data if found locally, else the embedded sample) | full | sample
 
     def validate(self) -> None:
+        from .data import _canonical_name
+
+        self.name = _canonical_name(self.name)
         if self.source not in ("auto", "full", "sample"):
             raise ConfigError(f"dataset.source must be auto, full or sample, got {self.source!r}")
 

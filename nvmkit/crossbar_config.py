@@ -16,7 +16,10 @@ BIAS_MODES = ("row", "digital")
 class MappingConfig(Params):
     """How weights become conductances on tiles."""
 
-    scheme: str = "differential"  # W = (G+ - G-) * Wmax/(Gmax-Gmin); "offset": one cell, mid = 0
+    # "differential": W = (G+ - G-) Wmax / (Gmax - Gmin), zero weight = both cells at Gmin;
+    # "offset": one cell per weight, W = (G - (Gmin + Gmax)/2) 2 Wmax / (Gmax - Gmin), the
+    # mid-range current subtracted by an ideal reference column
+    scheme: str = "differential"
     bias: str = "row"  # "row": an extra crossbar row driven at full scale; "digital": added after the ADC
     clip_percentile: float = 100.0  # map |W| up to this percentile to Gmax and clip beyond; 100 = max
     tile_rows: int = 1152  # Sandia's SONOS array size (Xiao et al., TCAS-I 2022)
@@ -34,15 +37,32 @@ class MappingConfig(Params):
         self.tile_cols = check_int("mapping", "tile_cols", self.tile_cols, 1)
 
 
+DRIFT_MODELS = ("device", "power-law")
+
+
 @dataclass
 class NonIdealityConfig(Params):
-    """Which device effects act; each is applied where it physically happens."""
+    """Which device effects act; each is applied where it physically happens.
+
+    Order of a programming: target -> programming error (at the spread the device shows
+    ``drift_time`` after programming) -> clip to [Gmin, Gmax] -> drift over ``drift_time`` ->
+    stuck-at faults. Read noise is drawn afresh on every read.
+
+    ``drift_model = "power-law"`` replaces the device's own drift by
+    G(t) = G(t0) (t / t0)^-nu for t > t0, nu ~ N(drift_nu, drift_nu_sigma) per cell: the
+    phase-change-memory law (Ielmini et al., IEEE TED 2007; nu ~ 0.05 and a cell-to-cell spread
+    of nu in Joshi et al., Nat. Commun. 2020), usable for any device as a what-if.
+    """
 
     programming_error: bool = True  # sampled once per programming (per Monte Carlo trial)
     read_noise: bool = True  # re-sampled on every read (every VMM, every RNN time step)
     quantize: bool = True  # round targets to the device's conductance levels
     clip_conductance: bool = True  # keep programmed conductances inside [Gmin, Gmax]
     drift_time: float = 0.0  # seconds between programming and inference
+    drift_model: str = "device"  # "device": the device's own model; "power-law": see above
+    drift_nu: float = 0.05  # power-law exponent (drift_model = "power-law" only)
+    drift_nu_sigma: float = 0.0  # cell-to-cell std of the exponent
+    drift_t0: float = 1.0  # s, time after programming at which the power law starts
     stuck_at_gmin: float = 0.0  # fraction of cells stuck at Gmin
     stuck_at_gmax: float = 0.0  # fraction of cells stuck at Gmax
 
@@ -51,6 +71,13 @@ class NonIdealityConfig(Params):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"nonideal.{name} must be true or false, got {getattr(self, name)!r}")
         self.drift_time = check_nonnegative("nonideal", "drift_time", self.drift_time)
+        if self.drift_model not in DRIFT_MODELS:
+            raise ConfigError(f"nonideal.drift_model must be one of {', '.join(DRIFT_MODELS)}, "
+                              f"got {self.drift_model!r}")
+        self.drift_nu = check_nonnegative("nonideal", "drift_nu", self.drift_nu)
+        self.drift_nu_sigma = check_nonnegative("nonideal", "drift_nu_sigma", self.drift_nu_sigma)
+        if check_nonnegative("nonideal", "drift_t0", self.drift_t0) == 0:
+            raise ConfigError("nonideal.drift_t0 must be > 0 seconds, e.g. 1.0")
         self.stuck_at_gmin = check_fraction("nonideal", "stuck_at_gmin", self.stuck_at_gmin)
         self.stuck_at_gmax = check_fraction("nonideal", "stuck_at_gmax", self.stuck_at_gmax)
         if self.stuck_at_gmin + self.stuck_at_gmax > 1:
@@ -63,8 +90,9 @@ class ConverterConfig(Params):
 
     dac_bits: int | None = None
     adc_bits: int | None = None
-    # full-scale ranges; None = calibrated on data by AnalogNetwork.calibrate (max |input|,
-    # max |ideal column current| per tile)
+    # full-scale ranges; None = calibrated on data by Crossbar.calibrate (max |input|; max
+    # |ideal column output| per row tile). adc_range is in the layer's output units
+    # (weight x input), i.e. the column current already divided by the mapping's gain.
     dac_range: float | None = None
     adc_range: float | None = None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar, Sequence
 
 from .component import Component
@@ -35,6 +35,8 @@ class EnergyReport:
     estimator: str
     device: str
     terms: list[EnergyTerm]
+    #: how the unit energies were chosen (source of the per-MAC energy, converter treatment, ...)
+    notes: dict = field(default_factory=dict)
 
     @property
     def total(self) -> float:
@@ -44,6 +46,13 @@ class EnergyReport:
         out = {c: 0.0 for c in COMPONENTS}
         for t in self.terms:
             out[t.component] = out.get(t.component, 0.0) + t.energy
+        return out
+
+    def counts_by_component(self) -> dict[str, float]:
+        """The counted events behind each component (MACs, row drives, conversions, ...)."""
+        out = {c: 0.0 for c in COMPONENTS}
+        for t in self.terms:
+            out[t.component] = out.get(t.component, 0.0) + t.count
         return out
 
     def by_layer(self) -> dict[str, float]:
@@ -60,6 +69,7 @@ class EnergyReport:
             "by_component_J": self.by_component(),
             "by_layer_J": self.by_layer(),
             "terms": [asdict(t) | {"energy": t.energy} for t in self.terms],
+            "notes": dict(self.notes),
         }
 
 
@@ -67,6 +77,8 @@ class EnergyEstimator(Component):
     """Abstract energy estimator."""
 
     kind: ClassVar[str] = "energy"
+    #: parameter name -> where its default value comes from (paper, year, value)
+    citations: ClassVar[dict[str, str]] = {}
 
     def estimate(self, footprint: Sequence[LayerFootprint], device: Device) -> EnergyReport:
         """Energy per inference of a deployed network with the given footprint on ``device``."""

@@ -90,6 +90,9 @@ def resolve(cfg: RunConfig, reg: Registry | None = None) -> dict:
 def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) -> RunResult:
     """Run one experiment point and return its result (also written to ``config.output``)."""
     from . import __version__
+    from ._quiet import import_keras
+
+    import_keras()
     from .analog import deploy
     from .crossbar_config import CrossbarConfig
     from .data import load_dataset

@@ -15,6 +15,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from ._quiet import quiet_stderr
 from .errors import ConfigError, PluginError
 
 ENTRY_POINT_GROUP = "nvmkit"
@@ -130,7 +131,8 @@ def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, str]]:
     errors: dict[str, str] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
-            ep.load()
+            with quiet_stderr():
+                ep.load()
         except Exception as exc:
             dist = getattr(ep, "dist", None)
             origin = f" from {dist.name}" if dist is not None else ""

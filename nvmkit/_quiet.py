@@ -1,0 +1,41 @@
+"""Keep TensorFlow's C++ start-up chatter off stderr.
+
+TensorFlow's native libraries print INFO lines (oneDNN, missing CUDA) before its logging is set up,
+so no environment variable silences them; while a plugin or Keras is imported we point file
+descriptor 2 at a temp file and replay its content only if the import fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    if "tensorflow" in sys.modules:  # the chatter happens once per process
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_keras():
+    with quiet_stderr():
+        import tensorflow  # noqa: F401
+        import keras
+    return keras

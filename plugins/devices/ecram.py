@@ -1,0 +1,95 @@
+"""Electrochemical RAM (redox transistor): many linear states, nA read currents, low noise."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from nvmkit.component import check_positive
+from nvmkit.device import Device
+from nvmkit.errors import ConfigError
+from nvmkit.hookspecs import hookimpl
+
+K_BOLTZMANN = 1.380649e-23  # J/K (SI, exact)
+
+
+class ECRAM(Device):
+    """ECRAM after Fuller et al., Science 2019 and Li et al., Frontiers 2021: reads under 10 nA.
+
+    E. J. Fuller et al., "Parallel programming of an ionic floating-gate memory array for scalable
+    neuromorphic computing", Science 364, 570 (2019): polymer redox transistors read with currents
+    below 10 nA, >1e9 write-read cycles at >1 MHz. Y. Li et al., "In situ parallel training of
+    analog neural network using electrochemical random-access memory", Front. Neurosci. 15 (2021):
+    linear switching across hundreds of analog states, cycle-to-cycle noise below 0.5% of the range.
+
+    Model: a cell is its read current at ``read_voltage`` (nA), up to ``i_max`` = 10 nA, with
+    ``levels`` linear states; programming error is state-independent, ``sigma_prog`` = 0.5% of the
+    range. Read noise is the Johnson-Nyquist thermal noise of the channel conductance G = I / V
+    integrated over the read: sigma_I = sqrt(4 k T G df), df = 1 / (2 t_read), i.e.
+    sqrt(2 k T I / (V t_read)), 0.03 nA (0.3% of range) at 10 nA, 0.1 V, 1 us, 300 K, plus an
+    optional extra part ``sigma_read`` (fraction of range). No drift is modelled: the ionic
+    floating gate isolates the gate so the state is retained (Fuller et al., 2019).
+
+    Energy per MAC is derived, not quoted: one read of a weight drives at most one cell of a
+    differential pair near ``i_max``, so E_MAC <= V_read I_max t_read = 0.1 V x 10 nA x 1 us = 1 fJ
+    (array only; the converters dominate at such currents).
+    """
+
+    name = "ecram"
+    units = "nA"
+    citations: ClassVar[dict[str, str]] = {
+        "levels": "hundreds of linear states: Li et al., Front. Neurosci. 2021; 500 states in the "
+                  "polymer ENODe, van de Burgt et al., Nat. Mater. 2017",
+        "i_max": "read currents < 10 nA, Fuller et al., Science 2019",
+        "on_off_ratio": "assumed (not stated by the sources)",
+        "sigma_prog": "cycle-to-cycle noise < 0.5% of range, Li et al., Front. Neurosci. 2021",
+        "sigma_read": "extra read noise beyond thermal; none cited (default 0)",
+        "temperature": "room temperature, for Johnson-Nyquist noise (Johnson 1928; Nyquist 1928)",
+        "read_voltage": "assumed typical read bias",
+        "read_time": "1 us: >1 MHz write-read frequency, Fuller et al., Science 2019",
+        "energy_per_mac": "derived: read_voltage x i_max x read_time (array only)",
+    }
+    param_units: ClassVar[dict[str, str]] = {
+        "i_max": "nA", "sigma_prog": "fraction of Imax - Imin", "sigma_read": "fraction of Imax - Imin",
+        "temperature": "K", "read_voltage": "V", "read_time": "s",
+    }
+
+    def __init__(self, levels: int | None = 500, i_max: float = 10.0, on_off_ratio: float = 10.0,
+                 sigma_prog: float = 0.005, sigma_read: float = 0.0, temperature: float = 300.0,
+                 read_voltage: float = 0.1, read_time: float = 1e-6):
+        owner = f"device '{self.name}'"
+        self.i_max = check_positive(owner, "i_max", i_max)
+        ratio = check_positive(owner, "on_off_ratio", on_off_ratio)
+        if ratio <= 1:
+            raise ConfigError(f"{owner}: on_off_ratio must be > 1, got {on_off_ratio}")
+        self._ratio = ratio
+        self.sigma_prog = self._sigma("sigma_prog", sigma_prog)
+        self.sigma_read = self._sigma("sigma_read", sigma_read)
+        self.temperature = check_positive(owner, "temperature", temperature)
+        self._set_range(self.i_max / ratio, self.i_max, levels)
+        self._set_energy(read_voltage, read_time)
+
+    @property
+    def on_off_ratio(self) -> float:  # a parameter here, not derived from the range
+        return self._ratio
+
+    @property
+    def energy_per_mac(self) -> float:
+        return self.read_voltage * self.i_max * 1e-9 * self.read_time
+
+    def programming_sigma(self, g, t=0.0):
+        return np.full_like(np.asarray(g, dtype=np.float32), self.sigma_prog * self.g_range)
+
+    def read_sigma(self, g):
+        i_amp = np.maximum(np.asarray(g, dtype=np.float32), np.float32(0)) * np.float32(1e-9)
+        thermal = np.sqrt(np.float32(2 * K_BOLTZMANN * self.temperature / (self.read_voltage * self.read_time))
+                          * i_amp) * np.float32(1e9)
+        if not self.sigma_read:
+            return thermal
+        return np.sqrt(np.square(thermal) + np.float32(self.sigma_read * self.g_range) ** 2)
+
+
+@hookimpl
+def nvmkit_devices():
+    return [ECRAM]

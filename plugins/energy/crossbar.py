@@ -1,0 +1,212 @@
+"""The bundled energy estimator: analog crossbar reads priced per MAC, plus converters and CMOS."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Sequence
+
+from nvmkit.component import check_fraction, check_int, check_nonnegative, check_positive
+from nvmkit.device import Device
+from nvmkit.energy import EnergyEstimator, EnergyReport, EnergyTerm
+from nvmkit.errors import ConfigError
+from nvmkit.footprint import LayerFootprint
+from nvmkit.hookspecs import hookimpl
+
+#: J per MAC (one weight, both cells of its pair, one read) of a device's analog core, used when the
+#: device does not carry ``energy_per_mac`` itself. Each figure is a whole-core number: array read,
+#: row drivers and column read-out, amortised over the MACs of the quoting design.
+DEFAULT_ENERGY_PER_MAC = {
+    # Marinella et al., IEEE JETCAS 8(1), 2018: analog ReRAM crossbar block (14/16 nm periphery)
+    "reram": 11e-15,
+    # Agrawal et al., IEEE IMW 2020: 40 nm SONOS in-memory-computing array, 100 TOPS/W, 2 ops/MAC
+    "sonos": 20e-15,
+}
+
+# 8-bit ADC: 2^8 conversion steps x 5 fJ/step, a Walden figure of merit of 8-bit SAR ADCs near
+# 1 GS/s in B. Murmann, "ADC Performance Survey 1997-2023". ISAAC (Shafiee et al., ISCA 2016)
+# budgets 2 mW for an 8-bit 1.28 GS/s ADC: 1.6 pJ per conversion, the same order.
+ADC_ENERGY = 2**8 * 5e-15
+# Row driver / DAC: ISAAC budgets 4 mW for its 8 x 128 one-bit DACs, each driving one row per
+# 100 ns crossbar cycle: 4 mW x 100 ns / 1024 = 0.39 pJ per driven row and read.
+DAC_ENERGY = 4e-3 * 100e-9 / 1024
+# A ReLU on an 8-bit ADC code is a sign test and a select, about one 8-bit add: 0.03 pJ in 45 nm
+# CMOS (M. Horowitz, "Computing's energy problem", ISSCC 2014). The seed's table implies the same
+# value: 15 pJ for the 500 hidden ReLUs of a 784-500-10 MLP is 30 fJ each.
+ACTIVATION_ENERGY = 0.03e-12
+# A max-pool comparison or a softmax step on 8-bit codes: also about one 8-bit add (Horowitz 2014).
+DIGITAL_OP_ENERGY = 0.03e-12
+
+CONVERTER_MODES = ("auto", "included", "explicit")
+CONV_MAPPINGS = ("im2col", "unrolled")
+
+
+class CrossbarEnergy(EnergyEstimator):
+    """Crossbar reads per MAC, DAC per driven row, ADC per read column, CMOS neurons and digital ops.
+
+    Energy per inference is a sum of counted events times a unit energy, per layer:
+
+    - **vmm**: multiply-accumulates, ``n_in x n_out x reads`` (one per weight and read; a
+      differential pair counts once). Unit: ``energy_per_mac`` if given here, else the device's
+      own ``energy_per_mac`` attribute, else :data:`DEFAULT_ENERGY_PER_MAC` by device name
+      (ReRAM 11 fJ, Marinella et al., IEEE JETCAS 2018; SONOS 20 fJ = 100 TOPS/W at 2 ops/MAC,
+      Agrawal et al., IEEE IMW 2020), else the cell physics: ``devices_per_weight x
+      device.cell_read_energy(G)`` (V^2 G t, or V I t for current-read devices) at the mean cell
+      conductance ``G = g_min + mean_conductance (g_max - g_min)`` (differential pairs: trained
+      weights cluster near zero, where both cells sit at g_min; offset mapping: mid-range).
+    - **dac**: driven rows, the sum over tiles of their rows, per read. **adc**: converted
+      columns, the sum over tiles of their columns, per read (a differential pair's two
+      currents are subtracted before one conversion; each row block is converted on its own).
+      ``converters="auto"`` counts them but prices them at 0 when the per-MAC energy is a
+      literature core figure (those already contain row drive and read-out), and at
+      ``dac_energy``/``adc_energy`` when it prices the array alone: the cell physics, or a device
+      whose ``energy_per_mac`` is derived in a property or whose ``energy_per_mac_scope`` is
+      ``"array"`` (an optional device attribute; ``"core"`` otherwise).
+      ``"explicit"`` always adds them, ``"included"`` never does.
+    - **neuron**: ReLU activations x ``activation_energy`` (30 fJ: one 8-bit add, Horowitz,
+      ISSCC 2014). **digital**: max-pool comparisons and softmax steps x ``digital_op_energy``.
+
+    ``conv_mapping="im2col"`` prices a conv layer as the engine maps it: a small kernel crossbar read
+    once per output position. ``"unrolled"`` prices it as one Toeplitz crossbar of
+    ``H W C_in (+1)`` rows by ``H' W' filters`` columns read once, every cell included (the
+    structural zeros are programmed cells that conduct when their row is driven): the seed's
+    "kernel-wise multiplication can result in massive crossbar requirements"; ``tile_rows`` x
+    ``tile_cols`` tiles it for the converter counts.
+    """
+
+    name = "crossbar"
+    citations: ClassVar[dict[str, str]] = {
+        "energy_per_mac": "None: device attribute, else ReRAM 11 fJ (Marinella et al., IEEE JETCAS 2018), "
+                          "SONOS 20 fJ (100 TOPS/W, Agrawal et al., IEEE IMW 2020), else V^2 G t cell physics",
+        "activation_energy": "30 fJ, one 8-bit add in 45 nm CMOS (Horowitz, ISSCC 2014)",
+        "adc_energy": "1.28 pJ = 2^8 x 5 fJ/step, 8-bit SAR near 1 GS/s (Murmann ADC survey 1997-2023); "
+                      "ISAAC (Shafiee et al., ISCA 2016): 1.6 pJ",
+        "dac_energy": "0.39 pJ per driven row and read: ISAAC's 1-bit DACs, 4 mW / 1024 x 100 ns "
+                      "(Shafiee et al., ISCA 2016)",
+        "digital_op_energy": "30 fJ, one 8-bit add in 45 nm CMOS (Horowitz, ISSCC 2014)",
+        "mean_conductance": "assumption: trained weights cluster near zero, where a differential pair "
+                            "holds both cells at g_min",
+        "tile_rows": "1152 x 256, Sandia's SONOS array (Xiao et al., IEEE TCAS-I 2022), the engine default",
+    }
+
+    def __init__(self, energy_per_mac: float | None = None, activation_energy: float = ACTIVATION_ENERGY,
+                 adc_energy: float = ADC_ENERGY, dac_energy: float = DAC_ENERGY,
+                 digital_op_energy: float = DIGITAL_OP_ENERGY, converters: str = "auto",
+                 conv_mapping: str = "im2col", mean_conductance: float = 0.1,
+                 tile_rows: int = 1152, tile_cols: int = 256):
+        owner = f"energy estimator '{self.name}'"
+        self.energy_per_mac = None if energy_per_mac is None else check_positive(owner, "energy_per_mac", energy_per_mac)
+        self.activation_energy = check_nonnegative(owner, "activation_energy", activation_energy)
+        self.adc_energy = check_nonnegative(owner, "adc_energy", adc_energy)
+        self.dac_energy = check_nonnegative(owner, "dac_energy", dac_energy)
+        self.digital_op_energy = check_nonnegative(owner, "digital_op_energy", digital_op_energy)
+        if converters not in CONVERTER_MODES:
+            raise ConfigError(f"{owner}: converters must be one of {', '.join(CONVERTER_MODES)}, got {converters!r}")
+        if conv_mapping not in CONV_MAPPINGS:
+            raise ConfigError(f"{owner}: conv_mapping must be one of {', '.join(CONV_MAPPINGS)}, got {conv_mapping!r}")
+        self.converters, self.conv_mapping = converters, conv_mapping
+        self.mean_conductance = check_fraction(owner, "mean_conductance", mean_conductance)
+        self.tile_rows = check_int(owner, "tile_rows", tile_rows)
+        self.tile_cols = check_int(owner, "tile_cols", tile_cols)
+
+    # -- unit energies -------------------------------------------------------------------------
+    def mac_energy(self, device: Device, devices_per_weight: int = 2) -> tuple[float, str, bool]:
+        """J per MAC on ``device``, where the figure comes from, and whether it already contains
+        the row drive and read-out (a literature core figure) or prices the array alone."""
+        if self.energy_per_mac is not None:
+            return self.energy_per_mac, "estimator parameter energy_per_mac", True
+        own = getattr(device, "energy_per_mac", None)
+        if own is not None:
+            scope = getattr(device, "energy_per_mac_scope", None)
+            if scope is None:  # a value derived in a property is the device's own cell physics
+                derived = isinstance(getattr(type(device), "energy_per_mac", None), property)
+                scope = "array" if derived else "core"
+            return float(own), f"device '{device.name}' energy_per_mac ({scope})", scope != "array"
+        if device.name in DEFAULT_ENERGY_PER_MAC:
+            return DEFAULT_ENERGY_PER_MAC[device.name], f"built-in value for '{device.name}' (core)", True
+        frac = self.mean_conductance if devices_per_weight >= 2 else 0.5
+        g = device.g_min + frac * (device.g_max - device.g_min)
+        cell = float(device.cell_read_energy(g))
+        if not math.isfinite(cell) or cell < 0:
+            raise ConfigError(f"device '{device.name}': cell_read_energy gave {cell!r}; set energy_per_mac")
+        return devices_per_weight * cell, "cell physics (devices_per_weight x cell_read_energy)", False
+
+    def converters_priced(self, includes_periphery: bool) -> bool:
+        if self.converters == "auto":
+            return not includes_periphery
+        return self.converters == "explicit"
+
+    # -- counting ------------------------------------------------------------------------------
+    def analog_counts(self, fp: LayerFootprint) -> tuple[int, int, int]:
+        """(MACs, driven rows, converted columns) per inference of one crossbar layer."""
+        if fp.kind == "conv" and self.conv_mapping == "unrolled":
+            rows, cols = self._toeplitz(fp)
+            row_blocks, col_blocks = -(-rows // self.tile_rows), -(-cols // self.tile_cols)
+            return rows * cols, rows * col_blocks, cols * row_blocks
+        reads = fp.reads_per_inference
+        if fp.tiles:
+            return (fp.macs_per_inference, reads * sum(t.rows for t in fp.tiles),
+                    reads * sum(t.cols for t in fp.tiles))
+        return fp.macs_per_inference, reads * fp.n_in, reads * fp.n_out
+
+    @staticmethod
+    def _toeplitz(fp: LayerFootprint) -> tuple[int, int]:
+        """Rows and columns of the unrolled (Toeplitz) crossbar of a kernel-wise conv footprint."""
+        ex = fp.extra
+        try:
+            kh, kw = ex["kernel"]
+            c_in = int(ex["in_channels"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"layer '{fp.name}': conv_mapping='unrolled' needs extra['kernel'] and "
+                              "extra['in_channels'] in the footprint; use conv_mapping='im2col'") from None
+        bias = fp.n_in - kh * kw * c_in
+        positions = fp.reads_per_inference
+        if "input_shape" in ex:
+            h, w = ex["input_shape"][:2]
+        elif list(ex.get("strides", [1, 1])) == [1, 1]:
+            if ex.get("padding") == "same":
+                h = w = None
+                pixels = positions  # stride 1 'same': as many positions as input pixels
+            else:
+                side = math.isqrt(positions)
+                if side * side != positions:
+                    raise ConfigError(f"layer '{fp.name}': cannot infer the input size of a non-square "
+                                      "output for conv_mapping='unrolled'; add extra['input_shape']")
+                h, w = side + kh - 1, side + kw - 1
+        else:
+            raise ConfigError(f"layer '{fp.name}': strided conv needs extra['input_shape'] for "
+                              "conv_mapping='unrolled'")
+        if h is not None:
+            pixels = h * w
+        return pixels * c_in + bias, positions * fp.n_out
+
+    # -- the estimate ------------------------------------------------------------------------
+    def estimate(self, footprint: Sequence[LayerFootprint], device: Device) -> EnergyReport:
+        terms: list[EnergyTerm] = []
+        sources: dict[str, float] = {}
+        for fp in footprint:
+            analog = bool(fp.tiles) or fp.macs_per_inference > 0
+            if analog:
+                e_mac, source, core = self.mac_energy(device, fp.devices_per_weight)
+                sources[source] = e_mac
+                macs, rows, cols = self.analog_counts(fp)
+                priced = self.converters_priced(core)
+                tag = "" if priced else " (in the MAC figure)"
+                terms += [
+                    EnergyTerm(fp.name, "vmm", macs, e_mac, "MAC"),
+                    EnergyTerm(fp.name, "dac", rows, self.dac_energy if priced else 0.0, "row drive" + tag),
+                    EnergyTerm(fp.name, "adc", cols, self.adc_energy if priced else 0.0, "conversion" + tag),
+                ]
+            if fp.activations:
+                terms.append(EnergyTerm(fp.name, "neuron", fp.activations, self.activation_energy,
+                                        "ReLU activation"))
+            if fp.digital_ops:
+                what = {"maxpool": "max-pool comparison", "softmax": "softmax step"}.get(fp.kind, "digital op")
+                terms.append(EnergyTerm(fp.name, "digital", fp.digital_ops, self.digital_op_energy, what))
+        notes = {"energy_per_mac": sources, "converters": self.converters,
+                 "conv_mapping": self.conv_mapping}
+        return EnergyReport(self.name, device.name, terms, notes)
+
+
+@hookimpl
+def nvmkit_energy_estimators():
+    return [CrossbarEnergy]

@@ -1,0 +1,93 @@
+"""The command line: help everywhere, one-line errors for user mistakes, and a real end-to-end run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from nvmkit.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("cmd", [[], ["run"], ["plugins"], ["devices"], ["energy"], ["sweep"],
+                                 ["results"], ["plot"]])
+def test_help_everywhere(cmd):
+    res = invoke(*cmd, "--help")
+    assert res.exit_code == 0, res.output
+    assert "Usage" in res.output
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--device", "flash"], "unknown device 'flash'"),
+    (["--noise", "gaussian:-0.1"], "sigma"),
+    (["--trials", "0"], "trials"),
+    (["--network", "rnn", "-T", "5"], "time_steps"),
+    (["--set", "crossbar.mapping.tile_rows=0"], "tile_rows"),
+    (["--set", "crossbar.mapping.colour=1"], "unknown key 'colour'"),
+    (["--dataset", "cifar"], "cifar"),
+])
+def test_user_mistakes_exit_2_with_one_line(args, needle, tmp_path):
+    out = tmp_path / "r.json"
+    res = invoke("run", *args, "--dry-run", "-o", str(out))
+    assert res.exit_code == 2, res.output
+    text = res.output.strip()
+    assert needle in text, text
+    assert "Traceback" not in text and len(text.splitlines()) == 1, text
+    assert not out.exists()
+
+
+def test_malformed_toml_is_reported(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("trials = [1,\n")
+    res = invoke("run", str(bad), "--dry-run")
+    assert res.exit_code == 2 and "not valid TOML" in res.output and "bad.toml" in res.output
+
+
+def test_flags_override_the_file_and_dry_run_resolves(tmp_path):
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text('trials = 7\nseed = 3\nnoise = "speckle:0.2"\n[device]\nname = "reram"\n')
+    res = invoke("run", str(cfg), "--seed", "11", "--dry-run")
+    assert res.exit_code == 0, res.output
+    import tomllib
+
+    resolved = tomllib.loads(res.output)
+    assert resolved["trials"] == 7 and resolved["seed"] == 11
+    assert resolved["device"]["name"] == "reram" and "g_min" in resolved["device"]["params"]
+    assert resolved["noise"] == {"name": "speckle", "params": {"sigma": 0.2}}
+    assert resolved["training"]["epochs"] >= 1  # the network's default was filled in
+
+
+def test_plugins_json_lists_bundled_plugins():
+    res = invoke("plugins", "--json")
+    rows = json.loads(res.output)["plugins"]
+    assert {("device", "sonos"), ("noise", "speckle"), ("network", "rnn"), ("energy", "crossbar")} <= {
+        (r["kind"], r["name"]) for r in rows}
+
+
+def test_end_to_end_run_writes_a_complete_result(tmp_path, monkeypatch):
+    monkeypatch.setenv("NVMKIT_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nvmkit", "run", "--source", "sample", "--epochs", "2", "--trials", "2",
+         "--seed", "5", "--noise", "gaussian:0.1", "-o", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "internal (device)" in proc.stdout and "sample" in proc.stdout
+    r = json.loads(out.read_text())
+    assert r["seed"] == 5 and r["data_label"] == "sample" and r["dataset"]["sample"] is True
+    assert r["nvmkit_version"] and r["config"]["device"]["params"]["sigma_syn"] == 0.025
+    for scenario in ("digital", "internal", "external", "both"):
+        acc = r["accuracy"][scenario]
+        assert 0.5 < acc["mean"] <= 1.0
+    assert len(r["accuracy"]["both"]["per_trial"]) == 2
+    # noise can only hurt on average: the clean digital network is the upper reference
+    assert r["accuracy"]["both"]["mean"] <= r["accuracy"]["digital"]["mean"] + 0.02
+    assert r["energy"]["total_J"] > 0

@@ -1,0 +1,223 @@
+"""Conformance checks (``nvmkit plugins check``): every bundled plugin passes them, and a deliberately
+broken plugin, installed through a real entry point, fails them with a report that says what to fix."""
+
+import importlib.metadata
+import json
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from nvmkit import ConfigError, check_class, check_plugin
+from nvmkit.cli_plugins import register
+from nvmkit.conformance import check_all
+from nvmkit.registry import get_registry
+
+from plugin_fixtures import activate, make_distribution
+
+# every plugin module nvmkit itself declares (pyproject.toml), by entry-point name
+BUNDLED_ENTRY_POINTS = sorted(
+    ep.name for ep in importlib.metadata.entry_points(group="nvmkit")
+    if ep.dist is not None and ep.dist.name == "nvmkit"
+)
+
+BROKEN = '''
+import numpy as np
+from nvmkit import Device, NoiseInjector, hookimpl
+
+
+class LeakyDevice(Device):
+    name = "leaky"
+
+    def __init__(self, sigma=0.01):
+        self.sigma = sigma
+        self._set_range(1.0, 10.0)
+
+    def programming_sigma(self, g, t=0.0):
+        return self.sigma
+
+    def read_sigma(self, g):
+        return -np.ones_like(g)
+
+
+class GlobalNoise(NoiseInjector):
+    """Noise from numpy's global generator, unclipped and float64."""
+
+    name = "global-noise"
+
+    def __init__(self, sigma=0.1):
+        self.sigma = float(sigma)
+
+    def apply(self, x, rng):
+        return x + np.random.normal(0.0, self.sigma, x.shape)
+
+
+class Unfinished(NoiseInjector):
+    """An injector that forgot apply."""
+
+    name = "unfinished"
+
+    def __init__(self, level):
+        self.level_ = level
+
+
+@hookimpl
+def nvmkit_devices():
+    return [LeakyDevice]
+
+
+@hookimpl
+def nvmkit_noise_injectors():
+    return [GlobalNoise, Unfinished]
+'''
+
+
+@pytest.fixture
+def broken(tmp_path, monkeypatch):
+    root = make_distribution(tmp_path / "site", "nvmkit-broken", "toy_broken_plugins", BROKEN, "broken")
+    activate(root, monkeypatch)
+    yield get_registry(reload=True)
+    monkeypatch.undo()
+    get_registry(reload=True)  # later tests must not see the broken plugins
+
+
+def _by_check(results):
+    return {r.check: r for r in results}
+
+
+@pytest.mark.parametrize("entry_point", BUNDLED_ENTRY_POINTS)
+def test_bundled_plugin_passes_every_check(entry_point):
+    reg = get_registry()
+    error = reg.load_errors.get(entry_point, "")
+    if "No module named" in error:
+        pytest.skip(f"{entry_point}: plugin module not written yet ({error})")
+    assert not error, error
+    infos = [i for i in reg.all() if i.plugin == entry_point]
+    assert infos, f"entry point {entry_point} registers no plugin"
+    for info in infos:
+        results = check_plugin(info.kind, info.name, reg)
+        failed = [f"{r.check}: {r.detail}" for r in results if r.failed]
+        assert not failed, f"{info.kind} '{info.name}': " + "; ".join(failed)
+        assert any(r.passed for r in results)
+
+
+def test_broken_device_report_names_each_fault(broken):
+    checks = _by_check(check_plugin("device", "leaky", broken))
+    assert checks["interface"].passed and checks["defaults"].passed
+    assert checks["description"].failed and "docstring" in checks["description"].detail
+    assert checks["parameter validation"].failed
+    assert "sigma=NaN was accepted" in checks["parameter validation"].detail
+    assert checks["citations"].failed and "citations = {" in checks["citations"].detail
+    assert checks["sigma shapes"].failed
+    assert "returned shape ()" in checks["sigma shapes"].detail
+    assert "one value per cell" in checks["sigma shapes"].detail
+    assert checks["conductance range"].passed and checks["drift"].passed
+
+
+def test_broken_injector_report_names_each_fault(broken):
+    checks = _by_check(check_plugin("noise", "global-noise", broken))
+    validation = checks["parameter validation"].detail
+    assert "sigma='abc' raised ValueError" in validation and "ConfigError" in validation
+    assert "sigma=NaN was accepted" in validation
+    assert checks["apply: shape, dtype, range"].failed
+    assert "float64" in checks["apply: shape, dtype, range"].detail
+    assert checks["determinism under a seed"].failed
+    assert "rng argument" in checks["determinism under a seed"].detail
+
+
+def test_missing_method_and_defaults_are_reported_and_dependent_checks_skipped(broken):
+    checks = _by_check(check_plugin("noise", "unfinished", broken))
+    assert "must override apply" in checks["interface"].detail
+    assert checks["defaults"].failed and "give every constructor parameter a default" in checks["defaults"].detail
+    assert checks["config round trip"].status == "skip"
+    assert checks["determinism under a seed"].status == "skip"
+
+
+def test_check_all_reports_plugins_that_fail_to_import(tmp_path, monkeypatch):
+    root = make_distribution(tmp_path / "site", "nvmkit-crash", "toy_crash",
+                             "raise RuntimeError('boom at import')\n", "crash")
+    activate(root, monkeypatch)
+    try:
+        results = check_all("energy", get_registry(reload=True))
+        loads = [r for r in results if r.check == "loads" and r.name == "crash"]
+        assert loads and loads[0].failed and "boom at import" in loads[0].detail
+    finally:
+        monkeypatch.undo()
+        get_registry(reload=True)
+
+
+def test_check_class_needs_a_plugin_kind():
+    with pytest.raises(ConfigError, match="kind must be one of"):
+        check_class(int)
+
+
+def test_a_well_behaved_class_passes_without_being_registered():
+    from nvmkit import Device, check_nonnegative
+
+    class Flat(Device):
+        """A device with a constant programming error, for this test."""
+
+        name = "flat"
+        citations = {"sigma": "test value"}
+
+        def __init__(self, sigma=0.1):
+            self.sigma = check_nonnegative("device 'flat'", "sigma", sigma)
+            self._set_range(1.0, 10.0)
+
+        def programming_sigma(self, g, t=0.0):
+            return np.full_like(np.asarray(g, dtype=np.float32), self.sigma)
+
+    results = check_class(Flat)
+    assert [r for r in results if r.failed] == []
+    assert {r.check for r in results} >= {"sigma shapes", "drift", "crossbar + seed", "citations"}
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+def _app():
+    """The real CLI if the lead has wired ``plugins check`` into it, else the same command alone."""
+    from nvmkit.cli import app, plugins_app
+
+    if any(c.name == "check" for c in plugins_app.registered_commands):
+        return app
+    local, group = typer.Typer(), typer.Typer()
+    register(group)
+    local.add_typer(group, name="plugins")
+    return local
+
+
+def test_cli_check_fails_with_exit_1_and_a_json_report(broken):
+    result = CliRunner().invoke(_app(), ["plugins", "check", "leaky", "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert report["ok"] is False and report["counts"]["fail"] >= 4
+    assert {r["name"] for r in report["results"]} == {"leaky"}
+
+
+def test_cli_check_table_and_kind_filter(broken):
+    result = CliRunner().invoke(_app(), ["plugins", "check", "--kind", "noise"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "global-noise" in result.output and "leaky" not in result.output
+    assert "failed" in result.output
+
+
+def test_cli_check_passes_for_a_good_plugin_and_rejects_unknown_names():
+    reg = get_registry()
+    names = [n for n in ("ideal", "gaussian") if n in reg.names("device") + reg.names("noise")]
+    if not names:
+        pytest.skip("no bundled ideal device or gaussian injector yet")
+    ok = CliRunner().invoke(_app(), ["plugins", "check", names[0]])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(_app(), ["plugins", "check", "no-such-plugin"])
+    assert bad.exit_code == 2 and "no plugin named 'no-such-plugin'" in bad.output
+
+
+def test_real_cli_runs_the_check_command():
+    from nvmkit.cli import app, plugins_app
+
+    if not any(c.name == "check" for c in plugins_app.registered_commands):
+        pytest.skip("nvmkit/cli.py does not call nvmkit.cli_plugins.register(plugins_app) yet")
+    result = CliRunner().invoke(app, ["plugins", "check", "--kind", "energy", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["ok"] is True

@@ -1,0 +1,383 @@
+"""The crossbar engine: mapping, quantisation, programming error, read noise, drift, faults,
+converters, the seed's noise equivalence, speed-critical paths and memory.
+
+Statistical tolerances: a sample std from N normal draws has std sigma / sqrt(2 N); a sample
+mean has std sigma / sqrt(N); a binomial fraction has std sqrt(p (1 - p) / N). Checks allow
+5 of those (false-failure rate ~ 6e-7 per check), with fixed seeds.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from nvmkit.crossbar import Crossbar, standard_normal
+from nvmkit.crossbar_config import CrossbarConfig, MappingConfig, NonIdealityConfig
+from nvmkit.errors import ConfigError
+from nvmkit_plugins.devices.generic import GenericDevice
+from nvmkit_plugins.devices.ideal import IdealDevice
+from nvmkit_plugins.devices.reram import ReRAM
+from nvmkit_plugins.devices.sonos import SONOS
+from nvmkit_plugins.devices.synaptic import SynapticNoise
+
+Z = 5.0  # allowed deviation in standard errors
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def cfg(**sections) -> CrossbarConfig:
+    return CrossbarConfig.from_dict(sections)
+
+
+def ideal_cfg(**mapping) -> CrossbarConfig:
+    c = CrossbarConfig.preset("ideal")
+    c.mapping = MappingConfig.from_dict({**c.mapping.to_dict(), **mapping})
+    return c
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def layer(rng, n_in=60, n_out=24):
+    w = rng.normal(size=(n_in, n_out)).astype(np.float32)
+    b = rng.normal(size=n_out).astype(np.float32)
+    return w, b
+
+
+# -- mapping ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("scheme", ["differential", "offset"])
+@pytest.mark.parametrize("bias", ["row", "digital"])
+@pytest.mark.parametrize("tile_rows", [1152, 16])
+def test_ideal_mapping_round_trip(rng, scheme, bias, tile_rows):
+    w, b = layer(rng)
+    x = rng.random((40, w.shape[0]), dtype=np.float32)
+    xb = Crossbar(w, b, IdealDevice(), ideal_cfg(scheme=scheme, bias=bias, tile_rows=tile_rows, tile_cols=8))
+    y = xb.program(rng).read(x, rng)
+    ref = x.astype(np.float64) @ w + b
+    # float32 rounding of targets and products: a few eps of the largest partial-sum magnitude
+    scale = (np.abs(x) @ np.abs(w) + np.abs(b)).max()
+    assert y.shape == (1, 40, w.shape[1]) and y.dtype == np.float32
+    np.testing.assert_allclose(y[0], ref, rtol=0, atol=50 * EPS32 * scale)
+    np.testing.assert_allclose(xb.target_weights()[: w.shape[0]], w, rtol=0, atol=8 * EPS32 * np.abs(w).max())
+
+
+def test_geometry_and_weight_range(rng):
+    w, b = layer(rng, 300, 300)
+    xb = Crossbar(w, b, IdealDevice())
+    assert xb.rows == 301 and xb.n_in == 300 and xb.n_out == 300
+    assert [(t.rows, t.cols) for t in xb.tiles] == [(301, 256), (301, 44)]
+    assert xb.weight_range == pytest.approx(2 * max(np.abs(w).max(), np.abs(b).max()))
+    assert xb.devices_per_weight == 2
+    xo = Crossbar(w, None, IdealDevice(), cfg(mapping={"scheme": "offset", "tile_rows": 128}))
+    assert xo.devices_per_weight == 1 and xo.rows == 300
+    assert sorted(t.rows for t in xo.tiles) == [44, 44, 128, 128, 128, 128]
+
+
+def test_clip_percentile_clips_outliers(rng):
+    w = rng.normal(size=(200, 10)).astype(np.float32)
+    w[0, 0] = 100.0
+    xb = Crossbar(w, None, IdealDevice(), ideal_cfg(clip_percentile=99.0))
+    p99 = np.percentile(np.abs(w), 99)
+    assert xb.weight_range == pytest.approx(2 * p99, rel=1e-6)
+    assert xb.target_weights().max() == pytest.approx(p99, rel=1e-5)
+
+
+# -- quantisation -----------------------------------------------------------------------------
+@pytest.mark.parametrize("levels", [2, 5, 16])
+def test_quantised_conductances_take_at_most_L_values_per_tile(rng, levels):
+    w, b = layer(rng, 100, 40)
+    c = cfg(mapping={"tile_rows": 32, "tile_cols": 16}, nonideal={"programming_error": False})
+    dev = ReRAM(levels=levels)
+    pc = Crossbar(w, b, dev, c).program(rng, trials=2)
+    grid = dev.g_min + np.arange(levels) * dev.g_range / (levels - 1)
+    for state in pc.states:
+        for r in range(0, state.shape[1], 32):
+            for col in range(0, state.shape[2], 16):
+                vals = np.unique(state[:, r:r + 32, col:col + 16])
+                assert len(vals) <= levels
+                assert np.abs(vals[:, None] - grid[None]).min(axis=1).max() < 1e-4
+
+
+# -- programming error ------------------------------------------------------------------------
+def _grouped_stds(target, state):
+    """Empirical std of (programmed - target) for each distinct target value."""
+    out = []
+    for g in np.unique(target):
+        dev = (state - target[None])[:, target == g].ravel().astype(np.float64)
+        out.append((float(g), dev.std(), dev.size))
+    return out
+
+
+@pytest.mark.parametrize("device", [ReRAM(), SONOS(), GenericDevice(sigma_prog=0.02, sigma_prog_rel=0.05)])
+def test_programming_error_matches_sigma_of_g(rng, device):
+    # 6 distinct weight values -> a few distinct target conductances, many cells each
+    w = rng.choice(np.array([-1.0, -0.6, -0.2, 0.0, 0.3, 1.0], dtype=np.float32), size=(120, 40))
+    c = cfg(nonideal={"read_noise": False, "clip_conductance": False})
+    xb = Crossbar(w, None, device, c)
+    pc = xb.program(rng, trials=20)
+    checked = 0
+    for target, state in zip(xb.targets, pc.states):
+        for g, std, n in _grouped_stds(target, state):
+            sigma = float(device.programming_sigma(np.float32([g]))[0])
+            assert abs(std - sigma) < Z * sigma / np.sqrt(2 * n), (g, std, sigma)
+            checked += 1
+    assert checked >= 5
+
+
+def test_sonos_spread_widens_with_time(rng):
+    d = SONOS()
+    i = np.float32([400.0])
+    s0, s1, s5 = (float(d.programming_sigma(i, t * 86400)[0]) for t in (0, 1, 5))
+    assert s0 < s1 < s5
+    w = np.full((200, 50), 0.25, dtype=np.float32)
+    w[0, 0] = 1.0  # sets Wmax: the other cells target G+ = 400 nA
+    c = cfg(nonideal={"read_noise": False, "clip_conductance": False, "drift_time": 86400.0})
+    pc = Crossbar(w, None, d, c).program(rng, trials=4)
+    dev = pc.states[0][:, 1:, :]
+    dev = dev - dev.mean()
+    n = dev.size
+    # the drift polynomial's slope (~ -0.02 at 400 nA) shrinks the spread by about 2%
+    assert abs(dev.std() - s1) < 0.03 * s1 + Z * s1 / np.sqrt(2 * n)
+
+
+def test_programming_error_is_per_trial_and_reproducible(rng):
+    w, b = layer(rng)
+    xb = Crossbar(w, b, ReRAM(), cfg(nonideal={"read_noise": False}))
+    a = xb.program(np.random.default_rng(7), trials=3).weights()
+    again = xb.program(np.random.default_rng(7), trials=3).weights()
+    np.testing.assert_array_equal(a, again)
+    assert not np.allclose(a[0], a[1])
+
+
+# -- read noise -------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", [SONOS(), GenericDevice(sigma_prog=0.0, sigma_read=0.03),
+                                    ReRAM(sigma_read=0.02)])
+@pytest.mark.parametrize("bias", ["row", "digital"])
+def test_read_noise_std_in_output_space(rng, device, bias):
+    w, b = layer(rng, 80, 6)
+    x = rng.random(80, dtype=np.float32)
+    xb = Crossbar(w, b, device, cfg(mapping={"bias": bias, "tile_rows": 50}))
+    pc = xb.program(rng)
+    reads, per_call = 150, 40
+    ys = np.concatenate([pc.read(np.broadcast_to(x, (per_call, 80)), rng)[0] for _ in range(reads)])
+    # expected: sqrt(sum_i x_i^2 sum_cells s_cell^2), in weight units
+    var_w = sum(np.square(device.read_sigma(s[0]).astype(np.float64)) for s in pc.states)
+    var_w *= xb.current_to_weight**2
+    drive = np.square(np.append(x, 1.0) if xb.bias_row else x).astype(np.float64)
+    expected = np.sqrt(drive @ var_w)
+    n = ys.shape[0]
+    np.testing.assert_array_less(np.abs(ys.std(axis=0) - expected), Z * expected / np.sqrt(2 * n))
+    # the mean is the programmed (noise-free) read
+    clean = pc.read(x[None], None)[0, 0]
+    np.testing.assert_array_less(np.abs(ys.mean(axis=0) - clean), Z * expected / np.sqrt(n))
+
+
+def test_read_noise_differs_between_reads_programming_error_does_not(rng):
+    w, b = layer(rng)
+    x = rng.random((5, w.shape[0]), dtype=np.float32)
+    both = Crossbar(w, b, SONOS(), CrossbarConfig()).program(rng)
+    assert not np.array_equal(both.read(x, rng), both.read(x, rng))
+    prog_only = Crossbar(w, b, SONOS(), cfg(nonideal={"read_noise": False}))
+    pc = prog_only.program(rng)
+    np.testing.assert_array_equal(pc.read(x, rng), pc.read(x, rng))
+    assert not np.array_equal(pc.read(x, rng), prog_only.program(rng).read(x, rng))
+
+
+def test_trials_axis_broadcasts(rng):
+    w, b = layer(rng)
+    xb = Crossbar(w, b, ReRAM(), cfg(nonideal={"read_noise": False}))
+    pc = xb.program(rng, trials=3)
+    x = rng.random((7, w.shape[0]), dtype=np.float32)
+    y1 = pc.read(x[None], rng)
+    yk = pc.read(np.stack([x] * 3), rng)
+    assert y1.shape == yk.shape == (3, 7, w.shape[1])
+    np.testing.assert_allclose(y1, yk, rtol=1e-6, atol=1e-5)
+    wk = pc.weights()
+    for k in range(3):
+        np.testing.assert_allclose(y1[k], x @ wk[k, :-1] + wk[k, -1], rtol=1e-5, atol=1e-4)
+    with pytest.raises(ConfigError):
+        pc.read(np.stack([x] * 2), rng)
+    with pytest.raises(ConfigError):
+        pc.read(x[:, :5], rng)
+
+
+# -- the seed's equivalence -------------------------------------------------------------------
+@pytest.mark.parametrize("scheme", ["differential", "offset"])
+def test_synaptic_noise_per_weight_std_is_exact(rng, scheme):
+    w, _ = layer(rng, 90, 30)
+    dev = SynapticNoise(sigma_syn=0.025)
+    xb = Crossbar(w, None, dev, cfg(mapping={"scheme": scheme}))
+    pc = xb.program(rng, trials=40)
+    dw = (pc.weights() - xb.target_weights()[None]).astype(np.float64)
+    expected = 0.025 * xb.weight_range
+    assert abs(dw.std() - expected) < Z * expected / np.sqrt(2 * dw.size)
+    assert abs(dw.mean()) < Z * expected / np.sqrt(dw.size)
+    cell = (pc.states[0] - xb.targets[0][None]).std()
+    per_cell = np.sqrt(2) if scheme == "differential" else 1.0
+    assert abs(cell - per_cell * 0.025 * dev.g_range) < Z * per_cell * 0.025 / np.sqrt(2 * dw.size)
+
+
+def test_seed_equivalence_sigma_neu(rng):
+    """sigma_neu = sigma_syn (Wmax - Wmin) sqrt(n) gamma_act, over Monte Carlo programmings."""
+    n, m, trials = 100, 8, 4000
+    w = rng.normal(size=(n, m)).astype(np.float32)
+    x = rng.random(n, dtype=np.float32)
+    xb = Crossbar(w, None, SynapticNoise(sigma_syn=0.025))
+    y = xb.program(rng, trials=trials).read(x[None, None], rng)[:, 0, :]  # (trials, m)
+    gamma = np.sqrt(np.mean(np.square(x.astype(np.float64))))
+    expected = 0.025 * xb.weight_range * np.sqrt(n) * gamma
+    np.testing.assert_array_less(np.abs(y.std(axis=0) - expected), Z * expected / np.sqrt(2 * trials))
+
+
+def test_synaptic_resample_is_read_noise(rng):
+    w, _ = layer(rng, 50, 4)
+    x = rng.random((1, 50), dtype=np.float32)
+    xb = Crossbar(w, None, SynapticNoise(sigma_syn=0.05, resample=True))
+    pc = xb.program(rng)
+    np.testing.assert_array_equal(pc.weights(), xb.target_weights()[None])
+    ys = np.concatenate([pc.read(np.repeat(x, 500, axis=0), rng)[0] for _ in range(4)])
+    expected = 0.05 * xb.weight_range * np.sqrt(np.sum(np.square(x, dtype=np.float64)))
+    n = ys.shape[0]
+    np.testing.assert_array_less(np.abs(ys.std(axis=0) - expected), Z * expected / np.sqrt(2 * n))
+
+
+# -- drift and faults -------------------------------------------------------------------------
+def test_power_law_drift(rng):
+    w, b = layer(rng)
+    c = cfg(nonideal={"programming_error": False, "read_noise": False, "drift_time": 1000.0,
+                      "drift_model": "power-law", "drift_nu": 0.1, "drift_t0": 1.0})
+    xb = Crossbar(w, b, ReRAM(), c)
+    pc = xb.program(rng)
+    for t, s in zip(xb.targets, pc.states):
+        np.testing.assert_allclose(s[0], t * 1000.0**-0.1, rtol=1e-5)
+
+
+def test_power_law_drift_spread(rng):
+    w = np.ones((100, 100), dtype=np.float32)
+    c = cfg(nonideal={"programming_error": False, "read_noise": False, "drift_time": 1e4,
+                      "drift_model": "power-law", "drift_nu": 0.05, "drift_nu_sigma": 0.01})
+    pc = Crossbar(w, None, ReRAM(), c).program(rng)
+    nu = -np.log(pc.states[0] / 225.0) / np.log(1e4)
+    assert abs(nu.mean() - 0.05) < Z * 0.01 / np.sqrt(nu.size)
+    assert abs(nu.std() - 0.01) < Z * 0.01 / np.sqrt(2 * nu.size)
+
+
+def test_sonos_device_drift_mean_shift(rng):
+    w = np.full((10, 10), 0.5, dtype=np.float32)
+    w[0, 0] = 1.0  # sets Wmax: the other cells target G+ = 800 nA
+    c = cfg(nonideal={"programming_error": False, "read_noise": False, "drift_time": 86400.0})
+    pc = Crossbar(w, None, SONOS(), c).program(rng)
+    # day-1 polynomial of Agrawal et al. (IEDM 2022) at 800 nA, evaluated by hand: -24.85 nA
+    np.testing.assert_allclose(pc.states[0][0, 1:], 800.0 - 24.85, atol=0.02)
+    with pytest.raises(ConfigError, match="0-5 days"):
+        Crossbar(w, None, SONOS(), cfg(nonideal={"drift_time": 6 * 86400.0})).program(rng)
+
+
+def test_stuck_at_fractions(rng):
+    w = rng.normal(size=(200, 100)).astype(np.float32)
+    c = cfg(nonideal={"programming_error": False, "read_noise": False,
+                      "stuck_at_gmin": 0.1, "stuck_at_gmax": 0.05})
+    dev = ReRAM()
+    xb = Crossbar(w, None, dev, c)
+    pc = xb.program(rng, trials=2)
+    s = pc.states[0]
+    free = xb.targets[0][None] != dev.g_max  # cells whose target is not already Gmax
+    at_max = np.mean(s[np.broadcast_to(free, s.shape)] == np.float32(dev.g_max))
+    n = s.size
+    assert abs(at_max - 0.05) < Z * np.sqrt(0.05 * 0.95 / (n / 2))
+    positive = xb.targets[0][None] > dev.g_min
+    at_min = np.mean(s[np.broadcast_to(positive, s.shape)] == np.float32(dev.g_min))
+    assert abs(at_min - 0.1) < Z * np.sqrt(0.1 * 0.9 / (n / 2))
+
+
+# -- converters -------------------------------------------------------------------------------
+def test_adc_and_dac_quantisation(rng):
+    w, b = layer(rng)
+    x = rng.random((64, w.shape[0]), dtype=np.float32)
+    ref = x @ w + b
+    c = ideal_cfg()
+    c.converters.adc_bits = 6
+    xb = Crossbar(w, b, IdealDevice(), c)
+    pc = xb.program(rng)
+    with pytest.raises(ConfigError, match="calibrate"):
+        pc.read(x, rng)
+    xb.calibrate(x)
+    y = pc.read(x, rng)[0]
+    step = 2 * xb.adc_range / (2**6 - 1)
+    assert np.abs(y - ref).max() <= step / 2 + 1e-4
+    assert len(np.unique(y)) <= 2**6
+    c2 = ideal_cfg()
+    c2.converters.dac_bits = 4
+    xd = Crossbar(w, b, IdealDevice(), c2)
+    xd.calibrate(x)
+    yd = xd.program(rng).read(x, rng)[0]
+    xq = np.round(x / (xd.dac_range / 15)) * (xd.dac_range / 15)
+    np.testing.assert_allclose(yd, xq @ w + b, rtol=1e-5, atol=1e-4)
+
+
+# -- speed-critical helpers and memory --------------------------------------------------------
+def test_standard_normal_moments_and_reproducibility():
+    z = standard_normal(np.random.default_rng(3), (1000, 401)).astype(np.float64)
+    n = z.size
+    assert z.dtype == np.float64 and np.isfinite(z).all()
+    assert abs(z.mean()) < Z / np.sqrt(n)
+    assert abs(z.std() - 1) < Z / np.sqrt(2 * n)
+    assert abs(np.mean(z**4) - 3) < Z * np.sqrt(96 / n)  # var of z^4 is 105 - 9 = 96
+    assert abs(np.mean(np.abs(z) > 2) - 0.0455) < Z * np.sqrt(0.0455 * 0.9545 / n)
+    a = standard_normal(np.random.default_rng(9), 7)
+    np.testing.assert_array_equal(a, standard_normal(np.random.default_rng(9), (7,)))
+    assert a.dtype == np.float32
+
+
+def test_read_memory_does_not_scale_with_batch_rows_cols(rng):
+    n_in, n_out, batch = 512, 256, 2000
+    w = rng.normal(size=(n_in, n_out)).astype(np.float32)
+    pc = Crossbar(w, None, SONOS()).program(rng)  # state-dependent: the x**2 matmul path
+    x = rng.random((1, batch, n_in), dtype=np.float32)
+    tracemalloc.start()
+    pc.read(x, rng)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    io_bytes = batch * (n_in + n_out) * 4
+    assert peak < 6 * io_bytes  # a few input/output-sized temporaries
+    assert peak < batch * n_in * n_out * 4 / 50
+
+
+# -- configuration errors ---------------------------------------------------------------------
+@pytest.mark.parametrize("section, data", [
+    ("mapping", {"tile_rows": 0}),
+    ("mapping", {"tile_cols": 0}),
+    ("mapping", {"scheme": "triple"}),
+    ("mapping", {"clip_percentile": 20}),
+    ("nonideal", {"drift_time": -1}),
+    ("nonideal", {"drift_model": "linear"}),
+    ("nonideal", {"drift_nu": -0.1}),
+    ("nonideal", {"stuck_at_gmin": 1.5}),
+    ("converters", {"adc_bits": 0}),
+])
+def test_bad_crossbar_config_fails_with_one_line(section, data):
+    with pytest.raises(ConfigError) as exc:
+        CrossbarConfig.from_dict({section: data})
+    assert "\n" not in str(exc.value)
+
+
+def test_bad_weights_fail(rng):
+    with pytest.raises(ConfigError):
+        Crossbar(np.ones(3), None, IdealDevice())
+    with pytest.raises(ConfigError):
+        Crossbar(np.full((3, 2), np.nan), None, IdealDevice())
+    with pytest.raises(ConfigError):
+        Crossbar(np.ones((3, 2)), np.ones(3), IdealDevice())
+    with pytest.raises(ConfigError):
+        Crossbar(np.ones((3, 2)), None, "reram")
+    with pytest.raises(ConfigError):
+        Crossbar(np.ones((3, 2)), None, IdealDevice()).program(rng, trials=0)
+
+
+def test_nonideality_config_round_trip():
+    c = CrossbarConfig.preset("converters-8bit")
+    c.nonideal = NonIdealityConfig(drift_model="power-law", drift_time=10.0)
+    assert CrossbarConfig.from_dict(c.to_dict()) == c

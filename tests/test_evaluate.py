@@ -1,0 +1,150 @@
+"""Monte Carlo accuracy: agreement with Keras, reproducibility, trial independence, statistics."""
+
+import keras
+import numpy as np
+import pytest
+
+from nvmkit.analog import deploy
+from nvmkit.crossbar_config import CrossbarConfig
+from nvmkit.errors import ConfigError
+from nvmkit.evaluate import MEMORY_BUDGET, AccuracyResult, auto_batch_size, digital_accuracy, monte_carlo
+from nvmkit.noise import NoiseInjector
+
+from test_analog import IDEAL, NOCLIP, Ideal, ProgOnly, randomize
+
+L = keras.layers
+N = 300
+
+
+class Both(ProgOnly):
+    """Programming error and read noise."""
+
+    name = "test-both"
+
+    def read_sigma(self, g):
+        return np.full_like(g, self.frac * self.g_range)
+
+
+class AddNoise(NoiseInjector):
+    """Additive Gaussian pixel noise, clipped to [0, 1]."""
+
+    name = "test-add"
+
+    def __init__(self, sigma=0.3):
+        self.sigma = sigma
+
+    def apply(self, x, rng):
+        return np.clip(x + rng.normal(0, self.sigma, x.shape), 0, 1).astype("f4")
+
+
+def prepare(images):  # (N, 6, 6) -> 4 time steps of 9 pixels, as the RNN mapper does
+    return images.reshape(len(images), 4, 9)
+
+
+@pytest.fixture(scope="module")
+def rnn_task():
+    model = randomize(keras.Sequential([
+        keras.Input((4, 9)), L.SimpleRNN(8, activation="relu"), L.Dense(3), L.Activation("softmax")]), 2)
+    # inputs in [0, 1] all share a positive mean that would swamp random weights: centre the
+    # weights so decisions depend on the pixels' deviations and all classes occur
+    k, r, b, w, c = model.get_weights()
+    model.set_weights([k - k.mean(0), r / 2, 0 * b, w - w.mean(1, keepdims=True), 0 * c])
+    rng = np.random.default_rng(1)
+    x = rng.random((N, 6, 6)).astype("f4")
+    # labels the clean model gets right two times in three: room to fall and to rise
+    y = model.predict(prepare(x), verbose=0).argmax(axis=1)
+    y[::3] = rng.integers(0, 3, len(y[::3]))
+    return model, x, y
+
+
+def test_ideal_device_matches_keras_accuracy(rnn_task):
+    model, x, y = rnn_task
+    ref = digital_accuracy(model, prepare(x), y)
+    assert 0.6 < ref < 0.95
+    res = monte_carlo(deploy(model, Ideal(), IDEAL), x, y, trials=3, seed=0, prepare=prepare,
+                      batch_size=64)
+    assert res.mean == ref and res.std == 0 and res.per_trial == [ref] * 3
+    assert (res.trials, res.n_test) == (3, N)
+    onehot = monte_carlo(deploy(model, Ideal(), IDEAL), x, np.eye(3)[y], trials=1, seed=0,
+                         prepare=prepare)
+    assert onehot.mean == ref and np.isnan(onehot.ci95[0]) and onehot.std == 0
+
+
+def test_reproducible_under_seed_and_ci_contains_mean(rnn_task):
+    model, x, y = rnn_task
+    net = deploy(model, Both(0.05), NOCLIP)
+    run = lambda seed: monte_carlo(net, x, y, trials=5, seed=seed, injector=AddNoise(),  # noqa: E731
+                                   prepare=prepare, batch_size=128)
+    a, b, c = run(7), run(7), run(8)
+    assert a.per_trial == b.per_trial and a.to_dict() == b.to_dict()
+    assert a.per_trial != c.per_trial
+    assert len(set(a.per_trial)) > 1  # trials differ
+    lo, hi = a.ci95
+    assert lo < a.mean < hi
+    t_975_4dof = 2.7764451  # Student t quantile, 4 degrees of freedom
+    assert hi - lo == pytest.approx(2 * t_975_4dof * a.std / np.sqrt(5), rel=1e-6)
+    assert a.mean == pytest.approx(np.mean(a.per_trial))
+    assert a.std == pytest.approx(np.std(a.per_trial, ddof=1))
+
+
+def test_noise_lowers_accuracy(rnn_task):
+    model, x, y = rnn_task
+    ref = digital_accuracy(model, prepare(x), y)
+    clean = deploy(model, Ideal(), IDEAL)
+    ext = monte_carlo(clean, x, y, trials=4, seed=0, injector=AddNoise(0.5), prepare=prepare)
+    internal = monte_carlo(deploy(model, Both(0.2), NOCLIP), x, y, trials=4, seed=0,
+                           prepare=prepare)
+    # with N=300 a trial's accuracy has binomial std <= 0.03: a drop of 0.1 is well outside it
+    assert ext.mean < ref - 0.1 and internal.mean < ref - 0.1
+    assert len(set(ext.per_trial)) > 1  # fresh test-set noise in each trial
+
+
+def test_trial_k_does_not_depend_on_trial_count(rnn_task):
+    # programming error and test-set noise come from per-trial streams; no read noise here
+    model, x, y = rnn_task
+    net = deploy(model, ProgOnly(0.1), NOCLIP)
+    run = lambda k, bs: monte_carlo(net, x, y, trials=k, seed=3, injector=AddNoise(),  # noqa: E731
+                                    prepare=prepare, batch_size=bs)
+    two, three = run(2, 1000), run(3, 1000)
+    assert two.per_trial == three.per_trial[:2]
+    assert len(set(three.per_trial)) > 1
+    no_noise = lambda bs: monte_carlo(net, x, y, trials=3, seed=3, prepare=prepare,  # noqa: E731
+                                      batch_size=bs)
+    assert no_noise(7).per_trial == no_noise(1000).per_trial  # batching changes nothing
+
+
+def test_batch_bounded_by_memory():
+    m = randomize(keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(16, 3, padding="same"),
+                                    L.Flatten(), L.Dense(2)]), 2)
+    net = deploy(m, Ideal(), IDEAL)
+    assert net.largest_activation() == 8 * 8 * 16
+    bs = auto_batch_size(net, trials=10, n_test=10**9)
+    assert bs == MEMORY_BUDGET // (4 * 10 * 8 * 8 * 16)
+    assert auto_batch_size(net, trials=10, n_test=10**9, limit=100) == 100
+    assert auto_batch_size(net, trials=10, n_test=50, limit=100) == 50
+
+
+def test_converters_calibrated_automatically(rnn_task):
+    model, x, y = rnn_task
+    cfg = CrossbarConfig.from_dict({**IDEAL.to_dict(), "converters": {"dac_bits": 8, "adc_bits": 8}})
+    net = deploy(model, Ideal(), cfg)
+    res = monte_carlo(net, x, y, trials=2, seed=0, prepare=prepare)
+    assert not net.needs_calibration()
+    assert abs(res.mean - digital_accuracy(model, prepare(x), y)) < 0.05
+
+
+def test_bad_arguments():
+    m = randomize(keras.Sequential([keras.Input((3,)), L.Dense(2)]), 3)
+    net = deploy(m, Ideal(), IDEAL)
+    x = np.zeros((4, 3), "f4")
+    with pytest.raises(ConfigError, match="trials"):
+        monte_carlo(net, x, np.zeros(4), trials=0, seed=0)
+    with pytest.raises(ConfigError, match="labels"):
+        monte_carlo(net, x, np.zeros(3), trials=1, seed=0)
+
+
+def test_result_round_trip():
+    r = AccuracyResult.from_trials([0.9, 0.92, 0.91], n_test=100)
+    d = r.to_dict()
+    assert d["ci95"][0] < d["mean"] < d["ci95"][1] and d["ci_method"] == "student-t"
+    assert "91.00%" in str(r)

@@ -1,0 +1,290 @@
+"""Sweeps: experiment files, the results database, resume after SIGKILL, results/plot CLI, Dask."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import sweep_fake
+from nvmkit.errors import ConfigError
+from nvmkit.experiment import load_experiment, parse_experiment, point_key
+from nvmkit.plots import pareto_front, plot_all
+from nvmkit.resultsdb import ResultsDB
+from nvmkit.sweep import RUNNER_ENV, run_sweep
+
+TESTS = Path(__file__).parent
+FAKE = "sweep_fake:run"
+
+GRID = """
+[experiment]
+name = "t"
+[base]
+trials = 3
+dataset.source = "sample"
+[grid]
+"network.name" = ["mlp", "rnn"]
+noise = ["gaussian:0.1", "gaussian:0.3", "speckle:0.2"]
+"training.sigma_neu" = [0.0, 0.1]
+"""
+
+
+def _app() -> typer.Typer:
+    from nvmkit.cli_sweep import register
+
+    app = typer.Typer(pretty_exceptions_enable=False)
+    register(app)
+    return app
+
+
+def _write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _fake_rows(tmp_path: Path, text: str = GRID) -> tuple[Path, list]:
+    points = parse_experiment(text, "exp.toml").points()
+    db_path = tmp_path / "fake.db"
+    with ResultsDB(db_path) as db:
+        summary = run_sweep(points, db, workers=1, runner=FAKE, experiment="t")
+    assert summary.inserted == len(points) and not summary.failed
+    return db_path, points
+
+
+# -- experiment expansion ----------------------------------------------------------------------------
+def test_grid_expands_to_the_product_and_shares_models_across_test_time_keys():
+    points = parse_experiment(GRID, "exp.toml").points()
+    assert len(points) == 2 * 3 * 2
+    assert len({p.key for p in points}) == 12
+    # test-set noise does not change the trained model; network and sigma_neu do
+    assert len({p.model_key for p in points}) == 4
+    p = points[0]
+    assert p.assignments == {"network.name": "mlp", "noise": "gaussian:0.1", "training.sigma_neu": 0.0}
+    assert p.config["network"]["name"] == "mlp" and p.config["trials"] == 3
+    assert p.resolved["noise"] == {"name": "gaussian", "params": p.resolved["noise"]["params"]}
+    assert p.resolved["training"]["epochs"] >= 1  # the network's default, filled in
+
+
+def test_points_cross_the_grid_and_nested_tables_equal_dotted_keys():
+    text = """
+    [base]
+    dataset.source = "sample"
+    [[points]]
+    network = {name = "rnn", params = {time_steps = 7}}
+    [[points]]
+    "network.name" = "mlp"
+    [grid]
+    device.params.sigma_syn = [0.0, 0.05]
+    """
+    points = parse_experiment(textwrap.dedent(text), "exp.toml").points()
+    assert len(points) == 4
+    assert points[0].resolved["network"]["params"]["time_steps"] == 7
+    assert [p.resolved["device"]["params"]["sigma_syn"] for p in points] == [0.0, 0.05, 0.0, 0.05]
+    assert points[0].resolved["device"]["name"] == "synaptic"  # the base's default device keeps its name
+
+
+def test_point_key_ignores_output_cache_flag_and_data_location_but_not_seed():
+    points = parse_experiment(GRID, "exp.toml").points()
+    r = points[0].resolved
+    moved = json.loads(json.dumps(r))
+    moved["training"]["use_cache"] = False
+    moved["output"] = "x.json"
+    assert point_key(moved) == point_key(r)
+    reseeded = json.loads(json.dumps(r))
+    reseeded["seed"] = 1
+    assert point_key(reseeded) != point_key(r)
+
+
+def test_duplicate_points_collapse_to_one():
+    text = """
+    [base]
+    dataset.source = "sample"
+    [grid]
+    noise = ["none", "gaussian:0.1"]
+    trials = [5, 5]
+    """
+    assert len(parse_experiment(textwrap.dedent(text), "exp.toml").points()) == 2
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[grid]\n"training.epoch" = [1, 2]\n', ["[grid]", "training.epoch", "did you mean 'training.epochs'"]),
+    ("[grid]\ntraining.epoch = [1]\n", ["[grid]", "training.epoch", "training.epochs"]),
+    ("[base]\ntrails = 3\n", ["[base]", "trails", "valid keys"]),
+    ("[bse]\ntrials = 3\n", ["[bse]", "did you mean 'base'"]),
+    ("[grid]\ntrials = 3\n", ["[grid]", "trials", "write trials = [3]"]),
+    ('[grid]\n"device.params.sigma_syn" = [0.0, -0.1]\n', ["[grid] device.params.sigma_syn = -0.1", ">= 0"]),
+    ('[grid]\n"device.params.sigmaa" = [0.1]\n', ["device.params.sigmaa", "valid parameters", "sigma_syn"]),
+    ('[grid]\n"network.name" = ["mlp", "lstm"]\n', ["network.name = lstm", "known networks"]),
+    ('[grid]\n"noise.level" = [0.1]\n', ["noise.level", "noise is a value"]),
+    ('[grid]\n"device.name" = ["synaptic", "reram"]\n"device.params.sigma_syn" = [0.1]\n',
+     ["point 2 of 2", "device.name=reram", "'reram' has no parameter 'sigma_syn'"]),
+    ('[base]\noutput = "x.json"\n', ["output"]),
+])
+def test_bad_experiments_name_file_key_and_fix(tmp_path, text, expected):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_experiment(path).points()
+    msg = str(exc.value)
+    assert msg.startswith(str(path)) and "\n" not in msg
+    for part in expected:
+        assert part in msg, (part, msg)
+
+
+def test_invalid_experiment_stops_the_cli_before_anything_runs(tmp_path, monkeypatch):
+    log = tmp_path / "runs.log"
+    monkeypatch.setenv(RUNNER_ENV, FAKE)
+    monkeypatch.setenv("SWEEP_FAKE_LOG", str(log))
+    path = _write(tmp_path, GRID + '"device.params.sigma_syn" = [0.0, -1.0]\n')
+    res = CliRunner().invoke(_app(), ["sweep", str(path), "--db", str(tmp_path / "r.db"), "--workers", "1"])
+    assert res.exit_code == 2
+    assert "sigma_syn = -1.0" in res.output and str(path) in res.output
+    assert not log.exists()  # not one point ran
+
+
+# -- database and resume ----------------------------------------------------------------------------
+def test_db_rows_are_unique_per_key_and_filterable(tmp_path):
+    db_path, points = _fake_rows(tmp_path)
+    with ResultsDB(db_path) as db:
+        assert db.count() == 12
+        row = db.rows()[0]
+        assert not db.insert(row["key"], {"config": row["config"], "accuracy": row["accuracy"]})
+        assert db.count() == 12
+        assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert len(db.rows(["network=rnn"])) == 6
+        assert len(db.rows(["network=rnn", "noise_level>0.25"])) == 2
+        assert len(db.rows(["noise=speckle", "training.sigma_neu=0.1"])) == 2
+        assert len(db.rows(["sigma_neu=none"])) == 0  # resolved: 0.0 was given explicitly
+        assert {r["noise_level"] for r in db.rows(["noise=gaussian"])} == {0.1, 0.3}
+        r = db.rows(["network=mlp", "noise=gaussian", "noise_level=0.1", "sigma_neu=0"])[0]
+        assert r["acc_both_mean"] == pytest.approx(r["accuracy"]["both"]["mean"])
+        assert r["energy_total_j"] == pytest.approx(4.2e-9) and r["sample"] is True
+        with pytest.raises(ConfigError, match="unknown filter key 'netwrk'"):
+            db.rows(["netwrk=rnn"])
+        with pytest.raises(ConfigError, match="KEY=VALUE"):
+            db.rows(["network"])
+
+
+def test_sweep_killed_with_sigkill_resumes_with_exactly_one_row_per_point(tmp_path, monkeypatch):
+    exp_path = _write(tmp_path, GRID)
+    points = load_experiment(exp_path).points()
+    n = len(points)
+    (tmp_path / "points.pkl").write_bytes(pickle.dumps(points))
+    db_path, log = tmp_path / "r.db", tmp_path / "runs.log"
+    env = dict(os.environ, SWEEP_FAKE_LOG=str(log), SWEEP_FAKE_SLEEP="0.3",
+               PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    script = ("import pickle, sys; from nvmkit.resultsdb import ResultsDB; from nvmkit.sweep import run_sweep; "
+              "run_sweep(pickle.load(open(sys.argv[1], 'rb')), ResultsDB(sys.argv[2]), workers=1, "
+              f"runner={FAKE!r})")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "points.pkl"), str(db_path)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if db_path.exists():
+                with sqlite3.connect(db_path, timeout=5) as conn:
+                    try:
+                        if conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] >= n // 2:
+                            break
+                    except sqlite3.OperationalError:  # table not created yet
+                        pass
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    with ResultsDB(db_path) as db:
+        killed_at = db.count()
+    assert n // 2 <= killed_at < n
+
+    monkeypatch.setenv(RUNNER_ENV, FAKE)
+    monkeypatch.setenv("SWEEP_FAKE_LOG", str(log))
+    res = CliRunner().invoke(_app(), ["sweep", str(exp_path), "--db", str(db_path), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert f"{killed_at} already in" in res.output
+    with ResultsDB(db_path) as db:
+        keys = [r["key"] for r in db.rows()]
+    assert sorted(keys) == sorted(p.key for p in points)  # every point once, none twice
+    started = log.read_text().split()
+    # each point ran once, except at most the one in flight when the sweep was killed
+    assert n <= len(started) <= n + 1
+
+
+def test_local_pool_writes_the_same_rows_as_sequential(tmp_path):
+    points = parse_experiment(GRID, "exp.toml").points()[:4]
+    rows = {}
+    for workers in (1, 2):
+        with ResultsDB(tmp_path / f"w{workers}.db") as db:
+            run_sweep(points, db, workers=workers, runner=FAKE)
+            rows[workers] = {r["key"]: r["accuracy"] for r in db.rows()}
+    assert rows[1] == rows[2] and len(rows[1]) == 4
+
+
+# -- results and plots ------------------------------------------------------------------------------
+def test_results_cli_prints_table_csv_and_json(tmp_path):
+    db_path, points = _fake_rows(tmp_path)
+    runner = CliRunner()
+    table = runner.invoke(_app(), ["results", "--db", str(db_path), "--filter", "network=rnn"])
+    assert table.exit_code == 0, table.output
+    assert "6 rows" in table.output and "network=rnn" in table.output  # constant column -> caption
+    out = runner.invoke(_app(), ["results", "--db", str(db_path), "--csv"])
+    recs = list(csv.DictReader(io.StringIO(out.output)))
+    assert len(recs) == 12 and {"key", "network", "noise_level", "acc_both_mean", "energy_total_j"} <= set(recs[0])
+    assert {r["network"] for r in recs} == {"mlp", "rnn"}
+    js = json.loads(runner.invoke(_app(), ["results", "--db", str(db_path), "--json", "--filter", "noise=speckle"]).output)
+    assert len(js) == 4 and all(r["config"]["noise"]["name"] == "speckle" for r in js)
+    bad = runner.invoke(_app(), ["results", "--db", str(tmp_path / "missing.db")])
+    assert bad.exit_code == 2 and "no results database" in bad.output
+
+
+def test_plots_are_written_as_png_and_svg(tmp_path):
+    db_path, _ = _fake_rows(tmp_path)
+    res = CliRunner().invoke(_app(), ["plot", "--db", str(db_path), "--out", str(tmp_path / "plots")])
+    assert res.exit_code == 0, res.output
+    files = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert files == ["accuracy_mnist__sample_both.png", "accuracy_mnist__sample_both.svg", "energy.png",
+                     "energy.svg", "pareto_internal.png", "pareto_internal.svg"]
+    for f in (tmp_path / "plots").iterdir():
+        head = f.read_bytes()[:200]
+        assert head.startswith(b"\x89PNG") if f.suffix == ".png" else b"<svg" in f.read_bytes()[:2000]
+    with ResultsDB(db_path) as db:
+        assert plot_all(db.rows(["noise=none"]), tmp_path / "none", ["accuracy"]) == []
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    energy = [1.0, 2.0, 3.0, 4.0, 0.5, 2.0]
+    acc = [0.90, 0.85, 0.95, 0.94, 0.80, 0.97]
+    assert pareto_front(energy, acc) == [4, 0, 5]
+
+
+# -- Dask -----------------------------------------------------------------------------------------------
+def test_dask_cluster_gives_the_same_rows_as_the_local_executor(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    points = parse_experiment(GRID, "exp.toml").points()
+    with ResultsDB(tmp_path / "local.db") as db:
+        run_sweep(points, db, workers=1, runner=FAKE)
+        local = {r["key"]: (r["accuracy"], r["energy_total_j"]) for r in db.rows()}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=True) as cluster:
+        with ResultsDB(tmp_path / "dask.db") as db:
+            summary = run_sweep(points, db, executor="dask", scheduler=cluster.scheduler_address, runner=FAKE)
+            assert summary.inserted == len(points) and not summary.failed
+            dask_rows = {r["key"]: (r["accuracy"], r["energy_total_j"]) for r in db.rows()}
+            # resumable alike: a second run finds every point done
+            assert run_sweep(points, db, executor="dask", scheduler=cluster.scheduler_address,
+                             runner=FAKE).ran == 0
+    assert dask_rows == local
