@@ -107,7 +107,10 @@ def check_all(kind: str | None = None, registry: Registry | None = None) -> list
 
 
 def check_class(cls: type, kind: str | None = None, registry: Registry | None = None) -> list[CheckResult]:
-    """Check a plugin class directly, registered or not (useful in a plugin's own tests)."""
+    """Check a plugin class directly, registered or not (useful in a plugin's own tests).
+
+    With a ``registry``, a device is also priced by every energy estimator registered there.
+    """
     kind = kind or getattr(cls, "kind", None)
     if kind not in BASES:
         raise ConfigError(f"cannot check {cls!r}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -400,10 +403,15 @@ def _check_noise_output(inj, _reg):
 def _check_noise_seed(inj, _reg):
     x = _images()
     outs = []
-    for global_seed in (1, 2):  # scramble the global generators: a plugin using them is caught
-        np.random.seed(global_seed)
-        random.seed(global_seed)
-        outs.append(inj.apply(x, np.random.default_rng(11)))
+    saved = np.random.get_state(), random.getstate()
+    try:
+        for global_seed in (1, 2):  # scramble the global generators: a plugin using them is caught
+            np.random.seed(global_seed)
+            random.seed(global_seed)
+            outs.append(inj.apply(x, np.random.default_rng(11)))
+    finally:  # the host process's global generators are not ours to change
+        np.random.set_state(saved[0])
+        random.setstate(saved[1])
     _require(np.array_equal(outs[0], outs[1]), "same Generator seed gave different outputs: draw every "
                                                "random number from the rng argument, not np.random/random")
     other = inj.apply(x, np.random.default_rng(12))

@@ -125,7 +125,7 @@ class Crossbar:
         # the weight's std is exactly sigma * (Wmax - Wmin) / g_range for either scheme.
         self.sigma_scale = (
             self.weight_range / (float(g_rng) * self.current_to_weight * math.sqrt(len(targets)))
-            if False else 1.0
+            if d.sigma_per_weight else 1.0
         )
         self.row_blocks = [(r, min(r + m.tile_rows, self.rows)) for r in range(0, self.rows, m.tile_rows)]
         self.dac_range: float | None = self.config.converters.dac_range

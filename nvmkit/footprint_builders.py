@@ -39,6 +39,14 @@ def tile_shapes(rows: int, cols: int, tile_rows: int = TILE_ROWS,
                  for r in range(0, rows, tile_rows) for c in range(0, cols, tile_cols))
 
 
+def _shape(name: str, shape: Sequence[int]) -> tuple[int, int, int]:
+    """(H, W, C) as Python ints (numpy integers and integral floats accepted)."""
+    vals = tuple(shape)
+    if len(vals) != 3:
+        raise ConfigError(f"{name}: input_shape must be (height, width, channels), got {shape!r}")
+    return tuple(check_int(name, "input_shape", int(v) if hasattr(v, "__index__") else v) for v in vals)
+
+
 def _bias_rows(bias: str) -> int:
     if bias not in ("row", "digital", "none"):
         raise ConfigError(f"bias must be 'row', 'digital' or 'none', got {bias!r}")
@@ -80,7 +88,7 @@ def conv_footprint(name: str, input_shape: Sequence[int], filters: int, *, kerne
                    devices_per_weight: int = 2, tile: tuple[int, int] = (TILE_ROWS, TILE_COLS)
                    ) -> LayerFootprint:
     """A Conv2D layer mapped kernel-wise: ``kernel^2 C_in (+1)`` x ``filters``, read per position."""
-    h, w, c = (check_int(name, "input_shape", v) for v in input_shape)
+    h, w, c = _shape(name, input_shape)
     filters, kernel = check_int(name, "filters", filters), check_int(name, "kernel", kernel)
     ho, wo = conv_output_hw((h, w), kernel, padding, check_int(name, "stride", stride))
     positions = ho * wo
@@ -93,7 +101,7 @@ def conv_footprint(name: str, input_shape: Sequence[int], filters: int, *, kerne
 
 def maxpool_footprint(name: str, input_shape: Sequence[int], pool: int = 2) -> LayerFootprint:
     """Max-pooling (Keras defaults: stride = pool, 'valid'): ``pool^2 - 1`` comparisons per output."""
-    h, w, c = (check_int(name, "input_shape", v) for v in input_shape)
+    h, w, c = _shape(name, input_shape)
     pool = check_int(name, "pool", pool)
     out = (h // pool, w // pool, c)
     if min(out) < 1:

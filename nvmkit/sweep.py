@@ -30,6 +30,7 @@ from .resultsdb import ResultsDB
 RUNNER_ENV = "NVMKIT_SWEEP_RUNNER"  # "module:function": a different point runner (tests use a fake)
 DEFAULT_RUNNER = "nvmkit.sweep:run_point"
 EXECUTORS = ("local", "dask")
+DASK_CONNECT_TIMEOUT = "10s"
 
 # Rough seconds per point when the database holds no history (first point of a network includes
 # training; on the embedded sample with the networks' default epochs, 2 cores).
@@ -232,7 +233,7 @@ def _run_dask(todo: list[Point], scheduler: str, spec, finish) -> None:
     except ImportError:  # pragma: no cover - a declared dependency
         raise ConfigError("the dask executor needs dask.distributed: pip install 'dask[distributed]'") from None
     try:
-        client = Client(scheduler, timeout="20s")
+        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({_one_line(exc)}); start one "
                           "with `dask scheduler` and workers with `dask worker ADDRESS`, or fix --scheduler") from None

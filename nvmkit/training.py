@@ -293,7 +293,8 @@ def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
         steps = cfg.epochs * math.ceil(len(x_train) * (1 - cfg.validation_split) / cfg.batch_size)
         rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps, 1))
     optimizer = keras.optimizers.get({"class_name": cfg.optimizer, "config": {"learning_rate": rate}})
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=False)
     advance = None
     if reporter is not None:
         advance = reporter.start_task(f"training {mapper.name} ({cfg.epochs} epochs)", cfg.epochs)

@@ -270,21 +270,51 @@ def test_pareto_front_keeps_only_undominated_points():
     assert pareto_front(energy, acc) == [4, 0, 5]
 
 
-# -- Dask -----------------------------------------------------------------------------------------------
+# -- Dask and the real pipeline -------------------------------------------------------------------------
+TINY = """
+[base]
+trials = 2
+seed = 3
+dataset.source = "sample"
+network.params.hidden = [32]
+training.epochs = 1
+[grid]
+noise = ["gaussian:0.2", "speckle:0.5"]
+"""
+
+
 def test_dask_cluster_gives_the_same_rows_as_the_local_executor(tmp_path, monkeypatch):
+    """The real pipeline, tiny: the local run trains the model into a shared cache, two Dask worker
+    processes load it and must reproduce every Monte Carlo accuracy of the same seed exactly."""
     distributed = pytest.importorskip("distributed")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    points = parse_experiment(GRID, "exp.toml").points()
+    monkeypatch.setenv("NVMKIT_CACHE_DIR", str(tmp_path / "models"))  # inherited by the workers
+    monkeypatch.delenv(RUNNER_ENV, raising=False)
+    points = parse_experiment(TINY, "tiny.toml").points()
     with ResultsDB(tmp_path / "local.db") as db:
-        run_sweep(points, db, workers=1, runner=FAKE)
-        local = {r["key"]: (r["accuracy"], r["energy_total_j"]) for r in db.rows()}
+        summary = run_sweep(points, db, workers=1)
+        assert not summary.failed, summary.failed[0].error
+        local_rows = db.rows()
+    r = local_rows[0]
+    assert r["sample"] is True and r["dataset"] == "mnist" and r["trials"] == 2 and r["seed"] == 3
+    assert r["energy_total_j"] > 0 and r["noise"] == "gaussian" and r["noise_level"] == 0.2
+    assert len(r["accuracy"]["both"]["per_trial"]) == 2 and 0.3 < r["acc_internal_mean"] <= 1
+    local = {x["key"]: (x["accuracy"], x["energy_total_j"]) for x in local_rows}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=True) as cluster:
         with ResultsDB(tmp_path / "dask.db") as db:
-            summary = run_sweep(points, db, executor="dask", scheduler=cluster.scheduler_address, runner=FAKE)
-            assert summary.inserted == len(points) and not summary.failed
-            dask_rows = {r["key"]: (r["accuracy"], r["energy_total_j"]) for r in db.rows()}
+            summary = run_sweep(points, db, executor="dask", scheduler=cluster.scheduler_address)
+            assert summary.inserted == len(points) and not summary.failed, summary.failed
+            dask_rows = {x["key"]: (x["accuracy"], x["energy_total_j"]) for x in db.rows()}
             # resumable alike: a second run finds every point done
-            assert run_sweep(points, db, executor="dask", scheduler=cluster.scheduler_address,
-                             runner=FAKE).ran == 0
+            assert run_sweep(points, db, executor="dask", scheduler=cluster.scheduler_address).ran == 0
     assert dask_rows == local
+
+
+def test_dask_without_a_reachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("nvmkit.sweep.DASK_CONNECT_TIMEOUT", "1s")
+    points = parse_experiment(GRID, "exp.toml").points()[:1]
+    with ResultsDB(tmp_path / "r.db") as db:
+        with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):
+            run_sweep(points, db, executor="dask", scheduler="tcp://127.0.0.1:9", runner=FAKE)
+        with pytest.raises(ConfigError, match="needs --scheduler"):
+            run_sweep(points, db, executor="dask", runner=FAKE)

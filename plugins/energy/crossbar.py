@@ -162,21 +162,18 @@ class CrossbarEnergy(EnergyEstimator):
         positions = fp.reads_per_inference
         if "input_shape" in ex:
             h, w = ex["input_shape"][:2]
-        elif list(ex.get("strides", [1, 1])) == [1, 1]:
-            if ex.get("padding") == "same":
-                h = w = None
-                pixels = positions  # stride 1 'same': as many positions as input pixels
-            else:
-                side = math.isqrt(positions)
-                if side * side != positions:
-                    raise ConfigError(f"layer '{fp.name}': cannot infer the input size of a non-square "
-                                      "output for conv_mapping='unrolled'; add extra['input_shape']")
-                h, w = side + kh - 1, side + kw - 1
-        else:
-            raise ConfigError(f"layer '{fp.name}': strided conv needs extra['input_shape'] for "
+            pixels = int(h) * int(w)
+        elif list(ex.get("strides", [1, 1])) != [1, 1]:
+            raise ConfigError(f"layer '{fp.name}': a strided conv needs extra['input_shape'] for "
                               "conv_mapping='unrolled'")
-        if h is not None:
-            pixels = h * w
+        elif ex.get("padding") == "same":
+            pixels = positions  # stride 1, 'same': one output position per input pixel
+        else:
+            side = math.isqrt(positions)
+            if side * side != positions:
+                raise ConfigError(f"layer '{fp.name}': cannot infer the input size of a non-square "
+                                  "output for conv_mapping='unrolled'; add extra['input_shape']")
+            pixels = (side + kh - 1) * (side + kw - 1)
         return pixels * c_in + bias, positions * fp.n_out
 
     # -- the estimate ------------------------------------------------------------------------
