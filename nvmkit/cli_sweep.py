@@ -78,7 +78,12 @@ def sweep(
         if not todo:
             console.print("nothing to do: every point is in the database")
             return
-        summary = _run_with_progress(console, exp, todo, rdb, executor, workers, scheduler)
+        try:
+            summary = _run_with_progress(console, exp, todo, rdb, executor, workers, scheduler)
+        except KeyboardInterrupt:
+            err_console.print(f"interrupted: {rdb.count()} rows in {db}; rerun the same command to resume",
+                              highlight=False)
+            raise typer.Exit(130) from None
     console.print(f"{summary.inserted} rows written to {db} in {_duration(summary.wall_time_s)}"
                   + (f"; [red]{len(summary.failed)} points failed[/]" if summary.failed else ""), highlight=False)
     if summary.failed:
@@ -198,6 +203,7 @@ def plot(
     kind: str = typer.Option("all", "--kind", help="accuracy, energy, pareto or all."),
     filter_: List[str] = typer.Option([], "--filter", help=FILTER_HELP),
     scenario: Optional[str] = typer.Option(None, "--scenario", help="Accuracy scenario to plot (default: both for accuracy, internal for pareto)."),
+    x: str = typer.Option("noise_level", "--x", help="x axis of the accuracy plot: noise_level or a dotted config key, e.g. device.params.sigma_syn."),
 ):
     """Plot accuracy vs noise level, energy per inference and the accuracy-energy Pareto front."""
     from .plots import KINDS, plot_all
@@ -212,7 +218,7 @@ def plot(
     if not rows:
         raise ConfigError(f"no rows in {db}{' match the filters' if filter_ else ''}; run `nvmkit sweep` first "
                           "or loosen --filter")
-    written = plot_all(rows, out, kinds, scenario=scenario)
+    written = plot_all(rows, out, kinds, scenario=scenario, x=x)
     for p in written:
         console.print(f"wrote {p}", highlight=False)
     if not written:

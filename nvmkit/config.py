@@ -93,6 +93,16 @@ class RunConfig(Params):
             self.noise = None
 
     @classmethod
+    def from_dict(cls, data, path: str = ""):
+        # a table that names only params (``[network.params]``) keeps the default plugin name
+        data = dict(data or {})
+        for key in ("network", "device", "energy"):
+            if isinstance(data.get(key), dict) and "name" not in data[key]:
+                default = getattr(cls(), key)
+                data[key] = {"name": default.name if default else "", **data[key]}
+        return super().from_dict(data, path)
+
+    @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":
         p = Path(path)
         try:

@@ -235,8 +235,8 @@ def _check_validation(cls, inst):
             except ConfigError:
                 continue
             except Exception as exc:
-                problems.append(f"{p}={label} raised {_describe(exc)}; validate it with the "
-                                "nvmkit.component.check_* helpers so it raises ConfigError")
+                problems.append(f"{p}={label} raised {_describe(exc)}; validate it with nvmkit's "
+                                "check_positive/check_int/... helpers so it raises ConfigError")
                 continue
             if must_reject:
                 problems.append(f"{p}={label} was accepted; it must raise ConfigError")

@@ -18,6 +18,8 @@ Hot-path notes (why it is fast):
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -32,21 +34,52 @@ F32 = np.float32
 _ONE_BITS = np.uint32(0x3F800000)  # float32 1.0: OR-ed with 23 random mantissa bits -> [1, 2)
 _TWO_PI = F32(2.0 * np.pi)
 _CHUNK = 1 << 15  # pairs per Box-Muller step: the temporaries stay in cache
+_STREAMS = 2  # large draws are split into this many independent streams ...
+_SPLIT_AT = 1 << 18  # ... from this many samples on
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (owning pid, pool)
 
 
 def standard_normal(rng: np.random.Generator, shape) -> np.ndarray:
     """Standard normal float32 samples of ``shape``, drawn from ``rng``'s bit stream.
 
     Box-Muller (1958) on uniforms with 23-bit resolution: exact in distribution except that
-    |z| is capped near 5.6 (probability 2e-8 of a normal sample lying beyond). Reproducible for a
-    given generator state.
+    |z| is capped near 5.6 (probability 2e-8 of a normal sample lying beyond). A large draw is
+    split into ``_STREAMS`` halves, each from its own generator seeded from ``rng``, and filled
+    on two threads when the machine has two cores (numpy releases the GIL): the result depends
+    only on ``rng``'s state and ``shape``, never on the thread count.
     """
     shape = tuple(int(s) for s in shape) if np.iterable(shape) else (int(shape),)
     n = math.prod(shape)
     out = np.empty(n + (n & 1), dtype=F32)
+    if n < _SPLIT_AT:
+        _box_muller(rng.bit_generator, out)
+        return out[:n].reshape(shape)
+    seeds = rng.bit_generator.random_raw(_STREAMS)
+    half = (out.size // _STREAMS) & ~1
+    parts = [out[:half], out[half:]]
+    gens = [np.random.PCG64(int(seed)) for seed in seeds]
+    if (os.cpu_count() or 1) > 1:
+        pool = _pool()
+        for f in [pool.submit(_box_muller, g, p) for g, p in zip(gens, parts)]:
+            f.result()
+    else:
+        for g, p in zip(gens, parts):
+            _box_muller(g, p)
+    return out[:n].reshape(shape)
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's sampling threads (a forked child, e.g. a dask worker, gets its own)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=_STREAMS, thread_name_prefix="nvmkit-normal"))
+    return _POOL[1]
+
+
+def _box_muller(bits, out: np.ndarray) -> None:
+    """Fill ``out`` (float32, even length) with standard normals from bit generator ``bits``."""
     m = out.size // 2
     lo, hi = out[:m], out[m:]
-    bits = rng.bit_generator
     for s in range(0, m, _CHUNK):
         e = min(s + _CHUNK, m)
         k = e - s
@@ -65,7 +98,6 @@ def standard_normal(rng: np.random.Generator, shape) -> np.ndarray:
         lo[s:e] *= r
         np.sin(theta, out=hi[s:e])
         hi[s:e] *= r
-    return out[:n].reshape(shape)
 
 
 class Crossbar:

@@ -28,6 +28,7 @@ _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
+    model_key TEXT,
     experiment TEXT,
     network TEXT, device TEXT, dataset TEXT, noise TEXT, noise_level REAL,
     sigma_neu REAL, sigma_syn_target REAL, seed INTEGER, sample INTEGER, trials INTEGER,
@@ -75,9 +76,10 @@ class ResultsDB:
         self.close()
 
     # -- writing -------------------------------------------------------------------------------
-    def insert(self, key: str, result: dict, experiment: str | None = None) -> bool:
+    def insert(self, key: str, result: dict, experiment: str | None = None, model_key: str | None = None) -> bool:
         """Store a RunResult dict under ``key`` in one transaction; False if the key was there."""
         row = _row(key, result, experiment)
+        row["model_key"] = model_key
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         with _transaction(self.conn):
@@ -111,10 +113,11 @@ class ResultsDB:
             out.append(d)
         return out
 
-    def history(self) -> list[tuple[str, bool, float]]:
-        """(network, sample, wall time) of every stored point: the basis of sweep time estimates."""
-        return [(r[0], bool(r[1]), r[2]) for r in
-                self.conn.execute("SELECT network, sample, wall_time_s FROM results WHERE wall_time_s IS NOT NULL")]
+    def history(self) -> list[tuple[str, bool, str | None, float]]:
+        """(network, sample, model key, wall time) of every stored point, oldest first: the basis of
+        sweep time estimates (the first point of a model key is the one that trained it)."""
+        return [(r[0], bool(r[1]), r[2], r[3]) for r in self.conn.execute(
+            "SELECT network, sample, model_key, wall_time_s FROM results WHERE wall_time_s IS NOT NULL ORDER BY id")]
 
 
 class _transaction:
@@ -180,7 +183,7 @@ def _bool_int(v):
 
 
 def columns() -> list[str]:
-    return ["id", "key", "experiment", *INDEXED[:7], "sigma_syn_target", "sample", "trials", *ACC_COLUMNS,
+    return ["id", "key", "model_key", "experiment", *INDEXED[:7], "sigma_syn_target", "sample", "trials", *ACC_COLUMNS,
             "energy_total_j", "wall_time_s", "nvmkit_version", "created_at"]
 
 

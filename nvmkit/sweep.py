@@ -32,11 +32,12 @@ DEFAULT_RUNNER = "nvmkit.sweep:run_point"
 EXECUTORS = ("local", "dask")
 DASK_CONNECT_TIMEOUT = "10s"
 
-# Rough seconds per point when the database holds no history (first point of a network includes
-# training; on the embedded sample with the networks' default epochs, 2 cores).
-_GUESS_S = {"mlp": 20.0, "rnn": 60.0, "cnn": 90.0}
-_GUESS_DEFAULT_S = 60.0
-_FULL_DATA_FACTOR = 12.0  # the full sets have 12-15x the sample's images
+# Rough seconds when the database holds no history: a point that trains its network (default
+# epochs, embedded sample, 2 cores) and one that loads it from the cache (5 trials, 4 scenarios).
+_GUESS_TRAIN_S = {"mlp": 15.0, "rnn": 40.0, "cnn": 90.0}
+_GUESS_EVAL_S = {"mlp": 3.0, "rnn": 5.0, "cnn": 10.0}
+_FULL_TRAIN_FACTOR = 15.0  # 60,000 training images instead of the sample's 4,000
+_FULL_EVAL_FACTOR = 10.0  # 10,000 test images instead of 1,000
 
 
 def run_point(config: dict) -> dict:
@@ -103,31 +104,43 @@ def plan_sweep(experiment: Experiment, db: ResultsDB, registry=None) -> SweepPla
     return SweepPlan(experiment, points, db.done_keys(p.key for p in points))
 
 
-def estimate_seconds(points: list[Point], history: Iterable[tuple[str, bool, float]],
+def estimate_seconds(points: list[Point], history: Iterable[tuple[str, bool, str | None, float]],
                      workers: int) -> tuple[float, str]:
-    """(seconds, basis): mean past wall time per network and data kind, else a rough guess."""
-    past: dict[tuple[str, bool], list[float]] = {}
-    for network, sample, wall in history:
-        past.setdefault((network, sample), []).append(wall)
-    total, guessed = 0.0, 0
+    """(seconds, basis): one training per model not yet trained plus one evaluation per point, timed
+    from the database's past points of the same network and data kind, else a rough guess."""
+    history = list(history)
+    trained_keys = {mk for _, _, mk, _ in history if mk}
+    first: dict[tuple[str, bool], list[float]] = {}
+    later: dict[tuple[str, bool], list[float]] = {}
+    seen: set = set()
+    for network, sample, mk, wall in history:
+        bucket = later if mk is None or mk in seen else first
+        bucket.setdefault((network, sample), []).append(wall)
+        seen.add(mk)
+    total, guessed, leaders = 0.0, 0, set()
     for p in points:
-        net = p.resolved["network"]["name"]
-        sample = _is_sample(p)
-        walls = past.get((net, sample))
-        if walls:
-            total += statistics.fmean(walls)
-        else:
-            guessed += 1
-            total += _GUESS_S.get(net, _GUESS_DEFAULT_S) * (1.0 if sample else _FULL_DATA_FACTOR)
+        net, sample = p.resolved["network"]["name"], _is_sample(p)
+        trains = p.model_key not in trained_keys and p.model_key not in leaders
+        leaders.add(p.model_key)
+        past = (first if trains else later).get((net, sample))
+        if past:
+            total += statistics.fmean(past)
+            continue
+        guessed += 1
+        if trains:
+            epochs = p.resolved["training"].get("epochs") or 10
+            total += _GUESS_TRAIN_S.get(net, 60.0) * epochs / 10 * (1 if sample else _FULL_TRAIN_FACTOR)
+        total += (_GUESS_EVAL_S.get(net, 5.0) * p.resolved.get("trials", 5) / 5
+                  * (1 if sample else _FULL_EVAL_FACTOR))
     parallel = max(1, min(workers, len(points)))
     if not points:
         basis = "nothing to run"
     elif guessed == 0:
-        basis = "from the wall times of past points in the database"
+        basis = "from past points in the database"
     elif guessed == len(points):
         basis = "a rough guess: no past points of these networks in the database"
     else:
-        basis = f"past wall times, with a rough guess for {guessed} points"
+        basis = f"past points, and a rough guess for {guessed}"
     return total / parallel, basis
 
 
@@ -173,7 +186,7 @@ def run_sweep(points: list[Point], db: ResultsDB, *, executor: str = "local", wo
             summary.failed.append(out)
         else:
             out.result = result
-            out.inserted = db.insert(point.key, result, experiment)
+            out.inserted = db.insert(point.key, result, experiment, point.model_key)
             summary.inserted += out.inserted
         summary.ran += 1
         if on_done is not None:
@@ -221,10 +234,22 @@ def _run_pool(todo: list[Point], workers: int, spec, finish) -> None:
     try:
         _schedule(todo, lambda p: pool.submit(_task, spec, p.config), _LocalWaiter(), finish)
     except cf.process.BrokenProcessPool:
+        pool.shutdown(wait=False, cancel_futures=True)
         raise NvmkitError("a sweep worker process died (out of memory, or killed); the finished points "
                           "are saved: rerun to resume, with fewer --workers if memory is short") from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # Ctrl-C: stop the points in flight now, their rows are not written anyway
+        _terminate(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _terminate(pool) -> None:
+    pool.shutdown(wait=False, cancel_futures=True)
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
 
 
 def _run_dask(todo: list[Point], scheduler: str, spec, finish) -> None:

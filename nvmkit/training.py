@@ -21,6 +21,7 @@ never trains the same model twice. Files are loaded with ``safe_mode=True`` and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -293,6 +294,7 @@ def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
         steps = cfg.epochs * math.ceil(len(x_train) * (1 - cfg.validation_split) / cfg.batch_size)
         rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps, 1))
     optimizer = keras.optimizers.get({"class_name": cfg.optimizer, "config": {"learning_rate": rate}})
+    # no XLA: compiling costs seconds per model and saves nothing measurable for nets this small on CPU
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=False)
     advance = None
@@ -317,8 +319,6 @@ def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
 
 
 def _load(path: Path, reporter) -> keras.Model | None:
-    import contextlib
-
     step = reporter.step(f"loading cached model {path.name}") if reporter is not None \
         else contextlib.nullcontext()
     with step:

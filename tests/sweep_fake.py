@@ -2,7 +2,8 @@
 
 Selected with ``NVMKIT_SWEEP_RUNNER=sweep_fake:run`` (this folder on PYTHONPATH). Each call appends
 one line to ``$SWEEP_FAKE_LOG`` (if set) before it sleeps ``$SWEEP_FAKE_SLEEP`` seconds, so a test can
-count how many points were started and kill a sweep mid-point.
+count how many points were started and kill a sweep mid-point; a point whose noise spec contains
+``$SWEEP_FAKE_FAIL`` raises.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def run(config: dict) -> dict:
         with open(log, "a") as fh:
             fh.write(hashlib.sha256(text.encode()).hexdigest()[:16] + "\n")
     time.sleep(float(os.environ.get("SWEEP_FAKE_SLEEP", "0")))
+    fail = os.environ.get("SWEEP_FAKE_FAIL")
+    if fail and fail in str(config.get("noise")):
+        raise RuntimeError(f"fake failure on {config.get('noise')}")
     seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
     rng = np.random.default_rng(seed)
     noise = config.get("noise")

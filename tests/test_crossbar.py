@@ -330,6 +330,13 @@ def test_standard_normal_moments_and_reproducibility():
     a = standard_normal(np.random.default_rng(9), 7)
     np.testing.assert_array_equal(a, standard_normal(np.random.default_rng(9), (7,)))
     assert a.dtype == np.float32
+    # large draws are split over two seeded streams (two threads): still reproducible, and the
+    # halves are independent
+    big = standard_normal(np.random.default_rng(9), (3, 300001))
+    np.testing.assert_array_equal(big, standard_normal(np.random.default_rng(9), (3, 300001)))
+    flat = big.ravel().astype(np.float64)
+    h = flat.size // 2
+    assert abs(np.corrcoef(flat[:h], flat[h:2 * h])[0, 1]) < Z / np.sqrt(h)
 
 
 def test_read_memory_does_not_scale_with_batch_rows_cols(rng):

@@ -93,7 +93,7 @@ def test_wrong_number_of_site_sigmas_is_a_config_error():
 def test_defaults_match_the_documented_architectures():
     mlp, cnn, rnn = mapper("mlp"), mapper("cnn"), mapper("rnn")
     assert mlp.hidden == [500] and mlp.noise_sites() == 1
-    assert cnn.filters == [32, 64] and cnn.dense == [] and cnn.noise_sites() == 2
+    assert cnn.filters == [32, 64] and cnn.dense == [128] and cnn.noise_sites() == 3
     assert (rnn.time_steps, rnn.units, rnn.noise_sites()) == (4, 128, 1)
     dense = [layer.units for layer in mlp.build((28, 28), 10).layers if isinstance(layer, keras.layers.Dense)]
     assert dense == [500, 10]

@@ -223,6 +223,21 @@ def test_sweep_killed_with_sigkill_resumes_with_exactly_one_row_per_point(tmp_pa
     assert n <= len(started) <= n + 1
 
 
+def test_a_failing_point_is_reported_and_the_others_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv(RUNNER_ENV, FAKE)
+    monkeypatch.setenv("SWEEP_FAKE_FAIL", "speckle")
+    path = _write(tmp_path, GRID)
+    db_path = tmp_path / "r.db"
+    res = CliRunner().invoke(_app(), ["sweep", str(path), "--db", str(db_path), "--workers", "1"])
+    assert res.exit_code == 1
+    assert "4 of 12 points failed" in res.output and "fake failure on speckle:0.2" in res.output
+    with ResultsDB(db_path) as db:
+        assert db.count() == 8 and not db.rows(["noise=speckle"])
+    monkeypatch.delenv("SWEEP_FAKE_FAIL")
+    res = CliRunner().invoke(_app(), ["sweep", str(path), "--db", str(db_path), "--workers", "1"])
+    assert res.exit_code == 0 and "8 already in" in res.output and "4 rows written" in res.output
+
+
 def test_local_pool_writes_the_same_rows_as_sequential(tmp_path):
     points = parse_experiment(GRID, "exp.toml").points()[:4]
     rows = {}
