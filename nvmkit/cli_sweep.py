@@ -193,6 +193,11 @@ def _print_table(console, rows, db) -> None:
         table.add_column(c, justify="left" if c in ("network", "device", "data", "noise") else "right")
     for cell in cells:
         table.add_row(*(cell[c] for c in shown))
+    # piped into a file or pager: no terminal width to respect, so do not truncate the numbers
+    if not console.is_terminal:
+        from rich.console import Console
+
+        console = Console(width=240, highlight=False)
     console.print(table)
 
 

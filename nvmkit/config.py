@@ -91,11 +91,17 @@ class RunConfig(Params):
             raise ConfigError(f"scenarios must be a non-empty subset of {', '.join(SCENARIOS)}, got {bad or '[]'}")
         if self.noise in ("", "none"):
             self.noise = None
+        if isinstance(self.energy, str):  # TOML has no null: energy = "none" turns it off
+            if self.energy.lower() != "none":
+                raise ConfigError(f"energy must be a table [energy] name = ... or \"none\", got {self.energy!r}")
+            self.energy = None
 
     @classmethod
     def from_dict(cls, data, path: str = ""):
         # a table that names only params (``[network.params]``) keeps the default plugin name
         data = dict(data or {})
+        if isinstance(data.get("energy"), str) and data["energy"].lower() == "none":
+            data["energy"] = None
         for key in ("network", "device", "energy"):
             if isinstance(data.get(key), dict) and "name" not in data[key]:
                 default = getattr(cls(), key)

@@ -125,6 +125,8 @@ class Experiment:
         for key, value in assignment.items():
             set_path(data, key, copy.deepcopy(value))
         cfg = RunConfig.from_dict(data)
+        if cfg.dataset.data_dir:  # workers may run elsewhere (another folder, a Dask node)
+            cfg.dataset.data_dir = str(Path(cfg.dataset.data_dir).expanduser().absolute())
         if cfg.output:
             raise ConfigError("'output' writes one run's JSON; a sweep writes rows to its database: "
                               "remove output from the experiment")

@@ -77,7 +77,7 @@ def _task(spec, config: dict) -> dict:
 
 def _init_worker(threads: int) -> None:
     # Before TensorFlow creates its thread pools, so parallel workers do not oversubscribe the cores.
-    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ.setdefault(var, str(threads))
 
 
@@ -244,11 +244,12 @@ def _run_pool(todo: list[Point], workers: int, spec, finish) -> None:
 
 
 def _terminate(pool) -> None:
-    pool.shutdown(wait=False, cancel_futures=True)
     if hasattr(pool, "terminate_workers"):  # Python >= 3.14
         pool.terminate_workers()
         return
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
         proc.terminate()
 
 

@@ -19,7 +19,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import sweep_fake
 from nvmkit.errors import ConfigError
 from nvmkit.experiment import load_experiment, parse_experiment, point_key
 from nvmkit.plots import pareto_front, plot_all
@@ -184,7 +183,7 @@ def test_sweep_killed_with_sigkill_resumes_with_exactly_one_row_per_point(tmp_pa
     n = len(points)
     (tmp_path / "points.pkl").write_bytes(pickle.dumps(points))
     db_path, log = tmp_path / "r.db", tmp_path / "runs.log"
-    env = dict(os.environ, SWEEP_FAKE_LOG=str(log), SWEEP_FAKE_SLEEP="0.3",
+    env = dict(os.environ, SWEEP_FAKE_LOG=str(log), SWEEP_FAKE_SLEEP="0.5",
                PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     script = ("import pickle, sys; from nvmkit.resultsdb import ResultsDB; from nvmkit.sweep import run_sweep; "
               "run_sweep(pickle.load(open(sys.argv[1], 'rb')), ResultsDB(sys.argv[2]), workers=1, "
