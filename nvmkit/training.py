@@ -341,10 +341,12 @@ def _save_atomic(model: keras.Model, path: Path, info: dict) -> None:
         return
     try:
         model.save(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a cache may be shared by a group
         os.replace(tmp, path)
         meta = path.with_suffix(".json")
         with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{meta.name}.", delete=False) as fh:
             json.dump(info, fh, indent=2)
+        os.chmod(fh.name, 0o644)
         os.replace(fh.name, meta)
     finally:
         if os.path.exists(tmp):
