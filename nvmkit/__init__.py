@@ -17,7 +17,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 from .component import Component, check_fraction, check_int, check_nonnegative, check_positive
-from .config import DataConfig, PluginRef, RunConfig, TrainingParams
+from .config import DataConfig, PluginRef, RunConfig, TrainingConfig
 from .analog import AnalogNetwork, ProgrammedNetwork, deploy
 from .crossbar import Crossbar, ProgrammedCrossbar
 from .crossbar_config import ConverterConfig, CrossbarConfig, MappingConfig, NonIdealityConfig
@@ -62,7 +62,7 @@ __all__ = [
     "monte_carlo",
     "RunConfig",
     "TileShape",
-    "TrainingParams",
+    "TrainingConfig",
     "CheckResult",
     "check_class",
     "check_flag",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import NvmkitError
+from .cli_errors import user_errors
 
 app = typer.Typer(
     help="Accuracy and energy of neural networks on noisy non-volatile-memory crossbars.",
@@ -22,20 +21,6 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-
-
-def user_errors(fn):
-    """Report an NvmkitError as one line on stderr and exit 2, with no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except NvmkitError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _version_callback(value: bool):

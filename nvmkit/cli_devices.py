@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import List, Optional
 
@@ -10,19 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import NvmkitError
-
-
-def _user_errors(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except NvmkitError as exc:
-            Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
+from .cli_errors import user_errors
 
 
 def _fmt(value) -> str:
@@ -46,7 +33,7 @@ def register(app: typer.Typer) -> None:
                           no_args_is_help=True)
 
     @devices.command("list")
-    @_user_errors
+    @user_errors
     def list_devices(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
         """Every installed device model with its range, levels and energy per MAC."""
         from .registry import get_registry
@@ -81,7 +68,7 @@ def register(app: typer.Typer) -> None:
         Console().print(table)
 
     @devices.command("show")
-    @_user_errors
+    @user_errors
     def show(
         name: str = typer.Argument(..., help="Device name or spec, e.g. sonos or reram:levels=64."),
         param: Optional[List[str]] = typer.Option(None, "--param", "-p",

@@ -11,12 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import NvmkitError
+from .cli_errors import user_errors
 
 console = Console()
 err_console = Console(stderr=True)
 
 
+@user_errors
 def energy_command(
     network: str = typer.Option("mlp", "--network", "-n",
                                 help="Network and its parameters, e.g. mlp, rnn:time_steps=4,units=128, "
@@ -34,11 +35,7 @@ def energy_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ):
     """Energy per inference of a network on a device, broken down by layer and component."""
-    try:
-        _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json)
-    except NvmkitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json)
 
 
 def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json):

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import NvmkitError
+from .cli_errors import user_errors
 
 _STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
 
@@ -23,6 +23,7 @@ def register(plugins_app: typer.Typer) -> None:
     plugins_app.command("check")(check)
 
 
+@user_errors
 def check(
     name: Optional[str] = typer.Argument(None, help="Plugin name; omit to check every installed plugin."),
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help="device, noise, network or energy."),
@@ -32,12 +33,8 @@ def check(
 
     Exits 1 if any check fails, 2 on a usage error (unknown plugin or kind).
     """
-    console, err = Console(), Console(stderr=True)
-    try:
-        results = _results(name, kind)
-    except NvmkitError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    console = Console()
+    results = _results(name, kind)
     counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip")}
     if as_json:
         print(json.dumps({"results": [r.to_dict() for r in results], "counts": counts,

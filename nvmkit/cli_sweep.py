@@ -20,7 +20,7 @@ FILTER_HELP = "Keep rows where KEY OP VALUE (=, !=, <, <=, >, >=); KEY is a colu
 
 
 def register(app: typer.Typer) -> None:
-    from .cli import user_errors
+    from .cli_errors import user_errors
 
     app.command("sweep")(user_errors(sweep))
     app.command("results")(user_errors(results))

@@ -127,7 +127,8 @@ def check_sequence(owner: str, name: str, values: Sequence, minimum: int = 1,
                           f"integers >= {minimum}, got {values!r}")
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or int(v) != v or v < minimum:
+        if (isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or not np.isfinite(v)
+                or int(v) != v or v < minimum):
             raise ConfigError(f"{owner}: {name} must hold integers >= {minimum}, got {values!r}")
         out.append(int(v))
     return out

@@ -81,9 +81,7 @@ def resolve(cfg: RunConfig, reg: Registry | None = None) -> dict:
         out["noise"] = {"name": comps.injector.name, "params": comps.injector.get_config()}
     if comps.energy is not None:
         out["energy"] = {"name": comps.energy.name, "params": comps.energy.get_config()}
-    training = dict(comps.network.training_defaults)
-    training.update({k: v for k, v in out["training"].items() if v is not None})
-    out["training"] = training
+    out["training"] = cfg.training.resolved(comps.network).to_dict()
     return out
 
 

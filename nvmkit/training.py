@@ -40,82 +40,11 @@ from . import layers as _layers  # noqa: F401  (registers PreActivationNoiseRNNC
 from .component import check_fraction, check_int, check_nonnegative, check_positive
 from .errors import ConfigError
 from .network import NetworkMapper
-from .params import Params
+from .config import TrainingConfig
 
 CACHE_ENV = "NVMKIT_CACHE_DIR"
-OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "sgd", "adagrad", "adadelta")
-SCHEDULES = ("cosine", "constant")
 #: training images used to measure gamma_act (a random subset; the RMS settles long before 60k)
 GAMMA_SAMPLES = 2000
-
-
-@dataclasses.dataclass
-class TrainingConfig(Params):
-    """How a network is trained. ``None`` means the mapper's ``training_defaults`` (or no noise)."""
-
-    optimizer: str | None = None
-    learning_rate: float | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    schedule: str | None = None  # "cosine": decay the rate to 0 over the run (Loshchilov & Hutter 2017)
-    sigma_neu: float | list | None = None  # pre-activation noise std: one value, or one per noise site
-    sigma_syn_target: float | None = None  # derive sigma_neu per layer from this synaptic noise
-    validation_split: float = 0.0  # last fraction of the training set held out to report val_accuracy
-    seed: int | None = None  # None: the seed passed to train() (default 0)
-
-    def validate(self) -> None:
-        if self.optimizer is not None:
-            self.optimizer = str(self.optimizer).lower()
-            if self.optimizer not in OPTIMIZERS:
-                raise ConfigError(f"training.optimizer {self.optimizer!r} is unknown; "
-                                  f"choose one of: {', '.join(OPTIMIZERS)}")
-        if self.schedule is not None and self.schedule not in SCHEDULES:
-            raise ConfigError(f"training.schedule {self.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}")
-        if self.learning_rate is not None:
-            self.learning_rate = check_positive("training", "learning_rate", self.learning_rate)
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) is not None:
-                setattr(self, name, check_int("training", name, getattr(self, name), 1))
-        if self.sigma_neu is not None and self.sigma_syn_target is not None:
-            raise ConfigError("give training.sigma_neu or training.sigma_syn_target, not both")
-        if isinstance(self.sigma_neu, (list, tuple)):
-            self.sigma_neu = [check_nonnegative("training", "sigma_neu", v) for v in self.sigma_neu]
-        elif self.sigma_neu is not None:
-            self.sigma_neu = check_nonnegative("training", "sigma_neu", self.sigma_neu)
-        if self.sigma_syn_target is not None:
-            self.sigma_syn_target = check_nonnegative("training", "sigma_syn_target", self.sigma_syn_target)
-        self.validation_split = check_fraction("training", "validation_split", self.validation_split)
-        if self.validation_split >= 1:
-            raise ConfigError("training.validation_split must be below 1, e.g. 0.1")
-        if self.seed is not None:
-            self.seed = check_int("training", "seed", self.seed, 0)
-
-    def resolved(self, mapper: NetworkMapper) -> "TrainingConfig":
-        """A copy with every ``None`` training setting filled from ``mapper.training_defaults``."""
-        defaults = {**NetworkMapper.training_defaults, "schedule": "constant", **dict(mapper.training_defaults)}
-        filled = {k: (defaults[k] if getattr(self, k) is None else getattr(self, k))
-                  for k in ("optimizer", "learning_rate", "epochs", "batch_size", "schedule")}
-        sigma, target = self.sigma_neu, self.sigma_syn_target
-        if target == 0:  # no synaptic noise to match: the plain network, under the plain network's key
-            target = None
-        if sigma is None and target is None:
-            sigma = 0.0
-        return self.replace(**filled, sigma_neu=sigma, sigma_syn_target=target)
-
-    @classmethod
-    def coerce(cls, config) -> "TrainingConfig":
-        """Accept a TrainingConfig, a dict, None, or any Params/dataclass with the same field names
-        (such as the run configuration's ``[training]`` table); other fields are ignored."""
-        if isinstance(config, cls):
-            return config
-        if config is None:
-            return cls()
-        if dataclasses.is_dataclass(config):
-            config = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-        if not isinstance(config, dict):
-            raise ConfigError(f"training configuration must be a table, got {type(config).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls.from_dict({k: v for k, v in config.items() if k in names}, "training")
 
 
 # -- the public entry point ------------------------------------------------------------------------

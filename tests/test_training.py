@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-from nvmkit.config import TrainingParams
 from nvmkit.errors import ConfigError
 from nvmkit.registry import get_registry
 from nvmkit.training import (TrainingConfig, cache_key, cache_key_data, default_cache_dir,
@@ -59,7 +58,7 @@ def test_resolved_fills_the_mapper_defaults_and_keeps_overrides():
 
 
 def test_run_configuration_training_table_is_accepted():
-    cfg = TrainingConfig.coerce(TrainingParams(epochs=4, sigma_neu=0.1, use_cache=False))
+    cfg = TrainingConfig.coerce(TrainingConfig(epochs=4, sigma_neu=0.1, use_cache=False))
     assert (cfg.epochs, cfg.sigma_neu) == (4, 0.1)
     assert TrainingConfig.coerce({"epochs": 4}) == TrainingConfig(epochs=4)
     assert TrainingConfig.coerce(None) == TrainingConfig()
@@ -91,7 +90,7 @@ def test_train_learns_caches_and_reloads(tmp_path, data, monkeypatch):
     with pytest.raises(AssertionError, match="retrained"):
         train(mapper(), data, FAST, seed=0, cache_dir=tmp_path, use_cache=False)
     with pytest.raises(AssertionError, match="retrained"):  # the run config's use_cache is honoured
-        train(mapper(), data, TrainingParams(epochs=2, batch_size=64, use_cache=False), seed=0, cache_dir=tmp_path)
+        train(mapper(), data, TrainingConfig(epochs=2, batch_size=64, use_cache=False), seed=0, cache_dir=tmp_path)
 
 
 def test_anything_that_affects_training_changes_the_cache_key(data):
