@@ -119,9 +119,9 @@ def run(
     if dry_run:
         import tomli_w
 
-        from .params import _drop_none
+        from .params import drop_none
 
-        console.print(tomli_w.dumps(_drop_none(resolved)), highlight=False, markup=False)
+        console.print(tomli_w.dumps(drop_none(resolved)), highlight=False, markup=False)
         return
     from .report import RichReporter, print_result
 

@@ -59,7 +59,22 @@ class Component:
     def to_toml(self) -> str:
         import tomli_w
 
-        return tomli_w.dumps({"name": self.name, "params": _toml_safe(self.get_config())})
+        from .params import drop_none  # TOML has no null: None means "use the default"
+
+        return tomli_w.dumps({"name": self.name, "params": drop_none(self.get_config())})
+
+    @classmethod
+    def from_toml(cls, text: str):
+        """Inverse of :meth:`to_toml` (``name`` must be this class's)."""
+        from .params import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{cls.kind} '{cls.name}': invalid TOML ({exc}); fix the syntax") from None
+        if data.get("name", cls.name) != cls.name:
+            raise ConfigError(f"TOML describes {cls.kind} '{data.get('name')}', not '{cls.name}'")
+        return cls.from_config(data.get("params", {}))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -80,15 +95,6 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _toml_safe(value):
-    """TOML has no null: drop None entries (they mean 'use the default')."""
-    if isinstance(value, dict):
-        return {k: _toml_safe(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_toml_safe(v) for v in value]
     return value
 
 

@@ -70,7 +70,7 @@ class Params:
     def to_toml(self) -> str:
         import tomli_w
 
-        return tomli_w.dumps(_drop_none(self.to_dict()))
+        return tomli_w.dumps(drop_none(self.to_dict()))
 
     @classmethod
     def from_toml(cls, text: str, source: str = "<string>"):
@@ -101,9 +101,9 @@ def _copy(v):
     return v
 
 
-def _drop_none(v):
+def drop_none(v):
     if isinstance(v, dict):
-        return {k: _drop_none(x) for k, x in v.items() if x is not None}
+        return {k: drop_none(x) for k, x in v.items() if x is not None}
     if isinstance(v, list):
-        return [_drop_none(x) for x in v]
+        return [drop_none(x) for x in v]
     return v
