@@ -133,11 +133,12 @@ def run(
 
 
 def _register_commands() -> None:
-    from . import cli_devices, cli_energy, cli_plugins, cli_sweep
+    from . import cli_devices, cli_energy, cli_plugins, cli_reproduce, cli_sweep
 
     cli_devices.register(app)
     cli_plugins.register(plugins_app)
     cli_sweep.register(app)
+    cli_reproduce.register(app)
     app.command("energy")(cli_energy.energy_command)
 
 

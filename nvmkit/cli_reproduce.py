@@ -13,7 +13,7 @@ from .errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
-    from .cli import user_errors
+    from .cli_errors import user_errors
 
     app.command("reproduce")(user_errors(reproduce))
 
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 def reproduce(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Full data folder (Keras cache layout); default: full data if found locally, else the embedded sample (always the sample with --quick)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/seed, or reports/seed-quick with --quick)."),
-    quick: bool = typer.Option(False, "--quick", help="The small study: embedded sample, 3 epochs, 3 trials, fewer levels (minutes on 2 cores)."),
+    quick: bool = typer.Option(False, "--quick", help="The small study: embedded sample, 5 epochs, 3 trials, fewer levels (minutes on 2 cores)."),
     executor: str = typer.Option("local", "--executor", help="local (this machine's cores) or dask."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local worker processes (default: the number of cores; 1 = in this process)."),

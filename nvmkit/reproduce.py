@@ -365,6 +365,14 @@ def _provenance(by_kind, meta, figures, out) -> list[str]:
     for (name, sample, source), (n_train, n_test) in sorted(data.items(), key=str):
         kind = "embedded sample" if sample else "full data"
         lines.append(f"- Data: {name}: {kind}, {n_train} training / {n_test} test images, from {source}")
+    training: dict[str, set] = {}
+    for r in rows:
+        t = (r.get("config") or {}).get("training") or {}
+        training.setdefault(r.get("network"), set()).add(
+            f"{t.get('optimizer')} lr {t.get('learning_rate')}, {t.get('epochs')} epochs, batch {t.get('batch_size')}")
+    if training:
+        lines.append("- Training (as resolved from the networks' defaults and the study): " + "; ".join(
+            f"{ss.NET_LABEL.get(n, n)}: {' / '.join(sorted(v))}" for n, v in sorted(training.items(), key=str)))
     if meta.get("points") is not None:
         lines.append(f"- Points: {meta['points']} ({meta.get('computed', 0)} computed by this run, "
                      f"{meta.get('reused', 0)} reused from the results database `{meta.get('db')}`); "

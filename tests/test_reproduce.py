@@ -60,7 +60,7 @@ def test_bundled_studies_cover_the_seed_and_validate():
     assert {p.resolved["dataset"]["name"] for p in reg} == {"mnist", "fashion-mnist"}
     # the quick one: the embedded sample and few epochs, trials and levels
     assert {p.resolved["dataset"]["source"] for p in quick.points} == {"sample"}
-    assert {p.resolved["training"]["epochs"] for p in quick.points} == {3}
+    assert {p.resolved["training"]["epochs"] for p in quick.points} == {5}
     assert len(quick.points) < len(full.points)
     assert len({p.model_key for p in quick.points}) == 20
 
