@@ -53,6 +53,8 @@ def plugins(
     """Print every registered plugin: kind, name, source distribution, description."""
     if ctx.invoked_subcommand is not None:
         return
+    from rich.markup import escape
+
     from .registry import get_registry
 
     reg = get_registry()
@@ -70,7 +72,8 @@ def plugins(
         table.add_row(r["kind"], r["name"], r["source"], r["description"])
     console.print(table)
     for name, msg in reg.load_errors.items():
-        err_console.print(f"[yellow]warning:[/] plugin {name!r} not loaded: {msg}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] plugin {escape(repr(name))} not loaded: {escape(str(msg))}",
+                          highlight=False)
 
 
 # -- run -------------------------------------------------------------------------------------
@@ -116,6 +119,10 @@ def run(
                              energy=energy, time_steps=time_steps, sets=set_, no_cache=no_cache)
     cfg = RunConfig.from_dict(data)
     resolved = pipeline.resolve(cfg)
+    if cfg.output:
+        from .report import check_output_path
+
+        check_output_path(cfg.output)
     if dry_run:
         import tomli_w
 

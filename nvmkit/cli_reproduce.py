@@ -8,7 +8,6 @@ from typing import List, Optional
 
 import typer
 
-from .config import SCENARIOS
 from .errors import ConfigError
 
 
@@ -33,8 +32,11 @@ def reproduce(
 ):
     """Run the seed's study (resumable) and write a report: Result 1 beside the seed's, the sweeps,
     the energy table, plots, and which of the seed's claims hold in our numbers."""
+    from rich.markup import escape
+
     from . import reproduce as rep
     from .cli import console, err_console
+    from .cli_sweep import outcome_line
 
     if executor not in ("local", "dask"):
         raise ConfigError(f"unknown executor {executor!r}; choose local or dask")
@@ -69,12 +71,7 @@ def reproduce(
             task = progress.add_task(f"reproduce {plan.study.name}", total=len(plan.todo))
 
         def on_done(outcome):
-            if outcome.error:
-                progress.console.print(f"[red]failed[/] {outcome.point.label}: {outcome.error}", highlight=False)
-            else:
-                acc = outcome.result.get("accuracy") or {}
-                shown = " ".join(f"{s} {100 * acc[s]['mean']:.2f}%" for s in SCENARIOS if s in acc)
-                progress.console.print(f"[green]done[/] {outcome.point.label}: {shown}", highlight=False)
+            progress.console.print(outcome_line(outcome, wall=False), highlight=False)
             progress.advance(task)
 
         try:
@@ -92,7 +89,7 @@ def reproduce(
                   f"{rep._duration(result.wall_time_s)}); the seed's claims: {held} hold, {failed_claims} do not, "
                   f"{len(result.verdicts) - held - failed_claims} not tested", highlight=False)
     if result.failed:
-        err_console.print(f"[bold red]error:[/] {len(result.failed)} points failed (first: {result.failed[0].error}); "
+        err_console.print(f"[bold red]error:[/] {len(result.failed)} points failed (first: {escape(str(result.failed[0].error))}); "
                           "their cells are missing from the report: fix and rerun, finished points are kept",
                           highlight=False, soft_wrap=True)
         raise typer.Exit(1)

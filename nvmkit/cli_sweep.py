@@ -45,6 +45,8 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, show the points and the estimate, run nothing."),
 ):
     """Run every point of an experiment, one database row each; a rerun skips the points already done."""
+    from rich.markup import escape
+
     from . import pipeline
     from .experiment import load_experiment
     from .resultsdb import ResultsDB
@@ -55,13 +57,16 @@ def sweep(
         raise ConfigError(f"unknown executor {executor!r}; choose local or dask")
     if executor == "dask" and not scheduler:
         raise ConfigError("--executor dask needs --scheduler ADDRESS, e.g. tcp://10.0.0.5:8786")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
     exp = load_experiment(experiment)
     overrides = {"dataset.data_dir": str(data_dir) if data_dir else None}
     if data_dir:
         overrides["dataset.source"] = "full"
     pipeline.apply_overrides(exp.base, overrides, sets=set_)
 
-    with ResultsDB(db) as rdb:
+    # a dry run writes nothing: without a database yet, plan against an empty in-memory one
+    with ResultsDB(db if not dry_run or db.exists() else ":memory:") as rdb:
         with console.status(f"validating the points of {experiment}"):
             plan = plan_sweep(exp, rdb)
         todo = plan.todo
@@ -88,7 +93,7 @@ def sweep(
                   + (f"; [red]{len(summary.failed)} points failed[/]" if summary.failed else ""), highlight=False)
     if summary.failed:
         err_console.print(f"[bold red]error:[/] {len(summary.failed)} of {len(todo)} points failed "
-                          f"(first: {summary.failed[0].error}); fix and rerun: finished points are kept",
+                          f"(first: {escape(str(summary.failed[0].error))}); fix and rerun: finished points are kept",
                           highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
@@ -104,19 +109,24 @@ def _run_with_progress(console, exp, todo, rdb, executor, workers, scheduler):
         task = progress.add_task(f"sweep {exp.name}", total=len(todo))
 
         def on_done(out):
-            if out.error:
-                progress.console.print(f"[red]failed[/] {out.point.label}: {out.error}", highlight=False)
-            else:
-                acc = out.result.get("accuracy") or {}
-                shown = " ".join(f"{s} {100 * acc[s]['mean']:.2f}%" for s in SCENARIOS if s in acc)
-                wall = out.result.get("wall_time_s")
-                progress.console.print(
-                    f"[green]done[/] {out.point.label}: {shown}" + (f" ({wall:.1f} s)" if wall else ""),
-                    highlight=False)
+            progress.console.print(outcome_line(out), highlight=False)
             progress.advance(task)
 
         return run_sweep(todo, rdb, executor=executor, workers=workers, scheduler=scheduler,
                          experiment=exp.name, on_done=on_done)
+
+
+def outcome_line(out, wall: bool = True) -> str:
+    """One rich-markup line for a finished sweep point: its accuracies, or its error."""
+    from rich.markup import escape
+
+    label = escape(out.point.label)
+    if out.error:  # error text is the user's data (e.g. "[grid] point 3"), never markup
+        return f"[red]failed[/] {label}: {escape(str(out.error))}"
+    acc = out.result.get("accuracy") or {}
+    shown = " ".join(f"{s} {100 * acc[s]['mean']:.2f}%" for s in SCENARIOS if s in acc)
+    seconds = out.result.get("wall_time_s") if wall else None
+    return f"[green]done[/] {label}: {shown}" + (f" ({seconds:.1f} s)" if seconds else "")
 
 
 def _print_points(console, plan) -> None:

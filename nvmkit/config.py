@@ -12,7 +12,7 @@ from .component import check_fraction, check_int, check_nonnegative, check_posit
 from .crossbar_config import CrossbarConfig
 from .errors import ConfigError
 from .network import NetworkMapper
-from .params import Params
+from .params import Params, read_text_file
 
 SCENARIOS = ("digital", "internal", "external", "both")
 
@@ -151,6 +151,8 @@ class RunConfig(Params):
     @classmethod
     def from_dict(cls, data, path: str = ""):
         # a table that names only params (``[network.params]``) keeps the default plugin name
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"the run configuration must be a table, got {data!r}")
         data = dict(data or {})
         if isinstance(data.get("energy"), str) and data["energy"].lower() == "none":
             data["energy"] = None
@@ -163,10 +165,7 @@ class RunConfig(Params):
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":
         p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {p}: {exc.strerror}; check the path") from None
+        text = read_text_file(p, "config")
         try:
             return cls.from_toml(text, source=str(p))
         except ConfigError as exc:

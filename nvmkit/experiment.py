@@ -42,7 +42,7 @@ from typing import Any
 
 from .config import RunConfig, set_path
 from .errors import ConfigError, NvmkitError
-from .params import _params_type
+from .params import _params_type, read_text_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -159,10 +159,7 @@ class Experiment:
 def load_experiment(path: str | Path) -> Experiment:
     """Read and check an experiment file's structure (points are validated by ``points()``)."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read experiment file {p}: {exc.strerror}; check the path") from None
+    text = read_text_file(p, "experiment")
     return parse_experiment(text, str(p), default_name=p.stem)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import typing
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -37,9 +38,9 @@ class Params:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, path: str = ""):
-        data = dict(data or {})
-        if not isinstance(data, dict):
+        if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{path or cls.__name__} must be a table, got {data!r}")
+        data = dict(data or {})
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         if unknown:
@@ -60,7 +61,9 @@ class Params:
             return cls(**kwargs)
         except ConfigError as exc:
             msg = str(exc)
-            raise ConfigError(f"[{path}] {msg}" if path and not msg.startswith("[") else msg) from None
+            # a message that already names where it comes from keeps its one prefix
+            named = msg.startswith(("[", f"{path}:"))
+            raise ConfigError(f"[{path}] {msg}" if path and not named else msg) from None
         except TypeError as exc:
             raise ConfigError(f"{path or cls.__name__}: {exc}") from None
 
@@ -79,6 +82,15 @@ class Params:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source} is not valid TOML ({exc}); fix the syntax") from None
         return cls.from_dict(data)
+
+
+def read_text_file(path, what: str) -> str:
+    """The text of a configuration file, or a one-line ConfigError naming the path to check."""
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a UTF-8 text file"
+        raise ConfigError(f"cannot read {what} file {path}: {reason}; check the path") from None
 
 
 def _params_type(hint) -> type | None:

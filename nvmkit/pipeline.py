@@ -8,7 +8,7 @@ from typing import Any
 from .config import PluginRef, RunConfig, set_path
 from .errors import ConfigError
 from .registry import Registry, get_registry, parse_spec
-from .report import NullReporter, RunResult
+from .report import NullReporter, RunResult, check_output_path
 
 
 def apply_overrides(data: dict, values: dict[str, Any], *, network=None, device=None, noise=None,
@@ -98,6 +98,8 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
     from .training import train
 
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    if cfg.output:  # a bad path must fail now, not after training and Monte Carlo
+        check_output_path(cfg.output)
     reporter = reporter or NullReporter()
     started = time.perf_counter()
     comps = Components(cfg, reg)

@@ -36,11 +36,19 @@ class RunResult:
         write_json_atomic(path, self.to_dict())
 
 
+def check_output_path(path) -> Path:
+    """Refuse an output path that cannot be written, before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"output {path} is a folder; give a file name, e.g. {path / 'result.json'}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    return path
+
+
 def write_json_atomic(path, data) -> None:
     """Write JSON so that a reader never sees a half-written file: temp file, then rename."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    path = check_output_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "w") as fh:

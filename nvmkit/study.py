@@ -38,6 +38,7 @@ import tomli_w
 
 from .errors import ConfigError
 from .experiment import Experiment, _did_you_mean, _merge, parse_experiment
+from .params import read_text_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -85,10 +86,7 @@ def load_study(spec: str | Path) -> Study:
     text_spec = str(spec)
     if text_spec.endswith(".toml") or Path(text_spec).is_file():
         path = Path(text_spec)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read study file {path}: {exc.strerror}; check the path") from None
+        text = read_text_file(path, "study")
         return parse_study(text, str(path), default_name=path.stem)
     names = bundled_studies()
     if text_spec not in names:

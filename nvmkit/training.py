@@ -110,7 +110,9 @@ def cache_key_data(mapper: NetworkMapper, cfg: TrainingConfig, dataset: str, is_
     return {
         "network": {"name": mapper.name, "class": f"{type(mapper).__module__}.{type(mapper).__qualname__}",
                     "params": mapper.get_config()},
-        "training": cfg.to_dict(),
+        # use_cache says whether to read the cache, not how to train: --no-cache must refresh the
+        # model under the same key (pinned to True so that existing cache files keep their keys)
+        "training": {**cfg.to_dict(), "use_cache": True},
         "dataset": {"name": dataset, "sample": bool(is_sample), "fingerprint": fingerprint(x_train, y_train)},
         "versions": {"nvmkit": __version__, "keras": keras.__version__},
     }

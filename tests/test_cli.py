@@ -91,3 +91,53 @@ def test_end_to_end_run_writes_a_complete_result(tmp_path, monkeypatch):
     # noise can only hurt on average: the clean digital network is the upper reference
     assert r["accuracy"]["both"]["mean"] <= r["accuracy"]["digital"]["mean"] + 0.02
     assert r["energy"]["total_J"] > 0
+
+
+def _one_line_error(res, needle):
+    text = res.output.strip()
+    assert res.exit_code == 2, res.output
+    assert needle in text and "Traceback" not in text and len(text.splitlines()) == 1, text
+
+
+def test_unwritable_output_fails_before_any_work(tmp_path):
+    # regression: a folder or a missing folder as --output only failed after training, with a traceback
+    _one_line_error(invoke("run", "--dry-run", "-o", str(tmp_path)), "is a folder")
+    _one_line_error(invoke("run", "--dry-run", "-o", str(tmp_path / "no" / "r.json")), "does not exist")
+    from nvmkit import pipeline
+    from nvmkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        pipeline.run({"output": str(tmp_path / "no" / "r.json")})
+    assert not list(tmp_path.iterdir())
+
+
+def test_error_text_in_brackets_is_shown_verbatim():
+    # regression: rich read "[training]" in a message as markup and dropped it
+    res = invoke("run", "--dry-run", "--set", "crossbar.converters.adc_bits=nan")
+    _one_line_error(res, "[crossbar.converters]")
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"\xff\xfe\x00", "not a UTF-8 text file"),  # regression: UnicodeDecodeError traceback
+    (b"network = [1, 2]\n", "network must be a table"),
+    (b"", None),  # an empty file is the defaults
+])
+def test_config_file_content_is_checked(tmp_path, content, needle):
+    f = tmp_path / "exp.toml"
+    f.write_bytes(content)
+    res = invoke("run", str(f), "--dry-run")
+    if needle is None:
+        assert res.exit_code == 0, res.output
+    else:
+        _one_line_error(res, needle)
+
+
+def test_sweep_dry_run_writes_no_database_and_checks_workers(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text('[base]\ntrials = 1\n[grid]\nseed = [1, 2]\n')
+    db = tmp_path / "r.db"
+    res = invoke("sweep", str(exp), "--db", str(db), "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert not db.exists()  # regression: a dry run created the database file
+    _one_line_error(invoke("sweep", str(exp), "--db", str(db), "--workers", "0"), "--workers must be >= 1")
+    assert not db.exists()

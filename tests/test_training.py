@@ -109,6 +109,22 @@ def test_anything_that_affects_training_changes_the_cache_key(data):
     assert cache_key(cache_key_data(**base)) == cache_key(cache_key_data(**{**base, "x_train": x.copy()}))
 
 
+def test_no_cache_refreshes_the_model_under_the_same_key(tmp_path, data, monkeypatch):
+    # regression: use_cache was part of the key, so --no-cache trained into a file no later run read
+    x, y = data
+    cfg = TrainingConfig(**FAST).resolved(mapper()).replace(seed=0)
+    keyed = [cache_key(cache_key_data(mapper(), cfg.replace(use_cache=u), "mnist", False, x, y))
+             for u in (True, False)]
+    assert keyed[0] == keyed[1]
+    fresh = train(mapper(), data, TrainingConfig(**FAST, use_cache=False), seed=0, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.keras"))) == 1
+
+    import nvmkit.training as training
+
+    monkeypatch.setattr(training, "_fit", lambda *a, **k: pytest.fail("the refreshed model must be reused"))
+    assert weights_equal(fresh, train(mapper(), data, FAST, seed=0, cache_dir=tmp_path))
+
+
 def test_same_seed_same_model_different_seed_different_model(tmp_path, data):
     a = train(mapper(), data, FAST, seed=3, cache_dir=tmp_path / "a")
     b = train(mapper(), data, FAST, seed=3, cache_dir=tmp_path / "b")
