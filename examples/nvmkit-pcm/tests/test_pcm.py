@@ -82,7 +82,7 @@ def test_drift_shrinks_crossbar_outputs_by_the_drift_factor():
     y = y[0, 0, 1:]  # each column is its own draw of the drift-exponent spread
     half = np.array([dev.g_max / 2], np.float32)
     factor = float(dev.drift(half, t)[0] / half[0])
-    assert y.mean() == pytest.approx(4 * 0.25 * factor, abs=5 * y.std() / math.sqrt(cols))
+    assert y.mean() == pytest.approx(4 * 0.25 * factor, abs=float(5 * y.std() / math.sqrt(cols)))
     assert factor < 0.7  # a day at g_T = 0.5 (nu ~ 0.049) loses over 30%
 
 
