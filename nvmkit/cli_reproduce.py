@@ -8,7 +8,6 @@ from typing import List, Optional
 
 import typer
 
-from .errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -37,13 +36,9 @@ def reproduce(
     from . import reproduce as rep
     from .cli import console, err_console
     from .cli_sweep import outcome_line
+    from .sweep import check_executor
 
-    if executor not in ("local", "dask"):
-        raise ConfigError(f"unknown executor {executor!r}; choose local or dask")
-    if executor == "dask" and not scheduler:
-        raise ConfigError("--executor dask needs --scheduler ADDRESS, e.g. tcp://10.0.0.5:8786")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    check_executor(executor, scheduler, workers)
     command = rep.command_line(quick=quick, data_dir=data_dir, out=out, db=db, executor=executor, workers=workers,
                                scheduler=scheduler, study=study, sections=section, sets=set_)
     if dry_run:

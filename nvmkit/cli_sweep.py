@@ -50,15 +50,10 @@ def sweep(
     from . import pipeline
     from .experiment import load_experiment
     from .resultsdb import ResultsDB
-    from .sweep import estimate_seconds, plan_sweep
+    from .sweep import check_executor, estimate_seconds, plan_sweep
 
     console, err_console = _consoles()
-    if executor not in ("local", "dask"):
-        raise ConfigError(f"unknown executor {executor!r}; choose local or dask")
-    if executor == "dask" and not scheduler:
-        raise ConfigError("--executor dask needs --scheduler ADDRESS, e.g. tcp://10.0.0.5:8786")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    check_executor(executor, scheduler, workers)
     exp = load_experiment(experiment)
     overrides = {"dataset.data_dir": str(data_dir) if data_dir else None}
     if data_dir:

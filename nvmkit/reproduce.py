@@ -193,7 +193,6 @@ def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Pat
     for sec, rows in sections_rows:
         seen = {r["key"] for r in by_kind[sec.kind]}
         by_kind[sec.kind] += [r for r in rows if r["key"] not in seen]
-    all_rows = [r for rows in by_kind.values() for r in rows]
     energy = {name: seed_energy_table(name) for name in ("seed", "default")}
     verdicts = ss.accuracy_claims(by_kind)
     for name, rows in energy.items():

@@ -40,6 +40,15 @@ _FULL_TRAIN_FACTOR = 15.0  # 60,000 training images instead of the sample's 4,00
 _FULL_EVAL_FACTOR = 10.0  # 10,000 test images instead of 1,000
 
 
+def check_executor(executor: str, scheduler: str | None, workers: int | None) -> None:
+    """Validate the executor options of ``sweep`` and ``reproduce`` before anything runs."""
+    if executor not in ("local", "dask"):
+        raise ConfigError(f"unknown executor {executor!r}; choose local or dask")
+    if executor == "dask" and not scheduler:
+        raise ConfigError("--executor dask needs --scheduler ADDRESS, e.g. tcp://10.0.0.5:8786")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+
 def run_point(config: dict) -> dict:
     """The default point runner: one pipeline run, as a plain dict."""
     from . import pipeline

@@ -37,7 +37,7 @@ import keras
 import numpy as np
 
 from . import layers as _layers  # noqa: F401  (registers PreActivationNoiseRNNCell for loading)
-from .component import check_fraction, check_int, check_nonnegative, check_positive
+from .component import check_int
 from .errors import ConfigError
 from .network import NetworkMapper
 from .config import TrainingConfig
