@@ -144,7 +144,7 @@ def mlp_footprint(hidden: Sequence[int] = (500,), *, inputs: int = PIXELS, class
 
 
 def cnn_footprint(filters: Sequence[int] = (32, 64), *, kernel_size: int = 3, pool_size: int = 2,
-                  padding: str = "valid", dense: Sequence[int] = (), input_shape=(28, 28, 1),
+                  padding: str = "valid", dense: Sequence[int] = (128,), input_shape=(28, 28, 1),
                   classes: int = 10, dropout: float = 0.0, **layer_kw) -> list[LayerFootprint]:
     """The ``cnn`` mapper: conv(ReLU) + max-pool blocks, optional ReLU dense layers, readout.
 
