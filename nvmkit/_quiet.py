@@ -24,6 +24,9 @@ def quiet_stderr():
         os.dup2(sink.fileno(), 2)
         try:
             yield
+            if "tensorflow" in sys.modules:
+                # the first device query prints a CUDA error on machines without a GPU
+                sys.modules["tensorflow"].config.list_physical_devices()
         except BaseException:
             os.dup2(saved, 2)
             sink.seek(0)
