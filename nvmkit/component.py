@@ -66,12 +66,9 @@ class Component:
     @classmethod
     def from_toml(cls, text: str):
         """Inverse of :meth:`to_toml` (``name`` must be this class's)."""
-        from .params import tomllib
+        from .params import load_toml
 
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{cls.kind} '{cls.name}': invalid TOML ({exc}); fix the syntax") from None
+        data = load_toml(text, f"{cls.kind} '{cls.name}' TOML")
         if data.get("name", cls.name) != cls.name:
             raise ConfigError(f"TOML describes {cls.kind} '{data.get('name')}', not '{cls.name}'")
         return cls.from_config(data.get("params", {}))

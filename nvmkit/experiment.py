@@ -34,7 +34,6 @@ import difflib
 import hashlib
 import itertools
 import json
-import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,12 +41,7 @@ from typing import Any
 
 from .config import RunConfig, set_path
 from .errors import ConfigError, NvmkitError
-from .params import _params_type, read_text_file
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .params import _params_type, load_toml, read_text_file
 
 SECTIONS = ("experiment", "base", "grid", "points")
 META_KEYS = ("name", "description")
@@ -164,10 +158,7 @@ def load_experiment(path: str | Path) -> Experiment:
 
 
 def parse_experiment(text: str, source: str = "<string>", default_name: str = "experiment") -> Experiment:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML ({exc}); fix the syntax") from None
+    data = load_toml(text, source)
     for section in data:
         if section not in SECTIONS:
             raise ConfigError(f"{source}: unknown section [{section}]{_did_you_mean(section, SECTIONS)}; "

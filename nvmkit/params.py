@@ -77,11 +77,15 @@ class Params:
 
     @classmethod
     def from_toml(cls, text: str, source: str = "<string>"):
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source} is not valid TOML ({exc}); fix the syntax") from None
-        return cls.from_dict(data)
+        return cls.from_dict(load_toml(text, source))
+
+
+def load_toml(text: str, source: str = "<string>") -> dict:
+    """Parse TOML; a syntax error becomes one line naming the file."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML ({exc}); fix the syntax") from None
 
 
 def read_text_file(path, what: str) -> str:

@@ -29,7 +29,6 @@ file, the section and the key.
 from __future__ import annotations
 
 import copy
-import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,12 +37,7 @@ import tomli_w
 
 from .errors import ConfigError
 from .experiment import Experiment, _did_you_mean, _merge, parse_experiment
-from .params import read_text_file
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .params import load_toml, read_text_file
 
 KINDS = ("result1", "regularisation", "test_noise", "time_steps")
 TITLES = {
@@ -97,10 +91,7 @@ def load_study(spec: str | Path) -> Study:
 
 
 def parse_study(text: str, source: str = "<string>", default_name: str = "study") -> Study:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML ({exc}); fix the syntax") from None
+    data = load_toml(text, source)
     for key in data:
         if key not in ("study", "base", "sections"):
             raise ConfigError(f"{source}: unknown section [{key}]{_did_you_mean(key, ('study', 'base', 'sections'))};"
