@@ -26,8 +26,8 @@ import tracemalloc
 
 import numpy as np
 
-from nvmkit.crossbar import Crossbar
-from nvmkit.crossbar_config import CrossbarConfig
+from nvmkit.engine.crossbar import Crossbar
+from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit_plugins.devices.generic import GenericDevice
 from nvmkit_plugins.devices.sonos import SONOS
 

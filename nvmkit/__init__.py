@@ -9,28 +9,32 @@ import os as _os
 # TensorFlow's C++ start-up chatter buries nvmkit's own output; users can still set it themselves.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from nvmkit.core.version import __version__
 
-try:
-    __version__ = _version("nvmkit")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+# The public API, gathered from the levels below (core -> engine -> workflow); nothing below imports
+# this module's names back, so the order here is the order of the levels.
+from nvmkit.core.errors import ConfigError, DataError, NvmkitError, PluginError
+from nvmkit.core.component import Component, check_fraction, check_int, check_nonnegative, check_positive
+from nvmkit.core.device import Device, check_flag
+from nvmkit.core.energy import EnergyEstimator, EnergyReport, EnergyTerm
+from nvmkit.core.footprint import LayerFootprint, TileShape
+from nvmkit.core.hookspecs import hookimpl
+from nvmkit.core._quiet import quiet_stderr as _quiet_stderr
 
-from .component import Component, check_fraction, check_int, check_nonnegative, check_positive
-from .config import DataConfig, PluginRef, RunConfig, TrainingConfig
-from .analog import AnalogNetwork, ProgrammedNetwork, deploy
-from .crossbar import Crossbar, ProgrammedCrossbar
-from .crossbar_config import ConverterConfig, CrossbarConfig, MappingConfig, NonIdealityConfig
-from .device import Device, check_flag
-from .energy import EnergyEstimator, EnergyReport, EnergyTerm
-from .errors import ConfigError, DataError, NvmkitError, PluginError
-from .evaluate import AccuracyResult, digital_accuracy, monte_carlo
-from .footprint import LayerFootprint, TileShape
-from .hookspecs import hookimpl
-from .network import NetworkMapper
-from .noise import NoiseInjector
-from .registry import create_from_spec, get_registry
-from .conformance import CheckResult, check_class, check_plugin  # after the registry: it uses it
+with _quiet_stderr():  # the network building blocks are Keras layers: importing Keras is noisy
+    from nvmkit.core.layers import (PreActivationNoiseRNNCell, as_images, check_sequence, initializer,
+                                    relu_block, site_sigmas)
+from nvmkit.core.network import NetworkMapper
+from nvmkit.core.noise import NoiseInjector
+from nvmkit.core.registry import create_from_spec, get_registry
+from nvmkit.engine.crossbar_config import ConverterConfig, CrossbarConfig, MappingConfig, NonIdealityConfig
+from nvmkit.engine.crossbar import Crossbar, ProgrammedCrossbar
+from nvmkit.engine.analog import AnalogNetwork, ProgrammedNetwork, deploy
+from nvmkit.engine.evaluate import AccuracyResult, digital_accuracy, monte_carlo
+from nvmkit.engine.conformance import CheckResult, check_class, check_plugin
+from nvmkit.workflow.config import DataConfig, PluginRef, RunConfig, TrainingConfig
+from nvmkit.workflow.data import load_dataset
+from nvmkit.workflow.pipeline import resolve, run
 
 __all__ = [
     "__version__",
@@ -59,6 +63,9 @@ __all__ = [
     "deploy",
     "AccuracyResult",
     "digital_accuracy",
+    "load_dataset",
+    "resolve",
+    "run",
     "monte_carlo",
     "RunConfig",
     "TileShape",
@@ -74,4 +81,11 @@ __all__ = [
     "create_from_spec",
     "get_registry",
     "hookimpl",
+    # building blocks for network plugins
+    "PreActivationNoiseRNNCell",
+    "as_images",
+    "check_sequence",
+    "initializer",
+    "relu_block",
+    "site_sigmas",
 ]

@@ -1,3 +1,3 @@
-from .cli import main
+from nvmkit.cli import main
 
 main()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nvmkit.data import DATASETS, NUM_CLASSES, read_raw
+from nvmkit.workflow.data import DATASETS, NUM_CLASSES, read_raw
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "nvmkit" / "data_sample"
 SEED = 839866  # the seed document's id, so the choice is fixed and traceable

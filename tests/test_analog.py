@@ -5,10 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from nvmkit.analog import deploy
-from nvmkit.crossbar_config import CrossbarConfig
-from nvmkit.device import Device
-from nvmkit.errors import ConfigError
+from nvmkit.engine.analog import deploy
+from nvmkit.engine.crossbar_config import CrossbarConfig
+from nvmkit.core.device import Device
+from nvmkit.core.errors import ConfigError
 
 G_MIN, G_MAX = 1.0, 100.0
 
@@ -113,7 +113,7 @@ def test_rnn_ideal_equals_keras():
 
 
 def test_preactivation_noise_cell_equals_keras():
-    from nvmkit.layers import PreActivationNoiseRNNCell
+    from nvmkit.core.layers import PreActivationNoiseRNNCell
 
     m = randomize(keras.Sequential([
         keras.Input((4, 3)), L.RNN(PreActivationNoiseRNNCell(5, stddev=0.3)), L.Dense(2)]), 5)

@@ -103,8 +103,8 @@ def test_unwritable_output_fails_before_any_work(tmp_path):
     # regression: a folder or a missing folder as --output only failed after training, with a traceback
     _one_line_error(invoke("run", "--dry-run", "-o", str(tmp_path)), "is a folder")
     _one_line_error(invoke("run", "--dry-run", "-o", str(tmp_path / "no" / "r.json")), "does not exist")
-    from nvmkit import pipeline
-    from nvmkit.errors import ConfigError
+    from nvmkit.workflow import pipeline
+    from nvmkit.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="does not exist"):
         pipeline.run({"output": str(tmp_path / "no" / "r.json")})

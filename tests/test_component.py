@@ -2,9 +2,9 @@
 
 import pytest
 
-from nvmkit.config import RunConfig
-from nvmkit.errors import ConfigError
-from nvmkit.registry import get_registry
+from nvmkit.workflow.config import RunConfig
+from nvmkit.core.errors import ConfigError
+from nvmkit.core.registry import get_registry
 
 PLUGINS = [(k, n) for k in ("device", "noise", "network", "energy") for n in get_registry().names(k)]
 

@@ -10,9 +10,8 @@ import typer
 from typer.testing import CliRunner
 
 from nvmkit import ConfigError, check_class, check_plugin
-from nvmkit.cli_plugins import register
-from nvmkit.conformance import check_all
-from nvmkit.registry import get_registry
+from nvmkit.engine.conformance import check_all
+from nvmkit.core.registry import get_registry
 
 from plugin_fixtures import activate, make_distribution
 
@@ -174,15 +173,9 @@ def test_a_well_behaved_class_passes_without_being_registered():
 # -- the command line ----------------------------------------------------------------------------
 
 def _app():
-    """The real CLI if the lead has wired ``plugins check`` into it, else the same command alone."""
-    from nvmkit.cli import app, plugins_app
+    from nvmkit.cli import app
 
-    if any(c.name == "check" for c in plugins_app.registered_commands):
-        return app
-    local, group = typer.Typer(), typer.Typer()
-    register(group)
-    local.add_typer(group, name="plugins")
-    return local
+    return app
 
 
 def test_cli_check_fails_with_exit_1_and_a_json_report(broken):

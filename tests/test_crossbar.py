@@ -13,9 +13,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from nvmkit.crossbar import Crossbar, standard_normal
-from nvmkit.crossbar_config import CrossbarConfig, MappingConfig, NonIdealityConfig
-from nvmkit.errors import ConfigError
+from nvmkit.engine.crossbar import Crossbar, standard_normal
+from nvmkit.engine.crossbar_config import CrossbarConfig, MappingConfig, NonIdealityConfig
+from nvmkit.core.errors import ConfigError
 from nvmkit_plugins.devices.generic import GenericDevice
 from nvmkit_plugins.devices.ideal import IdealDevice
 from nvmkit_plugins.devices.reram import ReRAM

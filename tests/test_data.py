@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nvmkit.data import DATASETS, Dataset, load_dataset, read_raw
-from nvmkit.errors import ConfigError, DataError
+from nvmkit.workflow.data import DATASETS, Dataset, load_dataset, read_raw
+from nvmkit.core.errors import ConfigError, DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 needs_shared = pytest.mark.skipif(not (SHARED / "mnist.npz").is_file(), reason="shared/datasets not present")
@@ -111,7 +111,7 @@ def test_auto_falls_back_to_sample_when_nothing_is_found(name):
 @pytest.mark.parametrize("name", DATASETS)
 def test_sample_is_a_subset_of_the_full_set(name):
     x_train, y_train, x_test, y_test = read_raw(name, SHARED)
-    raw = resources.files("nvmkit.data_sample").joinpath(f"{name}.npz").read_bytes()
+    raw = resources.files("nvmkit.workflow.data_sample").joinpath(f"{name}.npz").read_bytes()
     with np.load(__import__("io").BytesIO(raw)) as npz:
         tr, te = npz["train_index"].astype(np.int64), npz["test_index"].astype(np.int64)
         np.testing.assert_array_equal(npz["x_train"], x_train[tr])

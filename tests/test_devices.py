@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nvmkit.device import Device
-from nvmkit.errors import ConfigError
+from nvmkit.core.device import Device
+from nvmkit.core.errors import ConfigError
 from nvmkit_plugins.devices.ecram import ECRAM
 from nvmkit_plugins.devices.generic import GenericDevice
 from nvmkit_plugins.devices.ideal import IdealDevice
@@ -162,7 +162,7 @@ def test_cell_read_energy_units():
 # -- registration and CLI ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def registry():
-    from nvmkit.registry import get_registry
+    from nvmkit.core.registry import get_registry
 
     return get_registry()
 
@@ -172,7 +172,7 @@ def test_devices_are_registered_with_their_source(registry):
         info = registry.info("device", cls.name)
         assert info.cls is cls and info.source.startswith("nvmkit")
         assert issubclass(info.cls, Device)
-    from nvmkit.registry import create_from_spec
+    from nvmkit.core.registry import create_from_spec
 
     assert create_from_spec("device", "synaptic:0.05").sigma_syn == 0.05
     assert create_from_spec("device", "reram:levels=64").levels == 64
@@ -180,15 +180,8 @@ def test_devices_are_registered_with_their_source(registry):
 
 @pytest.fixture
 def cli():
-    from nvmkit.cli_devices import register
+    from nvmkit.cli import app
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root():
-        pass
-
-    register(app)
     return lambda *args: CliRunner().invoke(app, list(args))
 
 

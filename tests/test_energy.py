@@ -8,12 +8,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nvmkit.device import Device
-from nvmkit.energy import COMPONENTS
-from nvmkit.errors import ConfigError
-from nvmkit.footprint import LayerFootprint, TileShape
-from nvmkit import footprint_builders as fb
-from nvmkit import energy_table as et
+from nvmkit.core.device import Device
+from nvmkit.core.energy import COMPONENTS
+from nvmkit.core.errors import ConfigError
+from nvmkit.core.footprint import LayerFootprint, TileShape
+from nvmkit.reproduction import footprint_builders as fb
+from nvmkit.reproduction import energy_table as et
 from nvmkit_plugins.energy.crossbar import DEFAULT_ENERGY_PER_MAC, CrossbarEnergy
 
 FJ = 1e-15
@@ -122,8 +122,8 @@ def test_rnn_time_steps_must_divide_pixels():
 def test_builders_match_deployed_networks():
     """The builders reproduce the engine's footprint for each bundled mapper's default network."""
     pytest.importorskip("keras")
-    from nvmkit.analog import deploy
-    from nvmkit.registry import get_registry
+    from nvmkit.engine.analog import deploy
+    from nvmkit.core.registry import get_registry
 
     reg = get_registry()
     device = reg.create("device", "ideal")
@@ -331,11 +331,8 @@ def test_network_spec_parsing():
 
 @pytest.fixture(scope="module")
 def cli():
-    from nvmkit.cli_energy import energy_command
+    from nvmkit.cli import app
 
-    app = typer.Typer()
-    app.command("energy")(energy_command)
-    app.command("noop")(lambda: None)  # a second command keeps "energy" a subcommand
     return app
 
 

@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from nvmkit.analog import deploy
-from nvmkit.crossbar_config import CrossbarConfig
-from nvmkit.errors import ConfigError
-from nvmkit.evaluate import MEMORY_BUDGET, AccuracyResult, auto_batch_size, digital_accuracy, monte_carlo
-from nvmkit.noise import NoiseInjector
+from nvmkit.engine.analog import deploy
+from nvmkit.engine.crossbar_config import CrossbarConfig
+from nvmkit.core.errors import ConfigError
+from nvmkit.engine.evaluate import MEMORY_BUDGET, AccuracyResult, auto_batch_size, digital_accuracy, monte_carlo
+from nvmkit.core.noise import NoiseInjector
 
 from test_analog import IDEAL, NOCLIP, Ideal, ProgOnly, randomize
 

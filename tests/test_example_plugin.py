@@ -159,9 +159,9 @@ def test_nvmkit_run_with_the_pcm_device_and_poisson_noise(pcm_registry, model_ca
 
 
 def test_drift_sweep_runs(pcm_registry, model_cache, tmp_path, monkeypatch):
-    from nvmkit.experiment import load_experiment
-    from nvmkit.resultsdb import ResultsDB
-    from nvmkit.sweep import run_sweep
+    from nvmkit.sweeps.experiment import load_experiment
+    from nvmkit.sweeps.resultsdb import ResultsDB
+    from nvmkit.sweeps.sweep import run_sweep
 
     monkeypatch.setenv("NVMKIT_CACHE_DIR", str(model_cache))
     exp = load_experiment(EXAMPLE / "drift-sweep.toml")

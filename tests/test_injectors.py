@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from nvmkit.errors import ConfigError
-from nvmkit.registry import create_from_spec, get_registry
+from nvmkit.core.errors import ConfigError
+from nvmkit.core.registry import create_from_spec, get_registry
 
 N = 200_000  # pixels per statistics test: 4 images of 50k pixels, sub-second
 

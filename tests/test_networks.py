@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from nvmkit.errors import ConfigError
-from nvmkit.layers import PreActivationNoiseRNNCell, as_images
-from nvmkit.registry import get_registry
+from nvmkit.core.errors import ConfigError
+from nvmkit.core.layers import PreActivationNoiseRNNCell, as_images
+from nvmkit.core.registry import get_registry
 
 # the layer vocabulary the deploy side understands (the contract between the two halves of issue 4)
 ALLOWED = (keras.layers.InputLayer, keras.layers.Dense, keras.layers.Conv2D, keras.layers.MaxPooling2D,

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from nvmkit.errors import ConfigError, PluginError
-from nvmkit.registry import KINDS, get_registry, parse_spec
+from nvmkit.core.errors import ConfigError, PluginError
+from nvmkit.core.registry import KINDS, get_registry, parse_spec
 
 from plugin_fixtures import TOY_DEVICE, activate, make_distribution
 

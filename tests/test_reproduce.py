@@ -12,11 +12,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nvmkit import seed_study as ss
-from nvmkit.errors import ConfigError
-from nvmkit.reproduce import command_line, plan_reproduction, reproduce
-from nvmkit.study import KINDS, load_study, parse_study
-from nvmkit.sweep import RUNNER_ENV
+from nvmkit.reproduction import seed_study as ss
+from nvmkit.core.errors import ConfigError
+from nvmkit.reproduction.reproduce import command_line, plan_reproduction, reproduce
+from nvmkit.reproduction.study import KINDS, load_study, parse_study
+from nvmkit.sweeps.sweep import RUNNER_ENV
 
 FAKE = "sweep_fake:run"
 SECTION_HEADINGS = ("## 1. Result 1", "## 2. Regularisation sweeps", "## 3. Test-set noise sweeps",
@@ -293,14 +293,7 @@ def test_time_step_claims_follow_the_rows():
 
 # -- the command line ----------------------------------------------------------------------------------
 def _app() -> typer.Typer:
-    from nvmkit.cli_reproduce import register
-
-    app = typer.Typer(pretty_exceptions_enable=False)
-    register(app)
-
-    @app.command("noop")  # a second command, so Typer keeps "reproduce" as a subcommand
-    def _noop():
-        pass
+    from nvmkit.cli import app
 
     return app
 

@@ -19,11 +19,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nvmkit.errors import ConfigError
-from nvmkit.experiment import load_experiment, parse_experiment, point_key
-from nvmkit.plots import pareto_front, plot_all
-from nvmkit.resultsdb import ResultsDB
-from nvmkit.sweep import RUNNER_ENV, run_sweep
+from nvmkit.core.errors import ConfigError
+from nvmkit.sweeps.experiment import load_experiment, parse_experiment, point_key
+from nvmkit.sweeps.plots import pareto_front, plot_all
+from nvmkit.sweeps.resultsdb import ResultsDB
+from nvmkit.sweeps.sweep import RUNNER_ENV, run_sweep
 
 TESTS = Path(__file__).parent
 FAKE = "sweep_fake:run"
@@ -42,10 +42,8 @@ noise = ["gaussian:0.1", "gaussian:0.3", "speckle:0.2"]
 
 
 def _app() -> typer.Typer:
-    from nvmkit.cli_sweep import register
+    from nvmkit.cli import app
 
-    app = typer.Typer(pretty_exceptions_enable=False)
-    register(app)
     return app
 
 
@@ -185,7 +183,7 @@ def test_sweep_killed_with_sigkill_resumes_with_exactly_one_row_per_point(tmp_pa
     db_path, log = tmp_path / "r.db", tmp_path / "runs.log"
     env = dict(os.environ, SWEEP_FAKE_LOG=str(log), SWEEP_FAKE_SLEEP="0.5",
                PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    script = ("import pickle, sys; from nvmkit.resultsdb import ResultsDB; from nvmkit.sweep import run_sweep; "
+    script = ("import pickle, sys; from nvmkit.sweeps.resultsdb import ResultsDB; from nvmkit.sweeps.sweep import run_sweep; "
               "run_sweep(pickle.load(open(sys.argv[1], 'rb')), ResultsDB(sys.argv[2]), workers=1, "
               f"runner={FAKE!r})")
     proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "points.pkl"), str(db_path)], env=env)
@@ -325,7 +323,7 @@ def test_dask_cluster_gives_the_same_rows_as_the_local_executor(tmp_path, monkey
 
 
 def test_dask_without_a_reachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setattr("nvmkit.sweep.DASK_CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("nvmkit.sweeps.sweep.DASK_CONNECT_TIMEOUT", "1s")
     points = parse_experiment(GRID, "exp.toml").points()[:1]
     with ResultsDB(tmp_path / "r.db") as db:
         with pytest.raises(ConfigError, match="cannot reach the Dask scheduler"):

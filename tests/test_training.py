@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from nvmkit.errors import ConfigError
-from nvmkit.registry import get_registry
-from nvmkit.training import (TrainingConfig, cache_key, cache_key_data, default_cache_dir,
+from nvmkit.core.errors import ConfigError
+from nvmkit.core.registry import get_registry
+from nvmkit.workflow.training import (TrainingConfig, cache_key, cache_key_data, default_cache_dir,
                              noise_site_stats, train)
 
 FAST = {"epochs": 2, "batch_size": 64}
@@ -76,7 +76,7 @@ def test_train_learns_caches_and_reloads(tmp_path, data, monkeypatch):
     assert len([f for f in files if f.endswith(".json")]) == 1
     assert not [f for f in files if f.startswith(".")]  # no temp files left behind
 
-    import nvmkit.training as training
+    import nvmkit.workflow.training as training
 
     def no_fit(*a, **k):
         raise AssertionError("a cached model must not be retrained")
@@ -119,7 +119,7 @@ def test_no_cache_refreshes_the_model_under_the_same_key(tmp_path, data, monkeyp
     fresh = train(mapper(), data, TrainingConfig(**FAST, use_cache=False), seed=0, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.keras"))) == 1
 
-    import nvmkit.training as training
+    import nvmkit.workflow.training as training
 
     monkeypatch.setattr(training, "_fit", lambda *a, **k: pytest.fail("the refreshed model must be reused"))
     assert weights_equal(fresh, train(mapper(), data, FAST, seed=0, cache_dir=tmp_path))
@@ -185,7 +185,7 @@ def test_sigma_syn_target_derives_sigma_neu_from_the_plain_model(tmp_path, data)
     m = mapper("mlp", hidden=[16, 8])
     plain = train(m, data, FAST, seed=0, cache_dir=tmp_path)
     noisy = train(m, data, {**FAST, "sigma_syn_target": 0.05}, seed=0, cache_dir=tmp_path)
-    import nvmkit.training as training
+    import nvmkit.workflow.training as training
 
     stats = noise_site_stats(plain, training._gamma_subset(m, data[0], 0))
     got = [layer.stddev for layer in noisy.layers if isinstance(layer, keras.layers.GaussianNoise)]

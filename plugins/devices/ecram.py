@@ -6,10 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from nvmkit.component import check_positive
-from nvmkit.device import Device
-from nvmkit.errors import ConfigError
-from nvmkit.hookspecs import hookimpl
+from nvmkit import ConfigError, Device, check_positive, hookimpl
 
 K_BOLTZMANN = 1.380649e-23  # J/K (SI, exact)
 

@@ -6,9 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from nvmkit.component import check_positive
-from nvmkit.device import Device
-from nvmkit.hookspecs import hookimpl
+from nvmkit import Device, check_positive, hookimpl
 
 
 class GenericDevice(Device):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from nvmkit.device import Device
-from nvmkit.hookspecs import hookimpl
+from nvmkit import Device, hookimpl
 
 
 class IdealDevice(Device):

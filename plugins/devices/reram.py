@@ -6,9 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from nvmkit.device import Device
-from nvmkit.errors import ConfigError
-from nvmkit.hookspecs import hookimpl
+from nvmkit import ConfigError, Device, hookimpl
 
 # Milo et al., IRPS 2021, Fig. 4 (IGVVA-100 write-verify): std of the programmed conductance vs
 # target, a linear fit sigma_G = max(A G + B, 0) with G and sigma_G in uS (as published in

@@ -6,10 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from nvmkit.component import check_positive
-from nvmkit.device import Device, check_flag
-from nvmkit.errors import ConfigError
-from nvmkit.hookspecs import hookimpl
+from nvmkit import ConfigError, Device, check_flag, check_positive, hookimpl
 
 DAY = 86400.0  # s
 

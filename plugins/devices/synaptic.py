@@ -6,8 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from nvmkit.device import Device, check_flag
-from nvmkit.hookspecs import hookimpl
+from nvmkit import Device, check_flag, hookimpl
 
 
 class SynapticNoise(Device):

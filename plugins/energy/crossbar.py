@@ -5,12 +5,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Sequence
 
-from nvmkit.component import check_fraction, check_int, check_nonnegative, check_positive
-from nvmkit.device import Device
-from nvmkit.energy import EnergyEstimator, EnergyReport, EnergyTerm
-from nvmkit.errors import ConfigError
-from nvmkit.footprint import LayerFootprint
-from nvmkit.hookspecs import hookimpl
+from nvmkit import ConfigError, Device, EnergyEstimator, EnergyReport, EnergyTerm, LayerFootprint, check_fraction, check_int, check_nonnegative, check_positive, hookimpl
 
 #: J per MAC (one weight, both cells of its pair, one read) of a device's analog core, used when the
 #: device does not carry ``energy_per_mac`` itself. Each figure is a whole-core number: array read,

@@ -6,11 +6,7 @@ from typing import ClassVar
 
 import keras
 
-from nvmkit.component import check_fraction, check_int
-from nvmkit.errors import ConfigError
-from nvmkit.hookspecs import hookimpl
-from nvmkit.layers import as_images, check_sequence, initializer, relu_block, site_sigmas
-from nvmkit.network import NetworkMapper
+from nvmkit import ConfigError, NetworkMapper, as_images, check_fraction, check_int, check_sequence, hookimpl, initializer, relu_block, site_sigmas
 
 PADDINGS = ("valid", "same")
 

@@ -7,9 +7,7 @@ from typing import ClassVar
 import keras
 import numpy as np
 
-from nvmkit.hookspecs import hookimpl
-from nvmkit.layers import as_images, check_sequence, initializer, relu_block, site_sigmas
-from nvmkit.network import NetworkMapper
+from nvmkit import NetworkMapper, as_images, check_sequence, hookimpl, initializer, relu_block, site_sigmas
 
 
 class MLP(NetworkMapper):

@@ -11,11 +11,7 @@ from typing import ClassVar
 import keras
 import numpy as np
 
-from nvmkit.component import check_int
-from nvmkit.errors import ConfigError
-from nvmkit.hookspecs import hookimpl
-from nvmkit.layers import PreActivationNoiseRNNCell, as_images, initializer, site_sigmas
-from nvmkit.network import NetworkMapper
+from nvmkit import ConfigError, NetworkMapper, PreActivationNoiseRNNCell, as_images, check_int, hookimpl, initializer, site_sigmas
 
 PIXELS = 28 * 28
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.util import random_noise
 
-from nvmkit.errors import ConfigError
+from nvmkit import ConfigError
 
 
 def noisy(owner: str, x, rng: np.random.Generator, mode: str, **kwargs) -> np.ndarray:

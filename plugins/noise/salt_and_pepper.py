@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from nvmkit.component import check_fraction
-from nvmkit.hookspecs import hookimpl
-from nvmkit.noise import NoiseInjector
+from nvmkit import NoiseInjector, check_fraction, hookimpl
 
 from ._skimage import noisy
 

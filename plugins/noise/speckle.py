@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from nvmkit.component import check_nonnegative
-from nvmkit.hookspecs import hookimpl
-from nvmkit.noise import NoiseInjector
+from nvmkit import NoiseInjector, check_nonnegative, hookimpl
 
 from ._skimage import noisy
 

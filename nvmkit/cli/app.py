@@ -1,0 +1,78 @@
+"""The one Typer application every command registers on, and what all commands share: the
+consoles, the user-error decorator, the progress bar, the duration and core-count formats.
+
+A command module does ``from nvmkit.cli.app import app, command`` and decorates its function with
+``@command(app)`` (or ``@command(plugins_app, "check")``); :mod:`nvmkit.cli` imports every command
+module once. Nothing here imports a command module, so the CLI's imports run one way.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from nvmkit.core.errors import NvmkitError
+from nvmkit.workflow.report import progress_bar  # noqa: F401  (shared by the commands)
+
+app = typer.Typer(
+    help="Accuracy and energy of neural networks on noisy non-volatile-memory crossbars.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,  # help texts name TOML tables ([base], [grid]): never read them as markup
+)
+plugins_app = typer.Typer(help="List and check the registered plugins.", invoke_without_command=True,
+                          rich_markup_mode=None)
+app.add_typer(plugins_app, name="plugins")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def user_errors(fn):
+    """Report an NvmkitError raised by ``fn`` as one line on stderr and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NvmkitError as exc:
+            Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def command(group: typer.Typer, name: str | None = None, **kwargs):
+    """Register ``fn`` as a command of ``group`` with the user-error handling every command has."""
+
+    def decorate(fn):
+        group.command(name, **kwargs)(user_errors(fn))
+        return fn
+
+    return decorate
+
+
+def cores() -> int:
+    """Local worker processes by default: one per core."""
+    return os.cpu_count() or 1
+
+
+def _version_callback(value: bool):
+    if value:
+        from nvmkit.core.version import __version__
+
+        console.print(f"nvmkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+):
+    """nvmkit: if this network runs on NVM crossbars, how accurate is it and what does it cost?"""

@@ -1,0 +1,97 @@
+"""``nvmkit energy``: energy per inference without training (a thin layer over energy_table).
+
+
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nvmkit.cli.app import app, command, console
+
+@command(app, "energy")
+def energy_command(
+    network: str = typer.Option("mlp", "--network", "-n",
+                                help="Network and its parameters, e.g. mlp, rnn:time_steps=4,units=128, "
+                                     "cnn:filters=32-64 (widths joined by '-')."),
+    device: str = typer.Option("reram", "--device", "-d", help="Device spec, e.g. sonos or reram:read_time=2e-8."),
+    estimator: str = typer.Option("crossbar", "--estimator", "-e",
+                                  help="Energy estimator spec, e.g. crossbar:conv_mapping=unrolled."),
+    seed_table: bool = typer.Option(False, "--seed-table",
+                                    help="Print our table beside the seed's (MLP, RNN, CNN x ReRAM, SONOS) "
+                                         "with ratios, the assumptions and the seed's claims checked."),
+    sensitivity: bool = typer.Option(False, "--sensitivity",
+                                     help="Print total energy per network for 11-100 fJ per MAC."),
+    assumptions: str = typer.Option("all", "--assumptions",
+                                    help="For --seed-table/--sensitivity: seed, default or all."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+):
+    """Energy per inference of a network on a device, broken down by layer and component."""
+    _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json)
+
+
+def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json):
+    from nvmkit.reproduction import energy_table as et
+    from nvmkit.core.errors import ConfigError
+    from nvmkit.core.registry import parse_spec
+
+    if not (seed_table or sensitivity):
+        report = et.energy_report(network, device, estimator)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2))
+        else:
+            print_report(report, network)
+        return
+    names = list(et.ASSUMPTIONS) if assumptions == "all" else [et.get_assumptions(assumptions).name]
+    name, est_params = parse_spec(estimator)
+    if name != "crossbar" or "_" in est_params:
+        raise ConfigError("--seed-table and --sensitivity use the crossbar estimator; "
+                          "pass --estimator crossbar:key=value to change its parameters")
+    out: dict = {}
+    for a in names:
+        if seed_table:
+            rows = et.seed_energy_table(a, estimator=est_params)
+            claims = et.seed_claims(rows)
+            out.setdefault(a, {})["table"] = [r.to_dict() for r in rows]
+            out[a]["claims"] = [c.__dict__ for c in claims]
+            if not as_json:
+                print(f"## Energy per inference, {a} assumptions\n")
+                print(et.render_assumptions(a) + "\n")
+                print(et.render_seed_table(rows) + "\n")
+                print(et.render_claims(claims) + "\n")
+        if sensitivity:
+            table = et.energy_sensitivity(a, estimator=est_params)
+            out.setdefault(a, {})["sensitivity_J"] = {n: {f"{e:g}": v for e, v in row.items()}
+                                                     for n, row in table.items()}
+            if not as_json:
+                print(f"## Total energy per inference vs energy per MAC, {a} assumptions\n")
+                print(et.render_sensitivity(table) + "\n")
+        if as_json:
+            out[a]["assumptions"] = et.get_assumptions(a).why
+    if as_json:
+        print(json.dumps(out, indent=2))
+
+
+def print_report(report, network: str = "") -> None:
+    """A rich table of every term, then the totals by component."""
+    from nvmkit.reproduction.energy_table import report_rows
+
+    table = Table(title=f"energy per inference: {network} on {report.device} ({report.estimator})")
+    for col, just in (("layer", "left"), ("component", "left"), ("counted event", "left"),
+                      ("count", "right"), ("unit (fJ)", "right"), ("energy (nJ)", "right")):
+        table.add_column(col, justify=just)
+    for r in report_rows(report):
+        table.add_row(r["layer"], r["component"], r["what"], f"{r['count']:,.0f}",
+                      f"{r['unit_J'] * 1e15:.4g}", f"{r['energy_J'] * 1e9:.4g}")
+    console.print(table)
+    parts = ", ".join(f"{k} {v * 1e9:.4g}" for k, v in report.by_component().items() if v)
+    console.print(f"total [bold]{report.total * 1e9:.4g} nJ[/] ({parts} nJ)")
+    for source, e_mac in report.notes.get("energy_per_mac", {}).items():
+        console.print(f"  energy per MAC {e_mac * 1e15:.4g} fJ from {source}", highlight=False)
+    for key in ("converters", "conv_mapping"):
+        if key in report.notes:
+            console.print(f"  {key}: {report.notes[key]}", highlight=False)

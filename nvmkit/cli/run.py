@@ -1,0 +1,70 @@
+"""``nvmkit run``: one experiment point, a thin layer over :func:`nvmkit.workflow.pipeline.run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from nvmkit.cli.app import app, command, console
+
+@command(app)
+def run(
+    config_file: Optional[Path] = typer.Argument(None, help="Experiment TOML file; flags override it."),
+    dataset: Optional[str] = typer.Option(None, help="mnist or fashion-mnist."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder in Keras's cache layout holding the full data."),
+    source: Optional[str] = typer.Option(None, help="auto (full data if found, else the embedded sample), full, or sample."),
+    network: Optional[str] = typer.Option(None, help="Network mapper spec, e.g. mlp, cnn, rnn:time_steps=7."),
+    time_steps: Optional[int] = typer.Option(None, "--time-steps", "-T", help="RNN time steps T (must divide 784)."),
+    device: Optional[str] = typer.Option(None, help="Device spec, e.g. synaptic:0.025, reram, sonos:levels=64."),
+    noise: Optional[str] = typer.Option(None, help="Test-set noise spec, e.g. gaussian:0.1, speckle:0.2, salt-and-pepper:0.05, or none."),
+    trials: Optional[int] = typer.Option(None, help="Monte Carlo trials."),
+    seed: Optional[int] = typer.Option(None, help="Seed of every random draw."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the network's)."),
+    sigma_neu: Optional[float] = typer.Option(None, help="Noise-injection std before each ReLU in training."),
+    energy: Optional[str] = typer.Option(None, help="Energy estimator name, or none."),
+    set_: List[str] = typer.Option([], "--set", help="Override any key: --set crossbar.converters.adc_bits=8."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON result here."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Retrain even if a cached model exists."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configuration and stop."),
+):
+    """Train a network, deploy it on a simulated crossbar, evaluate accuracy and energy."""
+    from nvmkit.workflow import pipeline
+    from nvmkit.workflow.config import RunConfig
+
+    data = RunConfig.from_file(config_file).to_dict() if config_file else {}
+    overrides = {
+        "dataset.name": dataset,
+        "dataset.data_dir": str(data_dir) if data_dir else None,
+        "dataset.source": source,
+        "trials": trials,
+        "seed": seed,
+        "training.epochs": epochs,
+        "training.sigma_neu": sigma_neu,
+        "output": str(output) if output else None,
+    }
+    if data_dir and source is None:
+        overrides["dataset.source"] = "full"
+    pipeline.apply_overrides(data, overrides, network=network, device=device, noise=noise,
+                             energy=energy, time_steps=time_steps, sets=set_, no_cache=no_cache)
+    cfg = RunConfig.from_dict(data)
+    resolved = pipeline.resolve(cfg)
+    if cfg.output:
+        from nvmkit.workflow.report import check_output_path
+
+        check_output_path(cfg.output)
+    if dry_run:
+        import tomli_w
+
+        from nvmkit.core.params import drop_none
+
+        console.print(tomli_w.dumps(drop_none(resolved)), highlight=False, markup=False)
+        return
+    from nvmkit.workflow.report import RichReporter, print_result
+
+    with RichReporter(console) as reporter:
+        result = pipeline.run(cfg, reporter=reporter)
+    print_result(console, result)
+    if cfg.output:
+        console.print(f"result written to {cfg.output}")

@@ -1,0 +1,222 @@
+"""``nvmkit sweep``, ``nvmkit results`` and ``nvmkit plot``: thin layers over experiment, sweep,
+resultsdb and plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from nvmkit.cli.app import app, command, console, cores, err_console, progress_bar
+from nvmkit.core.formatting import duration
+from nvmkit.workflow.config import SCENARIOS
+from nvmkit.core.errors import ConfigError
+from nvmkit.sweeps.resultsdb import DEFAULT_DB
+
+DB_HELP = "SQLite results database (created if absent)."
+FILTER_HELP = "Keep rows where KEY OP VALUE (=, !=, <, <=, >, >=); KEY is a column or a dotted config key. Repeatable."
+
+
+# -- sweep ---------------------------------------------------------------------------------------
+@command(app, "sweep")
+def sweep(
+    experiment: Path = typer.Argument(..., help="Experiment TOML file: [base], [grid], optional [[points]]."),
+    db: Path = typer.Option(Path(DEFAULT_DB), "--db", help=DB_HELP),
+    executor: str = typer.Option("local", "--executor", help="local (this machine's cores) or dask."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Local worker processes (default: the number of cores; 1 = in this process)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Full data folder for every point (Keras cache layout)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a [base] key: --set trials=10."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate, show the points and the estimate, run nothing."),
+):
+    """Run every point of an experiment, one database row each; a rerun skips the points already done."""
+    from rich.markup import escape
+
+    from nvmkit.workflow import pipeline
+    from nvmkit.sweeps.experiment import load_experiment
+    from nvmkit.sweeps.resultsdb import ResultsDB
+    from nvmkit.sweeps.sweep import check_executor, estimate_seconds, plan_sweep
+
+    check_executor(executor, scheduler, workers)
+    exp = load_experiment(experiment)
+    overrides = {"dataset.data_dir": str(data_dir) if data_dir else None}
+    if data_dir:
+        overrides["dataset.source"] = "full"
+    pipeline.apply_overrides(exp.base, overrides, sets=set_)
+
+    # a dry run writes nothing: without a database yet, plan against an empty in-memory one
+    with ResultsDB(db if not dry_run or db.exists() else ":memory:") as rdb:
+        with console.status(f"validating the points of {experiment}"):
+            plan = plan_sweep(exp, rdb)
+        todo = plan.todo
+        seconds, basis = estimate_seconds(todo, rdb.history(), 1 if executor == "dask" else (workers or cores()))
+        if executor == "dask":
+            basis += "; compute time on one worker: divide by the cluster's workers"
+        console.print(
+            f"[bold]{exp.name}[/]: {len(plan.points)} points, {len(plan.points) - len(todo)} already in {db}, "
+            f"[bold]{len(todo)} to run[/] ({plan.models} trained models); estimate ~{duration(seconds)} "
+            f"({basis})", highlight=False)
+        if dry_run:
+            _print_points(console, plan)
+            return
+        if not todo:
+            console.print("nothing to do: every point is in the database")
+            return
+        try:
+            summary = _run_with_progress(console, exp, todo, rdb, executor, workers, scheduler)
+        except KeyboardInterrupt:
+            err_console.print(f"interrupted: {rdb.count()} rows in {db}; rerun the same command to resume",
+                              highlight=False)
+            raise typer.Exit(130) from None
+    console.print(f"{summary.inserted} rows written to {db} in {duration(summary.wall_time_s)}"
+                  + (f"; [red]{len(summary.failed)} points failed[/]" if summary.failed else ""), highlight=False)
+    if summary.failed:
+        err_console.print(f"[bold red]error:[/] {len(summary.failed)} of {len(todo)} points failed "
+                          f"(first: {escape(str(summary.failed[0].error))}); fix and rerun: finished points are kept",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _run_with_progress(console, exp, todo, rdb, executor, workers, scheduler):
+    from nvmkit.sweeps.sweep import run_sweep
+
+    with progress_bar(console) as progress:
+        task = progress.add_task(f"sweep {exp.name}", total=len(todo))
+
+        def on_done(out):
+            progress.console.print(outcome_line(out), highlight=False)
+            progress.advance(task)
+
+        return run_sweep(todo, rdb, executor=executor, workers=workers, scheduler=scheduler,
+                         experiment=exp.name, on_done=on_done)
+
+
+def outcome_line(out, wall: bool = True) -> str:
+    """One rich-markup line for a finished sweep point: its accuracies, or its error."""
+    from rich.markup import escape
+
+    label = escape(out.point.label)
+    if out.error:  # error text is the user's data (e.g. "[grid] point 3"), never markup
+        return f"[red]failed[/] {label}: {escape(str(out.error))}"
+    acc = out.result.get("accuracy") or {}
+    shown = " ".join(f"{s} {100 * acc[s]['mean']:.2f}%" for s in SCENARIOS if s in acc)
+    seconds = out.result.get("wall_time_s") if wall else None
+    return f"[green]done[/] {label}: {shown}" + (f" ({seconds:.1f} s)" if seconds else "")
+
+
+def _print_points(console, plan) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"points of {plan.experiment.name}")
+    for col in ("#", "point", "status", "key"):
+        table.add_column(col)
+    for p in plan.points:
+        table.add_row(str(p.index + 1), p.label, "done" if p.key in plan.done else "to run", p.key[:12])
+    console.print(table)
+
+
+# -- results -------------------------------------------------------------------------------------
+@command(app, "results")
+def results(
+    db: Path = typer.Option(Path(DEFAULT_DB), "--db", help=DB_HELP),
+    filter_: List[str] = typer.Option([], "--filter", help=FILTER_HELP),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV (summary columns) instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (full rows) instead of a table."),
+):
+    """List the rows of a results database, optionally filtered."""
+    from nvmkit.sweeps.resultsdb import ResultsDB, columns
+
+    if as_csv and as_json:
+        raise ConfigError("give --csv or --json, not both")
+    with ResultsDB(db, create=False) as rdb:
+        rows = rdb.rows(filter_)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        cols = columns()
+        writer.writerow(cols)
+        for r in rows:
+            writer.writerow(["" if r.get(c) is None else r[c] for c in cols])
+        return
+    _print_table(console, rows, db)
+
+
+def _print_table(console, rows, db) -> None:
+    """One line per row; columns equal in every row move to the caption to keep the table narrow."""
+    from rich.table import Table
+
+    scenarios = [s for s in SCENARIOS if any(s in r["accuracy"] for r in rows)]
+    cells = []
+    for r in rows:
+        noise = (f"{r['noise']}:{r['noise_level']:g}" if r["noise"] and r["noise_level"] is not None
+                 else (r["noise"] or "none"))
+        cell = {
+            "id": str(r["id"]), "network": r["network"] or "", "device": r["device"] or "",
+            "data": f"{r['dataset']}{' (sample)' if r['sample'] else ''}", "noise": noise,
+            "sigma_neu": "" if r["sigma_neu"] is None else f"{r['sigma_neu']:g}", "seed": str(r["seed"]),
+        }
+        for s in scenarios:
+            a = r["accuracy"].get(s)
+            if not a:
+                cell[f"{s} %"] = ""
+            elif a.get("trials", 2) == 1:  # a single evaluation (digital) has no spread to show
+                cell[f"{s} %"] = f"{100 * a['mean']:.2f}"
+            else:
+                cell[f"{s} %"] = f"{100 * a['mean']:.2f}±{100 * a['std']:.2f}"
+        cell["energy"] = f"{r['energy_total_j'] * 1e9:.4g} nJ" if r["energy_total_j"] else ""
+        cell["wall s"] = "" if r["wall_time_s"] is None else f"{r['wall_time_s']:.1f}"
+        cells.append(cell)
+    cols = list(cells[0]) if cells else ["id"]
+    fixed = {c: cells[0][c] for c in ("network", "device", "data", "noise", "sigma_neu", "seed", "energy")
+             if len(cells) > 1 and len({x[c] for x in cells}) == 1}
+    caption = ", ".join(f"{c}={v}" for c, v in fixed.items() if v)
+    table = Table(title=f"{len(rows)} rows in {db}", caption=f"all rows: {caption}" if caption else None)
+    shown = [c for c in cols if c not in fixed]
+    for c in shown:
+        table.add_column(c, justify="left" if c in ("network", "device", "data", "noise") else "right")
+    for cell in cells:
+        table.add_row(*(cell[c] for c in shown))
+    # piped into a file or pager: no terminal width to respect, so do not truncate the numbers
+    if not console.is_terminal:
+        from rich.console import Console
+
+        console = Console(width=240, highlight=False)
+    console.print(table)
+
+
+# -- plot ------------------------------------------------------------------------------------------
+@command(app, "plot")
+def plot(
+    db: Path = typer.Option(Path(DEFAULT_DB), "--db", help=DB_HELP),
+    out: Path = typer.Option(Path("plots"), "--out", help="Folder for the PNG and SVG files."),
+    kind: str = typer.Option("all", "--kind", help="accuracy, energy, pareto or all."),
+    filter_: List[str] = typer.Option([], "--filter", help=FILTER_HELP),
+    scenario: Optional[str] = typer.Option(None, "--scenario", help="Accuracy scenario to plot (default: both for accuracy, internal for pareto)."),
+    x: str = typer.Option("noise_level", "--x", help="x axis of the accuracy plot: noise_level or a dotted config key, e.g. device.params.sigma_syn."),
+):
+    """Plot accuracy vs noise level, energy per inference and the accuracy-energy Pareto front."""
+    from nvmkit.sweeps.plots import KINDS, plot_all
+    from nvmkit.sweeps.resultsdb import ResultsDB
+
+    kinds = list(KINDS) if kind == "all" else [kind]
+    if scenario is not None and scenario not in SCENARIOS:
+        raise ConfigError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    with ResultsDB(db, create=False) as rdb:
+        rows = rdb.rows(filter_)
+    if not rows:
+        raise ConfigError(f"no rows in {db}{' match the filters' if filter_ else ''}; run `nvmkit sweep` first "
+                          "or loosen --filter")
+    written = plot_all(rows, out, kinds, scenario=scenario, x=x)
+    for p in written:
+        console.print(f"wrote {p}", highlight=False)
+    if not written:
+        err_console.print(f"[yellow]warning:[/] the rows hold nothing to plot for --kind {kind} "
+                          "(accuracy needs test-set noise, energy and pareto need an energy estimator)",
+                          highlight=False)
+

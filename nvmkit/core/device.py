@@ -1,0 +1,135 @@
+"""The device-model abstract type: what one memory cell does to a conductance.
+
+Conductances are in the device's own ``units`` (``uS`` for ReRAM; ``nA`` of read current at the
+read voltage for SONOS and ECRAM, as their measured fits are stated). The crossbar engine only
+needs ratios between conductances and the device's spread, so any consistent unit works.
+
+A device answers four questions, each as a vectorised function of the conductance: its
+programming spread ``programming_sigma(g, t)``, its per-read spread ``read_sigma(g)``, where it
+drifts to ``drift(g, t)``, and what a read costs (``read_voltage``, ``read_time``,
+``energy_per_mac``). Whether the spread depends on the state is the device's business.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nvmkit.core.component import Component, check_int, check_nonnegative, check_positive
+from nvmkit.core.errors import ConfigError
+
+#: conductance unit -> siemens; current units (read current at ``read_voltage``) are absent
+_SIEMENS = {"S": 1.0, "mS": 1e-3, "uS": 1e-6, "nS": 1e-9}
+_AMPERES = {"A": 1.0, "mA": 1e-3, "uA": 1e-6, "nA": 1e-9}
+_DERIVED = object()
+
+
+def check_flag(owner: str, name: str, value) -> bool:
+    """A true/false parameter (TOML and CLI specs give real booleans)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{owner}: {name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+class Device(Component):
+    """Abstract device model. Subclasses set ``name`` and call ``_set_range`` in ``__init__``."""
+
+    kind: ClassVar[str] = "device"
+    units: ClassVar[str] = "uS"
+    #: parameter name -> where its value comes from (paper, measured fit). Shown by
+    #: ``nvmkit devices show NAME``; every physical parameter should have an entry.
+    citations: ClassVar[dict[str, str]] = {}
+    #: parameter name -> unit, for ``nvmkit devices show``
+    param_units: ClassVar[dict[str, str]] = {}
+    #: True when ``programming_sigma``/``read_sigma`` give the spread of a whole *weight* on the
+    #: scale where the weight range Wmax - Wmin spans ``g_range`` (an abstract synaptic-noise
+    #: model); the engine then splits it over the cells of the mapping so that the per-weight
+    #: spread is exact for any scheme. False (physical cells): the spread of one cell.
+    sigma_per_weight: ClassVar[bool] = False
+    #: False for abstract devices whose "conductance" may leave [g_min, g_max] (no clipping).
+    bounded: ClassVar[bool] = True
+
+    g_min: float
+    g_max: float
+    levels: int | None  # programmable levels between g_min and g_max; None = continuous
+    read_voltage: float = 0.1  # V, used by energy estimators
+    read_time: float = 10e-9  # s, used by energy estimators
+    #: J per multiply-accumulate of the analog array (both cells of a pair), when the literature
+    #: states one; None lets an energy estimator derive it from ``cell_read_energy``.
+    energy_per_mac: float | None = None
+
+    def _set_range(self, g_min, g_max, levels=None) -> None:
+        owner = f"device '{self.name}'"
+        g_min = check_nonnegative(owner, "g_min", g_min)
+        g_max = check_nonnegative(owner, "g_max", g_max)
+        if g_min >= g_max:
+            raise ConfigError(f"{owner}: g_min ({g_min}) must be below g_max ({g_max}); raise g_max")
+        if levels is not None:
+            levels = check_int(owner, "levels", levels, minimum=2)
+        self.g_min, self.g_max, self.levels = float(g_min), float(g_max), levels
+
+    def _set_energy(self, read_voltage, read_time, energy_per_mac=_DERIVED) -> None:
+        """Validate and store the energy parameters; a device that derives ``energy_per_mac``
+        (a property) omits it, and None means "let the estimator derive it"."""
+        owner = f"device '{self.name}'"
+        self.read_voltage = check_positive(owner, "read_voltage", read_voltage)
+        self.read_time = check_positive(owner, "read_time", read_time)
+        if energy_per_mac is not _DERIVED:
+            self.energy_per_mac = (None if energy_per_mac is None
+                                   else check_positive(owner, "energy_per_mac", energy_per_mac))
+
+    def _sigma(self, param: str, value) -> float:
+        return check_nonnegative(f"device '{self.name}'", param, value)
+
+    @property
+    def g_range(self) -> float:
+        return self.g_max - self.g_min
+
+    @property
+    def on_off_ratio(self) -> float:
+        return self.g_max / self.g_min if self.g_min > 0 else float("inf")
+
+    # -- physics: override what the device has; the defaults are an ideal cell ---------------
+    def programming_sigma(self, g: np.ndarray, t: float = 0.0) -> np.ndarray:
+        """Std of the programming error at target conductance ``g`` (same units as ``g``), as
+        observed ``t`` seconds after programming (devices whose spread widens with time use it)."""
+        return np.zeros_like(g)
+
+    def read_sigma(self, g: np.ndarray) -> np.ndarray:
+        """Std of the cycle-to-cycle read noise of a cell at conductance ``g``, per read."""
+        return np.zeros_like(g)
+
+    def drift(self, g: np.ndarray, t: float) -> np.ndarray:
+        """Conductance ``t`` seconds after programming (default: no drift)."""
+        return g
+
+    def cell_read_energy(self, g: np.ndarray | float) -> np.ndarray | float:
+        """Energy of reading one cell once (J): V^2 G t for a conductance, V I t for a current."""
+        if self.units in _SIEMENS:
+            return self.read_voltage**2 * np.asarray(g) * _SIEMENS[self.units] * self.read_time
+        # current-read devices state the cell as its read current at read_voltage: E = V I t
+        return self.read_voltage * np.asarray(g) * _AMPERES.get(self.units, 1e-9) * self.read_time
+
+    # -- description -------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Parameters with units and sources, plus derived figures, as plain data."""
+        params = [
+            {"name": n, "value": v, "unit": self.param_units.get(n, ""),
+             "source": self.citations.get(n, "")}
+            for n, v in self.get_config().items()
+        ]
+        return {
+            "name": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "description": self.description(),
+            "units": self.units,
+            "g_min": self.g_min,
+            "g_max": self.g_max,
+            "on_off_ratio": self.on_off_ratio,
+            "levels": self.levels,
+            "energy_per_mac_J": self.energy_per_mac,
+            "cell_read_energy_at_g_max_J": float(self.cell_read_energy(self.g_max)),
+            "params": params,
+            "notes": {k: v for k, v in self.citations.items() if k not in self.param_names()},
+        }

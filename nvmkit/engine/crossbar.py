@@ -1,0 +1,381 @@
+"""The crossbar engine: one weight matrix mapped onto tiles of a device, programmed and read.
+
+Hot-path notes (why it is fast):
+- Monte Carlo trials are a leading axis ``K`` of every conductance array, so one batched matmul
+  serves all trials; with K = 1 (or one weight set) a read is a single 2-D GEMM.
+- Everything after programming is kept in weight units (the programmed G+ - G-, times the
+  mapping's gain), so a noiseless read costs exactly what the digital ``x @ W + b`` costs.
+- Gaussian read noise that is independent per cell is sampled exactly in output space: the column
+  current ``sum_i x_i (G_ij + n_ij)``, ``n_ij ~ N(0, s_ij^2)``, equals
+  ``sum_i x_i G_ij + N(0, sum_i x_i^2 s_ij^2)``: one extra matmul of ``x**2`` with the cell
+  variances and one draw per output, never a batch x rows x cols tensor. When ``s_ij`` does not
+  depend on the row (state-independent noise), the extra matmul collapses to
+  ``sum_i x_i^2 * s_j^2``.
+- Gaussian draws come from :func:`standard_normal`, a chunked float32 Box-Muller transform over
+  the generator's raw bits (two seeded streams on two threads for large draws), 3-5x faster
+  than ``Generator.standard_normal``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from nvmkit.core.component import check_int
+from nvmkit.engine.crossbar_config import CrossbarConfig
+from nvmkit.core.device import Device
+from nvmkit.core.errors import ConfigError, NvmkitError
+from nvmkit.core.footprint import TileShape
+
+F32 = np.float32
+
+_ONE_BITS = np.uint32(0x3F800000)  # float32 1.0: OR-ed with 23 random mantissa bits -> [1, 2)
+_TWO_PI = F32(2.0 * np.pi)
+_CHUNK = 1 << 15  # pairs per Box-Muller step: the temporaries stay in cache
+_STREAMS = 2  # large draws are split into this many independent streams ...
+_SPLIT_AT = 1 << 18  # ... from this many samples on
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (owning pid, pool)
+
+
+def standard_normal(rng: np.random.Generator, shape) -> np.ndarray:
+    """Standard normal float32 samples of ``shape``, drawn from ``rng``'s bit stream.
+
+    Box-Muller (1958) on uniforms with 23-bit resolution: exact in distribution except that
+    |z| is capped near 5.6 (probability 2e-8 of a normal sample lying beyond). A large draw is
+    split into ``_STREAMS`` halves, each from its own generator seeded from ``rng``, and filled
+    on two threads when the machine has two cores (numpy releases the GIL): the result depends
+    only on ``rng``'s state and ``shape``, never on the thread count.
+    """
+    shape = tuple(int(s) for s in shape) if np.iterable(shape) else (int(shape),)
+    n = math.prod(shape)
+    out = np.empty(n + (n & 1), dtype=F32)
+    if n < _SPLIT_AT:
+        _box_muller(rng.bit_generator, out)
+        return out[:n].reshape(shape)
+    seeds = rng.bit_generator.random_raw(_STREAMS)
+    half = (out.size // _STREAMS) & ~1
+    parts = [out[:half], out[half:]]
+    gens = [np.random.PCG64(int(seed)) for seed in seeds]
+    if (os.cpu_count() or 1) > 1:
+        pool = _pool()
+        for f in [pool.submit(_box_muller, g, p) for g, p in zip(gens, parts)]:
+            f.result()
+    else:
+        for g, p in zip(gens, parts):
+            _box_muller(g, p)
+    return out[:n].reshape(shape)
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's sampling threads (a forked child, e.g. a dask worker, gets its own)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=_STREAMS, thread_name_prefix="nvmkit-normal"))
+    return _POOL[1]
+
+
+def _box_muller(bits, out: np.ndarray) -> None:
+    """Fill ``out`` (float32, even length) with standard normals from bit generator ``bits``."""
+    m = out.size // 2
+    lo, hi = out[:m], out[m:]
+    for s in range(0, m, _CHUNK):
+        e = min(s + _CHUNK, m)
+        k = e - s
+        w = bits.random_raw(k).view(np.uint32)  # 2k independent 32-bit words
+        w >>= np.uint32(9)
+        w |= _ONE_BITS
+        u = w.view(F32)
+        r, theta = u[:k], u[k:]
+        np.subtract(F32(2.0), r, out=r)  # (0, 1]: log is finite
+        np.log(r, out=r)
+        r *= F32(-2.0)
+        np.sqrt(r, out=r)
+        theta -= F32(1.0)
+        theta *= _TWO_PI
+        np.cos(theta, out=lo[s:e])
+        lo[s:e] *= r
+        np.sin(theta, out=hi[s:e])
+        hi[s:e] *= r
+
+
+class Crossbar:
+    """A weight matrix ``W`` (n_in x n_out, used as ``x @ W + b``) mapped onto one device.
+
+    Holds the *target* conductances (one array per cell of a weight: G+ and G- for the
+    differential scheme, G for the offset scheme); :meth:`program` draws the programmed state of
+    K Monte Carlo trials.
+    """
+
+    def __init__(self, weights, bias, device: Device, config: CrossbarConfig | None = None,
+                 name: str = "crossbar"):
+        self.name = name
+        if not isinstance(device, Device):
+            raise ConfigError(f"{name}: device must be a nvmkit Device, got {type(device).__name__}; "
+                              "create one with get_registry().create('device', NAME)")
+        self.device = device
+        self.config = config or CrossbarConfig()
+        w = np.asarray(weights, dtype=F32)
+        if w.ndim != 2 or 0 in w.shape:
+            raise ConfigError(f"{name}: weights must be a non-empty matrix (n_in x n_out), got shape {w.shape}")
+        b = None if bias is None else np.asarray(bias, dtype=F32).reshape(-1)
+        if b is not None and b.shape[0] != w.shape[1]:
+            raise ConfigError(f"{name}: bias has {b.shape[0]} entries for {w.shape[1]} columns")
+        for label, arr in (("weights", w), ("bias", b)):
+            if arr is not None and not np.all(np.isfinite(arr)):
+                raise ConfigError(f"{name}: {label} contain NaN or inf; retrain or fix the model")
+        self.n_in, self.n_out = w.shape
+        m = self.config.mapping
+        self.bias_row = b is not None and m.bias == "row"
+        self.digital_bias = b if (b is not None and m.bias == "digital") else None
+        full = np.vstack([w, b[None, :]]) if self.bias_row else w
+        self.rows = full.shape[0]
+
+        mags = np.abs(full)
+        w_scale = float(np.percentile(mags, m.clip_percentile)) if m.clip_percentile < 100 else float(mags.max())
+        self.w_scale = w_scale if w_scale > 0 else 1.0
+        full = np.clip(full, -self.w_scale, self.w_scale)
+
+        d = device
+        g_min, g_rng = F32(d.g_min), F32(d.g_range)
+        unit = full / F32(self.w_scale)  # in [-1, 1]
+        if m.scheme == "differential":
+            # zero weight -> both cells at Gmin; |W| = Wmax -> one cell at Gmax
+            targets = [g_min + np.maximum(unit, 0) * g_rng, g_min + np.maximum(-unit, 0) * g_rng]
+            self.current_to_weight = self.w_scale / float(g_rng)
+            self.g_offset = 0.0
+        else:
+            targets = [g_min + (unit + 1) * F32(0.5) * g_rng]
+            self.current_to_weight = 2 * self.w_scale / float(g_rng)
+            self.g_offset = float(d.g_min + 0.5 * d.g_range)  # subtracted via an ideal reference column
+        if self.config.nonideal.quantize and d.levels:
+            step = g_rng / F32(d.levels - 1)
+            targets = [g_min + np.round((g - g_min) / step) * step for g in targets]
+        self.targets = [np.ascontiguousarray(t, dtype=F32) for t in targets]
+        # A per-weight spread (abstract synaptic noise) is split over the cells of a weight so that
+        # the weight's std is exactly sigma * (Wmax - Wmin) / g_range for either scheme.
+        self.sigma_scale = (
+            self.weight_range / (float(g_rng) * self.current_to_weight * math.sqrt(len(targets)))
+            if d.sigma_per_weight else 1.0
+        )
+        self.row_blocks = [(r, min(r + m.tile_rows, self.rows)) for r in range(0, self.rows, m.tile_rows)]
+        self.dac_range: float | None = self.config.converters.dac_range
+        self.adc_range: float | None = self.config.converters.adc_range
+        self.dac_signed = False
+
+    # -- geometry ---------------------------------------------------------------------------
+    @property
+    def weight_range(self) -> float:
+        """Wmax - Wmin of the mapped (representable) weights."""
+        return 2.0 * self.w_scale
+
+    @property
+    def devices_per_weight(self) -> int:
+        return len(self.targets)
+
+    @property
+    def tiles(self) -> tuple[TileShape, ...]:
+        tc = self.config.mapping.tile_cols
+        return tuple(
+            TileShape(r1 - r0, min(c + tc, self.n_out) - c)
+            for r0, r1 in self.row_blocks
+            for c in range(0, self.n_out, tc)
+        )
+
+    def target_weights(self) -> np.ndarray:
+        """The weights the target conductances represent (rows incl. bias row), in weight units."""
+        return self._to_weight(self.targets)
+
+    def _to_weight(self, gs) -> np.ndarray:
+        g = gs[0] - gs[1] if len(gs) == 2 else gs[0] - F32(self.g_offset)
+        g *= F32(self.current_to_weight)
+        return g
+
+    def _checked_sigma(self, sigma, what: str) -> np.ndarray:
+        sigma = np.asarray(sigma, dtype=F32)
+        if not np.all(np.isfinite(sigma)) or np.any(sigma < 0):
+            raise NvmkitError(f"device '{self.device.name}' returned a negative or non-finite {what} "
+                              "sigma; fix the device model's parameters")
+        return sigma * F32(self.sigma_scale) if self.sigma_scale != 1.0 else sigma
+
+    # -- programming ------------------------------------------------------------------------
+    def program(self, rng: np.random.Generator, trials: int = 1) -> "ProgrammedCrossbar":
+        """Draw the programmed conductances of ``trials`` independent programmings."""
+        trials = check_int(self.name, "trials", trials, 1)
+        ni, d = self.config.nonideal, self.device
+        t = ni.drift_time
+        g_min, g_max = F32(d.g_min), F32(d.g_max)
+        states = []
+        for target in self.targets:
+            shape = (trials, *target.shape)
+            g = None
+            if ni.programming_error:
+                sigma = self._checked_sigma(d.programming_sigma(target, t), "programming")
+                if np.any(sigma):
+                    g = standard_normal(rng, shape)
+                    g *= sigma
+                    g += target
+            if g is None:
+                g = np.repeat(target[None], trials, axis=0)
+            if ni.clip_conductance and d.bounded:
+                np.clip(g, g_min, g_max, out=g)
+            if t > 0:
+                g = self._drift(g, t, rng)
+            if ni.stuck_at_gmin or ni.stuck_at_gmax:
+                u = rng.random(shape, dtype=F32)
+                g[u < F32(ni.stuck_at_gmin)] = g_min
+                g[u >= F32(1 - ni.stuck_at_gmax)] = g_max
+            states.append(g)
+        return ProgrammedCrossbar(self, states)
+
+    def _drift(self, g: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
+        ni, d = self.config.nonideal, self.device
+        if ni.drift_model == "power-law":
+            if t > ni.drift_t0:
+                log_ratio = F32(math.log(t / ni.drift_t0))
+                nu = F32(ni.drift_nu)
+                if ni.drift_nu_sigma:
+                    nu = standard_normal(rng, g.shape) * F32(ni.drift_nu_sigma) + nu
+                g *= np.exp(-nu * log_ratio)
+        else:
+            g = np.asarray(d.drift(g, t), dtype=F32)
+        if d.bounded:  # a conductance (or read current) cannot change sign
+            np.maximum(g, F32(0), out=g)
+        return g
+
+    def calibrate(self, x: np.ndarray) -> None:
+        """Set uncalibrated converter ranges from representative inputs ``x`` (..., n_in).
+
+        DAC: max |x|. ADC: max |ideal column output| over the row tiles, in weight units.
+        """
+        x = np.asarray(x, dtype=F32).reshape(-1, self.n_in)
+        if self.config.converters.dac_range is None:
+            self.dac_range = float(np.abs(x).max()) or 1.0
+        self.dac_signed = bool(x.min() < 0)
+        if self.config.converters.adc_range is None:
+            ideal = self.target_weights()
+            peak = 0.0
+            for r0, r1 in self.row_blocks:
+                hi = min(r1, self.n_in)
+                y = x[:, r0:hi] @ ideal[r0:hi]
+                if self.bias_row and r1 > self.n_in:
+                    y += ideal[self.n_in]
+                peak = max(peak, float(np.abs(y).max()))
+            self.adc_range = peak or 1.0
+
+
+class ProgrammedCrossbar:
+    """The programmed state of K trials; :meth:`read` is one analog VMM per input row."""
+
+    def __init__(self, crossbar: Crossbar, states: list[np.ndarray]):
+        self.xbar = crossbar
+        self.states = states  # each (K, rows, cols), in device units
+        self.trials = states[0].shape[0]
+        self._w = crossbar._to_weight(states)  # (K, rows, cols) in weight units
+        d, ni = crossbar.device, crossbar.config.nonideal
+        self._var = None  # (K, rows, cols): per-weight read variance, weight units squared
+        self._col_sd = None  # (K, cols): the same when it does not depend on the row
+        if ni.read_noise:
+            gain = F32(crossbar.current_to_weight)
+            var = None
+            for s in states:
+                sd = crossbar._checked_sigma(d.read_sigma(s), "read") * gain
+                var = np.square(sd) if var is None else var + np.square(sd)
+            if np.any(var):
+                if np.all(var == var[:, :1, :]):
+                    self._col_sd = np.sqrt(var[:, 0, :])
+                else:
+                    self._var = var
+
+    def weights(self) -> np.ndarray:
+        """Programmed weights (K, rows, n_out) in weight units (bias row last when analog)."""
+        return self._w
+
+    def read(self, x: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """One read of every tile: ``x`` (K or 1, B, n_in) -> (K, B, n_out) in weight units.
+
+        Read noise is fresh on every call (``rng`` None: a noiseless read); programming error is
+        the state's, shared by all reads.
+        """
+        xb = self.xbar
+        x = np.asarray(x, dtype=F32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[-1] != xb.n_in:
+            raise ConfigError(f"{xb.name}: input must have shape (K, B, {xb.n_in}) or (B, {xb.n_in}), "
+                              f"got {x.shape}")
+        if x.shape[0] not in (1, self.trials) and self.trials != 1:
+            raise ConfigError(f"{xb.name}: input has {x.shape[0]} trial slices for {self.trials} "
+                              "programmed trials; pass 1 or K")
+        conv = xb.config.converters
+        if conv.dac_bits is not None:
+            x = _quantize(x, xb.dac_range, conv.dac_bits, xb.dac_signed, xb.name, "DAC")
+        out = None
+        for r0, r1 in xb.row_blocks:
+            y = self._block(x, r0, r1, rng)
+            if conv.adc_bits is not None:
+                y = _quantize(y, xb.adc_range, conv.adc_bits, True, xb.name, "ADC")
+            if out is None:
+                out = y
+            else:
+                out += y
+        if xb.digital_bias is not None:
+            out += xb.digital_bias
+        return out
+
+    def _block(self, x, r0, r1, rng):
+        """Output of row tile [r0, r1) for inputs x (K|1, B, n_in), weight units."""
+        xb = self.xbar
+        hi = min(r1, xb.n_in)
+        xs = x if (r0, hi) == (0, xb.n_in) else x[..., r0:hi]
+        y = _matmul(xs, self._w[:, r0:hi])
+        has_bias = xb.bias_row and r1 > xb.n_in
+        if has_bias:  # the bias row is driven at full scale (input 1)
+            y += self._w[:, xb.n_in][:, None, :]
+        if rng is None or (self._var is None and self._col_sd is None):
+            return y
+        z = standard_normal(rng, y.shape)
+        if self._col_sd is not None:
+            rms = np.einsum("kbi,kbi->kb", xs, xs)  # sum_i x_i^2
+            if has_bias:
+                rms += F32(1)
+            np.sqrt(rms, out=rms)
+            z *= rms[..., None]
+            z *= self._col_sd[:, None, :]
+        else:
+            sd = _matmul(np.square(xs), self._var[:, r0:hi])
+            if has_bias:
+                sd += self._var[:, xb.n_in][:, None, :]
+            np.sqrt(sd, out=sd)
+            z *= sd
+        y += z
+        return y
+
+
+def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(Kx, B, r) @ (K, r, m) -> (max(Kx, K), B, m), one 2-D GEMM whenever one weight set."""
+    if w.shape[0] == 1:
+        if x.shape[0] == 1:
+            return (x[0] @ w[0])[None]
+        kx, b, r = x.shape
+        return (x.reshape(kx * b, r) @ w[0]).reshape(kx, b, -1)
+    return np.matmul(x, w)
+
+
+def _quantize(v, full_scale, bits, signed, name, what):
+    if full_scale is None:
+        raise ConfigError(
+            f"{name}: the {what} range is not calibrated; call Crossbar.calibrate(x) (or "
+            f"AnalogNetwork.calibrate) or set converters.{what.lower()}_range"
+        )
+    lo = -full_scale if signed else 0.0
+    step = F32((full_scale - lo) / (2**bits - 1))
+    q = np.clip(v, F32(lo), F32(full_scale))
+    q -= F32(lo)
+    q /= step
+    np.round(q, out=q)
+    q *= step
+    q += F32(lo)
+    return q

@@ -1,0 +1,144 @@
+"""Monte Carlo test accuracy of a deployed network under device noise and test-set noise.
+
+One trial = one programming of every crossbar (fresh programming error) and one fresh draw of
+test-set noise over the whole test set; read noise is fresh on every crossbar read. All K trials
+run together (a leading array axis), the test set goes through in batches.
+
+Random streams, all derived from ``seed`` with :class:`numpy.random.SeedSequence`:
+``spawn_key=(0, k)`` programs trial k, ``(1, k)`` draws trial k's test-set noise, ``(2,)`` draws
+read noise. Trial k's programming and test-set noise therefore do not depend on how many trials
+run together; read noise (one stream, consumed in batch order) depends on the trial count and
+the batch size, so results are reproducible for a given (seed, trials, batch size).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from nvmkit.engine.analog import AnalogNetwork
+from nvmkit.core.errors import ConfigError
+from nvmkit.core.noise import NoiseInjector
+
+F32 = np.float32
+MEMORY_BUDGET = 200 * 2**20  # bytes of the largest activation, all trials of one batch
+CALIBRATION_SAMPLES = 512
+
+_PROGRAM, _TEST_NOISE, _READ = 0, 1, 2
+
+
+@dataclass
+class AccuracyResult:
+    """Test accuracy over Monte Carlo trials (fractions in [0, 1]).
+
+    ``ci95`` is the 95% confidence interval of the mean accuracy from Student's t distribution
+    with ``trials - 1`` degrees of freedom (NaN for a single trial, where it is undefined);
+    ``std`` is the sample standard deviation across trials (ddof=1; 0 for one trial).
+    """
+
+    mean: float
+    std: float
+    ci95: tuple[float, float]
+    per_trial: list[float] = field(default_factory=list)
+    trials: int = 0
+    n_test: int = 0
+    ci_method: str = "student-t"
+
+    @classmethod
+    def from_trials(cls, per_trial, n_test: int) -> "AccuracyResult":
+        a = np.asarray(per_trial, dtype=np.float64)
+        k = len(a)
+        mean = float(a.mean())
+        std = float(a.std(ddof=1)) if k > 1 else 0.0
+        if k > 1:
+            from scipy.special import stdtrit  # Student t quantile; lighter than scipy.stats
+
+            half = float(stdtrit(k - 1, 0.975)) * std / math.sqrt(k)
+            ci = (mean - half, mean + half)
+        else:
+            ci = (float("nan"), float("nan"))
+        return cls(mean, std, ci, [float(v) for v in a], k, int(n_test))
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "ci95": list(self.ci95),
+                "per_trial": list(self.per_trial), "trials": self.trials, "n_test": self.n_test,
+                "ci_method": self.ci_method}
+
+    def __str__(self) -> str:
+        return f"{100 * self.mean:.2f}% +- {100 * self.std:.2f}% ({self.trials} trials)"
+
+
+def _labels(y) -> np.ndarray:
+    y = np.asarray(y)
+    return y.argmax(axis=-1) if y.ndim == 2 else y.reshape(-1)
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def auto_batch_size(network: AnalogNetwork, trials: int, n_test: int,
+                    limit: int | None = None) -> int:
+    """Largest test batch whose biggest activation, over all trials, stays within the budget."""
+    fit = MEMORY_BUDGET // (4 * trials * network.largest_activation())
+    return int(max(1, min(fit, limit or n_test, n_test)))
+
+
+def monte_carlo(network: AnalogNetwork, x: np.ndarray, y: np.ndarray, *, trials: int, seed: int,
+                injector: NoiseInjector | None = None,
+                prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+                batch_size: int | None = None) -> AccuracyResult:
+    """Accuracy of ``network`` on ``(x, y)`` over ``trials`` Monte Carlo trials.
+
+    ``x`` holds test images as the injector expects them (e.g. (N, 28, 28) in [0, 1]; uint8
+    pixels are scaled by 1/255);
+    ``prepare`` maps a noisy batch to network input (e.g. the RNN's T time steps). ``batch_size``
+    is an upper bound: the batch shrinks so that trials x batch x the largest activation stays
+    under ~200 MB. If the crossbars have converters that are not calibrated yet, they are
+    calibrated on the first clean test images (call ``network.calibrate`` on training data
+    beforehand to avoid that).
+    """
+    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
+        raise ConfigError(f"monte_carlo: trials must be an integer >= 1, got {trials!r}")
+    trials = int(trials)
+    x = np.asarray(x)
+    if np.issubdtype(x.dtype, np.integer):  # 8-bit pixels: the injectors work on [0, 1]
+        x = np.divide(x, F32(255), dtype=F32)
+    labels = _labels(y)
+    n = len(x)
+    if n == 0 or len(labels) != n:
+        raise ConfigError(f"monte_carlo: {n} inputs but {len(labels)} labels; pass matching, "
+                          "non-empty arrays")
+    prep = prepare or (lambda a: a)
+
+    def network_input(batch):  # (K', b, *image) -> (K', b, *network input)
+        k, b = batch.shape[:2]
+        p = np.asarray(prep(batch.reshape(k * b, *batch.shape[2:])), dtype=F32)
+        return p.reshape(k, b, *p.shape[1:])
+
+    if network.needs_calibration():
+        network.calibrate(network_input(x[None, :CALIBRATION_SAMPLES].astype(F32))[0])
+
+    programmed = network.program([_rng(seed, _PROGRAM, k) for k in range(trials)], trials)
+    noise_rngs = [_rng(seed, _TEST_NOISE, k) for k in range(trials)] if injector else None
+    read_rng = _rng(seed, _READ)
+    bs = auto_batch_size(network, trials, n, batch_size)
+    correct = np.zeros(trials, dtype=np.int64)
+    for s in range(0, n, bs):
+        xb = np.asarray(x[s:s + bs], dtype=F32)
+        if injector is not None:
+            xb = np.stack([np.asarray(injector.apply(xb, g), dtype=F32) for g in noise_rngs])
+        else:
+            xb = xb[None]
+        scores = programmed.predict(network_input(xb), read_rng)
+        correct += (scores.argmax(axis=-1) == labels[s:s + bs]).sum(axis=1)
+    return AccuracyResult.from_trials(correct / n, n)
+
+
+def digital_accuracy(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> float:
+    """Clean accuracy of the Keras model itself (``x`` already shaped as the model's input)."""
+    scores = model.predict(np.asarray(x, dtype=F32), batch_size=batch_size, verbose=0)
+    return float(np.mean(np.asarray(scores).argmax(axis=-1) == _labels(y)))

@@ -1,0 +1,432 @@
+"""``nvmkit reproduce``: the seed's study in one command, as a report folder.
+
+:func:`reproduce` loads a study (:mod:`nvmkit.reproduction.study`; the bundled ``seed`` or ``seed-quick``), runs
+every point not yet in its results database through the sweep engine (:func:`nvmkit.sweeps.sweep.run_sweep`:
+resumable, trained models from the model cache), then :func:`write_report` writes ``OUT/``:
+
+- ``report.md``: Result 1 beside the seed's table (plain and noise-trained networks), the
+  regularisation sweeps, the test-set noise sweeps, the RNN's time steps, the energy table beside the
+  seed's, the seed's claims with verdicts computed from the rows (:mod:`nvmkit.reproduction.seed_study`), and how
+  the report was made (command, versions, seed, data, wall time, machine load);
+- ``results.md``: the Result 1 tables and the verdicts, to paste into docs/results.md;
+- ``summary.json``: the verdicts and the Result 1 cells, for scripts;
+- ``plots/``: a PNG and an SVG per figure; ``results.db``: the rows (unless ``db`` says elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from nvmkit.core.formatting import duration
+from nvmkit.reproduction import seed_study as ss
+from nvmkit.core.errors import ConfigError
+from nvmkit.sweeps.experiment import Point
+from nvmkit.reproduction.study import KINDS, Section, Study, load_study
+
+DEFAULT_STUDY, QUICK_STUDY = "seed", "seed-quick"
+DEFAULT_OUT = "reports"  # the report goes to reports/<study name> unless --out says otherwise
+
+
+# -- planning -------------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    study: Study
+    sections: list[tuple[Section, list[Point]]]
+    done: set[str] = field(default_factory=set)
+
+    @property
+    def points(self) -> list[Point]:
+        """Distinct points in section order (sections may share points: each runs once)."""
+        seen, out = set(), []
+        for _, points in self.sections:
+            for p in points:
+                if p.key not in seen:
+                    seen.add(p.key)
+                    out.append(p)
+        return out
+
+    @property
+    def todo(self) -> list[Point]:
+        return [p for p in self.points if p.key not in self.done]
+
+
+def plan_reproduction(study: str | Path | None = None, *, quick: bool = False, data_dir: str | Path | None = None,
+                      sections: Sequence[str] = (), sets: Sequence[str] = (), registry=None) -> Plan:
+    """Load the study, apply ``data_dir`` and ``--set`` overrides, keep the chosen sections (names or
+    kinds) and validate every point before anything runs."""
+    from nvmkit.workflow import pipeline
+
+    st = load_study(study or (QUICK_STUDY if quick else DEFAULT_STUDY))
+    chosen = st.sections
+    if sections:
+        known = {s.name for s in st.sections} | {s.kind for s in st.sections}
+        bad = [s for s in sections if s not in known]
+        if bad:
+            raise ConfigError(f"study {st.name} has no section {bad[0]!r}; choose from: "
+                              f"{', '.join(sorted(known))}")
+        chosen = [s for s in st.sections if s.name in sections or s.kind in sections]
+    overrides = {}
+    if data_dir:
+        overrides = {"dataset.data_dir": str(Path(data_dir).expanduser().absolute()), "dataset.source": "full"}
+    out = []
+    for sec in chosen:
+        pipeline.apply_overrides(sec.experiment.base, overrides, sets=sets)
+        out.append((sec, sec.experiment.points(registry)))
+    st.sections = chosen
+    return Plan(st, out)
+
+
+def command_line(*, quick: bool = False, data_dir=None, out=None, db=None, executor: str = "local",
+                 workers: int | None = None, scheduler: str | None = None, study=None,
+                 sections: Sequence[str] = (), sets: Sequence[str] = ()) -> str:
+    """The ``nvmkit reproduce`` command that makes these choices (what the report says it ran)."""
+    args = ["nvmkit", "reproduce"]
+    if quick:
+        args.append("--quick")
+    for flag, value in (("--study", study), ("--data-dir", data_dir), ("--out", out), ("--db", db)):
+        if value is not None:
+            args += [flag, str(value)]
+    if executor != "local":
+        args += ["--executor", executor]
+    if scheduler:
+        args += ["--scheduler", scheduler]
+    if workers is not None:
+        args += ["--workers", str(workers)]
+    for s in sections:
+        args += ["--section", s]
+    for s in sets:
+        args += ["--set", s]
+    return shlex.join(args)
+
+
+# -- running --------------------------------------------------------------------------------------------
+@dataclass
+class Reproduction:
+    out: Path
+    db: Path
+    files: list[Path]
+    verdicts: list[ss.Verdict]
+    computed: int  # points run now
+    reused: int  # points found in the database
+    failed: list  # sweep Outcomes that raised
+    wall_time_s: float
+
+
+def reproduce(out: str | Path | None = None, *, quick: bool = False, data_dir: str | Path | None = None,
+              db: str | Path | None = None, executor: str = "local", workers: int | None = None,
+              scheduler: str | None = None, runner=None, study: str | Path | None = None,
+              sections: Sequence[str] = (), sets: Sequence[str] = (), command: str | None = None,
+              on_plan: Callable[[Plan, Path], None] | None = None,
+              on_done: Callable | None = None) -> Reproduction:
+    """Run the study's missing points and write the report folder; see the module docstring."""
+    from nvmkit.sweeps.resultsdb import ResultsDB
+    from nvmkit.sweeps.sweep import run_sweep
+
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc)
+    load_before = _load()
+    plan = plan_reproduction(study, quick=quick, data_dir=data_dir, sections=sections, sets=sets)
+    out_dir = Path(out) if out is not None else Path(DEFAULT_OUT) / plan.study.name
+    _mkdir(out_dir)
+    db_path = Path(db) if db is not None else out_dir / "results.db"
+    command = command or command_line(quick=quick, data_dir=data_dir, out=out, db=db, executor=executor,
+                                      workers=workers, scheduler=scheduler, study=study, sections=sections,
+                                      sets=sets)
+    with ResultsDB(db_path) as rdb:
+        plan.done = rdb.done_keys(p.key for p in plan.points)
+        todo = plan.todo
+        if on_plan is not None:
+            on_plan(plan, db_path)
+        summary = run_sweep(todo, rdb, executor=executor, workers=workers, scheduler=scheduler, runner=runner,
+                            experiment=plan.study.name, on_done=on_done)
+        rows = {r["key"]: r for r in rdb.rows()}
+    sections_rows = [(sec, [rows[p.key] for p in points if p.key in rows]) for sec, points in plan.sections]
+    meta = {
+        "command": command, "quick": quick, "study": plan.study, "db": db_path,
+        "started_at": started_at, "load_before": load_before, "load_after": _load(),
+        "executor": executor, "workers": workers, "scheduler": scheduler,
+        "computed": summary.inserted, "reused": len(plan.points) - len(todo), "points": len(plan.points),
+        "failed": [(o.point.label, o.error) for o in summary.failed],
+        "wall_time_s": time.perf_counter() - started,
+    }
+    files, verdicts = write_report(sections_rows, out_dir, meta)
+    return Reproduction(out_dir, db_path, files, verdicts, summary.inserted, meta["reused"], summary.failed,
+                        time.perf_counter() - started)
+
+
+def _load() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:  # pragma: no cover - not on every platform
+        return None
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create report folder {path} ({exc.strerror}); pass another --out") from None
+
+
+# -- the report -----------------------------------------------------------------------------------------
+def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Path,
+                 meta: dict | None = None) -> tuple[list[Path], list[ss.Verdict]]:
+    """Write report.md, results.md, summary.json and the plots from the sections' rows.
+
+    ``meta`` describes the run (see :func:`reproduce`); missing entries are left out of the report.
+    Returns the files written and the verdicts on the seed's claims.
+    """
+    from nvmkit.reproduction.energy_table import render_assumptions, render_seed_table, seed_claims, seed_energy_table
+
+    out = Path(out)
+    plots = out / "plots"
+    _mkdir(plots)
+    meta = dict(meta or {})
+    by_kind: dict[str, list[dict]] = {k: [] for k in KINDS}
+    for sec, rows in sections_rows:
+        seen = {r["key"] for r in by_kind[sec.kind]}
+        by_kind[sec.kind] += [r for r in rows if r["key"] not in seen]
+    energy = {name: seed_energy_table(name) for name in ("seed", "default")}
+    verdicts = ss.accuracy_claims(by_kind)
+    for name, rows in energy.items():
+        verdicts += ss.energy_verdicts(seed_claims(rows), name)
+
+    written: list[Path] = []
+    figures: dict[str, list[Path]] = {k: [] for k in (*KINDS, "energy")}
+    from nvmkit.reproduction import reproduce_plots as rp
+    from nvmkit.sweeps.plots import plot_accuracy
+
+    r1, reg, tn, ts = (by_kind[k] for k in KINDS)
+    figures["result1"] = rp.plot_result1(r1, plots) if r1 else []
+    figures["regularisation"] = rp.plot_regularisation(reg, plots) if reg else []
+    figures["test_noise"] = plot_accuracy(tn, plots / "test_noise", scenario="both") if tn else []
+    figures["time_steps"] = rp.plot_time_steps(ts, plots) if ts else []
+    figures["energy"] = rp.plot_energy_vs_seed(energy, plots)
+    for paths in figures.values():
+        written += paths
+
+    notes = {sec.kind: [] for sec, _ in sections_rows}
+    for sec, _ in sections_rows:
+        if sec.note and sec.note not in notes[sec.kind]:
+            notes[sec.kind].append(sec.note)
+    text = _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_table, render_assumptions)
+    results_md = _results_snippet(by_kind, verdicts, meta)
+    summary = {
+        "verdicts": [v.to_dict() for v in verdicts],
+        "result1": {f"sigma_neu={s:g}": [_r1_json(r) for r in ss.result1_rows(r1, s)]
+                    for s in ss.values(r1, "sigma_neu")},
+        "rows": {k: len(v) for k, v in by_kind.items()},
+        "command": meta.get("command"),
+        "wall_time_s": meta.get("wall_time_s"),
+    }
+    for name, content in (("report.md", text), ("results.md", results_md),
+                          ("summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")):
+        path = out / name
+        path.write_text(content)
+        written.append(path)
+    return written, verdicts
+
+
+def _r1_json(r: ss.Result1Row) -> dict:
+    return {"network": r.network, "dataset": r.dataset, "seed": r.seed,
+            "ours": {k: (None if v is None else {"mean": v.mean, "std": v.std, "n": v.n}) for k, v in r.cells.items()}}
+
+
+def _images(paths: list[Path], out: Path, alt: str) -> str:
+    pngs = [p for p in paths if p.suffix == ".png"]
+    return "\n\n".join(f"![{alt}]({p.relative_to(out).as_posix()})" for p in pngs)
+
+
+def _result1_block(r1: list[dict], heading: str = "###") -> str:
+    if not r1:
+        return "No Result 1 rows (the section was not run, or every point failed)."
+    parts = []
+    for sigma in ss.values(r1, "sigma_neu"):
+        if sigma == 0:
+            parts += [f"{heading} Networks trained without noise injection, beside the seed's Result 1", "",
+                      ss.render_result1(r1, 0.0, r1), "",
+                      f"Accuracy in %, mean ± std over the Monte Carlo trials ({_trials_text(r1)}); seed: the "
+                      f"seed's Result 1 slide ({ss.SEED_SOURCE}), which marks the CNN Fashion-MNIST row with an "
+                      "asterisk and gives no footnote for it."]
+        else:
+            parts += ["", f"{heading} Networks trained with noise injection (σ_neu = {sigma:g} before every ReLU)", "",
+                      ss.render_result1(r1, sigma, r1), "",
+                      "change: noise-trained minus plain, percentage points (the seed has no such table)."]
+    return "\n".join(parts)
+
+
+def _trials_text(rows: list[dict]) -> str:
+    n = sorted({r.get("trials") for r in rows if r.get("trials")})
+    return ("trials per cell: " + ", ".join(map(str, n))) if n else "trials: unknown"
+
+
+def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_table, render_assumptions) -> str:
+    r1, reg, tn, ts = (by_kind[k] for k in KINDS)
+    quick = meta.get("quick")
+    sample = any(r.get("sample") for rows in by_kind.values() for r in rows)
+    lines = ["# The seed study, reproduced with nvmkit", "",
+             f"Seed: {ss.SEED_REF} ({ss.SEED_SOURCE}).", ""]
+    if quick or sample:
+        lines += ["> **Not a reproduction.** " + ("This is the quick version of the study (`--quick`): "
+                                                 if quick else "")
+                  + ("it ran on the embedded sample (4,000 training and 1,000 test images per data set), "
+                     if sample else "")
+                  + "so the networks are undertrained and the verdicts below say only that the pipeline runs "
+                    "end to end. Run `nvmkit reproduce --data-dir DIR` for the real numbers.", ""]
+    lines += ["Contents: 1. Result 1 · 2. Regularisation sweeps · 3. Test-set noise sweeps · 4. Time steps of "
+              "the RNN · 5. Energy per inference · 6. The seed's claims · 7. How this report was made", ""]
+
+    lines += ["## 1. Result 1: internal, external and both noise", ""]
+    lines += _notes(notes.get("result1"))
+    lines += [_result1_block(r1), "", _images(figures["result1"], out, "Result 1"), ""]
+
+    lines += ["## 2. Regularisation sweeps (Results II)", ""]
+    lines += _notes(notes.get("regularisation"))
+    if reg:
+        lines += ["Accuracy in % under internal noise of each level (mean ± std over trials); clean: the "
+                  "network in Keras, without noise.", "", ss.render_regularisation(reg), "",
+                  _images(figures["regularisation"], out, "Regularisation sweep"), ""]
+    else:
+        lines += ["Not run.", ""]
+
+    lines += ["## 3. Test-set noise sweeps (Results III and IV)", ""]
+    lines += _notes(notes.get("test_noise"))
+    if tn:
+        lines += [ss.render_test_noise(tn), "", _images(figures["test_noise"], out, "Test-set noise sweep"), ""]
+    else:
+        lines += ["Not run.", ""]
+
+    lines += ["## 4. Time steps of the RNN", ""]
+    lines += _notes(notes.get("time_steps"))
+    if ts:
+        lines += ["Accuracy in %: clean (Keras) and under internal noise (mean ± std over trials); the cost "
+                  "of internal noise is clean minus internal.", "", ss.render_time_steps(ts), "",
+                  _images(figures["time_steps"], out, "Time steps"), ""]
+    else:
+        lines += ["Not run.", ""]
+
+    lines += ["## 5. Energy per inference", "",
+              "From `nvmkit.reproduction.energy_table` with the settings of docs/energy.md (`nvmkit energy --seed-table "
+              "--assumptions seed|default`): energy per inference of the seed's three networks on ReRAM and "
+              "SONOS, without training. docs/energy.md explains each cell's difference from the seed's.", ""]
+    for name, rows in energy.items():
+        lines += [f"### {name} assumptions", "", render_assumptions(name), "", render_seed_table(rows), ""]
+    lines += [_images(figures["energy"], out, "Energy per inference"), ""]
+
+    lines += ["## 6. The seed's claims, tested on these numbers", "",
+              "Each verdict is computed from the rows above by the test it states; 'not tested' means the rows "
+              "it needs were not run.", "", ss.render_verdicts(verdicts), ""]
+    held = sum(v.verdict == ss.HOLDS for v in verdicts)
+    failed = sum(v.verdict == ss.FAILS for v in verdicts)
+    lines += [f"{held} hold, {failed} do not hold, {len(verdicts) - held - failed} not tested.", ""]
+
+    lines += ["## 7. How this report was made", ""] + _provenance(by_kind, meta, figures, out)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _notes(notes: list[str] | None) -> list[str]:
+    return [x for n in (notes or []) for x in (n, "")]
+
+
+def _provenance(by_kind, meta, figures, out) -> list[str]:
+    from nvmkit.core.version import __version__
+
+    rows = [r for rs in by_kind.values() for r in rs]
+    lines = []
+    if meta.get("command"):
+        lines.append(f"- Command: `{meta['command']}`")
+    study = meta.get("study")
+    if study is not None:
+        lines.append(f"- Study: `{study.path}` ({study.name}: {study.description}); sections: "
+                     + ", ".join(f"{s.name} ({s.kind})" for s in study.sections))
+    versions: dict[str, set] = {}
+    for r in rows:
+        for k, v in (r.get("versions") or {}).items():
+            versions.setdefault(k, set()).add(str(v))
+    shown = ", ".join(f"{k} {' / '.join(sorted(v))}" for k, v in sorted(versions.items()))
+    lines.append(f"- Versions: report written by nvmkit {__version__}, Python {platform.python_version()} on "
+                 f"{platform.platform()}; rows computed with {shown or 'unknown versions'}")
+    seeds = sorted({r.get("seed") for r in rows if r.get("seed") is not None})
+    lines.append(f"- Seed: {', '.join(map(str, seeds)) or 'unknown'} (every training, programming-noise and "
+                 "test-noise draw derives from it; the same command gives the same numbers)")
+    data = {}
+    for r in rows:
+        d = r.get("dataset_info") or {}
+        key = (d.get("name") or r.get("dataset"), bool(d.get("sample")), d.get("source"))
+        data[key] = (d.get("n_train"), d.get("n_test"))
+    for (name, sample, source), (n_train, n_test) in sorted(data.items(), key=str):
+        kind = "embedded sample" if sample else "full data"
+        lines.append(f"- Data: {name}: {kind}, {n_train} training / {n_test} test images, from {source}")
+    training: dict[str, set] = {}
+    for r in rows:
+        t = (r.get("config") or {}).get("training") or {}
+        training.setdefault(r.get("network"), set()).add(
+            f"{t.get('optimizer')} lr {t.get('learning_rate')}, {t.get('epochs')} epochs, batch {t.get('batch_size')}")
+    if training:
+        lines.append("- Training (as resolved from the networks' defaults and the study): " + "; ".join(
+            f"{ss.NET_LABEL.get(n, n)}: {' / '.join(sorted(v))}" for n, v in sorted(training.items(), key=str)))
+    if meta.get("points") is not None:
+        lines.append(f"- Points: {meta['points']} ({meta.get('computed', 0)} computed by this run, "
+                     f"{meta.get('reused', 0)} reused from the results database `{meta.get('db')}`); "
+                     f"rows per section kind: " + ", ".join(f"{k} {len(v)}" for k, v in by_kind.items()))
+    compute = sum(r.get("wall_time_s") or 0.0 for r in rows)
+    if meta.get("wall_time_s") is not None:
+        lines.append(f"- Wall time: {duration(meta['wall_time_s'])} for this command"
+                     + (f", started {meta['started_at'].isoformat(timespec='seconds')}" if meta.get("started_at") else "")
+                     + f"; the rows' own run times add up to {duration(compute)} (one worker's view, "
+                       "including training where a point trained its model)")
+    workers = meta.get("workers")
+    if meta.get("executor"):
+        where = (f"Dask scheduler {meta.get('scheduler')}" if meta["executor"] == "dask" else
+                 f"{workers if workers is not None else os.cpu_count()} local worker process(es)")
+        lines.append(f"- Machine: {os.cpu_count()} CPU cores, {where}; load average (1, 5, 15 min) "
+                     f"{_fmt_load(meta.get('load_before'))} before and {_fmt_load(meta.get('load_after'))} after "
+                     "(other work on the machine slows the wall time, not the numbers)")
+    try:
+        from nvmkit.workflow.training import default_cache_dir
+
+        lines.append(f"- Model cache: `{default_cache_dir()}` (`NVMKIT_CACHE_DIR`): trained models are read from "
+                     "it when there and written to it otherwise")
+    except Exception:  # pragma: no cover - the report must not fail on a side note
+        pass
+    if meta.get("failed"):
+        lines.append(f"- **{len(meta['failed'])} points failed** (their cells are missing; rerun the command to "
+                     "retry them): " + "; ".join(f"{label}: {err}" for label, err in meta["failed"][:5]))
+    files = sorted(p.relative_to(out).as_posix() for paths in figures.values() for p in paths)
+    if files:
+        lines.append("- Figures (PNG and SVG): " + ", ".join(f"`{f}`" for f in files if f.endswith(".png")))
+    lines.append("- Files: `report.md` (this), `results.md` (Result 1 and the verdicts for docs/results.md), "
+                 "`summary.json`")
+    return lines
+
+
+def _results_snippet(by_kind, verdicts, meta) -> str:
+    r1 = by_kind["result1"]
+    lines = ["<!-- generated by nvmkit reproduce: paste into docs/results.md -->",
+             "## Result 1, regenerated", ""]
+    if meta.get("command"):
+        lines += [f"Regenerated with `{meta['command']}`"
+                  + (f" in {duration(meta['wall_time_s'])}" if meta.get("wall_time_s") is not None else "")
+                  + "; the full report (sweeps, plots, energy, provenance) is `report.md` beside this file.", ""]
+    notes = []
+    for r in r1[:1]:
+        notes.append(f"External noise: {ss.external_label(r1)} (see the report for why this stands for the seed's "
+                     f"\"External\" column); internal noise: {ss.internal_label(r1)}.")
+    lines += notes + ([""] if notes else [])
+    lines += [_result1_block(r1), "", "## The seed's claims in our numbers", "", ss.render_verdicts(verdicts), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _fmt_load(load) -> str:
+    return "unknown" if not load else ", ".join(f"{x:.2f}" for x in load)
+
+
+__all__ = ["Plan", "Reproduction", "command_line", "plan_reproduction", "reproduce", "write_report"]

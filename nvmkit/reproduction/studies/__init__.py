@@ -1,0 +1,1 @@
+"""Bundled study files for ``nvmkit reproduce`` (see :mod:`nvmkit.reproduction.study`)."""

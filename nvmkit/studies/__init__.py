@@ -1,1 +1,0 @@
-"""Bundled study files for ``nvmkit reproduce`` (see :mod:`nvmkit.study`)."""

@@ -1,0 +1,183 @@
+"""The run configuration: one experiment point, as flags, a TOML file or a dict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dataclasses
+
+from nvmkit.core.component import check_fraction, check_int, check_nonnegative, check_positive
+from nvmkit.engine.crossbar_config import CrossbarConfig
+from nvmkit.core.errors import ConfigError
+from nvmkit.core.network import NetworkMapper
+from nvmkit.core.params import Params, read_text_file
+
+SCENARIOS = ("digital", "internal", "external", "both")
+
+
+@dataclass
+class PluginRef(Params):
+    """A plugin chosen by name, with its constructor parameters."""
+
+    name: str = ""
+    params: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError("plugin name must be a non-empty string")
+        if not isinstance(self.params, dict):
+            raise ConfigError(f"params of '{self.name}' must be a table, got {self.params!r}")
+
+
+@dataclass
+class DataConfig(Params):
+    name: str = "mnist"
+    data_dir: str | None = None  # a folder in Keras's cache layout
+    source: str = "auto"  # auto (full data if found locally, else the embedded sample) | full | sample
+
+    def validate(self) -> None:
+        from nvmkit.workflow.data import _canonical_name
+
+        self.name = _canonical_name(self.name)
+        if self.source not in ("auto", "full", "sample"):
+            raise ConfigError(f"dataset.source must be auto, full or sample, got {self.source!r}")
+
+
+OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "sgd", "adagrad", "adadelta")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainingConfig(Params):
+    """How a network is trained. ``None`` means the mapper's ``training_defaults`` (or no noise)."""
+
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    schedule: str | None = None  # "cosine": decay the rate to 0 over the run (Loshchilov & Hutter 2017)
+    sigma_neu: float | list | None = None  # pre-activation noise std: one value, or one per noise site
+    sigma_syn_target: float | None = None  # derive sigma_neu per layer from this synaptic noise
+    validation_split: float = 0.0  # last fraction of the training set held out to report val_accuracy
+    seed: int | None = None  # None: the seed passed to train() (default 0)
+    use_cache: bool = True  # False: retrain even when a cached model exists
+
+    def validate(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer = str(self.optimizer).lower()
+            if self.optimizer not in OPTIMIZERS:
+                raise ConfigError(f"training.optimizer {self.optimizer!r} is unknown; "
+                                  f"choose one of: {', '.join(OPTIMIZERS)}")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise ConfigError(f"training.schedule {self.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}")
+        if self.learning_rate is not None:
+            self.learning_rate = check_positive("training", "learning_rate", self.learning_rate)
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) is not None:
+                setattr(self, name, check_int("training", name, getattr(self, name), 1))
+        if self.sigma_neu is not None and self.sigma_syn_target is not None:
+            raise ConfigError("give training.sigma_neu or training.sigma_syn_target, not both")
+        if isinstance(self.sigma_neu, (list, tuple)):
+            self.sigma_neu = [check_nonnegative("training", "sigma_neu", v) for v in self.sigma_neu]
+        elif self.sigma_neu is not None:
+            self.sigma_neu = check_nonnegative("training", "sigma_neu", self.sigma_neu)
+        if self.sigma_syn_target is not None:
+            self.sigma_syn_target = check_nonnegative("training", "sigma_syn_target", self.sigma_syn_target)
+        self.validation_split = check_fraction("training", "validation_split", self.validation_split)
+        if self.validation_split >= 1:
+            raise ConfigError("training.validation_split must be below 1, e.g. 0.1")
+        if self.seed is not None:
+            self.seed = check_int("training", "seed", self.seed, 0)
+
+    def resolved(self, mapper: NetworkMapper) -> "TrainingConfig":
+        """A copy with every ``None`` training setting filled from ``mapper.training_defaults``."""
+        defaults = {**NetworkMapper.training_defaults, "schedule": "constant", **dict(mapper.training_defaults)}
+        filled = {k: (defaults[k] if getattr(self, k) is None else getattr(self, k))
+                  for k in ("optimizer", "learning_rate", "epochs", "batch_size", "schedule")}
+        sigma, target = self.sigma_neu, self.sigma_syn_target
+        if target == 0:  # no synaptic noise to match: the plain network, under the plain network's key
+            target = None
+        if sigma is None and target is None:
+            sigma = 0.0
+        return self.replace(**filled, sigma_neu=sigma, sigma_syn_target=target)
+
+    @classmethod
+    def coerce(cls, config) -> "TrainingConfig":
+        """Accept a TrainingConfig, a dict, None, or any Params/dataclass with the same field names
+        (such as the run configuration's ``[training]`` table); other fields are ignored."""
+        if isinstance(config, cls):
+            return config
+        if config is None:
+            return cls()
+        if dataclasses.is_dataclass(config):
+            config = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        if not isinstance(config, dict):
+            raise ConfigError(f"training configuration must be a table, got {type(config).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls.from_dict({k: v for k, v in config.items() if k in names}, "training")
+
+
+@dataclass
+class RunConfig(Params):
+    dataset: DataConfig = field(default_factory=DataConfig)
+    network: PluginRef = field(default_factory=lambda: PluginRef("mlp"))
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    device: PluginRef = field(default_factory=lambda: PluginRef("synaptic"))
+    crossbar: CrossbarConfig = field(default_factory=CrossbarConfig)
+    noise: str | None = "gaussian:0.1"  # test-set noise spec, NAME:LEVEL
+    energy: PluginRef | None = field(default_factory=lambda: PluginRef("crossbar"))
+    trials: int = 5
+    seed: int = 0
+    batch_size: int = 1000  # test images per evaluation batch (all trials at once)
+    scenarios: list = field(default_factory=lambda: list(SCENARIOS))
+    output: str | None = None
+
+    def validate(self) -> None:
+        self.trials = check_int("run", "trials", self.trials, 1)
+        self.seed = check_int("run", "seed", self.seed, 0)
+        self.batch_size = check_int("run", "batch_size", self.batch_size, 1)
+        bad = [s for s in self.scenarios if s not in SCENARIOS]
+        if bad or not self.scenarios:
+            raise ConfigError(f"scenarios must be a non-empty subset of {', '.join(SCENARIOS)}, got {bad or '[]'}")
+        if self.noise in ("", "none"):
+            self.noise = None
+        if isinstance(self.energy, str):  # TOML has no null: energy = "none" turns it off
+            if self.energy.lower() != "none":
+                raise ConfigError(f"energy must be a table [energy] name = ... or \"none\", got {self.energy!r}")
+            self.energy = None
+
+    @classmethod
+    def from_dict(cls, data, path: str = ""):
+        # a table that names only params (``[network.params]``) keeps the default plugin name
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"the run configuration must be a table, got {data!r}")
+        data = dict(data or {})
+        if isinstance(data.get("energy"), str) and data["energy"].lower() == "none":
+            data["energy"] = None
+        for key in ("network", "device", "energy"):
+            if isinstance(data.get(key), dict) and "name" not in data[key]:
+                default = getattr(cls(), key)
+                data[key] = {"name": default.name if default else "", **data[key]}
+        return super().from_dict(data, path)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "RunConfig":
+        p = Path(path)
+        text = read_text_file(p, "config")
+        try:
+            return cls.from_toml(text, source=str(p))
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in a nested dict, creating tables on the way."""
+    keys = dotted.split(".")
+    cur = data
+    for k in keys[:-1]:
+        cur = cur.setdefault(k, {})
+        if not isinstance(cur, dict):
+            raise ConfigError(f"cannot set {dotted}: {k} is not a table")
+    cur[keys[-1]] = value

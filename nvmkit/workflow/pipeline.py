@@ -1,0 +1,163 @@
+"""The run pipeline as a plain Python API: data -> train -> deploy -> Monte Carlo -> energy."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nvmkit.workflow.config import PluginRef, RunConfig, set_path
+from nvmkit.core.errors import ConfigError
+from nvmkit.core.registry import Registry, get_registry, parse_spec
+from nvmkit.workflow.report import NullReporter, RunResult, check_output_path
+
+
+def apply_overrides(data: dict, values: dict[str, Any], *, network=None, device=None, noise=None,
+                    energy=None, time_steps=None, sets=(), no_cache=False) -> dict:
+    """Fold command-line values into a config dict (flags win over the file)."""
+    for key, value in values.items():
+        if value is not None:
+            set_path(data, key, value)
+    for key, spec in (("network", network), ("device", device)):
+        if spec is not None:
+            name, params = parse_spec(spec)
+            data[key] = {"name": name, "params": params}
+    if noise is not None:
+        data["noise"] = None if noise.lower() == "none" else noise
+    if energy is not None:
+        data["energy"] = None if energy.lower() == "none" else {"name": energy, "params": {}}
+    if time_steps is not None:
+        set_path(data, "network.params.time_steps", time_steps)
+    if no_cache:
+        set_path(data, "training.use_cache", False)
+    for item in sets:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set crossbar.converters.adc_bits=8")
+        set_path(data, key.strip(), _parse_value(raw))
+    return data
+
+
+def _parse_value(raw: str):
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare word such as reram
+
+
+def _create(reg: Registry, kind: str, ref: PluginRef):
+    cls = reg.get(kind, ref.name)
+    params = dict(ref.params)
+    if "_" in params:  # NAME:VALUE sets the first parameter
+        first = cls.param_names()[:1]
+        if not first:
+            raise ConfigError(f"{kind} '{ref.name}' takes no parameters; write just '{ref.name}'")
+        params[first[0]] = params.pop("_")
+    return cls.from_config(params)
+
+
+class Components:
+    """The instantiated plugins of one run (validated on construction)."""
+
+    def __init__(self, cfg: RunConfig, reg: Registry | None = None):
+        reg = reg or get_registry()
+        self.network = _create(reg, "network", cfg.network)
+        self.device = _create(reg, "device", cfg.device)
+        self.injector = None
+        if cfg.noise:
+            name, params = parse_spec(cfg.noise)
+            self.injector = _create(reg, "noise", PluginRef(name, params))
+        self.energy = _create(reg, "energy", cfg.energy) if cfg.energy else None
+
+
+def resolve(cfg: RunConfig, reg: Registry | None = None) -> dict:
+    """The full configuration with every plugin default filled in (what a run records)."""
+    comps = Components(cfg, reg)
+    out = cfg.to_dict()
+    out["network"] = {"name": comps.network.name, "params": comps.network.get_config()}
+    out["device"] = {"name": comps.device.name, "params": comps.device.get_config()}
+    if comps.injector is not None:
+        out["noise"] = {"name": comps.injector.name, "params": comps.injector.get_config()}
+    if comps.energy is not None:
+        out["energy"] = {"name": comps.energy.name, "params": comps.energy.get_config()}
+    out["training"] = cfg.training.resolved(comps.network).to_dict()
+    return out
+
+
+def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) -> RunResult:
+    """Run one experiment point and return its result (also written to ``config.output``)."""
+    from nvmkit.core.version import __version__
+    from nvmkit.core._quiet import import_keras
+
+    import_keras()
+    from nvmkit.engine.analog import deploy
+    from nvmkit.engine.crossbar_config import CrossbarConfig
+    from nvmkit.workflow.data import load_dataset
+    from nvmkit.engine.evaluate import digital_accuracy, monte_carlo
+    from nvmkit.workflow.training import train
+
+    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    if cfg.output:  # a bad path must fail now, not after training and Monte Carlo
+        check_output_path(cfg.output)
+    reporter = reporter or NullReporter()
+    started = time.perf_counter()
+    comps = Components(cfg, reg)
+    resolved = resolve(cfg, reg)
+
+    with reporter.step("loading data"):
+        ds = load_dataset(cfg.dataset.name, cfg.dataset.data_dir, source=cfg.dataset.source)
+    model = train(comps.network, ds, cfg.training, seed=cfg.seed, reporter=reporter)
+
+    mapper = comps.network
+    x_test, y_test = ds.x_test, ds.y_test
+    accuracy: dict[str, dict] = {}
+    networks = {}
+    for scenario in cfg.scenarios:
+        with reporter.step(f"evaluating: {scenario}"):
+            if scenario == "digital":
+                acc = digital_accuracy(model, mapper.prepare(x_test), y_test)
+                accuracy[scenario] = {"mean": acc, "std": 0.0, "ci95": [acc, acc], "per_trial": [acc],
+                                      "trials": 1}
+                continue
+            internal = scenario in ("internal", "both")
+            external = scenario in ("external", "both")
+            if external and comps.injector is None:
+                continue  # no test-set noise configured: nothing to evaluate
+            key = "device" if internal else "ideal"
+            if key not in networks:
+                xcfg = cfg.crossbar if internal else CrossbarConfig.preset("ideal")
+                networks[key] = deploy(model, comps.device, xcfg)
+                networks[key].calibrate(mapper.prepare(ds.x_train[: min(500, len(ds.x_train))]))
+            res = monte_carlo(networks[key], x_test, y_test, trials=cfg.trials, seed=cfg.seed,
+                              injector=comps.injector if external else None,
+                              prepare=mapper.prepare, batch_size=cfg.batch_size)
+            accuracy[scenario] = res.to_dict()
+
+    energy = None
+    if comps.energy is not None:
+        net = networks.get("device") or deploy(model, comps.device, cfg.crossbar)
+        energy = comps.energy.estimate(net.footprint(), comps.device).to_dict()
+
+    result = RunResult(
+        config=resolved,
+        seed=cfg.seed,
+        dataset={"name": ds.name, "sample": ds.is_sample, "source": ds.source,
+                 "n_train": int(len(ds.x_train)), "n_test": int(len(ds.x_test))},
+        accuracy=accuracy,
+        energy=energy,
+        versions=_versions(__version__),
+        wall_time_s=time.perf_counter() - started,
+    )
+    if cfg.output:
+        result.write_json(cfg.output)
+    return result
+
+
+def _versions(nvmkit_version: str) -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow
+
+    return {"nvmkit": nvmkit_version, "numpy": numpy.__version__, "keras": keras.__version__,
+            "tensorflow": tensorflow.__version__}

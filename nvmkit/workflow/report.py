@@ -1,0 +1,139 @@
+"""Run results: the record a run leaves (JSON) and how the CLI shows it (rich)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nvmkit.core.errors import ConfigError
+
+
+@dataclass
+class RunResult:
+    config: dict
+    seed: int
+    dataset: dict
+    accuracy: dict  # scenario -> {mean, std, ci95, per_trial, trials}
+    energy: dict | None
+    versions: dict
+    wall_time_s: float
+
+    @property
+    def label(self) -> str:
+        return "sample" if self.dataset.get("sample") else "full"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["data_label"] = self.label
+        d["nvmkit_version"] = self.versions.get("nvmkit")
+        return d
+
+    def write_json(self, path: str | os.PathLike) -> None:
+        write_json_atomic(path, self.to_dict())
+
+
+def check_output_path(path) -> Path:
+    """Refuse an output path that cannot be written, before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"output {path} is a folder; give a file name, e.g. {path / 'result.json'}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    return path
+
+
+def write_json_atomic(path, data) -> None:
+    """Write JSON so that a reader never sees a half-written file: temp file, then rename."""
+    path = check_output_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class NullReporter:
+    """Progress sink for API use: does nothing."""
+
+    @contextlib.contextmanager
+    def step(self, description: str):
+        yield
+
+    def start_task(self, description: str, total: int | None):
+        return lambda advance=1, **info: None
+
+
+def progress_bar(console, eta: bool = True):
+    """The progress bar of every long command: spinner, description, bar, count, elapsed (and eta)."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn()]
+    if eta:
+        columns += [TextColumn("eta"), TimeRemainingColumn()]
+    return Progress(*columns, console=console)
+
+
+class RichReporter(NullReporter):
+    """Progress bars and spinners for the CLI."""
+
+    def __init__(self, console):
+        self.progress = progress_bar(console, eta=False)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    @contextlib.contextmanager
+    def step(self, description: str):
+        task = self.progress.add_task(description, total=1)
+        yield
+        self.progress.update(task, completed=1)
+
+    def start_task(self, description: str, total: int | None):
+        task = self.progress.add_task(description, total=total)
+
+        def advance(advance=1, **info):
+            self.progress.update(task, advance=advance)
+
+        return advance
+
+
+def print_result(console, result: RunResult) -> None:
+    from rich.table import Table
+
+    cfg = result.config
+    net = cfg["network"]["name"]
+    title = (f"{net} on {cfg['device']['name']} | {result.dataset['name']} "
+             f"({result.label} data, {result.dataset['n_test']} test images) | seed {result.seed}")
+    table = Table(title=title)
+    for col in ("scenario", "accuracy (mean ± std)", "95% CI", "trials"):
+        table.add_column(col)
+    noise = cfg.get("noise")
+    noise_txt = f"{noise['name']}:{list(noise['params'].values())[0]}" if isinstance(noise, dict) else "none"
+    labels = {"digital": "digital (Keras, clean)", "internal": "internal (device)",
+              "external": f"external ({noise_txt})", "both": "both"}
+    for scenario, acc in result.accuracy.items():
+        lo, hi = acc["ci95"]
+        table.add_row(labels.get(scenario, scenario), f"{100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f}",
+                      f"[{100 * lo:.2f}, {100 * hi:.2f}]", str(acc["trials"]))
+    console.print(table)
+    if result.energy:
+        e = result.energy
+        parts = ", ".join(f"{k} {v * 1e9:.3g} nJ" for k, v in e["by_component_J"].items() if v)
+        console.print(f"energy per inference ({e['estimator']}): [bold]{e['total_J'] * 1e9:.4g} nJ[/] ({parts})")
+    if result.label == "sample":
+        console.print("[yellow]computed on the embedded sample; pass --data-dir for the full data set[/]")

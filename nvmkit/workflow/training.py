@@ -1,0 +1,301 @@
+"""Seeded Keras training with noise-injection regularisation, cached on disk.
+
+Noise injection follows the seed study (Bennett et al., Sandia 2021): Gaussian noise of std
+``sigma_neu`` is added to every pre-activation in training only, given directly (the seed's levels
+0.1, 0.2, ...) or derived per layer from a target synaptic noise ``sigma_syn`` (fraction of the weight
+range) with the seed's equivalence
+
+    sigma_neu = sigma_syn * (Wmax - Wmin) * sqrt(n) * gamma_act,
+
+the std of ``sum_i x_i e_i`` when each of the n weights of a column carries independent noise
+``e_i`` of std ``sigma_syn (Wmax - Wmin)`` and the inputs have RMS ``gamma_act``. The weights and
+activations it needs are those of a first plain training pass (same mapper, data, seed and training
+settings, sigma_neu = 0; cached, so the plain network of a sweep costs nothing extra): the untrained
+initialisation would understate both the weight range and the activations by a large factor.
+
+Every trained model is written as a ``.keras`` file under a key that hashes all that affects
+training (mapper name and parameters, resolved training settings, seed, data set name, whether it
+is the embedded sample, a fingerprint of the training arrays, nvmkit and Keras versions), so a sweep
+never trains the same model twice. Files are loaded with ``safe_mode=True`` and written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from nvmkit.core import layers as _layers  # noqa: F401  (registers PreActivationNoiseRNNCell for loading)
+from nvmkit.core.component import check_int
+from nvmkit.core.errors import ConfigError
+from nvmkit.core.network import NetworkMapper
+from nvmkit.workflow.config import TrainingConfig
+
+CACHE_ENV = "NVMKIT_CACHE_DIR"
+#: training images used to measure gamma_act (a random subset; the RMS settles long before 60k)
+GAMMA_SAMPLES = 2000
+
+
+# -- the public entry point ------------------------------------------------------------------------
+
+def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
+          cache_dir: str | os.PathLike | None = None, use_cache: bool | None = None,
+          progress: Callable[[int, dict], Any] | None = None, reporter=None,
+          dataset_name: str | None = None) -> keras.Model:
+    """Train ``mapper``'s network on ``data`` (or load it from the cache) and return the Keras model.
+
+    ``data``: an :class:`nvmkit.workflow.data.Dataset` (``x_train``, ``y_train``, ``name``, ``is_sample``) or a
+    tuple ``(x_train, y_train)`` of images (N, H, W) in [0, 1] and integer labels. ``config``: a
+    :class:`TrainingConfig`, a dict or the run configuration's training table. ``seed`` wins over
+    ``config.seed``. ``use_cache=False`` retrains even if a cached model exists (and refreshes the
+    cache); None takes ``config.use_cache`` when the config has one, else True. ``cache_dir``
+    defaults to ``$NVMKIT_CACHE_DIR`` or ``~/.cache/nvmkit/models``. ``progress(epoch, logs)`` is
+    called after each epoch; ``reporter`` is a :mod:`nvmkit.workflow.report` reporter.
+    """
+    if use_cache is None:
+        use_cache = bool(getattr(config, "use_cache", True)) if not isinstance(config, dict) \
+            else bool(config.get("use_cache", True))
+    cfg = TrainingConfig.coerce(config)
+    seed = check_int("train", "seed", seed if seed is not None else (cfg.seed or 0), 0)
+    cfg = cfg.resolved(mapper).replace(seed=seed)
+    x_train, y_train, name, is_sample = _unpack(data, dataset_name)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    # sigma_syn_target stays in the key: the derived stds follow from the plain model, itself keyed
+    key_data = cache_key_data(mapper, cfg, name, is_sample, x_train, y_train)
+    path = cache / f"{mapper.name}-{name}-{cache_key(key_data)}.keras"
+    if use_cache and path.is_file():
+        model = _load(path, reporter)
+        if model is not None:
+            return model
+
+    fit_cfg = cfg
+    if cfg.sigma_syn_target is not None:
+        plain = train(mapper, data, cfg.replace(sigma_syn_target=None, sigma_neu=0.0), seed=seed,
+                      cache_dir=cache, use_cache=use_cache, progress=progress, reporter=reporter,
+                      dataset_name=dataset_name)
+        stats = noise_site_stats(plain, _gamma_subset(mapper, x_train, seed))
+        if len(stats) != mapper.noise_sites():
+            raise ConfigError(f"network '{mapper.name}' reports {mapper.noise_sites()} noise sites but its "
+                              f"model has {len(stats)} ReLU layers; fix the mapper's noise_sites()")
+        fit_cfg = cfg.replace(sigma_syn_target=None,
+                              sigma_neu=[s.sigma_neu(cfg.sigma_syn_target) for s in stats])
+
+    model, info = _fit(mapper, fit_cfg, x_train, y_train, progress, reporter)
+    _save_atomic(model, path, {"key": key_data, "sigma_neu": fit_cfg.sigma_neu, **info})
+    return model
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get(CACHE_ENV, "").strip()
+    return Path(env).expanduser() if env else Path("~/.cache/nvmkit/models").expanduser()
+
+
+def cache_key_data(mapper: NetworkMapper, cfg: TrainingConfig, dataset: str, is_sample: bool,
+                   x_train: np.ndarray, y_train: np.ndarray) -> dict:
+    """Everything that decides a trained model's weights, as plain data (hashed into the cache key)."""
+    from nvmkit.core.version import __version__
+
+    return {
+        "network": {"name": mapper.name, "class": f"{type(mapper).__module__}.{type(mapper).__qualname__}",
+                    "params": mapper.get_config()},
+        # use_cache says whether to read the cache, not how to train: --no-cache must refresh the
+        # model under the same key (pinned to True so that existing cache files keep their keys)
+        "training": {**cfg.to_dict(), "use_cache": True},
+        "dataset": {"name": dataset, "sample": bool(is_sample), "fingerprint": fingerprint(x_train, y_train)},
+        "versions": {"nvmkit": __version__, "keras": keras.__version__},
+    }
+
+
+def cache_key(key_data: dict) -> str:
+    return hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A content hash of arrays (dtype, shape and bytes)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+# -- sigma_syn -> sigma_neu ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class NoiseSite:
+    """One ReLU layer's crossbar as the equivalence sees it."""
+
+    layer: str
+    weight_range: float  # Wmax - Wmin = 2 max|W| (kernel and bias), the default differential mapping
+    fan_in: int  # n: weights summed into one pre-activation (kernel rows; for the RNN in + H)
+    gamma_act: float  # RMS of the layer's input on training data
+
+    def sigma_neu(self, sigma_syn: float) -> float:
+        return float(sigma_syn * self.weight_range * np.sqrt(self.fan_in) * self.gamma_act)
+
+
+def noise_site_stats(model: keras.Model, x: np.ndarray) -> list[NoiseSite]:
+    """Weight range, fan-in and input RMS of every ReLU layer (Dense/Conv2D before a ReLU, ReLU RNN)."""
+    seq = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    sites = [layer for i, layer in enumerate(seq) if _is_site(seq, i)]
+    if not sites:
+        return []
+    probe = keras.Model(model.inputs, [layer.input for layer in sites])
+    inputs = probe.predict(x, batch_size=500, verbose=0)
+    if len(sites) == 1 and not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    out = []
+    for layer, xin in zip(sites, inputs):
+        xin = np.asarray(xin, dtype=np.float64)
+        if isinstance(layer, keras.layers.RNN):
+            k, r, b = (np.asarray(v) for v in (layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias))
+            w = np.vstack([k, r, b[None, :]])
+            fan_in = k.shape[0] + r.shape[0]
+            gamma = _rnn_input_rms(xin, k, r, b)
+        else:
+            kernel = np.asarray(layer.kernel)
+            bias = np.asarray(layer.bias) if getattr(layer, "use_bias", False) else np.zeros(1)
+            w = np.concatenate([kernel.ravel(), bias.ravel()])
+            fan_in = int(np.prod(kernel.shape[:-1]))
+            gamma = float(np.sqrt(np.mean(xin ** 2)))
+        out.append(NoiseSite(layer.name, float(2 * np.abs(w).max()), fan_in, gamma))
+    return out
+
+
+def _is_site(seq: list, i: int) -> bool:
+    layer = seq[i]
+    if isinstance(layer, keras.layers.RNN):
+        return True
+    if not isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+        return False
+    if _is_relu(getattr(layer, "activation", None)):
+        return True
+    for nxt in seq[i + 1:]:
+        if isinstance(nxt, (keras.layers.GaussianNoise, keras.layers.Dropout)):
+            continue
+        if isinstance(nxt, keras.layers.ReLU):
+            return True
+        return isinstance(nxt, keras.layers.Activation) and _is_relu(nxt.activation)
+    return False
+
+
+def _is_relu(fn) -> bool:
+    return fn is not None and getattr(fn, "__name__", "") == "relu"
+
+
+def _rnn_input_rms(x: np.ndarray, k: np.ndarray, r: np.ndarray, b: np.ndarray) -> float:
+    """RMS over all T reads of the stacked input [x_t, h_{t-1}] of a ReLU RNN (h_0 = 0)."""
+    h = np.zeros((x.shape[0], r.shape[0]))
+    total = 0.0
+    for t in range(x.shape[1]):  # the recurrence is sequential in time; samples stay vectorised
+        total += np.sum(x[:, t] ** 2) + np.sum(h ** 2)
+        h = np.maximum(x[:, t] @ k + h @ r + b, 0.0)
+    return float(np.sqrt(total / (x.shape[0] * x.shape[1] * (k.shape[0] + r.shape[0]))))
+
+
+def _gamma_subset(mapper: NetworkMapper, x_train: np.ndarray, seed: int) -> np.ndarray:
+    n = min(GAMMA_SAMPLES, len(x_train))
+    idx = np.sort(np.random.default_rng(seed).choice(len(x_train), n, replace=False))
+    return mapper.prepare(x_train[idx])
+
+
+# -- fitting, loading, saving ----------------------------------------------------------------------
+
+def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
+    keras.utils.set_random_seed(cfg.seed)
+    num_classes = int(y_train.max()) + 1 if len(y_train) else 0
+    if num_classes < 2:
+        raise ConfigError("training labels hold fewer than 2 classes; check the data set")
+    model = mapper.build(tuple(x_train.shape[1:]), num_classes, cfg.sigma_neu, cfg.seed)
+    rate = cfg.learning_rate
+    if cfg.schedule == "cosine":
+        steps = cfg.epochs * math.ceil(len(x_train) * (1 - cfg.validation_split) / cfg.batch_size)
+        rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps, 1))
+    optimizer = keras.optimizers.get({"class_name": cfg.optimizer, "config": {"learning_rate": rate}})
+    # no XLA: compiling costs seconds per model and saves nothing measurable for nets this small on CPU
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=False)
+    advance = None
+    if reporter is not None:
+        advance = reporter.start_task(f"training {mapper.name} ({cfg.epochs} epochs)", cfg.epochs)
+
+    def on_epoch_end(epoch, logs):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if progress is not None:
+            progress(epoch, logs)
+        if advance is not None:
+            advance(1, **logs)
+
+    started = time.perf_counter()
+    history = model.fit(mapper.prepare(x_train), np.asarray(y_train), epochs=cfg.epochs,
+                        batch_size=cfg.batch_size, validation_split=cfg.validation_split,
+                        shuffle=True, verbose=0,
+                        callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
+    info = {"train_seconds": round(time.perf_counter() - started, 2),
+            "history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
+    return model, info
+
+
+def _load(path: Path, reporter) -> keras.Model | None:
+    step = reporter.step(f"loading cached model {path.name}") if reporter is not None \
+        else contextlib.nullcontext()
+    with step:
+        try:
+            return keras.saving.load_model(path, safe_mode=True)
+        except Exception as exc:  # a truncated or foreign file: retrain and overwrite it
+            warnings.warn(f"cached model {path} is unreadable ({type(exc).__name__}); retraining",
+                          stacklevel=3)
+            return None
+
+
+def _save_atomic(model: keras.Model, path: Path, info: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        warnings.warn(f"cannot write the model cache in {path.parent} ({exc.strerror}); "
+                      f"set {CACHE_ENV} to a writable folder", stacklevel=3)
+        return
+    try:
+        model.save(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a cache may be shared by a group
+        os.replace(tmp, path)
+        meta = path.with_suffix(".json")
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{meta.name}.", delete=False) as fh:
+            json.dump(info, fh, indent=2)
+        os.chmod(fh.name, 0o644)
+        os.replace(fh.name, meta)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _unpack(data, dataset_name: str | None):
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+        name, is_sample = dataset_name or "custom", False
+    elif hasattr(data, "x_train") and hasattr(data, "y_train"):
+        x, y = data.x_train, data.y_train
+        name, is_sample = dataset_name or getattr(data, "name", "custom"), bool(getattr(data, "is_sample", False))
+    else:
+        raise ConfigError("train() needs a Dataset (nvmkit.workflow.data.load_dataset) or a tuple (x_train, y_train)")
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or len(x) == 0:
+        raise ConfigError(f"training data has {len(x)} images and {len(y)} labels; give one label per image")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise ConfigError("training labels must be non-negative integers (class indices)")
+    return x, y, str(name), is_sample
