@@ -27,6 +27,7 @@ with _quiet_stderr():  # the network building blocks are Keras layers: importing
 from nvmkit.core.network import NetworkMapper
 from nvmkit.core.noise import NoiseInjector
 from nvmkit.core.registry import create_from_spec, get_registry
+from nvmkit.fit import DeviceTable, FitResult, Measurements, fit_device, load_device_table, read_measurements
 from nvmkit.engine.crossbar_config import ConverterConfig, CrossbarConfig, MappingConfig, NonIdealityConfig
 from nvmkit.engine.crossbar import Crossbar, ProgrammedCrossbar
 from nvmkit.engine.analog import AnalogNetwork, ProgrammedNetwork, deploy
@@ -46,6 +47,12 @@ __all__ = [
     "DataConfig",
     "DataError",
     "Device",
+    "DeviceTable",
+    "FitResult",
+    "Measurements",
+    "fit_device",
+    "load_device_table",
+    "read_measurements",
     "EnergyEstimator",
     "EnergyReport",
     "EnergyTerm",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -108,3 +110,80 @@ def show(
             notes.add_row(escape(k), escape(v))
         console.print(notes)
 
+
+@command(devices_app, "fit")
+def fit(
+    measurements: Path = typer.Argument(..., help="Measurement CSV: columns target, measured "
+                                                   "[, cell, read, time]; '# units: nA' before the header."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Device table to write (.toml), or an "
+                                          "existing folder (device.toml and fit.png go in it)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the data against the fitted device here (.png, .pdf)."),
+    units: Optional[str] = typer.Option(None, "--units", help="Units of target and measured (uS, nA, ...), "
+                                        "if the file does not state them."),
+    time_units: Optional[str] = typer.Option(None, "--time-units", help="Units of the time column: s, min, h, days."),
+    g_min: Optional[float] = typer.Option(None, "--g-min", help="Lowest programmable conductance (default: lowest target)."),
+    g_max: Optional[float] = typer.Option(None, "--g-max", help="Highest programmable conductance (default: highest target)."),
+    levels: Optional[int] = typer.Option(None, "--levels", help="Programmable levels (default: continuous)."),
+    read_voltage: float = typer.Option(0.1, "--read-voltage", help="Read voltage (V), for energy."),
+    read_time: float = typer.Option(10e-9, "--read-time", help="Read pulse (s), for energy."),
+    energy_per_mac: Optional[float] = typer.Option(None, "--energy-per-mac", help="J per multiply-accumulate, "
+                                                   "if known (default: the energy estimator derives it)."),
+    min_dof: int = typer.Option(30, "--min-dof", help="Targets with fewer degrees of freedom take the smooth fit."),
+):
+    """Fit a device to measured cells: write the table the 'table' device reads, print the fit quality."""
+    from nvmkit.fit import fit_device
+
+    result = fit_device(measurements, output, units=units, time_units=time_units, g_min=g_min, g_max=g_max,
+                        levels=levels, read_voltage=read_voltage, read_time=read_time,
+                        energy_per_mac=energy_per_mac, min_dof=min_dof, plot=plot)
+    _print_fit(console, result)
+
+
+def _time_label(t: float) -> str:
+    return "0" if t == 0 else f"{t / 86400:g} d" if t >= 86400 else f"{t / 3600:g} h" if t >= 3600 else f"{t:g} s"
+
+
+def _print_fit(console, fit) -> None:
+    """Per-target statistics with 95% CIs and residuals against the smooth fit (user text escaped)."""
+    table = fit.table
+    u = table.units
+    console.print(f"[bold]device fit[/] of {escape(table.source)}", highlight=False)
+    read = Table(title=f"per target at t = 0 ({u}; 95% CI; z: residual against the smooth quadratic used where data are sparse, in standard errors)")
+    for col in ("target", "cells", "reads/cell", "mean - target", "programming sigma", "z", "read sigma", "z", "used"):
+        read.add_column(col, justify="right")
+    for k, g in enumerate(fit.targets):
+        used = "smooth" if fit.prog_smoothed[0, k] or fit.read_smoothed[k] else "data"
+        half = fit.mean_ci[0, k, 1] - fit.mean[0, k]
+        read.add_row(
+            f"{g:g}", str(fit.cells[0, k]), f"{fit.reads_per_cell[0, k]:.3g}",
+            f"{fit.bias[k]:+.3g} ± {half:.2g}",
+            f"{fit.prog_direct[0, k]:.4g} [{fit.prog_ci[0, k, 0]:.3g}, {fit.prog_ci[0, k, 1]:.3g}]",
+            _z(fit.prog_z[0, k]),
+            "-" if not np.isfinite(fit.read_direct[k]) else
+            f"{fit.read_direct[k]:.4g} [{fit.read_ci[k, 0]:.3g}, {fit.read_ci[k, 1]:.3g}]",
+            _z(fit.read_z[k]), used)
+    console.print(read)
+    if len(fit.times) > 1:
+        drift = Table(title=f"later reads: change of the mean since t = 0 and programming sigma ({u}; 95% CI)")
+        drift.add_column("time", justify="right")
+        for g in fit.targets:
+            drift.add_column(f"{g:g}", justify="right")
+        for j in range(1, len(fit.times)):
+            drift.add_row(_time_label(fit.times[j]), *(
+                f"{fit.mean[j, k] - fit.mean[0, k]:+.3g} ± {fit.mean_ci[j, k, 1] - fit.mean[j, k]:.2g}; "
+                f"σ {table.programming_sigma[j, k]:.3g}" for k in range(len(fit.targets))))
+        console.print(drift)
+    for note in fit.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    console.print(f"range {table.g_min:g}-{table.g_max:g} {u}, levels {table.levels or 'continuous'}, "
+                  f"{len(fit.times)} time(s) up to {_time_label(fit.times[-1])}", highlight=False)
+    for what, path in fit.paths.items():
+        if path is not None:
+            console.print(f"wrote {what}: {escape(str(path))}", highlight=False)
+    if fit.paths.get("table") is not None:
+        spec = f"table:file={fit.paths['table']}"
+        console.print(f"use it: --device {escape(spec)}", highlight=False)
+
+
+def _z(z: float) -> str:
+    return "-" if not np.isfinite(z) else f"{z:+.1f}"
