@@ -99,15 +99,13 @@ class Measurements:
 
     def _check_cells(self) -> None:
         """A cell has one target: a second one is a copy-paste slip or a reused id."""
-        ids, inverse = np.unique(self.cell, return_inverse=True)
-        first = np.full(len(ids), -1)
-        order = np.arange(len(self.cell))[::-1]
-        first[inverse[order]] = order  # the first row of each cell
-        clash = np.flatnonzero(self.target != self.target[first[inverse]])
+        _, first, inverse = np.unique(self.cell, return_index=True, return_inverse=True)
+        first = first[inverse.ravel()]  # each row's cell's first row
+        clash = np.flatnonzero(self.target != self.target[first])
         if clash.size:
             r = clash[0]
-            self._fail(r, "target", f"cell {str(self.cell[r])!r} was programmed to {self.target[first[inverse[r]]]:g} "
-                                    f"on line {int(self.line[first[inverse[r]]])} but to {self.target[r]:g} here; "
+            self._fail(r, "target", f"cell {str(self.cell[r])!r} was programmed to {self.target[first[r]]:g} "
+                                    f"on line {int(self.line[first[r]])} but to {self.target[r]:g} here; "
                                     "give each programmed cell its own id")
 
     def _check_reference(self) -> None:
