@@ -126,6 +126,9 @@ def estimate(m: Measurements, g_min: float | None = None, g_max: float | None = 
                         f"{times[j]:g} s, while other targets were read then; read every target at every time")
 
     notes: list[str] = []
+    if m.read is not None and m.cell is None:
+        notes.append("a read column without a cell column: every row counts as its own cell; add a "
+                     "cell column to separate read noise from programming spread")
     no_repeats = not np.any(read_dof > 0)
     if no_repeats:
         notes.append("no repeated reads of a cell: read noise cannot be separated; it is left in the "
