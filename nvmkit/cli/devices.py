@@ -148,7 +148,7 @@ def _print_fit(console, fit) -> None:
     table = fit.table
     u = table.units
     console.print(f"[bold]device fit[/] of {escape(table.source)}", highlight=False)
-    read = Table(title=f"per target at t = 0 ({u}; 95% CI; z: residual against the smooth quadratic used where data are sparse, in standard errors)")
+    read = Table(title=f"per target level at t = 0 ({u}, 95% CI; z = the level minus its interpolation from the others, in SEs)")
     for col in ("target", "cells", "reads/cell", "mean - target", "programming sigma", "z", "read sigma", "z", "used"):
         read.add_column(col, justify="right")
     for k, g in enumerate(fit.targets):
@@ -158,10 +158,10 @@ def _print_fit(console, fit) -> None:
             f"{g:g}", str(fit.cells[0, k]), f"{fit.reads_per_cell[0, k]:.3g}",
             f"{fit.bias[k]:+.3g} ± {half:.2g}",
             f"{fit.prog_direct[0, k]:.4g} [{fit.prog_ci[0, k, 0]:.3g}, {fit.prog_ci[0, k, 1]:.3g}]",
-            _z(fit.prog_z[0, k]),
+            _z(fit.prog_loo_z[0, k]),
             "-" if not np.isfinite(fit.read_direct[k]) else
             f"{fit.read_direct[k]:.4g} [{fit.read_ci[k, 0]:.3g}, {fit.read_ci[k, 1]:.3g}]",
-            _z(fit.read_z[k]), used)
+            _z(fit.read_loo_z[k]), used)
     console.print(read)
     if len(fit.times) > 1:
         drift = Table(title=f"later reads: change of the mean since t = 0 and programming sigma ({u}; 95% CI)")

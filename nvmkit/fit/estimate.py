@@ -16,9 +16,10 @@ the cells programmed to T and read n_i times at time t:
 
 Confidence intervals (95%): chi-square for variances (Cochran's theorem: (m-1) s^2 / sigma^2 is
 chi-square with m - 1 degrees of freedom), Student t for means. Where a target has few cells
-(fewer degrees of freedom than ``min_dof``), its spread is taken from a weighted least-squares
-quadratic in T through all targets instead: a smooth fit where the data are sparse. Residuals of
-every direct estimate against that smooth curve, in standard errors, are the fit's quality.
+(fewer degrees of freedom than ``min_dof``), its spread is taken from a smoothing spline through
+all targets, weighted by their standard errors, instead: a smooth fit where the data are sparse.
+Residuals of every direct estimate against that smooth curve, in standard errors, are the fit's
+quality (about 1 each when the curve is smooth; a level far off is an outlier to look at).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
-from scipy.interpolate import PchipInterpolator
+from scipy.interpolate import PchipInterpolator, UnivariateSpline
 
 from nvmkit.core.errors import ConfigError, DataError
 from nvmkit.fit.device_file import DeviceTable
@@ -59,6 +60,8 @@ class FitResult:
     read_smooth: np.ndarray  # (K,)
     read_z: np.ndarray  # (K,)
     read_smoothed: np.ndarray  # (K,) bool
+    prog_loo_z: np.ndarray  # (J, K) leave-one-out: the table's interpolation from the other targets, in SEs
+    read_loo_z: np.ndarray  # (K,)
     notes: list[str] = field(default_factory=list)
     paths: dict = field(default_factory=dict)  # what fit_device wrote: "table", "figure"
 
@@ -177,6 +180,9 @@ def estimate(m: Measurements, g_min: float | None = None, g_max: float | None = 
                      f"{mean[0, k] - targets[k]:+.3g} {m.units} at {targets[k]:g}); the device models "
                      "no such bias (the engine programs to the target)")
 
+    prog_se = (prog_ci[..., 1] - prog_ci[..., 0]) / (2 * Z95)
+    prog_loo_z = np.stack([_leave_one_out(targets, prog[j], prog_direct[j], prog_se[j]) for j in range(J)])
+    read_loo_z = _leave_one_out(targets, read_used, read_direct, (read_ci[:, 1] - read_ci[:, 0]) / (2 * Z95))
     g_min = float(targets[0]) if g_min is None else g_min
     g_max = float(targets[-1]) if g_max is None else g_max
     table = DeviceTable(units=m.units, g_min=g_min, g_max=g_max, levels=levels, g=targets, time=times,
@@ -187,7 +193,20 @@ def estimate(m: Measurements, g_min: float | None = None, g_max: float | None = 
                      mean_ci=mean_ci, prog_direct=prog_direct, prog_ci=prog_ci, prog_smooth=prog_smooth,
                      prog_z=prog_z, prog_smoothed=prog_smoothed, slope=slope, read_direct=read_direct,
                      read_ci=read_ci, read_dof=read_dof, read_smooth=read_smooth, read_z=read_z,
-                     read_smoothed=read_smoothed, notes=notes)
+                     read_smoothed=read_smoothed, prog_loo_z=prog_loo_z, read_loo_z=read_loo_z, notes=notes)
+
+
+def _leave_one_out(x, table, direct, se):
+    """How well the table's interpolation (PCHIP, as the device uses) predicts each interior
+    target from the others, in that target's standard errors: large values say the levels are
+    too far apart for the curve between them to be trusted. NaN at the end targets."""
+    z = np.full(len(x), np.nan)
+    for k in range(1, len(x) - 1):
+        others = np.arange(len(x)) != k
+        predicted = PchipInterpolator(x[others], table[others])(x[k])
+        if np.isfinite(direct[k]) and se[k] > 0:
+            z[k] = (direct[k] - predicted) / se[k]
+    return z
 
 
 def _var_ci(var, dof, lower: bool):
@@ -203,17 +222,20 @@ def _sd_ci(var, dof, lower: bool):
 
 
 def _smooth(x, y, dof, ci, min_dof, what, m):
-    """Weighted quadratic through the direct estimates (weights: degrees of freedom, as the
-    variance of a standard deviation estimate is sigma^2 / (2 dof)); returns the curve at ``x``,
-    each estimate's residual in standard errors, and which targets are too sparse to stand alone."""
-    ok = np.isfinite(y) & (dof >= 1)
-    if ok.sum() < 2:
+    """A smoothing spline through the direct estimates, each weighted by its standard error, with
+    the smoothing chosen so that the weighted residuals sum to the number of targets (their
+    chi-square expectation: Reinsch, "Smoothing by spline functions", Numer. Math. 10, 1967).
+    Returns the curve at ``x``, each estimate's residual in standard errors, and which targets
+    are too sparse to stand alone (they take the curve's value)."""
+    se = (ci[:, 1] - ci[:, 0]) / (2 * Z95)
+    ok = np.isfinite(y) & (dof >= 1) & np.isfinite(se)
+    n = int(ok.sum())
+    if n < 2:
         raise DataError(f"{m.origin}: column 'cell': the {what} needs at least two targets with two or more "
                         "cells (or reads) each; add cells")
-    degree = min(2, int(ok.sum()) - 1)
-    coef = np.polyfit(x[ok], y[ok], degree, w=np.sqrt(dof[ok]))
-    curve = np.maximum(np.polyval(coef, x), 0.0)
+    floor = 1e-9 * max(float(np.max(np.abs(y[ok]))), 1e-300)  # a noise-free estimate has se = 0
+    spline = UnivariateSpline(x[ok], y[ok], w=1.0 / np.maximum(se[ok], floor), k=min(3, n - 1), s=n)
+    curve = np.maximum(spline(x), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        se = (ci[:, 1] - ci[:, 0]) / (2 * Z95)
         z = np.where(ok & (se > 0), (y - curve) / se, np.nan)
     return curve, z, ~ok | (dof < min_dof)
