@@ -170,7 +170,7 @@ def _print_fit(console, fit) -> None:
             drift.add_column(f"{g:g}", justify="right")
         for j in range(1, len(fit.times)):
             drift.add_row(_time_label(fit.times[j]), *(
-                f"{fit.mean[j, k] - fit.mean[0, k]:+.3g} ± {fit.mean_ci[j, k, 1] - fit.mean[j, k]:.2g}; "
+                f"{fit.shift[j, k]:+.3g} ± {fit.shift_ci[j, k, 1] - fit.shift[j, k]:.2g}; "
                 f"σ {table.programming_sigma[j, k]:.3g}" for k in range(len(fit.targets))))
         console.print(drift)
     for note in fit.notes:

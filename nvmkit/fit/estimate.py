@@ -11,8 +11,9 @@ the cells programmed to T and read n_i times at time t:
   read noise each mean still carries (sigma_R^2 mean(1/n_i)); the mean of the drifted states moves
   with slope 1 + d(shift)/dG, so the spread is divided by that slope, taken from the fitted drift
   table itself (the device applies the same table, so the simulated spread matches the measured);
-- **drift**: the mean of the cell means at each time; the device shifts a cell by the change of
-  the mean since t = 0.
+- **drift**: the change since t = 0 of each cell's mean, averaged over the cells (paired, so the
+  programming spread cancels from its confidence interval; without a cell column, the difference
+  of the means at the two times); the device shifts a cell by that change.
 
 Confidence intervals (95%): chi-square for variances (Cochran's theorem: (m-1) s^2 / sigma^2 is
 chi-square with m - 1 degrees of freedom), Student t for means. Where a target has few cells
@@ -48,6 +49,8 @@ class FitResult:
     reads_per_cell: np.ndarray  # (J, K) mean reads per cell
     mean: np.ndarray  # (J, K) mean conductance
     mean_ci: np.ndarray  # (J, K, 2)
+    shift: np.ndarray  # (J, K) change of the mean since t = 0 (of the same cells, when tracked)
+    shift_ci: np.ndarray  # (J, K, 2)
     prog_direct: np.ndarray  # (J, K) programming spread from that target's cells (NaN if < 2 cells)
     prog_ci: np.ndarray  # (J, K, 2)
     prog_smooth: np.ndarray  # (J, K) the smooth curve at each target
@@ -91,7 +94,12 @@ def estimate(m: Measurements, g_min: float | None = None, g_max: float | None = 
     n = np.bincount(gidx).astype(np.float64)
     cmean = np.bincount(gidx, weights=m.measured) / n
     ss = np.bincount(gidx, weights=(m.measured - cmean[gidx]) ** 2)
-    gj, gk = groups[:, 0], groups[:, 1]
+    gj, gk, gc = groups[:, 0], groups[:, 1], groups[:, 2]
+    # each group's change since the same cell's reads at t = 0 (cells are tracked when there is a
+    # cell column; validation guarantees every cell read later was read at t = 0)
+    at_zero = np.full(int(cell_code.max()) + 1, np.nan)
+    at_zero[gc[gj == 0]] = cmean[gj == 0]
+    change = cmean - at_zero[gc]
 
     # read noise: within-cell variance pooled per target
     read_ss = np.bincount(gk, weights=ss, minlength=K)
@@ -106,6 +114,8 @@ def estimate(m: Measurements, g_min: float | None = None, g_max: float | None = 
     reads = np.zeros(shape)
     mean = np.full(shape, np.nan)
     mean_ci = np.full(shape + (2,), np.nan)
+    shift = np.zeros(shape)
+    shift_ci = np.zeros(shape + (2,))
     between = np.full(shape, np.nan)
     inv_n = np.full(shape, np.nan)
     for j in range(J):
@@ -122,6 +132,11 @@ def estimate(m: Measurements, g_min: float | None = None, g_max: float | None = 
                 between[j, k] = c.var(ddof=1)
                 half = stats.t.ppf(0.975, c.size - 1) * np.sqrt(between[j, k] / c.size)
                 mean_ci[j, k] = mean[j, k] - half, mean[j, k] + half
+            if j > 0 and m.cell is not None:  # paired: the programming spread cancels
+                d = change[sel]
+                shift[j, k] = d.mean()
+                half = stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size) if d.size >= 2 else np.nan
+                shift_ci[j, k] = shift[j, k] - half, shift[j, k] + half
     missing = np.argwhere(cells == 0)
     if missing.size:
         j, k = missing[0]
@@ -146,7 +161,11 @@ def estimate(m: Measurements, g_min: float | None = None, g_max: float | None = 
         read_used = np.where(read_smoothed, read_smooth, read_direct)
 
     # drift table first: its slope undoes the stretch of the programming spread
-    shift = mean - mean[0]
+    if m.cell is None:  # different cells at each time: the difference of the means
+        shift = mean - mean[0]
+        half = np.hypot(mean_ci[..., 1] - mean, mean_ci[0, :, 1] - mean[0])
+        shift_ci = np.stack([shift - half, shift + half], axis=-1)
+        shift_ci[0] = 0.0
     slope = np.ones(shape)
     for j in range(1, J):
         slope[j] = 1.0 + PchipInterpolator(targets, shift[j]).derivative()(targets)
@@ -186,11 +205,11 @@ def estimate(m: Measurements, g_min: float | None = None, g_max: float | None = 
     g_min = float(targets[0]) if g_min is None else g_min
     g_max = float(targets[-1]) if g_max is None else g_max
     table = DeviceTable(units=m.units, g_min=g_min, g_max=g_max, levels=levels, g=targets, time=times,
-                        programming_sigma=prog, read_sigma=read_used, mean=mean, read_voltage=read_voltage,
+                        programming_sigma=prog, read_sigma=read_used, mean=mean[0] + shift, read_voltage=read_voltage,
                         read_time=read_time, energy_per_mac=energy_per_mac, description=description,
                         source=source, origin="the fitted table")
     return FitResult(table=table, targets=targets, times=times, cells=cells, reads_per_cell=reads, mean=mean,
-                     mean_ci=mean_ci, prog_direct=prog_direct, prog_ci=prog_ci, prog_smooth=prog_smooth,
+                     mean_ci=mean_ci, shift=shift, shift_ci=shift_ci, prog_direct=prog_direct, prog_ci=prog_ci, prog_smooth=prog_smooth,
                      prog_z=prog_z, prog_smoothed=prog_smoothed, slope=slope, read_direct=read_direct,
                      read_ci=read_ci, read_dof=read_dof, read_smooth=read_smooth, read_z=read_z,
                      read_smoothed=read_smoothed, prog_loo_z=prog_loo_z, read_loo_z=read_loo_z, notes=notes)

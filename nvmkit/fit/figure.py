@@ -56,8 +56,8 @@ def plot_fit(fit: FitResult, path) -> None:
     ax.legend(fontsize=7)
     ax = axes[2]
     for j, (t, c) in enumerate(zip(fit.times, colours)):
-        shift = fit.mean[j] - fit.mean[0]
-        err = fit.mean_ci[j, :, 1] - fit.mean[j]
+        shift = fit.shift[j]
+        err = fit.shift_ci[j, :, 1] - fit.shift[j]
         ax.errorbar(fit.targets, shift, yerr=np.nan_to_num(err), fmt="o", color=c, ms=4, capsize=2,
                     label=_time_label(t))
         ax.plot(g, table.shift_at(g, float(t), extrapolate=True), color=c, lw=1)
