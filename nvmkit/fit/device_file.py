@@ -5,8 +5,9 @@ time since programming ``time`` (seconds, first entry 0):
 
 - ``programming_sigma[time][g]``: std of the programmed conductance between cells;
 - ``read_sigma[g]``: std of one read of one cell (cycle-to-cycle), time independent;
-- ``mean[time][g]``: mean conductance of the cells programmed to ``g``, ``time`` after programming;
-  the device drifts a cell by ``mean[time] - mean[0]`` (so it never drifts at t = 0).
+- ``mean[time][g]``: mean conductance of the cells programmed to ``g``, ``time`` after programming
+  (a fit writes the mean at t = 0 plus the cells' mean change since then); the device drifts a
+  cell by ``mean[time] - mean[0]`` (so it never drifts at t = 0).
 
 plus the range (``g_min``, ``g_max``), the level count, the units (a conductance or a read
 current, as ``nvmkit.Device`` states them) and the read energy parameters. The format is defined

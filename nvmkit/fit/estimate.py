@@ -16,7 +16,9 @@ the cells programmed to T and read n_i times at time t:
   of the means at the two times); the device shifts a cell by that change.
 
 Confidence intervals (95%): chi-square for variances (Cochran's theorem: (m-1) s^2 / sigma^2 is
-chi-square with m - 1 degrees of freedom), Student t for means. Where a target has few cells
+chi-square with m - 1 degrees of freedom), Student t for means. The programming spread's interval
+treats the subtracted read-noise term as known: it is pooled over sum(n_i - 1) degrees of freedom
+across all times, usually far more than the m - 1 of the spread itself. Where a target has few cells
 (fewer degrees of freedom than ``min_dof``), its spread is taken from a smoothing spline through
 all targets, weighted by their standard errors, instead: a smooth fit where the data are sparse.
 Residuals of every direct estimate against that smooth curve, in standard errors, are the fit's
