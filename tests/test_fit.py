@@ -308,6 +308,8 @@ BAD = {
     "single target": (GOOD.replace("200,", "60,"), "column 'target': only one target level"),
     "no reference": (GOOD.replace("b,0", "b,2"), "line 5, column 'time': cell 'b' is read at 2 s but never at time 0"),
     "no units": (GOOD.replace("# units: uS\n", ""), "units not stated"),
+    "no reference, no cells": ("# units: uS\ntarget,measured,time\n60,61,0\n200,199,1\n",
+                               "line 4, column 'time': target 200 is read at 1 s but never at time 0"),
     "cell with two targets": (GOOD.replace("200,198.5,b,0", "200,198.5,a,0"),
                               "line 5, column 'target': cell 'a' was programmed to 60 on line 3 but to 200 here"),
 }

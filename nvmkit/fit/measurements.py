@@ -112,16 +112,14 @@ class Measurements:
         """Reads after t = 0 are drift only relative to the cell's (or level's) read at t = 0."""
         later = self.time > 0
         if self.cell is not None:
-            at_zero = set(self.cell[~later])
-            bad = [r for r in np.flatnonzero(later) if self.cell[r] not in at_zero]
-            if bad:
+            bad = np.flatnonzero(later & ~np.isin(self.cell, self.cell[~later]))
+            if bad.size:
                 r = bad[0]
                 self._fail(r, "time", f"cell {str(self.cell[r])!r} is read at {self.time[r]:g} s but never at time 0; "
                                       "add its first read after programming (time 0) as the drift reference")
         else:
-            zero_targets = set(self.target[~later])
-            bad = [r for r in np.flatnonzero(later) if self.target[r] not in zero_targets]
-            if bad:
+            bad = np.flatnonzero(later & ~np.isin(self.target, self.target[~later]))
+            if bad.size:
                 r = bad[0]
                 self._fail(r, "time", f"target {self.target[r]:g} is read at {self.time[r]:g} s but never at "
                                       "time 0; add reads at time 0 as the drift reference")
