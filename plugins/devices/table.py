@@ -35,6 +35,7 @@ class TableDevice(Device):
     citations: ClassVar[dict[str, str]] = {
         "file": "the measurements it was fitted from are named in the file's 'source' key",
         "levels": "from the file unless given (None = continuous)",
+        "sha256": "of the file, recorded with every result: a rerun refuses a changed file",
         "extrapolate_drift": "drift is known only over the tabulated times",
         "interpolation": "monotone cubic (PCHIP) in g, Fritsch and Carlson, SIAM J. Numer. Anal. 1980",
         "default_table": "SONOS of Agrawal et al., IEDM 2022, tabulated (no file given)",
@@ -63,6 +64,9 @@ class TableDevice(Device):
         self._set_range(table.g_min, table.g_max, levels if levels is not None else table.levels)
         self._set_energy(table.read_voltage, table.read_time, table.energy_per_mac)
         self.table = table
+        # this file's own provenance, shown by `nvmkit devices show`
+        about = "; ".join(x for x in (table.description, table.source and f"source: {table.source}") if x)
+        self.citations = {**type(self).citations, **({"file": about} if about else {})}
         self._t_max = float(table.time[-1])
 
     def _time(self, t) -> float:
