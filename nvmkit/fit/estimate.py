@@ -207,14 +207,15 @@ def estimate(m: Measurements, g_min: float | None = None, g_max: float | None = 
     g_min = float(targets[0]) if g_min is None else g_min
     g_max = float(targets[-1]) if g_max is None else g_max
     table = DeviceTable(units=m.units, g_min=g_min, g_max=g_max, levels=levels, g=targets, time=times,
-                        programming_sigma=prog, read_sigma=read_used, mean=mean[0] + shift, read_voltage=read_voltage,
-                        read_time=read_time, energy_per_mac=energy_per_mac, description=description,
-                        source=source, origin="the fitted table")
+                        programming_sigma=prog, read_sigma=read_used, mean=mean[0] + shift,
+                        read_voltage=read_voltage, read_time=read_time, energy_per_mac=energy_per_mac,
+                        description=description, source=source, origin="the fitted table")
     return FitResult(table=table, targets=targets, times=times, cells=cells, reads_per_cell=reads, mean=mean,
-                     mean_ci=mean_ci, shift=shift, shift_ci=shift_ci, prog_direct=prog_direct, prog_ci=prog_ci, prog_smooth=prog_smooth,
-                     prog_z=prog_z, prog_smoothed=prog_smoothed, slope=slope, read_direct=read_direct,
-                     read_ci=read_ci, read_dof=read_dof, read_smooth=read_smooth, read_z=read_z,
-                     read_smoothed=read_smoothed, prog_loo_z=prog_loo_z, read_loo_z=read_loo_z, notes=notes)
+                     mean_ci=mean_ci, shift=shift, shift_ci=shift_ci, prog_direct=prog_direct, prog_ci=prog_ci,
+                     prog_smooth=prog_smooth, prog_z=prog_z, prog_smoothed=prog_smoothed, slope=slope,
+                     read_direct=read_direct, read_ci=read_ci, read_dof=read_dof, read_smooth=read_smooth,
+                     read_z=read_z, read_smoothed=read_smoothed, prog_loo_z=prog_loo_z, read_loo_z=read_loo_z,
+                     notes=notes)
 
 
 def _leave_one_out(x, table, direct, se):
