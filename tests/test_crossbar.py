@@ -180,6 +180,24 @@ def test_read_noise_std_in_output_space(rng, device, bias):
     np.testing.assert_array_less(np.abs(ys.mean(axis=0) - clean), Z * expected / np.sqrt(n))
 
 
+@pytest.mark.parametrize("device", [GenericDevice(sigma_prog=0.0, sigma_read=0.03),  # same sigma in every cell
+                                    GenericDevice(sigma_prog=0.0, sigma_read=0.0, sigma_read_rel=0.1)])
+def test_bias_row_carries_read_noise_of_its_own(rng, device):
+    """All inputs zero: only the bias row is driven (at input 1), so the output's read-noise std is
+    the bias cells' read sigma alone. Fails if a read leaves the bias row out of the read noise
+    (std 0 instead); both noise paths (column sd, per-cell variance) are exercised."""
+    w, b = layer(rng, 40, 6)
+    xb = Crossbar(w, b, device, cfg(mapping={"bias": "row", "tile_rows": 16}))  # bias in the 3rd tile
+    pc = xb.program(rng)
+    n = 4000
+    ys = pc.read(np.zeros((n, 40), np.float32), rng)[0].astype(np.float64)
+    var_w = sum(np.square(device.read_sigma(s[0, -1]).astype(np.float64)) for s in pc.states)
+    expected = np.sqrt(var_w) * xb.current_to_weight
+    assert np.all(expected > 0)
+    # n normal draws: the sample std has std expected / sqrt(2 n)
+    np.testing.assert_array_less(np.abs(ys.std(axis=0) - expected), Z * expected / np.sqrt(2 * n))
+
+
 def test_read_noise_differs_between_reads_programming_error_does_not(rng):
     w, b = layer(rng)
     x = rng.random((5, w.shape[0]), dtype=np.float32)
