@@ -341,6 +341,28 @@ def test_adc_and_dac_quantisation(rng):
     np.testing.assert_allclose(yd, xq @ w + b, rtol=1e-5, atol=1e-4)
 
 
+def test_adc_range_covers_every_row_tile(rng):
+    """Each row tile has its own ADC, calibrated to the largest |partial sum| of ANY tile. Here the
+    first tile's weights are 100x smaller than the rest, so a range taken from the first tile only
+    clips the other tiles' outputs by far more than the quantisation step allows."""
+    w, b = layer(rng, 48, 5)
+    w[:16] *= 0.01
+    x = rng.random((64, 48), dtype=np.float32)
+    c = ideal_cfg(tile_rows=16)
+    c.converters.adc_bits = 8
+    xb = Crossbar(w, b, IdealDevice(), c)
+    xb.calibrate(x)
+    target = xb.target_weights()  # rows 0..47 and the bias row, in weight units
+    # 49 rows in tiles of 16: the bias row (driven at 1) is a fourth tile on its own
+    partial = [x[:, r0:r1] @ target[r0:r1] for r0, r1 in ((0, 16), (16, 32), (32, 48))] + [target[48]]
+    peak = max(float(np.abs(p).max()) for p in partial)
+    assert xb.adc_range == pytest.approx(peak, rel=1e-5)
+    y = xb.program(rng).read(x, rng)[0]
+    step = 2 * xb.adc_range / (2**8 - 1)
+    # each of the tiles rounds once (<= step / 2); float32 sums add a few eps of the peak
+    assert np.abs(y - (x @ w + b)).max() <= len(xb.row_blocks) * step / 2 + 1e-4 * peak
+
+
 # -- speed-critical helpers and memory --------------------------------------------------------
 def test_standard_normal_moments_and_reproducibility():
     z = standard_normal(np.random.default_rng(3), (1000, 401)).astype(np.float64)
