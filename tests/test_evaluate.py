@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from nvmkit.engine.analog import deploy
+from nvmkit.engine.analog import AnalogNetwork, deploy
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.errors import ConfigError
 from nvmkit.engine.evaluate import MEMORY_BUDGET, AccuracyResult, auto_batch_size, digital_accuracy, monte_carlo
@@ -111,6 +111,34 @@ def test_trial_k_does_not_depend_on_trial_count(rnn_task):
     no_noise = lambda bs: monte_carlo(net, x, y, trials=3, seed=3, prepare=prepare,  # noqa: E731
                                       batch_size=bs)
     assert no_noise(7).per_trial == no_noise(1000).per_trial  # batching changes nothing
+
+
+def test_every_trial_is_programmed_from_its_own_stream(rnn_task, monkeypatch):
+    """The programmed weights of two trials differ by two independent programming errors.
+
+    Fails if monte_carlo programs every trial from the same stream (all trials identical: the
+    spread across trials, and so the reported std, would come from read and test-set noise only).
+    ProgOnly gives each cell sigma = frac * g_range; a weight is a differential pair, so its error
+    is sqrt(2) * frac * g_range * current_to_weight and the difference of two trials sqrt(2) times
+    that. The sample std of n such differences has std expected / sqrt(2 n); allow 5 of those."""
+    model, x, y = rnn_task
+    frac, trials = 0.05, 8
+    net = deploy(model, ProgOnly(frac), NOCLIP)  # no clipping: the errors stay Gaussian
+    programmed = []
+    program = AnalogNetwork.program
+
+    def spy(self, rng, trials=1):
+        programmed.append(program(self, rng, trials))
+        return programmed[-1]
+
+    monkeypatch.setattr(AnalogNetwork, "program", spy)
+    monte_carlo(net, x[:16], y[:16], trials=trials, seed=0, prepare=prepare)
+    (prog,) = programmed
+    for xbar, pc in zip(net.crossbars, [p for p in prog.programmed if p is not None]):
+        w = pc.weights().astype(np.float64)
+        d = w[1::2] - w[0::2]  # disjoint pairs of trials: independent differences
+        expected = 2 * frac * xbar.device.g_range * xbar.current_to_weight
+        assert abs(d.std() - expected) < 5 * expected / np.sqrt(2 * d.size), xbar.name
 
 
 def test_batch_bounded_by_memory():
