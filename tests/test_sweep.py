@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import signal
+import statistics
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -262,18 +264,91 @@ def test_results_cli_prints_table_csv_and_json(tmp_path):
     assert bad.exit_code == 2 and "no results database" in bad.output
 
 
-def test_plots_are_written_as_png_and_svg(tmp_path):
+def _capture_figures(monkeypatch, *modules) -> dict:
+    """Keep every Figure the plot functions save (by file stem), to read back what they drew."""
+    figures = {}
+    for module in modules:
+        save = module._save
+
+        def keep(fig, stem, _save=save):
+            figures[stem.name] = fig
+            return _save(fig, stem)
+
+        monkeypatch.setattr(module, "_save", keep)
+    return figures
+
+
+def _errorbar_curves(ax) -> list[tuple]:
+    """(xs, ys, half error bars) of every errorbar curve on ``ax``, read from the drawn artists."""
+    out = []
+    for c in ax.containers:
+        line, caps, _ = c.lines
+        lo, hi = (np.asarray(cap.get_ydata(), float) for cap in caps)
+        out.append((tuple(line.get_xdata()), tuple(line.get_ydata()), tuple((hi - lo) / 2)))
+    return sorted(out)
+
+
+def _pooled(rows, scenario) -> tuple[float, float]:
+    """100 x (mean, sample std) of the per-trial accuracies the rows hold for ``scenario``."""
+    per = [v for r in rows for v in r["accuracy"][scenario]["per_trial"]]
+    return 100 * statistics.fmean(per), 100 * (statistics.stdev(per) if len(per) > 1 else 0.0)
+
+
+def test_plots_draw_exactly_the_database_rows(tmp_path, monkeypatch):
+    """The figures are read back point by point and compared with the rows they come from.
+
+    Fails if a plot drops, swaps or mislabels a point, averages the wrong scenario, or draws the
+    wrong error bars (std over trials) or bar heights."""
+    import nvmkit.sweeps.plots as plots
+
     db_path, _ = _fake_rows(tmp_path)
+    figures = _capture_figures(monkeypatch, plots)
     res = CliRunner().invoke(_app(), ["plot", "--db", str(db_path), "--out", str(tmp_path / "plots")])
     assert res.exit_code == 0, res.output
     files = sorted(p.name for p in (tmp_path / "plots").iterdir())
     assert files == ["accuracy_mnist__sample_both.png", "accuracy_mnist__sample_both.svg", "energy.png",
                      "energy.svg", "pareto_internal.png", "pareto_internal.svg"]
     for f in (tmp_path / "plots").iterdir():
-        head = f.read_bytes()[:200]
-        assert head.startswith(b"\x89PNG") if f.suffix == ".png" else b"<svg" in f.read_bytes()[:2000]
+        assert f.read_bytes().startswith(b"\x89PNG") if f.suffix == ".png" else b"<svg" in f.read_bytes()[:2000]
     with ResultsDB(db_path) as db:
+        rows = db.rows()
         assert plot_all(db.rows(["noise=none"]), tmp_path / "none", ["accuracy"]) == []
+
+    # accuracy under test-set noise: a panel per noise, a curve per (network, training), points per level
+    panels = {ax.get_title(): ax for ax in figures["accuracy_mnist__sample_both"].axes if ax.containers}
+    assert set(panels) == {"gaussian noise", "speckle noise"}
+    for noise, ax in ((n, panels[f"{n} noise"]) for n in ("gaussian", "speckle")):
+        expected = []
+        for net in ("mlp", "rnn"):
+            for sigma in (0.0, 0.1):
+                mine = [r for r in rows if (r["noise"], r["network"], r["sigma_neu"]) == (noise, net, sigma)]
+                levels = sorted({r["noise_level"] for r in mine})
+                cells = [_pooled([r for r in mine if r["noise_level"] == lv], "both") for lv in levels]
+                expected.append((tuple(levels), tuple(m for m, _ in cells), tuple(s for _, s in cells)))
+        got = _errorbar_curves(ax)
+        assert len(got) == len(expected) == 4
+        for g, e in zip(got, sorted(expected)):
+            np.testing.assert_allclose(np.array(g, float), np.array(e, float), rtol=1e-9, err_msg=noise)
+
+    # energy: one bar per network (one device), its height the rows' energy
+    ax = figures["energy"].axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    heights = {ticks[round(p.get_x() + p.get_width() / 2)]: p.get_height() for p in ax.patches}
+    assert heights == {net: pytest.approx(statistics.fmean(r["energy_total_j"] for r in rows if r["network"] == net))
+                       for net in ("mlp", "rnn")}
+
+    # Pareto: one point per (network, training), internal accuracy pooled over the noise rows
+    ax = figures["pareto_internal"].axes[0]
+    drawn = sorted(tuple(c.get_offsets()[0]) for c in ax.collections if not c.get_label().startswith("_"))
+    points = []
+    for net in ("mlp", "rnn"):
+        for sigma in (0.0, 0.1):
+            mine = [r for r in rows if (r["network"], r["sigma_neu"]) == (net, sigma)]
+            points.append((statistics.fmean(r["energy_total_j"] for r in mine), _pooled(mine, "internal")[0]))
+    np.testing.assert_allclose(drawn, sorted(points), rtol=1e-9)
+    front = sorted(p for p in points if not any(q[0] <= p[0] and q[1] > p[1] for q in points))
+    (step,) = [line for line in ax.get_lines() if line.get_label() == "Pareto front"]
+    np.testing.assert_allclose(np.column_stack([step.get_xdata(), step.get_ydata()]), front, rtol=1e-9)
 
 
 def test_pareto_front_keeps_only_undominated_points():
