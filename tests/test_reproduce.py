@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import textwrap
 from pathlib import Path
 
@@ -12,11 +13,16 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from nvmkit.reproduction import reproduce_plots
 from nvmkit.reproduction import seed_study as ss
+from nvmkit.sweeps import plots
+from nvmkit.sweeps.resultsdb import ResultsDB
 from nvmkit.core.errors import ConfigError
 from nvmkit.reproduction.reproduce import command_line, plan_reproduction, reproduce
 from nvmkit.reproduction.study import KINDS, load_study, parse_study
 from nvmkit.sweeps.sweep import RUNNER_ENV
+
+from test_sweep import _capture_figures
 
 FAKE = "sweep_fake:run"
 SECTION_HEADINGS = ("## 1. Result 1", "## 2. Regularisation sweeps", "## 3. Test-set noise sweeps",
@@ -116,8 +122,46 @@ def test_seed_table_is_transcribed_from_the_seed():
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    result = reproduce(out, quick=True, workers=1, runner=FAKE)
+    with pytest.MonkeyPatch.context() as mp:
+        figures = _capture_figures(mp, reproduce_plots, plots)
+        result = reproduce(out, quick=True, workers=1, runner=FAKE)
+    FIGURES.update(figures)
     return out, result
+
+
+FIGURES: dict = {}  # the quick report's figures by file stem, read back by the tests below
+
+
+def _rows_by_kind(db_path: Path) -> dict[str, list[dict]]:
+    """The database rows of each section kind of the quick study (independently of the report)."""
+    with ResultsDB(db_path) as db:
+        rows = {r["key"]: r for r in db.rows()}
+    out: dict[str, dict] = {}
+    for sec, points in plan_reproduction(quick=True).sections:
+        out.setdefault(sec.kind, {}).update({p.key: rows[p.key] for p in points})
+    return {kind: list(found.values()) for kind, found in out.items()}
+
+
+def _pooled(rows: list[dict], scenario: str) -> tuple[float, float]:
+    """100 x (mean, sample std) of the per-trial accuracies of ``scenario`` over ``rows``."""
+    per = [v for r in rows for v in (r["accuracy"].get(scenario) or {}).get("per_trial", [])]
+    assert per, scenario
+    return 100 * statistics.fmean(per), 100 * (statistics.stdev(per) if len(per) > 1 else 0.0)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _number(text: str) -> tuple[float, ...]:
+    """'94.00 ± 0.50' -> (94.0, 0.5); '+1.25' -> (1.25,)."""
+    return tuple(float(part) for part in text.split("±"))
+
+
+def _assert_cell(text: str, expected: tuple[float, ...], where) -> None:
+    got = _number(text)
+    assert len(got) == len(expected), (where, text)
+    assert got == pytest.approx(expected, abs=0.005 + 1e-9), (where, text)  # printed to 2 decimals
 
 
 def test_report_has_every_section_plot_and_file(quick_report):
@@ -146,6 +190,91 @@ def test_report_has_every_section_plot_and_file(quick_report):
     assert "Result 1" in snippet and "| 96.80 |" in snippet and "## The seed's claims in our numbers" in snippet
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["result1"]["sigma_neu=0"]) == 6 and summary["rows"]["result1"] == 12
+
+
+DATASET_OF = {"MNIST (sample)": "mnist", "Fashion-MNIST (sample)": "fashion-mnist"}
+NETWORK_OF = {v: k for k, v in ss.NET_LABEL.items()}
+
+
+def test_report_tables_hold_the_rows_they_come_from(quick_report):
+    """Every number of the Result 1, regularisation and time-step tables is recomputed from the
+    database rows (pooled per-trial accuracies). Fails if a cell shows another row, scenario,
+    training or statistic than its heading says, or the seed's value is mistranscribed in the table."""
+    out, _ = quick_report
+    kinds = _rows_by_kind(out / "results.db")
+    report = (out / "report.md").read_text()
+    lines = report.splitlines()
+
+    r1 = kinds["result1"]
+    table = [_cells(x) for x in lines if re.match(r"\| (MLP|RNN|CNN) \| (MNIST|Fashion-MNIST)", x)]
+    assert len(table) == 12  # 6 plain rows, then 6 noise-trained rows
+    for i, cells in enumerate(table):
+        net, ds, sigma = NETWORK_OF[cells[0]], DATASET_OF[cells[1]], 0.0 if i < 6 else 0.1
+        mine = [r for r in r1 if (r["network"], r["dataset"], r["sigma_neu"]) == (net, ds, sigma)]
+        plain = [r for r in r1 if (r["network"], r["dataset"], r["sigma_neu"]) == (net, ds, 0.0)]
+        assert len(mine) == 1, (net, ds, sigma)
+        _assert_cell(cells[2], _pooled(mine, "digital")[:1], cells[:2])
+        for j, column in enumerate(ss.COLUMNS):
+            _assert_cell(cells[3 + 2 * j], _pooled(mine, column), (cells[:2], column))
+            beside = cells[4 + 2 * j]
+            if sigma == 0:  # the seed's value
+                _assert_cell(beside, (100 * ss.SEED_RESULT1[net, ds][column],), (cells[:2], column, "seed"))
+            else:  # the change from plain training
+                _assert_cell(beside, (_pooled(mine, column)[0] - _pooled(plain, column)[0],), (cells[:2], column))
+
+    reg = kinds["regularisation"]
+    levels = sorted({r["config"]["device"]["params"]["sigma_syn"] for r in reg})
+    table = [_cells(x) for x in lines if re.match(r"\| Fashion-MNIST \(sample\) \| (CNN|RNN) \|", x)]
+    assert len(table) == 6  # 2 networks x 3 trainings
+    for cells in table:
+        net, sigma = NETWORK_OF[cells[1]], float(cells[2])
+        mine = [r for r in reg if (r["network"], r["sigma_neu"]) == (net, sigma)]
+        _assert_cell(cells[3], _pooled(mine, "digital")[:1], cells[:3])
+        for cell_text, level in zip(cells[4:], levels, strict=True):
+            at = [r for r in mine if r["config"]["device"]["params"]["sigma_syn"] == level]
+            _assert_cell(cell_text, _pooled(at, "internal"), (cells[:3], level))
+
+    ts = kinds["time_steps"]
+    table = [_cells(x) for x in lines if re.match(r"\| (Fashion-)?MNIST \(sample\) \| \d+ \| \d+ \|", x)]
+    assert len(table) == 8  # 2 data sets x 4 time steps
+    for cells in table:
+        ds, t = DATASET_OF[cells[0]], int(cells[1])
+        mine = [r for r in ts if r["dataset"] == ds and r["config"]["network"]["params"]["time_steps"] == t]
+        assert len(mine) == 1 and int(cells[2]) == 784 // t
+        clean, noisy = _pooled(mine, "digital")[0], _pooled(mine, "internal")
+        _assert_cell(cells[3], (clean,), cells[:2])
+        _assert_cell(cells[4], noisy, cells[:2])
+        _assert_cell(cells[5], (clean - noisy[0],), cells[:2])
+
+
+def test_report_figures_draw_the_rows(quick_report):
+    """The Result 1 bars and the time-step curves, read back from the figures, are the rows'
+    pooled accuracies. Fails if a figure shows other numbers than the tables (the files alone
+    would still look fine)."""
+    out, _ = quick_report
+    kinds = _rows_by_kind(out / "results.db")
+    r1 = kinds["result1"]
+    fig = FIGURES["result1"]
+    assert len(fig.axes) == 4  # (plain, noise-trained) x (MNIST, Fashion-MNIST)
+    for ax in fig.axes:
+        label, training = ax.get_title().split(", ", 1)
+        ds, sigma = DATASET_OF[label], 0.0 if training == "plain training" else 0.1
+        expected = [_pooled([r for r in r1 if (r["network"], r["dataset"], r["sigma_neu"]) == (net, ds, sigma)],
+                            column)[0]
+                    for net in ss.NETWORKS for column in ss.COLUMNS]
+        heights = [p.get_height() for p in ax.patches]
+        assert heights == pytest.approx(expected, rel=1e-12), ax.get_title()
+    ts = kinds["time_steps"]
+    (ax,) = FIGURES["time_steps"].axes
+    assert len(ax.containers) == 4  # (MNIST, Fashion-MNIST) x (clean, internal noise)
+    for curve in ax.containers:
+        label, what = curve.get_label().split(", ")
+        scenario = {"clean": "digital", "internal noise": "internal"}[what]
+        line = curve.lines[0]
+        mine = {r["config"]["network"]["params"]["time_steps"]: r for r in ts if r["dataset"] == DATASET_OF[label]}
+        assert list(line.get_xdata()) == sorted(mine)
+        assert list(line.get_ydata()) == pytest.approx([_pooled([mine[t]], scenario)[0] for t in sorted(mine)],
+                                                       rel=1e-12), curve.get_label()
 
 
 def test_report_verdicts_follow_the_rows(quick_report):
