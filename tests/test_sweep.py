@@ -237,16 +237,6 @@ def test_a_failing_point_is_reported_and_the_others_are_kept(tmp_path, monkeypat
     assert res.exit_code == 0 and "8 already in" in res.output and "4 rows written" in res.output
 
 
-def test_local_pool_writes_the_same_rows_as_sequential(tmp_path):
-    points = parse_experiment(GRID, "exp.toml").points()[:4]
-    rows = {}
-    for workers in (1, 2):
-        with ResultsDB(tmp_path / f"w{workers}.db") as db:
-            run_sweep(points, db, workers=workers, runner=FAKE)
-            rows[workers] = {r["key"]: r["accuracy"] for r in db.rows()}
-    assert rows[1] == rows[2] and len(rows[1]) == 4
-
-
 # -- results and plots ------------------------------------------------------------------------------
 def test_results_cli_prints_table_csv_and_json(tmp_path):
     db_path, points = _fake_rows(tmp_path)
@@ -370,31 +360,60 @@ noise = ["gaussian:0.2", "speckle:0.5"]
 """
 
 
-def test_dask_cluster_gives_the_same_rows_as_the_local_executor(tmp_path, monkeypatch):
-    """The real pipeline, tiny: the local run trains the model into a shared cache, two Dask worker
-    processes load it and must reproduce every Monte Carlo accuracy of the same seed exactly."""
-    distributed = pytest.importorskip("distributed")
-    monkeypatch.setenv("NVMKIT_CACHE_DIR", str(tmp_path / "models"))  # inherited by the workers
+@pytest.fixture(scope="module")
+def tiny_sequential(tmp_path_factory):
+    """The real pipeline, tiny, run point after point in this process: it trains the model into a
+    model cache that the worker processes of the tests below load (their env inherits the path)."""
+    cache = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NVMKIT_CACHE_DIR", str(cache))
+        mp.delenv(RUNNER_ENV, raising=False)
+        points = parse_experiment(TINY, "tiny.toml").points()
+        with ResultsDB(tmp_path_factory.mktemp("seq") / "local.db") as db:
+            summary = run_sweep(points, db, workers=1)
+            assert not summary.failed, summary.failed[0].error
+            rows = db.rows()
+    return points, rows, cache
+
+
+def _outcomes(rows) -> dict:
+    return {x["key"]: (x["accuracy"], x["energy_total_j"]) for x in rows}
+
+
+def test_local_pool_reproduces_the_sequential_rows(tiny_sequential, tmp_path, monkeypatch):
+    """Two spawned worker processes load the cached model and must reproduce every Monte Carlo
+    accuracy of the sequential run exactly. Fails if a result lands under another point's key, if
+    the configuration changes on its way to the worker, or if any draw depends on the process
+    (hash randomisation, a global generator) rather than on the point's seed."""
+    points, rows, cache = tiny_sequential
+    monkeypatch.setenv("NVMKIT_CACHE_DIR", str(cache))
     monkeypatch.delenv(RUNNER_ENV, raising=False)
-    points = parse_experiment(TINY, "tiny.toml").points()
-    with ResultsDB(tmp_path / "local.db") as db:
-        summary = run_sweep(points, db, workers=1)
-        assert not summary.failed, summary.failed[0].error
-        local_rows = db.rows()
+    with ResultsDB(tmp_path / "pool.db") as db:
+        summary = run_sweep(points, db, workers=2)
+        assert summary.inserted == len(points) == 2 and not summary.failed, summary.failed
+        assert _outcomes(db.rows()) == _outcomes(rows)
+
+
+def test_dask_cluster_gives_the_same_rows_as_the_local_executor(tiny_sequential, tmp_path, monkeypatch):
+    """Two Dask worker processes load the cached model and must reproduce every Monte Carlo
+    accuracy of the same seed exactly."""
+    distributed = pytest.importorskip("distributed")
+    points, local_rows, cache = tiny_sequential
+    monkeypatch.setenv("NVMKIT_CACHE_DIR", str(cache))  # inherited by the workers
+    monkeypatch.delenv(RUNNER_ENV, raising=False)
     r = local_rows[0]
     assert r["sample"] is True and r["dataset"] == "mnist" and r["trials"] == 2 and r["seed"] == 3
     assert r["energy_total_j"] > 0 and r["noise"] == "gaussian" and r["noise_level"] == 0.2
     assert len(r["accuracy"]["both"]["per_trial"]) == 2 and 0.3 < r["acc_internal_mean"] <= 1
-    local = {x["key"]: (x["accuracy"], x["energy_total_j"]) for x in local_rows}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=True) as cluster:
         with ResultsDB(tmp_path / "dask.db") as db:
             summary = run_sweep(points, db, executor="dask", scheduler=cluster.scheduler_address)
             assert summary.inserted == len(points) and not summary.failed, summary.failed
-            dask_rows = {x["key"]: (x["accuracy"], x["energy_total_j"]) for x in db.rows()}
+            dask_rows = _outcomes(db.rows())
             # resumable alike: a second run finds every point done
             assert run_sweep(points, db, executor="dask", scheduler=cluster.scheduler_address).ran == 0
-    assert dask_rows == local
+    assert dask_rows == _outcomes(local_rows)
 
 
 def test_dask_without_a_reachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
