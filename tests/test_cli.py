@@ -88,8 +88,11 @@ def test_end_to_end_run_writes_a_complete_result(tmp_path, monkeypatch):
         acc = r["accuracy"][scenario]
         assert 0.5 < acc["mean"] <= 1.0
     assert len(r["accuracy"]["both"]["per_trial"]) == 2
-    # noise can only hurt on average: the clean digital network is the upper reference
-    assert r["accuracy"]["both"]["mean"] <= r["accuracy"]["digital"]["mean"] + 0.02
+    # noise can only hurt on average: the clean digital network is the upper reference. The mean of
+    # 2 trials on n test images strays from its expectation by a binomial standard error
+    # sqrt(p (1 - p) / (2 n)) (0.007 at p = 0.9, n = 1000): allow 5 of those
+    p, n = r["accuracy"]["digital"]["mean"], r["dataset"]["n_test"]
+    assert r["accuracy"]["both"]["mean"] <= p + 5 * (p * (1 - p) / (2 * n)) ** 0.5
     assert r["energy"]["total_J"] > 0
 
 

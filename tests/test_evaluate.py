@@ -158,7 +158,11 @@ def test_converters_calibrated_automatically(rnn_task):
     net = deploy(model, Ideal(), cfg)
     res = monte_carlo(net, x, y, trials=2, seed=0, prepare=prepare)
     assert not net.needs_calibration()
-    assert abs(res.mean - digital_accuracy(model, prepare(x), y)) < 0.05
+    ref = digital_accuracy(model, prepare(x), y)
+    # 8-bit converters must cost less than the test set's own sampling uncertainty: one binomial
+    # standard error sqrt(p (1 - p) / N) (0.025 at p = 0.75, N = 300; measured: 1 image of 300).
+    # Uncalibrated or badly calibrated converters (clipping) cost several times more; so do 4 bits.
+    assert abs(res.mean - ref) < np.sqrt(ref * (1 - ref) / N)
 
 
 def test_bad_arguments():
