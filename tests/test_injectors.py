@@ -24,6 +24,16 @@ def std_tolerance(sigma, n, z=5.0):
     return z * sigma / math.sqrt(2 * n) + 1e-6
 
 
+def clipped_normal_moments(mu, sd):
+    """Mean and std of clip(N(mu, sd^2), 0, 1), by numerical integration of the clipped distribution."""
+    z = np.linspace(-12, 12, 400_001)
+    pdf = np.exp(-z ** 2 / 2) / math.sqrt(2 * math.pi)
+    v = np.clip(mu + sd * z, 0, 1)
+    dz = z[1] - z[0]
+    mean = np.sum(v * pdf) * dz
+    return mean, math.sqrt(np.sum((v - mean) ** 2 * pdf) * dz)
+
+
 @pytest.mark.parametrize("sigma", [0.02, 0.05, 0.1])
 def test_gaussian_adds_noise_of_the_stated_std(sigma):
     x = grey()
@@ -37,13 +47,7 @@ def test_gaussian_adds_noise_of_the_stated_std(sigma):
 def test_gaussian_std_matches_the_clipped_normal_where_clipping_acts():
     sigma, mu = 0.3, 0.5
     out = create_from_spec("noise", f"gaussian:{sigma}").apply(grey(mu), rng(1)).ravel().astype(np.float64)
-    # std of clip(N(mu, sigma^2), 0, 1), by numerical integration of the clipped distribution
-    z = np.linspace(-12, 12, 400_001)
-    pdf = np.exp(-z ** 2 / 2) / math.sqrt(2 * math.pi)
-    v = np.clip(mu + sigma * z, 0, 1)
-    dz = z[1] - z[0]
-    mean = np.sum(v * pdf) * dz
-    expected = math.sqrt(np.sum((v - mean) ** 2 * pdf) * dz)
+    _, expected = clipped_normal_moments(mu, sigma)
     assert expected < sigma * 0.95  # clipping matters at this level, so the test can tell
     assert abs(out.std() - expected) < std_tolerance(sigma, out.size)
     assert out.min() == 0.0 and out.max() == 1.0
@@ -51,13 +55,25 @@ def test_gaussian_std_matches_the_clipped_normal_where_clipping_acts():
 
 @pytest.mark.parametrize("value", [0.2, 0.5, 0.8])
 def test_speckle_is_multiplicative(value):
-    sigma = 0.1
+    """Speckle as implemented: x + x n, n ~ N(0, sigma^2), clipped to [0, 1]; on a grey image of value
+    v that is clip(N(v, (v sigma)^2), 0, 1). Mean and std are compared with that distribution's
+    (clipping matters at v = 0.8: 1 is 1 sigma away). Fails if the noise is additive (std would
+    not scale with v), has the wrong variance or a mean shift, or clips elsewhere."""
+    sigma = 0.25
     x = grey(value)
-    out = create_from_spec("noise", f"speckle:{sigma}").apply(x, rng(2))
-    noise = ((out - x) / value).ravel().astype(np.float64)  # x + x n  ->  n = (out - x) / x
-    assert out.max() <= 1.0
-    if value + 5 * sigma * value < 1:  # no clipping: n must be N(0, sigma^2)
-        assert abs(noise.std() - sigma) < std_tolerance(sigma, noise.size)
+    out = create_from_spec("noise", f"speckle:{sigma}").apply(x, rng(2)).ravel().astype(np.float64)
+    mean, sd = clipped_normal_moments(value, value * sigma)
+    n = out.size
+    # a sample mean has std sd / sqrt(n), a sample std sd / sqrt(2 n): allow 5 of each
+    assert abs(out.mean() - mean) < 5 * sd / math.sqrt(n) + 1e-6
+    assert abs(out.std() - sd) < std_tolerance(sd, n)
+    if value + 5 * sigma * value < 1:  # no clipping at all: (out - x) / x is exactly n ~ N(0, sigma^2)
+        noise = (out - value) / value
+        assert abs(noise.std() - sigma) < std_tolerance(sigma, n)
+    else:
+        assert out.max() == 1.0
+    if 1 - value <= value * sigma:  # 1 within one sigma: clipping changes the std, so the test can tell
+        assert sd < value * sigma * 0.95
 
 
 def test_speckle_leaves_black_pixels_black():
