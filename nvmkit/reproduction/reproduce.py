@@ -93,7 +93,7 @@ def command_line(*, quick: bool = False, data_dir=None, out=None, db=None, execu
         args.append("--quick")
     for flag, value in (("--study", study), ("--data-dir", data_dir), ("--out", out), ("--db", db)):
         if value is not None:
-            args += [flag, str(value)]
+            args += [flag, shown_path(value)]
     if executor != "local":
         args += ["--executor", executor]
     if scheduler:
@@ -105,6 +105,18 @@ def command_line(*, quick: bool = False, data_dir=None, out=None, db=None, execu
     for s in sets:
         args += ["--set", s]
     return shlex.join(args)
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as a report shows it: relative to the working folder where it lies below it (the
+    command is run from there), so that a shared report names no folder of this machine."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return p.relative_to(Path.cwd()).as_posix() or "."
+        except ValueError:
+            pass
+    return str(path)
 
 
 # -- running --------------------------------------------------------------------------------------------
@@ -254,7 +266,7 @@ def _result1_block(r1: list[dict], heading: str = "###") -> str:
             parts += [f"{heading} Networks trained without noise injection, beside the seed's Result 1", "",
                       ss.render_result1(r1, 0.0, r1), "",
                       f"Accuracy in %, mean ± std over the Monte Carlo trials ({_trials_text(r1)}); seed: the "
-                      f"seed's Result 1 slide ({ss.SEED_SOURCE}), which marks the CNN Fashion-MNIST row with an "
+                      "seed's Result 1 slide, which marks the CNN Fashion-MNIST row with an "
                       "asterisk and gives no footnote for it."]
         else:
             parts += ["", f"{heading} Networks trained with noise injection (σ_neu = {sigma:g} before every ReLU)", "",
@@ -273,7 +285,7 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
     quick = meta.get("quick")
     sample = any(r.get("sample") for rows in by_kind.values() for r in rows)
     lines = ["# The seed study, reproduced with nvmkit", "",
-             f"Seed: {ss.SEED_REF} ({ss.SEED_SOURCE}).", ""]
+             f"Seed: {ss.SEED_REF}.", ""]
     if quick or sample:
         lines += ["> **Not a reproduction.** " + ("This is the quick version of the study (`--quick`): "
                                                  if quick else "")
@@ -375,7 +387,7 @@ def _provenance(by_kind, meta, figures, out) -> list[str]:
             f"{ss.NET_LABEL.get(n, n)}: {' / '.join(sorted(v))}" for n, v in sorted(training.items(), key=str)))
     if meta.get("points") is not None:
         lines.append(f"- Points: {meta['points']} ({meta.get('computed', 0)} computed by this run, "
-                     f"{meta.get('reused', 0)} reused from the results database `{meta.get('db')}`); "
+                     f"{meta.get('reused', 0)} reused from the results database `{shown_path(meta['db']) if meta.get('db') else '?'}`); "
                      f"rows per section kind: " + ", ".join(f"{k} {len(v)}" for k, v in by_kind.items()))
     compute = sum(r.get("wall_time_s") or 0.0 for r in rows)
     if meta.get("wall_time_s") is not None:
@@ -390,13 +402,8 @@ def _provenance(by_kind, meta, figures, out) -> list[str]:
         lines.append(f"- Machine: {os.cpu_count()} CPU cores, {where}; load average (1, 5, 15 min) "
                      f"{_fmt_load(meta.get('load_before'))} before and {_fmt_load(meta.get('load_after'))} after "
                      "(other work on the machine slows the wall time, not the numbers)")
-    try:
-        from nvmkit.workflow.training import default_cache_dir
-
-        lines.append(f"- Model cache: `{default_cache_dir()}` (`NVMKIT_CACHE_DIR`): trained models are read from "
-                     "it when there and written to it otherwise")
-    except Exception:  # pragma: no cover - the report must not fail on a side note
-        pass
+    lines.append(f"- Model cache: {_cache_text()}: trained models are read from it when there and written to it "
+                 "otherwise")
     if meta.get("failed"):
         lines.append(f"- **{len(meta['failed'])} points failed** (their cells are missing; rerun the command to "
                      "retry them): " + "; ".join(f"{label}: {err}" for label, err in meta["failed"][:5]))
@@ -423,6 +430,19 @@ def _results_snippet(by_kind, verdicts, meta) -> str:
     lines += notes + ([""] if notes else [])
     lines += [_result1_block(r1), "", "## The seed's claims in our numbers", "", ss.render_verdicts(verdicts), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _cache_text() -> str:
+    """Where the model cache is, without an absolute path of this machine (a report is shared)."""
+    from nvmkit.workflow.training import CACHE_ENV, default_cache_dir
+
+    if os.environ.get(CACHE_ENV, "").strip():
+        return f"the folder named by `${CACHE_ENV}`"
+    try:
+        where = "~/" + default_cache_dir().relative_to(Path.home()).as_posix()
+    except ValueError:  # pragma: no cover - the default lies under the home folder
+        where = "the default folder"
+    return f"`{where}` (the default; `{CACHE_ENV}` moves it)"
 
 
 def _fmt_load(load) -> str:
