@@ -36,7 +36,7 @@ from pathlib import Path
 import tomli_w
 
 from nvmkit.core.errors import ConfigError
-from nvmkit.sweeps.experiment import Experiment, _did_you_mean, _merge, parse_experiment
+from nvmkit.sweeps.experiment import Experiment, _did_you_mean, _merge, _table, parse_experiment
 from nvmkit.core.params import load_toml, read_text_file
 
 KINDS = ("result1", "regularisation", "test_noise", "time_steps")
@@ -127,9 +127,3 @@ def parse_study(text: str, source: str = "<string>", default_name: str = "study"
         study.sections.append(Section(sec_name, kind, str(table.get("title") or TITLES[kind]),
                                       " ".join(str(table.get("note", "")).split()), experiment))
     return study
-
-
-def _table(value, source: str, name: str) -> dict:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{source}: {name} must be a table; write [{name}] followed by key = value lines")
-    return value
