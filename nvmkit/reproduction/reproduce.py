@@ -300,30 +300,16 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
     lines += _notes(notes.get("result1"))
     lines += [_result1_block(r1), "", _images(figures["result1"], out, "Result 1"), ""]
 
-    lines += ["## 2. Regularisation sweeps (Results II)", ""]
-    lines += _notes(notes.get("regularisation"))
-    if reg:
-        lines += ["Accuracy in % under internal noise of each level (mean ± std over trials); clean: the "
-                  "network in Keras, without noise.", "", ss.render_regularisation(reg), "",
-                  _images(figures["regularisation"], out, "Regularisation sweep"), ""]
-    else:
-        lines += ["Not run.", ""]
-
-    lines += ["## 3. Test-set noise sweeps (Results III and IV)", ""]
-    lines += _notes(notes.get("test_noise"))
-    if tn:
-        lines += [ss.render_test_noise(tn), "", _images(figures["test_noise"], out, "Test-set noise sweep"), ""]
-    else:
-        lines += ["Not run.", ""]
-
-    lines += ["## 4. Time steps of the RNN", ""]
-    lines += _notes(notes.get("time_steps"))
-    if ts:
-        lines += ["Accuracy in %: clean (Keras) and under internal noise (mean ± std over trials); the cost "
-                  "of internal noise is clean minus internal.", "", ss.render_time_steps(ts), "",
-                  _images(figures["time_steps"], out, "Time steps"), ""]
-    else:
-        lines += ["Not run.", ""]
+    lines += _sweep_section("## 2. Regularisation sweeps (Results II)", notes.get("regularisation"), reg,
+                            "Accuracy in % under internal noise of each level (mean ± std over trials); clean: "
+                            "the network in Keras, without noise.", ss.render_regularisation,
+                            figures["regularisation"], out, "Regularisation sweep")
+    lines += _sweep_section("## 3. Test-set noise sweeps (Results III and IV)", notes.get("test_noise"), tn, None,
+                            ss.render_test_noise, figures["test_noise"], out, "Test-set noise sweep")
+    lines += _sweep_section("## 4. Time steps of the RNN", notes.get("time_steps"), ts,
+                            "Accuracy in %: clean (Keras) and under internal noise (mean ± std over trials); the "
+                            "cost of internal noise is clean minus internal.", ss.render_time_steps,
+                            figures["time_steps"], out, "Time steps")
 
     lines += ["## 5. Energy per inference", "",
               "From `nvmkit.reproduction.energy_table` with the settings of docs/energy.md (`nvmkit energy --seed-table "
@@ -342,6 +328,15 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
 
     lines += ["## 7. How this report was made", ""] + _provenance(by_kind, meta, figures, out)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _sweep_section(heading: str, notes, rows: list[dict], intro: str | None, render, figures: list[Path],
+                   out: Path, alt: str) -> list[str]:
+    """A sweep's section: heading, the study's notes, an intro, the table and the figures (or 'Not run.')."""
+    lines = [heading, ""] + _notes(notes)
+    if not rows:
+        return lines + ["Not run.", ""]
+    return lines + ([intro, ""] if intro else []) + [render(rows), "", _images(figures, out, alt), ""]
 
 
 def _notes(notes: list[str] | None) -> list[str]:
