@@ -381,8 +381,9 @@ def _provenance(by_kind, meta, figures, out) -> list[str]:
         lines.append("- Training (as resolved from the networks' defaults and the study): " + "; ".join(
             f"{ss.NET_LABEL.get(n, n)}: {' / '.join(sorted(v))}" for n, v in sorted(training.items(), key=str)))
     if meta.get("points") is not None:
+        db = shown_path(meta["db"]) if meta.get("db") else "?"
         lines.append(f"- Points: {meta['points']} ({meta.get('computed', 0)} computed by this run, "
-                     f"{meta.get('reused', 0)} reused from the results database `{shown_path(meta['db']) if meta.get('db') else '?'}`); "
+                     f"{meta.get('reused', 0)} reused from the results database `{db}`); "
                      f"rows per section kind: " + ", ".join(f"{k} {len(v)}" for k, v in by_kind.items()))
     compute = sum(r.get("wall_time_s") or 0.0 for r in rows)
     if meta.get("wall_time_s") is not None:
