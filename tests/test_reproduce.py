@@ -196,7 +196,7 @@ NETWORK_OF = {v: k for k, v in ss.NET_LABEL.items()}
 
 
 def test_report_tables_hold_the_rows_they_come_from(quick_report):
-    """Every number of the Result 1, regularisation and time-step tables is recomputed from the
+    """Every number of the Result 1, regularisation, test-set noise and time-step tables is recomputed from the
     database rows (pooled per-trial accuracies). Fails if a cell shows another row, scenario,
     training or statistic than its heading says, or the seed's value is mistranscribed in the table."""
     out, _ = quick_report
@@ -232,6 +232,22 @@ def test_report_tables_hold_the_rows_they_come_from(quick_report):
         for cell_text, level in zip(cells[4:], levels, strict=True):
             at = [r for r in mine if r["config"]["device"]["params"]["sigma_syn"] == level]
             _assert_cell(cell_text, _pooled(at, "internal"), (cells[:3], level))
+
+    tn = kinds["test_noise"]
+    head = next(_cells(x) for x in lines if x.startswith("| test-set noise |"))
+    curves = [(NETWORK_OF[c.split(", ")[0]], 0.0 if c.endswith("plain") else float(c.split()[-1])) for c in head[1:]]
+    assert sorted(curves) == sorted((n, s) for n in ("cnn", "rnn") for s in (0.0, 0.1))
+    start = lines.index("| " + " | ".join(head) + " |")
+    table = [_cells(x) for x in lines[start + 2:start + 2 + 7]]  # internal only, then 3 noises x 2 levels
+    assert [c[0] for c in table] == ["none (internal only)"] + [f"{n} {lv:g}" for n, lv in ss.test_noise_settings(tn)]
+    for cells in table:
+        name, _, level = cells[0].rpartition(" ")
+        setting = (None, None) if cells[0].startswith("none") else (name, float(level))
+        scenario = "internal" if setting[0] is None else "both"  # the clean reference: internal noise only
+        for text, (net, sigma) in zip(cells[1:], curves, strict=True):
+            mine = [r for r in tn if (r["noise"], r["noise_level"], r["network"], r["sigma_neu"]) == (*setting, net, sigma)]
+            assert len(mine) == 1, (cells[0], net, sigma)
+            _assert_cell(text, _pooled(mine, scenario), (cells[0], net, sigma))
 
     ts = kinds["time_steps"]
     table = [_cells(x) for x in lines if re.match(r"\| (Fashion-)?MNIST \(sample\) \| \d+ \| \d+ \|", x)]
