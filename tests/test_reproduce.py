@@ -245,7 +245,8 @@ def test_report_tables_hold_the_rows_they_come_from(quick_report):
         setting = (None, None) if cells[0].startswith("none") else (name, float(level))
         scenario = "internal" if setting[0] is None else "both"  # the clean reference: internal noise only
         for text, (net, sigma) in zip(cells[1:], curves, strict=True):
-            mine = [r for r in tn if (r["noise"], r["noise_level"], r["network"], r["sigma_neu"]) == (*setting, net, sigma)]
+            mine = [r for r in tn
+                    if (r["noise"], r["noise_level"], r["network"], r["sigma_neu"]) == (*setting, net, sigma)]
             assert len(mine) == 1, (cells[0], net, sigma)
             _assert_cell(text, _pooled(mine, scenario), (cells[0], net, sigma))
 
