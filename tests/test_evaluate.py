@@ -148,3 +148,41 @@ def test_result_round_trip():
     d = r.to_dict()
     assert d["ci95"][0] < d["mean"] < d["ci95"][1] and d["ci_method"] == "student-t"
     assert "91.00%" in str(r)
+
+
+def test_many_fresh_models_evaluate_without_tf_function_retracing():
+    # regression: digital_accuracy and the training's noise-site probe called model.predict, which
+    # traces a tf.function per new model (and again for the last, smaller batch); a sweep's worker
+    # evaluating one new model per point flooded stderr with "triggered tf.function retracing"
+    import logging
+
+    from nvmkit.workflow.training import noise_site_stats
+
+    class Seen(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    seen = Seen()
+    tf_log = logging.getLogger("tensorflow")
+    tf_log.addHandler(seen)
+    rng = np.random.default_rng(0)
+    x = rng.random((600, 12), dtype=np.float32)  # 512 + 88: two batch shapes per model
+    y = rng.integers(0, 3, 600)
+    try:
+        for seed in range(6):
+            keras.utils.set_random_seed(seed)
+            model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"),
+                                      keras.layers.Dense(3)])
+            acc = digital_accuracy(model, x, y)
+            ref = np.asarray(model(x, training=False)).argmax(-1)
+            assert acc == np.mean(ref == y)
+            (site,) = noise_site_stats(model, x)
+            assert site.fan_in == 12
+            assert model.predict_function is None  # nothing compiled for a one-off evaluation
+    finally:
+        tf_log.removeHandler(seen)
+    assert not [m for m in seen.messages if "retracing" in m], seen.messages

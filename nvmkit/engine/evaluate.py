@@ -140,5 +140,26 @@ def monte_carlo(network: AnalogNetwork, x: np.ndarray, y: np.ndarray, *, trials:
 
 def digital_accuracy(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> float:
     """Clean accuracy of the Keras model itself (``x`` already shaped as the model's input)."""
-    scores = model.predict(np.asarray(x, dtype=F32), batch_size=batch_size, verbose=0)
-    return float(np.mean(np.asarray(scores).argmax(axis=-1) == _labels(y)))
+    scores = keras_outputs(model, x, batch_size=batch_size)
+    return float(np.mean(scores.argmax(axis=-1) == _labels(y)))
+
+
+def keras_outputs(model, x: np.ndarray, *, batch_size: int = 512):
+    """A Keras model's outputs on ``x``, called batch by batch: an array, or a list for several outputs.
+
+    Not ``model.predict``: predict compiles a ``tf.function`` for every new model and traces it
+    again for the last, smaller batch. A sweep builds a new model per point, so TensorFlow's
+    "triggered tf.function retracing" warnings flooded stderr (it counts traces of the same code
+    across models) and every point paid the tracing time. A direct call runs the same kernels
+    without tracing anything (bit-identical outputs on CPU for the bundled networks).
+    """
+    x = np.asarray(x, dtype=F32)
+    if len(x) == 0:
+        raise ConfigError("keras_outputs: no inputs; pass at least one image")
+    parts, several = [], False
+    for s in range(0, len(x), batch_size):
+        out = model(x[s:s + batch_size], training=False)
+        several = isinstance(out, (list, tuple))
+        parts.append([np.asarray(o) for o in out] if several else [np.asarray(out)])
+    joined = [np.concatenate(p) for p in zip(*parts)]
+    return joined if several else joined[0]

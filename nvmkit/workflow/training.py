@@ -41,6 +41,7 @@ from nvmkit.core import layers as _layers  # noqa: F401  (registers PreActivatio
 from nvmkit.core.component import check_int
 from nvmkit.core.errors import ConfigError
 from nvmkit.core.network import NetworkMapper
+from nvmkit.engine.evaluate import keras_outputs
 from nvmkit.workflow.config import TrainingConfig
 
 CACHE_ENV = "NVMKIT_CACHE_DIR"
@@ -163,8 +164,8 @@ def noise_site_stats(model: keras.Model, x: np.ndarray) -> list[NoiseSite]:
     if not sites:
         return []
     probe = keras.Model(model.inputs, [layer.input for layer in sites])
-    inputs = probe.predict(x, batch_size=500, verbose=0)
-    if len(sites) == 1 and not isinstance(inputs, (list, tuple)):
+    inputs = keras_outputs(probe, x, batch_size=500)  # not probe.predict: see keras_outputs
+    if not isinstance(inputs, list):
         inputs = [inputs]
     out = []
     for layer, xin in zip(sites, inputs):
