@@ -112,6 +112,9 @@ def monte_carlo(network: AnalogNetwork, x: np.ndarray, y: np.ndarray, *, trials:
     if n == 0 or len(labels) != n:
         raise ConfigError(f"monte_carlo: {n} inputs but {len(labels)} labels; pass matching, "
                           "non-empty arrays")
+    if injector is not None and x.ndim != 3:  # the injector contract (nvmkit.NoiseInjector.apply)
+        raise ConfigError(f"monte_carlo: test-set noise works on images shaped (N, H, W), got {x.shape}; "
+                          "pass the images and let prepare reshape them for the network")
     prep = prepare or (lambda a: a)
 
     def network_input(batch):  # (K', b, *image) -> (K', b, *network input)
@@ -130,12 +133,20 @@ def monte_carlo(network: AnalogNetwork, x: np.ndarray, y: np.ndarray, *, trials:
     for s in range(0, n, bs):
         xb = np.asarray(x[s:s + bs], dtype=F32)
         if injector is not None:
-            xb = np.stack([np.asarray(injector.apply(xb, g), dtype=F32) for g in noise_rngs])
+            xb = np.stack([_noisy(injector, xb, g) for g in noise_rngs])
         else:
             xb = xb[None]
         scores = programmed.predict(network_input(xb), read_rng)
         correct += (scores.argmax(axis=-1) == labels[s:s + bs]).sum(axis=1)
     return AccuracyResult.from_trials(correct / n, n)
+
+
+def _noisy(injector: NoiseInjector, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = np.asarray(injector.apply(x, rng), dtype=F32)
+    if out.shape != x.shape:
+        raise ConfigError(f"noise '{injector.name}' returned shape {out.shape} for images {x.shape}; an "
+                          "injector must keep the shape (run `nvmkit plugins check` on it)")
+    return out
 
 
 def digital_accuracy(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> float:
