@@ -63,8 +63,8 @@ def list_devices(as_json: bool = typer.Option(False, "--json", help="Print JSON 
             table.add_row(escape(r["name"]), "?", "?", "?", escape(r["source"]), escape(f"cannot build: {r['error']}"))
             continue
         e = r["energy_per_mac_J"]
-        table.add_row(escape(r["name"]), f"{_fmt(r['g_min'])}-{_fmt(r['g_max'])} {r['units']}",
-                      _fmt(r["levels"]), "estimator" if e is None else f"{e * 1e15:.3g} fJ",
+        table.add_row(escape(r["name"]), escape(f"{_fmt(r['g_min'])}-{_fmt(r['g_max'])} {r['units']}"),
+                      escape(_fmt(r["levels"])), "estimator" if e is None else f"{e * 1e15:.3g} fJ",
                       escape(r["source"]), escape(r["description"]))
     console.print(table)
 

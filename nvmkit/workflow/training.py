@@ -163,7 +163,9 @@ def noise_site_stats(model: keras.Model, x: np.ndarray) -> list[NoiseSite]:
     sites = [layer for i, layer in enumerate(seq) if _is_site(seq, i)]
     if not sites:
         return []
-    probe = keras.Model(model.inputs, [layer.input for layer in sites])
+    # a single input as a tensor, not a one-item list: the probe is called with a bare array
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    probe = keras.Model(inputs, [layer.input for layer in sites])
     inputs = keras_outputs(probe, x, batch_size=500)  # not probe.predict: see keras_outputs
     if not isinstance(inputs, list):
         inputs = [inputs]
