@@ -30,6 +30,9 @@ def test_help_everywhere(cmd):
     (["--trials", "0"], "trials"),
     (["--network", "rnn", "-T", "5"], "time_steps"),
     (["--set", "crossbar.mapping.tile_rows=0"], "tile_rows"),
+    # regression: 256 bits ran, the float32 step underflowed and the run reported chance accuracy
+    (["--set", "crossbar.converters.adc_bits=256"], "converters.adc_bits must lie in 1..24"),
+    (["--set", "crossbar.converters.dac_bits=25"], "converters.dac_bits must lie in 1..24"),
     (["--set", "crossbar.mapping.colour=1"], "unknown key 'colour'"),
     (["--dataset", "cifar"], "cifar"),
 ])

@@ -170,6 +170,88 @@ def test_a_well_behaved_class_passes_without_being_registered():
     assert {r.check for r in results} >= {"sigma shapes", "drift", "crossbar + seed", "citations"}
 
 
+BLURS = '''
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from nvmkit import NoiseInjector, check_nonnegative, hookimpl
+
+
+class MixingBlur(NoiseInjector):
+    """A blur written for one image, applied to the batch: it blurs across the batch axis too."""
+
+    name = "mixing-blur"
+
+    def __init__(self, sigma=1.0):
+        self.sigma = check_nonnegative(f"noise '{self.name}'", "sigma", sigma)
+
+    def apply(self, x, rng):
+        out = gaussian_filter(np.asarray(x, dtype=np.float32), sigma=self.sigma)
+        out += rng.normal(0.0, 0.01, out.shape).astype(np.float32)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+class BatchNormalised(NoiseInjector):
+    """Gaussian noise, then every image rescaled by the batch's brightest noisy pixel."""
+
+    name = "batch-normalised"
+
+    def __init__(self, sigma=0.1):
+        self.sigma = check_nonnegative(f"noise '{self.name}'", "sigma", sigma)
+
+    def apply(self, x, rng):
+        out = np.clip(x + rng.normal(0.0, self.sigma, x.shape), 0.0, None)
+        return (out / out.mean()).clip(0.0, 1.0).astype(np.float32)
+
+
+class ImageBlur(NoiseInjector):
+    """The same blur over the image axes only, plus seeded noise: each image on its own."""
+
+    name = "image-blur"
+
+    def __init__(self, sigma=1.0):
+        self.sigma = check_nonnegative(f"noise '{self.name}'", "sigma", sigma)
+
+    def apply(self, x, rng):
+        out = gaussian_filter(np.asarray(x, dtype=np.float32), sigma=(0.0, self.sigma, self.sigma))
+        out += rng.normal(0.0, 0.01, out.shape).astype(np.float32)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+@hookimpl
+def nvmkit_noise_injectors():
+    return [MixingBlur, BatchNormalised, ImageBlur]
+'''
+
+
+@pytest.fixture
+def blurs(tmp_path, monkeypatch):
+    root = make_distribution(tmp_path / "site", "nvmkit-blurs", "toy_blurs", BLURS, "blurs")
+    activate(root, monkeypatch)
+    yield get_registry(reload=True)
+    monkeypatch.undo()
+    get_registry(reload=True)
+
+
+# image 1 is all white: normalised by a mean below 1 it stays clipped at 1, the one unchanged
+@pytest.mark.parametrize("name, moved", [("mixing-blur", "1, 2, 3, 4"), ("batch-normalised", "0, 2, 3, 4")])
+def test_injector_that_mixes_images_of_a_batch_fails(blurs, name, moved):
+    # regression: a blur across the batch axis passed every check (the shape, dtype and range ones
+    # cannot see it), and results then depended on how the engine cut the test set into batches
+    checks = _by_check(check_plugin("noise", name, blurs))
+    per_image = checks["apply: each image on its own"]
+    assert per_image.failed
+    assert f"changing image 5 of a batch also changed output image(s) {moved}:" in per_image.detail
+    assert checks["apply: shape, dtype, range"].passed and checks["determinism under a seed"].passed
+    result = CliRunner().invoke(_app(), ["plugins", "check", name, "--json"])
+    assert result.exit_code == 1, result.output
+
+
+def test_injector_that_blurs_each_image_on_its_own_passes(blurs):
+    results = check_plugin("noise", "image-blur", blurs)
+    assert [r for r in results if r.failed] == []
+    assert _by_check(results)["apply: each image on its own"].passed
+
+
 # -- the command line ----------------------------------------------------------------------------
 
 def _app():

@@ -363,6 +363,38 @@ def test_adc_range_covers_every_row_tile(rng):
     assert np.abs(y - (x @ w + b)).max() <= len(xb.row_blocks) * step / 2 + 1e-4 * peak
 
 
+@pytest.mark.parametrize("name", ["adc_bits", "dac_bits"])
+@pytest.mark.parametrize("bits", [25, 256])
+def test_converter_bits_beyond_float32_are_refused(name, bits, rng):
+    # regression: adc_bits = 256 ran, the float32 step underflowed to 0, every output was NaN and
+    # the run reported chance accuracy with exit code 0
+    with pytest.raises(ConfigError, match=rf"converters\.{name} must lie in 1\.\.24") as exc:
+        CrossbarConfig.from_dict({"converters": {name: bits}})
+    assert "\n" not in str(exc.value)
+    # a field set after construction is checked when the crossbar is built, not at the first read
+    w, b = layer(rng)
+    c = ideal_cfg()
+    setattr(c.converters, name, bits)
+    with pytest.raises(ConfigError, match=name):
+        Crossbar(w, b, IdealDevice(), c)
+
+
+def test_24_bit_converters_still_quantise_exactly(rng):
+    # the largest allowed bit count: every code 0..2**24 - 1 is an exact float32 integer, so the
+    # result is finite and within half a step (+ float32 rounding of the sum) of the ideal one
+    w, b = layer(rng)
+    x = rng.random((64, w.shape[0]), dtype=np.float32)
+    ref = x.astype(np.float64) @ w + b
+    c = ideal_cfg()
+    c.converters.adc_bits = c.converters.dac_bits = 24
+    xb = Crossbar(w, b, IdealDevice(), c)
+    xb.calibrate(x)
+    y = xb.program(rng).read(x, rng)[0]
+    assert np.isfinite(y).all()
+    tol = 64 * EPS32 * (np.abs(x) @ np.abs(w) + np.abs(b)).max()
+    assert np.abs(y - ref).max() <= tol
+
+
 # -- speed-critical helpers and memory --------------------------------------------------------
 def test_standard_normal_moments_and_reproducibility():
     z = standard_normal(np.random.default_rng(3), (1000, 401)).astype(np.float64)

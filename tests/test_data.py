@@ -272,6 +272,28 @@ def test_garbage_npz(tmp_path):
     assert_one_line_error(exc, str(tmp_path / "mnist.npz"), "re-download")
 
 
+@pytest.mark.parametrize("content", [b"hello, this is text\n", b"<!DOCTYPE html><html>404</html>", b""],
+                         ids=["text", "html", "empty"])
+def test_file_that_is_not_an_npz_says_so_without_pickle_advice(tmp_path, content):
+    # regression: np.load took a text file named mnist.npz for pickled data and the error passed on
+    # its advice to load it with allow_pickle
+    (tmp_path / "mnist.npz").write_bytes(content)
+    with pytest.raises(DataError) as exc:
+        load_dataset("mnist", tmp_path)
+    assert_one_line_error(exc, f"{tmp_path / 'mnist.npz'} is not a valid .npz file", "re-download")
+    assert "pickle" not in str(exc.value)
+
+
+def test_npz_with_pickled_arrays_is_refused_not_unpickled(tmp_path):
+    x_train, y_train, x_test, y_test = _arrays()
+    np.savez(tmp_path / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test,
+             y_test=np.array([{"label": 1}] * len(y_test), dtype=object))
+    with pytest.raises(DataError) as exc:
+        load_dataset("mnist", tmp_path)
+    assert_one_line_error(exc, "holds pickled Python objects, which nvmkit never loads", str(tmp_path / "mnist.npz"))
+    assert "allow_pickle" not in str(exc.value)
+
+
 def test_bare_npy_named_npz(tmp_path):
     np.save(tmp_path / "x.npy", _arrays()[0])
     (tmp_path / "x.npy").rename(tmp_path / "mnist.npz")

@@ -6,6 +6,9 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 MODULES = ("nvmkit.workflow.data", "nvmkit.engine.analog", "nvmkit.engine.evaluate", "nvmkit.workflow.pipeline", "nvmkit.workflow.training")
@@ -54,7 +57,7 @@ def test_plugins_doc_device_and_its_tests_work(monkeypatch):
 
     from nvmkit import check_class
 
-    device_src, tests_src = python_blocks((DOC.parent / "plugins.md").read_text())
+    device_src, tests_src, _injector_src = python_blocks((DOC.parent / "plugins.md").read_text())
     package = types.ModuleType("nvmkit_pcmlite")
     package.__path__ = []
     module = types.ModuleType("nvmkit_pcmlite.device")
@@ -71,6 +74,91 @@ def test_plugins_doc_device_and_its_tests_work(monkeypatch):
     tests["test_conformance"]()
     for g, sigma in ((0.0, 0.2635), (25.0, 1.0554)):
         tests["test_programming_error_is_the_published_fit"](g, sigma)
+
+
+def test_plugins_doc_validation_helpers_have_the_documented_signatures():
+    # the table in docs/plugins.md is what plugin authors read: a renamed or re-ordered parameter
+    # (or a new helper left out of nvmkit's exports) must fail here
+    import inspect
+
+    import nvmkit
+
+    text = (DOC.parent / "plugins.md").read_text()
+    documented = dict(re.findall(r"^\| `(check_\w+)\(([^)]*)\)` \|", text, flags=re.M))
+    exported = {n for n in nvmkit.__all__ if n.startswith("check_") and n not in ("check_class", "check_plugin")}
+    assert set(documented) == exported, (set(documented) ^ exported)
+    for name, params in documented.items():
+        real = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+                         for p in inspect.signature(getattr(nvmkit, name)).parameters.values())
+        assert params == real, f"{name}: documented ({params}), real ({real})"
+    # the example message is the real one
+    example = re.search(r"For example `(check_\w+)\(([^`]*)\)` raises\s+`([^`]*)`", text)
+    fn, args, message = example.groups()
+    with pytest.raises(nvmkit.ConfigError) as exc:
+        eval(f"nvmkit.{fn}({args})")
+    assert str(exc.value) == " ".join(message.split())
+
+
+def _plugins_doc_injector():
+    import types
+
+    src = python_blocks((DOC.parent / "plugins.md").read_text())[2]
+    module = types.ModuleType("plugins_md_injector")
+    exec(compile(src, "plugins.md:injector", "exec"), module.__dict__)
+    return src, module
+
+
+def test_plugins_doc_injector_passes_and_its_mixing_variant_fails_as_quoted():
+    from nvmkit import check_class
+
+    src, module = _plugins_doc_injector()
+    assert [r for r in check_class(module.DefocusBlur) if r.failed] == []
+    blurred = module.DefocusBlur(1.0).apply(np.eye(28, dtype=np.float32)[None].repeat(3, 0), None)
+    assert blurred.shape == (3, 28, 28) and 0 < blurred[0, 0, 1] < blurred[0, 0, 0] < 1  # it does blur
+    # the text says what the check says about the same blur over every axis: quote and code agree
+    text = (DOC.parent / "plugins.md").read_text()
+    quoted = re.search(r"Written as `([^`]*)`.*?fails it with \"([^\"]*)\"", text, flags=re.S)
+    bad_call, message = quoted.group(1), " ".join(quoted.group(2).split())
+    assert "sigma=(0.0, self.sigma, self.sigma)" in src
+    bad_src = src.replace("gaussian_filter(x, sigma=(0.0, self.sigma, self.sigma), mode=\"nearest\")",
+                          bad_call.replace(")", ", mode=\"nearest\")"))
+    assert bad_src != src
+    bad = {}
+    exec(compile(bad_src, "plugins.md:injector-bad", "exec"), bad)
+    detail = {r.check: r for r in check_class(bad["DefocusBlur"])}["apply: each image on its own"]
+    assert detail.failed and message in detail.detail, detail.detail
+
+
+def test_plugins_doc_sweep_over_a_plugin_validates(tmp_path, monkeypatch):
+    """The experiment in docs/plugins.md, with the tutorial device installed through an entry point,
+    expands into its points and validates every one through the plugin; a refused value fails."""
+    from typer.testing import CliRunner
+
+    from nvmkit import get_registry
+    from nvmkit.cli import app
+    from plugin_fixtures import activate, make_distribution
+
+    text = (DOC.parent / "plugins.md").read_text()
+    device_src = python_blocks(text)[0]
+    (toml,) = [b for b in re.findall(r"^```toml\n(.*?)^```", text, flags=re.S | re.M) if "[grid]" in b]
+    make_distribution(tmp_path / "site", "nvmkit-pcmlite", "toy_pcmlite", device_src, "nvmkit-pcmlite-device")
+    activate(tmp_path / "site", monkeypatch)
+    get_registry(reload=True)
+    try:
+        exp = tmp_path / "pcm-lite.toml"
+        exp.write_text(toml)
+        res = CliRunner().invoke(app, ["sweep", str(exp), "--dry-run", "--db", str(tmp_path / "r.db")],
+                                 env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        assert "pcm-lite-error: 6 points" in res.output and "1 trained models" in res.output, res.output
+        for scale in ("0.5", "1.0", "2.0"):
+            assert f"device.params.error_scale={scale}" in res.output, res.output
+        exp.write_text(toml.replace("[0.5, 1.0, 2.0]", "[0.5, -1]"))
+        res = CliRunner().invoke(app, ["sweep", str(exp), "--dry-run", "--db", str(tmp_path / "r.db")])
+        assert res.exit_code == 2 and "error_scale must be >= 0" in res.output, res.output
+    finally:
+        monkeypatch.undo()
+        get_registry(reload=True)
 
 
 def test_architecture_map_matches_the_package():

@@ -180,3 +180,75 @@ def test_result_round_trip():
     d = r.to_dict()
     assert d["ci95"][0] < d["mean"] < d["ci95"][1] and d["ci_method"] == "student-t"
     assert "91.00%" in str(r)
+
+
+class Recording(AddNoise):
+    """AddNoise that records the shapes it is given."""
+
+    name = "test-recording"
+    shapes: list = []
+
+    def apply(self, x, rng):
+        Recording.shapes.append(x.shape)
+        return super().apply(x, rng)
+
+
+class Squeezing(AddNoise):
+    name = "test-squeezing"
+
+    def apply(self, x, rng):
+        return super().apply(x, rng).reshape(len(x), -1)
+
+
+def test_injectors_receive_images_n_h_w_and_must_keep_the_shape(rnn_task):
+    # the contract of NoiseInjector.apply and of `nvmkit plugins check`: a batch of images
+    # (N, H, W), before prepare reshapes them; flattened input is refused, a changed shape named
+    model, x, y = rnn_task
+    net = deploy(model, Ideal(), IDEAL)
+    Recording.shapes = []
+    monte_carlo(net, x, y, trials=2, seed=0, injector=Recording(), prepare=prepare, batch_size=128)
+    assert Recording.shapes and all(len(s) == 3 and s[1:] == (6, 6) for s in Recording.shapes)
+    assert sum(s[0] for s in Recording.shapes) == 2 * N  # every image, once per trial
+    with pytest.raises(ConfigError, match=r"images shaped \(N, H, W\), got \(300, 36\)"):
+        monte_carlo(net, x.reshape(N, 36), y, trials=1, seed=0, injector=AddNoise(),
+                    prepare=lambda a: a.reshape(len(a), 4, 9))
+    with pytest.raises(ConfigError, match="noise 'test-squeezing' returned shape"):
+        monte_carlo(net, x, y, trials=1, seed=0, injector=Squeezing(), prepare=prepare)
+
+
+def test_many_fresh_models_evaluate_without_tf_function_retracing():
+    # regression: digital_accuracy and the training's noise-site probe called model.predict, which
+    # traces a tf.function per new model (and again for the last, smaller batch); a sweep's worker
+    # evaluating one new model per point flooded stderr with "triggered tf.function retracing"
+    import logging
+
+    from nvmkit.workflow.training import noise_site_stats
+
+    class Seen(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    seen = Seen()
+    tf_log = logging.getLogger("tensorflow")
+    tf_log.addHandler(seen)
+    rng = np.random.default_rng(0)
+    x = rng.random((600, 12), dtype=np.float32)  # 512 + 88: two batch shapes per model
+    y = rng.integers(0, 3, 600)
+    try:
+        for seed in range(6):
+            keras.utils.set_random_seed(seed)
+            model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"),
+                                      keras.layers.Dense(3)])
+            acc = digital_accuracy(model, x, y)
+            ref = np.asarray(model(x, training=False)).argmax(-1)
+            assert acc == np.mean(ref == y)
+            (site,) = noise_site_stats(model, x)
+            assert site.fan_in == 12
+            assert model.predict_function is None  # nothing compiled for a one-off evaluation
+    finally:
+        tf_log.removeHandler(seen)
+    assert not [m for m in seen.messages if "retracing" in m], seen.messages

@@ -147,6 +147,55 @@ def test_corrupt_cache_file_is_retrained_with_a_warning(tmp_path, data):
     assert weights_equal(keras.saving.load_model(path, safe_mode=True), model)
 
 
+def _cache_path(tmp_path, data, seed=0):
+    x, y = data
+    cfg = TrainingConfig(**FAST).resolved(mapper()).replace(seed=seed)
+    return tmp_path / f"mlp-custom-{cache_key(cache_key_data(mapper(), cfg, 'custom', False, x, y))}.keras"
+
+
+def test_folder_at_the_cache_path_is_one_line_before_training(tmp_path, data, monkeypatch):
+    # regression: a folder where the model file belongs trained the model, then died in os.replace
+    # with an IsADirectoryError traceback
+    import nvmkit.workflow.training as training
+
+    _cache_path(tmp_path, data).mkdir()
+    monkeypatch.setattr(training, "_fit", lambda *a, **k: pytest.fail("must fail before training"))
+    with pytest.raises(ConfigError, match="is a folder, not a model file") as exc:
+        train(mapper(), data, FAST, seed=0, cache_dir=tmp_path)
+    assert "\n" not in str(exc.value)
+
+
+def test_cached_model_refused_by_safe_mode_is_called_unsafe(tmp_path, data):
+    # regression: a cached model with Python code in it (a Lambda layer), which Keras's safe mode
+    # refuses, was reported as "unreadable (ValueError)" like a truncated file
+    path = _cache_path(tmp_path, data)
+    inp = keras.Input((28, 28))
+    unsafe = keras.Model(inp, keras.layers.Lambda(lambda t: t * 2.0)(keras.layers.Flatten()(inp)))
+    unsafe.save(path)
+    with pytest.warns(UserWarning, match="refused by Keras's safe mode as unsafe") as rec:
+        model = train(mapper(), data, FAST, seed=0, cache_dir=tmp_path)
+    assert not any("unreadable" in str(w.message) for w in rec)
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
+    # replaced by the trained model: the file now loads in safe mode with the same weights
+    assert weights_equal(keras.saving.load_model(path, safe_mode=True), model)
+
+
+@pytest.mark.parametrize("version, ok", [("3.10.0", False), ("3.11.0", False), ("3.11.3", True),
+                                         ("3.15.1", True), ("4.0.0.dev2026", True), ("bogus", False)])
+def test_keras_with_a_safe_mode_bypass_is_refused(version, ok, monkeypatch, tmp_path):
+    import nvmkit.workflow.training as training
+
+    if ok:
+        training.check_keras_version(version)
+        return
+    with pytest.raises(ConfigError, match=r"keras>=3\.11\.3"):
+        training.check_keras_version(version)
+    # loading a cached model checks the running Keras first, before it opens the file
+    monkeypatch.setattr(keras, "__version__", version)
+    with pytest.raises(ConfigError, match="safe mode"):
+        training._load(tmp_path / "absent.keras", None)
+
+
 def test_cache_dir_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("NVMKIT_CACHE_DIR", str(tmp_path / "c"))
     assert default_cache_dir() == tmp_path / "c"

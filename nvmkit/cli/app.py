@@ -29,8 +29,16 @@ plugins_app = typer.Typer(help="List and check the registered plugins.", invoke_
                           rich_markup_mode=None)
 app.add_typer(plugins_app, name="plugins")
 
-console = Console()
-err_console = Console(stderr=True)
+def make_console(**kwargs) -> Console:
+    """A console for the CLI. Emoji shortcodes are off: rich would turn a user's text such as
+    ``gaussian:-1: ...`` into a thumbs-down; markup stays on for the code's own styling, so text from
+    the user or a plugin is passed through :func:`rich.markup.escape` before it is printed."""
+    kwargs.setdefault("emoji", False)
+    return Console(**kwargs)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def user_errors(fn):
@@ -41,7 +49,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except NvmkitError as exc:
-            Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            make_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

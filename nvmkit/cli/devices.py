@@ -63,8 +63,8 @@ def list_devices(as_json: bool = typer.Option(False, "--json", help="Print JSON 
             table.add_row(escape(r["name"]), "?", "?", "?", escape(r["source"]), escape(f"cannot build: {r['error']}"))
             continue
         e = r["energy_per_mac_J"]
-        table.add_row(escape(r["name"]), f"{_fmt(r['g_min'])}-{_fmt(r['g_max'])} {r['units']}",
-                      _fmt(r["levels"]), "estimator" if e is None else f"{e * 1e15:.3g} fJ",
+        table.add_row(escape(r["name"]), escape(f"{_fmt(r['g_min'])}-{_fmt(r['g_max'])} {r['units']}"),
+                      escape(_fmt(r["levels"])), "estimator" if e is None else f"{e * 1e15:.3g} fJ",
                       escape(r["source"]), escape(r["description"]))
     console.print(table)
 
@@ -148,7 +148,7 @@ def _print_fit(console, fit) -> None:
     table = fit.table
     u = table.units
     console.print(f"[bold]device fit[/] of {escape(table.source)}", highlight=False)
-    read = Table(title=f"per target level at t = 0 ({u}, 95% CI; z = the level minus its interpolation from the others, in SEs)")
+    read = Table(title=escape(f"per target level at t = 0 ({u}, 95% CI; z = the level minus its interpolation from the others, in SEs)"))
     for col in ("target", "cells", "reads/cell", "mean - target", "programming sigma", "z", "read sigma", "z", "used"):
         read.add_column(col, justify="right")
     for k, g in enumerate(fit.targets):
@@ -164,7 +164,7 @@ def _print_fit(console, fit) -> None:
             _z(fit.read_loo_z[k]), used)
     console.print(read)
     if len(fit.times) > 1:
-        drift = Table(title=f"later reads: change of the mean since t = 0 and programming sigma ({u}; 95% CI)")
+        drift = Table(title=escape(f"later reads: change of the mean since t = 0 and programming sigma ({u}; 95% CI)"))
         drift.add_column("time", justify="right")
         for g in fit.targets:
             drift.add_column(f"{g:g}", justify="right")
@@ -175,8 +175,8 @@ def _print_fit(console, fit) -> None:
         console.print(drift)
     for note in fit.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    console.print(f"range {table.g_min:g}-{table.g_max:g} {u}, levels {table.levels or 'continuous'}, "
-                  f"{len(fit.times)} time(s) up to {_time_label(fit.times[-1])}", highlight=False)
+    console.print(escape(f"range {table.g_min:g}-{table.g_max:g} {u}, levels {table.levels or 'continuous'}, "
+                         f"{len(fit.times)} time(s) up to {_time_label(fit.times[-1])}"), highlight=False)
     for what, path in fit.paths.items():
         if path is not None:
             console.print(f"wrote {what}: {escape(str(path))}", highlight=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nvmkit.cli.app import app, command, console
@@ -80,18 +80,18 @@ def print_report(report, network: str = "") -> None:
     """A rich table of every term, then the totals by component."""
     from nvmkit.reproduction.energy_table import report_rows
 
-    table = Table(title=f"energy per inference: {network} on {report.device} ({report.estimator})")
+    table = Table(title=escape(f"energy per inference: {network} on {report.device} ({report.estimator})"))
     for col, just in (("layer", "left"), ("component", "left"), ("counted event", "left"),
                       ("count", "right"), ("unit (fJ)", "right"), ("energy (nJ)", "right")):
         table.add_column(col, justify=just)
     for r in report_rows(report):
-        table.add_row(r["layer"], r["component"], r["what"], f"{r['count']:,.0f}",
+        table.add_row(escape(r["layer"]), escape(r["component"]), escape(r["what"]), f"{r['count']:,.0f}",
                       f"{r['unit_J'] * 1e15:.4g}", f"{r['energy_J'] * 1e9:.4g}")
     console.print(table)
-    parts = ", ".join(f"{k} {v * 1e9:.4g}" for k, v in report.by_component().items() if v)
+    parts = escape(", ".join(f"{k} {v * 1e9:.4g}" for k, v in report.by_component().items() if v))
     console.print(f"total [bold]{report.total * 1e9:.4g} nJ[/] ({parts} nJ)")
     for source, e_mac in report.notes.get("energy_per_mac", {}).items():
-        console.print(f"  energy per MAC {e_mac * 1e15:.4g} fJ from {source}", highlight=False)
+        console.print(f"  energy per MAC {e_mac * 1e15:.4g} fJ from {escape(str(source))}", highlight=False)
     for key in ("converters", "conv_mapping"):
         if key in report.notes:
-            console.print(f"  {key}: {report.notes[key]}", highlight=False)
+            console.print(f"  {key}: {escape(str(report.notes[key]))}", highlight=False)

@@ -40,8 +40,8 @@ def plugins(
         table.add_row(*(escape(r[c] or "") for c in ("kind", "name", "source", "description")))
     console.print(table)
     for name, msg in reg.load_errors.items():
-        err_console.print(f"[yellow]warning:[/] plugin {escape(repr(name))} not loaded: {escape(str(msg))}",
-                          highlight=False)
+        err_console.print(f"[yellow]warning:[/] plugin {escape(repr(name))}: {escape(str(msg))}",
+                          highlight=False, soft_wrap=True)
 
 
 @command(plugins_app, "check")

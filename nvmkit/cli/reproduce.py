@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-
+from rich.markup import escape
 
 from nvmkit.cli.app import app, command, console, cores, err_console, progress_bar
 from nvmkit.cli.sweep import outcome_line
@@ -29,8 +29,6 @@ def reproduce(
 ):
     """Run the seed's study (resumable) and write a report: Result 1 beside the seed's, the sweeps,
     the energy table, plots, and which of the seed's claims hold in our numbers."""
-    from rich.markup import escape
-
     from nvmkit.reproduction import reproduce as rep
     from nvmkit.sweeps.sweep import check_executor
 
@@ -72,7 +70,7 @@ def reproduce(
 
     held = sum(v.verdict == "holds" for v in result.verdicts)
     failed_claims = sum(v.verdict == "does not hold" for v in result.verdicts)
-    console.print(f"report: {result.out / 'report.md'} ({result.computed} points computed, {result.reused} reused, "
+    console.print(f"report: {escape(str(result.out / 'report.md'))} ({result.computed} points computed, {result.reused} reused, "
                   f"{duration(result.wall_time_s)}); the seed's claims: {held} hold, {failed_claims} do not, "
                   f"{len(result.verdicts) - held - failed_claims} not tested", highlight=False)
     if result.failed:
@@ -96,14 +94,14 @@ def _print_plan(console, plan, db_path, executor, workers, history_db) -> None:
     todo = plan.todo
     n_workers = 1 if executor == "dask" else (workers or cores())
     seconds, basis = estimate_seconds(todo, history, n_workers)
-    table = Table(title=f"study {plan.study.name} ({plan.study.path})")
+    table = Table(title=escape(f"study {plan.study.name} ({plan.study.path})"))
     for col in ("section", "kind", "points", "to run", "trained models"):
         table.add_column(col, justify="left" if col in ("section", "kind") else "right")
     for sec, points in plan.sections:
         left = [p for p in points if p.key not in plan.done]
-        table.add_row(sec.name, sec.kind, str(len(points)), str(len(left)), str(len({p.model_key for p in points})))
+        table.add_row(escape(sec.name), escape(sec.kind), str(len(points)), str(len(left)), str(len({p.model_key for p in points})))
     console.print(table)
-    console.print(f"{len(plan.points)} distinct points, {len(plan.points) - len(todo)} already in {db_path}, "
+    console.print(f"{len(plan.points)} distinct points, {len(plan.points) - len(todo)} already in {escape(str(db_path))}, "
                   f"[bold]{len(todo)} to run[/] ({len({p.model_key for p in todo})} models); estimate "
-                  f"~{duration(seconds)} ({basis})", highlight=False)
+                  f"~{duration(seconds)} ({escape(basis)})", highlight=False)
 

@@ -67,4 +67,4 @@ def run(
         result = pipeline.run(cfg, reporter=reporter)
     print_result(console, result)
     if cfg.output:
-        console.print(f"result written to {cfg.output}")
+        console.print(f"result written to {cfg.output}", markup=False, highlight=False)

@@ -11,7 +11,9 @@ from typing import List, Optional
 
 import typer
 
-from nvmkit.cli.app import app, command, console, cores, err_console, progress_bar
+from rich.markup import escape
+
+from nvmkit.cli.app import app, command, console, cores, err_console, make_console, progress_bar
 from nvmkit.core.formatting import duration
 from nvmkit.workflow.config import SCENARIOS
 from nvmkit.core.errors import ConfigError
@@ -34,8 +36,6 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, show the points and the estimate, run nothing."),
 ):
     """Run every point of an experiment, one database row each; a rerun skips the points already done."""
-    from rich.markup import escape
-
     from nvmkit.workflow import pipeline
     from nvmkit.sweeps.experiment import load_experiment
     from nvmkit.sweeps.resultsdb import ResultsDB
@@ -50,16 +50,16 @@ def sweep(
 
     # a dry run writes nothing: without a database yet, plan against an empty in-memory one
     with ResultsDB(db if not dry_run or db.exists() else ":memory:") as rdb:
-        with console.status(f"validating the points of {experiment}"):
+        with console.status(f"validating the points of {escape(str(experiment))}"):
             plan = plan_sweep(exp, rdb)
         todo = plan.todo
         seconds, basis = estimate_seconds(todo, rdb.history(), 1 if executor == "dask" else (workers or cores()))
         if executor == "dask":
             basis += "; compute time on one worker: divide by the cluster's workers"
         console.print(
-            f"[bold]{exp.name}[/]: {len(plan.points)} points, {len(plan.points) - len(todo)} already in {db}, "
+            f"[bold]{escape(exp.name)}[/]: {len(plan.points)} points, {len(plan.points) - len(todo)} already in {escape(str(db))}, "
             f"[bold]{len(todo)} to run[/] ({plan.models} trained models); estimate ~{duration(seconds)} "
-            f"({basis})", highlight=False)
+            f"({escape(basis)})", highlight=False)
         if dry_run:
             _print_points(console, plan)
             return
@@ -69,10 +69,10 @@ def sweep(
         try:
             summary = _run_with_progress(console, exp, todo, rdb, executor, workers, scheduler)
         except KeyboardInterrupt:
-            err_console.print(f"interrupted: {rdb.count()} rows in {db}; rerun the same command to resume",
+            err_console.print(f"interrupted: {rdb.count()} rows in {escape(str(db))}; rerun the same command to resume",
                               highlight=False)
             raise typer.Exit(130) from None
-    console.print(f"{summary.inserted} rows written to {db} in {duration(summary.wall_time_s)}"
+    console.print(f"{summary.inserted} rows written to {escape(str(db))} in {duration(summary.wall_time_s)}"
                   + (f"; [red]{len(summary.failed)} points failed[/]" if summary.failed else ""), highlight=False)
     if summary.failed:
         err_console.print(f"[bold red]error:[/] {len(summary.failed)} of {len(todo)} points failed "
@@ -85,7 +85,7 @@ def _run_with_progress(console, exp, todo, rdb, executor, workers, scheduler):
     from nvmkit.sweeps.sweep import run_sweep
 
     with progress_bar(console) as progress:
-        task = progress.add_task(f"sweep {exp.name}", total=len(todo))
+        task = progress.add_task(f"sweep {escape(exp.name)}", total=len(todo))
 
         def on_done(out):
             progress.console.print(outcome_line(out), highlight=False)
@@ -97,8 +97,6 @@ def _run_with_progress(console, exp, todo, rdb, executor, workers, scheduler):
 
 def outcome_line(out, wall: bool = True) -> str:
     """One rich-markup line for a finished sweep point: its accuracies, or its error."""
-    from rich.markup import escape
-
     label = escape(out.point.label)
     if out.error:  # error text is the user's data (e.g. "[grid] point 3"), never markup
         return f"[red]failed[/] {label}: {escape(str(out.error))}"
@@ -111,11 +109,11 @@ def outcome_line(out, wall: bool = True) -> str:
 def _print_points(console, plan) -> None:
     from rich.table import Table
 
-    table = Table(title=f"points of {plan.experiment.name}")
+    table = Table(title=f"points of {escape(plan.experiment.name)}")
     for col in ("#", "point", "status", "key"):
         table.add_column(col)
     for p in plan.points:
-        table.add_row(str(p.index + 1), p.label, "done" if p.key in plan.done else "to run", p.key[:12])
+        table.add_row(str(p.index + 1), escape(p.label), "done" if p.key in plan.done else "to run", p.key[:12])
     console.print(table)
 
 
@@ -176,17 +174,16 @@ def _print_table(console, rows, db) -> None:
     fixed = {c: cells[0][c] for c in ("network", "device", "data", "noise", "sigma_neu", "seed", "energy")
              if len(cells) > 1 and len({x[c] for x in cells}) == 1}
     caption = ", ".join(f"{c}={v}" for c, v in fixed.items() if v)
-    table = Table(title=f"{len(rows)} rows in {db}", caption=f"all rows: {caption}" if caption else None)
+    table = Table(title=f"{len(rows)} rows in {escape(str(db))}",
+                  caption=f"all rows: {escape(caption)}" if caption else None)
     shown = [c for c in cols if c not in fixed]
     for c in shown:
         table.add_column(c, justify="left" if c in ("network", "device", "data", "noise") else "right")
     for cell in cells:
-        table.add_row(*(cell[c] for c in shown))
+        table.add_row(*(escape(cell[c]) for c in shown))  # names and specs are the user's text
     # piped into a file or pager: no terminal width to respect, so do not truncate the numbers
     if not console.is_terminal:
-        from rich.console import Console
-
-        console = Console(width=240, highlight=False)
+        console = make_console(width=240, highlight=False)
     console.print(table)
 
 
@@ -214,9 +211,9 @@ def plot(
                           "or loosen --filter")
     written = plot_all(rows, out, kinds, scenario=scenario, x=x)
     for p in written:
-        console.print(f"wrote {p}", highlight=False)
+        console.print(f"wrote {escape(str(p))}", highlight=False)
     if not written:
-        err_console.print(f"[yellow]warning:[/] the rows hold nothing to plot for --kind {kind} "
+        err_console.print(f"[yellow]warning:[/] the rows hold nothing to plot for --kind {escape(kind)} "
                           "(accuracy needs test-set noise, energy and pareto need an energy estimator)",
                           highlight=False)
 

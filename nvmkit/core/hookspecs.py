@@ -29,8 +29,9 @@ def nvmkit_devices():
 def nvmkit_noise_injectors():
     """Return test-set noise injectors: subclasses of :class:`nvmkit.core.noise.NoiseInjector`.
 
-    An injector perturbs a whole batch of input images (values in [0, 1]) at once, drawing all of
-    its randomness from the ``numpy.random.Generator`` it is given.
+    An injector perturbs a whole batch of input images, float32 (N, H, W) with values in [0, 1],
+    at once but each image on its own, drawing all of its randomness from the
+    ``numpy.random.Generator`` it is given (see ``NoiseInjector.apply``).
     """
 
 

@@ -380,12 +380,13 @@ def _check_device_energy(dev, reg):
 def _images(shape=(6, 28, 28)) -> np.ndarray:
     x = np.random.default_rng(3).random(shape, dtype=np.float32)
     x[0] = 0.0  # all-black and all-white images are where clipping bugs show
-    x[1] = 1.0
+    if len(x) > 1:
+        x[1] = 1.0
     return x
 
 
 def _check_noise_output(inj, _reg):
-    for shape in ((6, 28, 28), (6, 784)):
+    for shape in ((6, 28, 28), (1, 28, 28)):  # what the engine passes: images (N, H, W); N may be 1
         x = _images(shape)
         before = x.copy()
         y = inj.apply(x, np.random.default_rng(0))
@@ -397,7 +398,27 @@ def _check_noise_output(inj, _reg):
         _require(np.array_equal(x, before), "apply modified its input in place; return a noisy copy")
     _require(isinstance(inj.level, float) and math.isfinite(inj.level),
              f"level (the first parameter) must be a number, got {inj.level!r}")
-    return f"(N, 28, 28) and (N, 784): shape kept, float32, in [0, 1]; level {inj.level:g}"
+    return f"(N, 28, 28), N = 6 and 1: shape kept, float32, in [0, 1]; level {inj.level:g}"
+
+
+def _check_noise_per_image(inj, _reg):
+    """Image i of the output depends on image i of the input only (and on the random draws).
+
+    Only the LAST image of the batch is changed, with the same seed: an injector whose draws depend
+    on pixel values (Poisson shot noise) consumes the same draws for every image before it, so
+    those must come out bit for bit the same. A filter, normalisation or shuffle across the batch
+    axis changes them.
+    """
+    x = _images()
+    changed = x.copy()
+    changed[-1] = 1.0 - changed[-1]
+    a = np.asarray(inj.apply(x, np.random.default_rng(21)))
+    b = np.asarray(inj.apply(changed, np.random.default_rng(21)))
+    moved = [i for i in range(len(x) - 1) if not np.array_equal(a[i], b[i])]
+    _require(not moved, f"changing image {len(x) - 1} of a batch also changed output image(s) "
+                        f"{', '.join(map(str, moved))}: apply must treat each image (axis 0 of (N, H, W)) on its "
+                        "own; do not filter, normalise or mix across the batch axis")
+    return "each image perturbed on its own (changing one image leaves the others' outputs alone)"
 
 
 def _check_noise_seed(inj, _reg):
@@ -528,6 +549,7 @@ _KIND_CHECKS: dict[str, list[tuple[str, Callable]]] = {
     ],
     "noise": [
         ("apply: shape, dtype, range", _check_noise_output),
+        ("apply: each image on its own", _check_noise_per_image),
         ("determinism under a seed", _check_noise_seed),
     ],
     "network": [

@@ -117,6 +117,10 @@ class Crossbar:
                               "create one with get_registry().create('device', NAME)")
         self.device = device
         self.config = config or CrossbarConfig()
+        # the sections validate on construction; re-check here because a caller may have set a
+        # field afterwards (config.converters.adc_bits = 256 would otherwise reach the engine)
+        for section in (self.config.mapping, self.config.nonideal, self.config.converters):
+            section.validate()
         w = np.asarray(weights, dtype=F32)
         if w.ndim != 2 or 0 in w.shape:
             raise ConfigError(f"{name}: weights must be a non-empty matrix (n_in x n_out), got shape {w.shape}")

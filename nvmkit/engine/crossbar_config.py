@@ -9,6 +9,13 @@ from nvmkit.core.errors import ConfigError
 from nvmkit.core.params import Params
 
 SCHEMES = ("differential", "offset")
+
+#: The most converter bits the float32 engine can resolve. A b-bit converter rounds
+#: (v - lo) / step to an integer code in [0, 2**b - 1]; float32 holds integers exactly only up to
+#: 2**24 (a 24-bit significand), so with more bits neighbouring codes merge, and from about 150
+#: bits on the step itself underflows to zero in float32 (its smallest subnormal is 1.4e-45):
+#: every output becomes NaN, i.e. chance accuracy.
+MAX_CONVERTER_BITS = 24
 BIAS_MODES = ("row", "digital")
 
 
@@ -100,7 +107,13 @@ class ConverterConfig(Params):
         for name in ("dac_bits", "adc_bits"):
             v = getattr(self, name)
             if v is not None:
-                setattr(self, name, check_int("converters", name, v, 1))
+                bits = check_int("converters", name, v, 1)
+                if bits > MAX_CONVERTER_BITS:
+                    raise ConfigError(
+                        f"converters.{name} must lie in 1..{MAX_CONVERTER_BITS} (float32 resolves at most "
+                        f"{MAX_CONVERTER_BITS} bits), got {bits}; omit it for an ideal converter"
+                    )
+                setattr(self, name, bits)
         for name in ("dac_range", "adc_range"):
             v = getattr(self, name)
             if v is not None and check_nonnegative("converters", name, v) == 0:

@@ -112,6 +112,9 @@ def monte_carlo(network: AnalogNetwork, x: np.ndarray, y: np.ndarray, *, trials:
     if n == 0 or len(labels) != n:
         raise ConfigError(f"monte_carlo: {n} inputs but {len(labels)} labels; pass matching, "
                           "non-empty arrays")
+    if injector is not None and x.ndim != 3:  # the injector contract (nvmkit.NoiseInjector.apply)
+        raise ConfigError(f"monte_carlo: test-set noise works on images shaped (N, H, W), got {x.shape}; "
+                          "pass the images and let prepare reshape them for the network")
     prep = prepare or (lambda a: a)
 
     def network_input(batch):  # (K', b, *image) -> (K', b, *network input)
@@ -130,7 +133,7 @@ def monte_carlo(network: AnalogNetwork, x: np.ndarray, y: np.ndarray, *, trials:
     for s in range(0, n, bs):
         xb = np.asarray(x[s:s + bs], dtype=F32)
         if injector is not None:
-            xb = np.stack([np.asarray(injector.apply(xb, g), dtype=F32) for g in noise_rngs])
+            xb = np.stack([_noisy(injector, xb, g) for g in noise_rngs])
         else:
             xb = xb[None]
         scores = programmed.predict(network_input(xb), read_rng)
@@ -138,7 +141,36 @@ def monte_carlo(network: AnalogNetwork, x: np.ndarray, y: np.ndarray, *, trials:
     return AccuracyResult.from_trials(correct / n, n)
 
 
+def _noisy(injector: NoiseInjector, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = np.asarray(injector.apply(x, rng), dtype=F32)
+    if out.shape != x.shape:
+        raise ConfigError(f"noise '{injector.name}' returned shape {out.shape} for images {x.shape}; an "
+                          "injector must keep the shape (run `nvmkit plugins check` on it)")
+    return out
+
+
 def digital_accuracy(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> float:
     """Clean accuracy of the Keras model itself (``x`` already shaped as the model's input)."""
-    scores = model.predict(np.asarray(x, dtype=F32), batch_size=batch_size, verbose=0)
-    return float(np.mean(np.asarray(scores).argmax(axis=-1) == _labels(y)))
+    scores = keras_outputs(model, x, batch_size=batch_size)
+    return float(np.mean(scores.argmax(axis=-1) == _labels(y)))
+
+
+def keras_outputs(model, x: np.ndarray, *, batch_size: int = 512):
+    """A Keras model's outputs on ``x``, called batch by batch: an array, or a list for several outputs.
+
+    Not ``model.predict``: predict compiles a ``tf.function`` for every new model and traces it
+    again for the last, smaller batch. A sweep builds a new model per point, so TensorFlow's
+    "triggered tf.function retracing" warnings flooded stderr (it counts traces of the same code
+    across models) and every point paid the tracing time. A direct call runs the same kernels
+    without tracing anything (bit-identical outputs on CPU for the bundled networks).
+    """
+    x = np.asarray(x, dtype=F32)
+    if len(x) == 0:
+        raise ConfigError("keras_outputs: no inputs; pass at least one image")
+    parts, several = [], False
+    for s in range(0, len(x), batch_size):
+        out = model(x[s:s + batch_size], training=False)
+        several = isinstance(out, (list, tuple))
+        parts.append([np.asarray(o) for o in out] if several else [np.asarray(out)])
+    joined = [np.concatenate(p) for p in zip(*parts)]
+    return joined if several else joined[0]

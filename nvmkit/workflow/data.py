@@ -199,7 +199,18 @@ def _fix_hint(where: str) -> str:
     return f"delete {where} and re-download or re-copy it"
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first bytes (an empty one: the second)
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def _read_npz(file, where: str) -> Split:
+    # Look at the first bytes before numpy does: for anything that is neither a zip nor a .npy
+    # (a text file named mnist.npz, an HTML error page) np.load guesses "pickled data" and its
+    # message advises allow_pickle=True, which nvmkit never does with a file it did not write
+    head = _head(file, where)
+    if not head.startswith(_ZIP_MAGIC + (_NPY_MAGIC,)):
+        raise DataError(f"{where} is not a valid .npz file (not a zip archive of .npy arrays); "
+                        f"{_fix_hint(where)}")
     try:
         npz = np.load(file, allow_pickle=False)
         if not hasattr(npz, "files"):  # a bare .npy array, not an archive
@@ -211,11 +222,30 @@ def _read_npz(file, where: str) -> Split:
             arrays = (npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"])
     except DataError:
         raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc):  # object arrays: loading them would run the file's code
+            raise DataError(f"{where} is not a valid .npz file for nvmkit: it holds pickled Python objects, "
+                            f"which nvmkit never loads; {_fix_hint(where)}") from None
+        raise DataError(f"{where} is not a readable .npz archive ({_one_line(exc)}); {_fix_hint(where)}") from None
+    except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{where} is not a readable .npz archive ({_one_line(exc)}); {_fix_hint(where)}") from None
     _check_split(arrays[0], arrays[1], where, "train")
     _check_split(arrays[2], arrays[3], where, "test")
     return arrays
+
+
+def _head(file, where: str, n: int = 6) -> bytes:
+    """The first ``n`` bytes of a path or a binary file object (left at its start)."""
+    try:
+        if hasattr(file, "read"):
+            start = file.tell()
+            head = file.read(n)
+            file.seek(start)
+            return head
+        with open(file, "rb") as fh:
+            return fh.read(n)
+    except OSError as exc:
+        raise DataError(f"cannot read {where} ({_one_line(exc)}); {_fix_hint(where)}") from None
 
 
 def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -113,27 +113,31 @@ class RichReporter(NullReporter):
 
 
 def print_result(console, result: RunResult) -> None:
+    """The result as a rich table. Names and specs are the user's (or a plugin's) text: escaped, so
+    that brackets in them are not read as markup."""
+    from rich.markup import escape
     from rich.table import Table
 
     cfg = result.config
     net = cfg["network"]["name"]
     title = (f"{net} on {cfg['device']['name']} | {result.dataset['name']} "
              f"({result.label} data, {result.dataset['n_test']} test images) | seed {result.seed}")
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for col in ("scenario", "accuracy (mean ± std)", "95% CI", "trials"):
         table.add_column(col)
     noise = cfg.get("noise")
     noise_txt = f"{noise['name']}:{list(noise['params'].values())[0]}" if isinstance(noise, dict) else "none"
     labels = {"digital": "digital (Keras, clean)", "internal": "internal (device)",
-              "external": f"external ({noise_txt})", "both": "both"}
+              "external": f"external ({escape(noise_txt)})", "both": "both"}
     for scenario, acc in result.accuracy.items():
         lo, hi = acc["ci95"]
-        table.add_row(labels.get(scenario, scenario), f"{100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f}",
+        table.add_row(labels.get(scenario, escape(scenario)), f"{100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f}",
                       f"[{100 * lo:.2f}, {100 * hi:.2f}]", str(acc["trials"]))
     console.print(table)
     if result.energy:
         e = result.energy
-        parts = ", ".join(f"{k} {v * 1e9:.3g} nJ" for k, v in e["by_component_J"].items() if v)
-        console.print(f"energy per inference ({e['estimator']}): [bold]{e['total_J'] * 1e9:.4g} nJ[/] ({parts})")
+        parts = escape(", ".join(f"{k} {v * 1e9:.3g} nJ" for k, v in e["by_component_J"].items() if v))
+        console.print(f"energy per inference ({escape(e['estimator'])}): [bold]{e['total_J'] * 1e9:.4g} nJ[/] "
+                      f"({parts})")
     if result.label == "sample":
         console.print("[yellow]computed on the embedded sample; pass --data-dir for the full data set[/]")

@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -40,9 +41,15 @@ from nvmkit.core import layers as _layers  # noqa: F401  (registers PreActivatio
 from nvmkit.core.component import check_int
 from nvmkit.core.errors import ConfigError
 from nvmkit.core.network import NetworkMapper
+from nvmkit.engine.evaluate import keras_outputs
 from nvmkit.workflow.config import TrainingConfig
 
 CACHE_ENV = "NVMKIT_CACHE_DIR"
+#: The oldest Keras whose safe mode has no published bypass: a crafted .keras file ran code despite
+#: safe_mode=True before 3.9 (CVE-2025-1550) and before 3.11.0 (CVE-2025-8747, CVE-2025-9906); 3.11.3
+#: stopped loading legacy HDF5 files with safe mode silently ignored (CVE-2025-9905). The model
+#: cache is a folder anyone with write access can drop a file into, so loading it needs this.
+SAFE_KERAS = (3, 11, 3)
 #: training images used to measure gamma_act (a random subset; the RMS settles long before 60k)
 GAMMA_SAMPLES = 2000
 
@@ -75,6 +82,9 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
     # sigma_syn_target stays in the key: the derived stds follow from the plain model, itself keyed
     key_data = cache_key_data(mapper, cfg, name, is_sample, x_train, y_train)
     path = cache / f"{mapper.name}-{name}-{cache_key(key_data)}.keras"
+    if path.exists() and not path.is_file():  # checked before training: the save would fail after it
+        raise ConfigError(f"the model cache path {path} is a folder, not a model file; remove it or set "
+                          f"{CACHE_ENV} to another folder")
     if use_cache and path.is_file():
         model = _load(path, reporter)
         if model is not None:
@@ -153,9 +163,11 @@ def noise_site_stats(model: keras.Model, x: np.ndarray) -> list[NoiseSite]:
     sites = [layer for i, layer in enumerate(seq) if _is_site(seq, i)]
     if not sites:
         return []
-    probe = keras.Model(model.inputs, [layer.input for layer in sites])
-    inputs = probe.predict(x, batch_size=500, verbose=0)
-    if len(sites) == 1 and not isinstance(inputs, (list, tuple)):
+    # a single input as a tensor, not a one-item list: the probe is called with a bare array
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    probe = keras.Model(inputs, [layer.input for layer in sites])
+    inputs = keras_outputs(probe, x, batch_size=500)  # not probe.predict: see keras_outputs
+    if not isinstance(inputs, list):
         inputs = [inputs]
     out = []
     for layer, xin in zip(sites, inputs):
@@ -249,16 +261,38 @@ def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
     return model, info
 
 
+def check_keras_version(version: str | None = None) -> None:
+    """Refuse to load model files with a Keras whose safe mode has a published bypass."""
+    version = keras.__version__ if version is None else version
+    parts = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    found = tuple(int(p or 0) for p in parts.groups()) if parts else (0, 0, 0)
+    if found < SAFE_KERAS:
+        need = ".".join(map(str, SAFE_KERAS))
+        raise ConfigError(f"Keras {version} can run code from a model file despite safe mode; nvmkit "
+                          f"loads cached models only with Keras >= {need}: pip install 'keras>={need}'")
+
+
 def _load(path: Path, reporter) -> keras.Model | None:
+    check_keras_version()
     step = reporter.step(f"loading cached model {path.name}") if reporter is not None \
         else contextlib.nullcontext()
     with step:
         try:
             return keras.saving.load_model(path, safe_mode=True)
-        except Exception as exc:  # a truncated or foreign file: retrain and overwrite it
-            warnings.warn(f"cached model {path} is unreadable ({type(exc).__name__}); retraining",
-                          stacklevel=3)
+        except Exception as exc:  # a truncated, foreign or unsafe file: retrain and overwrite it
+            if _refused_as_unsafe(exc):
+                why = "refused by Keras's safe mode as unsafe (it would run code when loaded); not loaded"
+            else:
+                why = f"unreadable ({type(exc).__name__})"
+            warnings.warn(f"cached model {path} is {why}; retraining and replacing it", stacklevel=3)
             return None
+
+
+def _refused_as_unsafe(exc: Exception) -> bool:
+    # Keras has no exception type of its own for this: every safe-mode refusal (a Lambda layer's
+    # Python code, a TFSMLayer, an object from an arbitrary module) is a ValueError whose message
+    # tells the user how to override it with `safe_mode=False`
+    return isinstance(exc, ValueError) and "safe_mode=False" in str(exc)
 
 
 def _save_atomic(model: keras.Model, path: Path, info: dict) -> None:
