@@ -63,7 +63,8 @@ def run(
 
         from nvmkit.core.params import drop_none
 
-        console.print(tomli_w.dumps(drop_none(resolved)), highlight=False, markup=False)
+        # soft_wrap: a long line (a data folder) must not be broken, the output is a TOML file to re-run
+        console.print(tomli_w.dumps(drop_none(resolved)), highlight=False, markup=False, soft_wrap=True)
         return
     from nvmkit.workflow.report import RichReporter, print_result
 

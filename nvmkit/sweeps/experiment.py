@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nvmkit.workflow.config import RunConfig, set_path
+from nvmkit.workflow.config import PLUGIN_FIELDS, RunConfig, set_path
 from nvmkit.core.errors import ConfigError, NvmkitError
 from nvmkit.core.params import _params_type, load_toml, read_text_file
 
@@ -208,7 +208,12 @@ def parse_experiment(text: str, source: str = "<string>", default_name: str = "e
 def with_defaults(base: dict) -> dict:
     """``base`` laid over RunConfig's defaults, so a partial table keeps the default plugin's name
     (``network.params.hidden = [32]`` alone still means the default network)."""
-    return _merge(RunConfig().to_dict(), copy.deepcopy(base))
+    base = copy.deepcopy(base)
+    defaults = RunConfig().to_dict()
+    for key in PLUGIN_FIELDS:  # a table that names its plugin replaces the default's params
+        if isinstance(base.get(key), dict) and "name" in base[key]:
+            defaults[key] = None
+    return _merge(defaults, base)
 
 
 def _merge(into: dict, over: dict) -> dict:
