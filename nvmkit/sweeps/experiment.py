@@ -18,7 +18,8 @@ An experiment is a TOML file::
     "network.name" = "cnn"
     "training.sigma_neu" = 0.1
 
-With both ``[grid]`` and ``[[points]]``, every point is crossed with the grid (points x grid), so the
+A plugin (``network``, ``device``, ``noise``, ``energy``) is a spec string or a table, by the grammar
+of :mod:`nvmkit.core.spec` (docs/plugins.md, "Spec grammar"). With both ``[grid]`` and ``[[points]]``, every point is crossed with the grid (points x grid), so the
 points name variants (e.g. a network with and without noise training) and the grid the levels swept
 over each. Keys are set leaf by leaf; an empty table (``device.params = {}``) clears the base's table.
 
