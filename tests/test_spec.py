@@ -82,6 +82,14 @@ def test_parse_spec(text, expected):
     assert parse_spec(format_spec(expected.name, expected.params, expected.positional)) == expected
 
 
+def test_format_spec_quotes_what_would_read_as_something_else():
+    # bug: a text parameter "none", "16-32" or "a,b" written back bare would re-read as None, a list
+    # or two items
+    params = {"a": "none", "b": "16-32", "c": "a,b", "d": "", "e": ["x", "y,z"], "f": {"k": 1}, "g": "reram"}
+    text = format_spec("n", params)
+    assert parse_spec(text) == Spec("n", params) and "g=reram" in text
+
+
 @pytest.mark.parametrize("text,needle", [
     ("", "empty plugin spec"), (":", "no name"), ("gaussian:", "ends in ':'"),
     ("gaussian:0.1,0.2", "not key=value"), ("reram:levels=64,", "empty item"),

@@ -26,6 +26,7 @@ configuration only ever holds named parameters.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -170,8 +171,26 @@ def _format_value(v) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
-    if isinstance(v, str) and parse_value(v) == v and "," not in v and "=" not in v:
+    if isinstance(v, str) and v.strip() == v and v and _reads_as_itself(v):
         return v
-    import tomli_w
+    return _toml(v)
 
-    return tomli_w.dumps({"v": v}).strip()[len("v = "):]
+
+def _toml(v) -> str:
+    """A TOML inline value (strings quoted), which :func:`parse_value` reads back."""
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml(x)}" for k, x in v.items()) + "}"
+    return _format_value(v)
+
+
+def _reads_as_itself(text: str) -> bool:
+    if any(c in text for c in ",=:"):
+        return False
+    try:
+        return parse_value(text) == text
+    except ConfigError:
+        return False

@@ -166,7 +166,7 @@ class RunConfig(Params):
         p = Path(path)
         text = read_text_file(p, "config")
         try:
-            if p.suffix.lower() == ".json":
+            if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):  # no TOML file starts with {
                 return cls.from_dict(result_config(text, str(p)))
             return cls.from_toml(text, source=str(p))
         except ConfigError as exc:
