@@ -23,14 +23,14 @@ def run(config: dict) -> dict:
         with open(log, "a") as fh:
             fh.write(hashlib.sha256(text.encode()).hexdigest()[:16] + "\n")
     time.sleep(float(os.environ.get("SWEEP_FAKE_SLEEP", "0")))
+    noise = config.get("noise")  # the run configuration's table {name, params}, or None
+    name = noise["name"] if noise else ""
+    level = float(next(iter(noise["params"].values()), 0.0)) if noise else 0.0
     fail = os.environ.get("SWEEP_FAKE_FAIL")
-    if fail and fail in str(config.get("noise")):
-        raise RuntimeError(f"fake failure on {config.get('noise')}")
+    if fail and noise and fail in name:
+        raise RuntimeError(f"fake failure on {name}:{level:g}")
     seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
     rng = np.random.default_rng(seed)
-    noise = config.get("noise")
-    name, _, level = (noise or "").partition(":")
-    level = float(level) if level else 0.0
     trials = int(config.get("trials", 3))
     accuracy = {}
     base = 0.95 - 0.4 * level

@@ -316,10 +316,11 @@ def test_sensitivity_is_affine_in_energy_per_mac():
 
 
 def test_network_spec_parsing():
-    assert et.parse_network_spec("cnn:filters=16-32,padding=same") == (
-        "cnn", {"filters": (16, 32), "padding": "same"})
-    assert et.parse_network_spec("mlp:hidden=300") == ("mlp", {"hidden": (300,)})
-    with pytest.raises(ConfigError, match="joined by '-'"):
+    name, params = et.parse_network_spec("cnn:filters=16-32,padding=same")
+    assert name == "cnn" and params["filters"] == [16, 32] and params["padding"] == "same"
+    assert params["dense"] == [128]  # the mapper's defaults filled in, as a trained run has them
+    assert et.parse_network_spec("mlp:hidden=300") == ("mlp", {"hidden": [300]})
+    with pytest.raises(ConfigError, match="filters"):
         et.parse_network_spec("cnn:filters=a-b")
     with pytest.raises(ConfigError, match="no footprint builder"):
         fb.network_footprint("transformer")

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from nvmkit.core.errors import ConfigError, PluginError
-from nvmkit.core.registry import KINDS, get_registry, parse_spec
+from nvmkit.core.registry import KINDS, get_registry, spec_params
 
 from plugin_fixtures import TOY_DEVICE, activate, make_distribution
 
@@ -193,14 +193,14 @@ def test_cli_lists_third_party_plugin_in_json(tmp_path):
 
 @pytest.mark.parametrize("spec,expected", [
     ("gaussian", ("gaussian", {})),
-    ("gaussian:0.1", ("gaussian", {"_": 0.1})),
+    ("gaussian:0.1", ("gaussian", {"sigma": 0.1})),  # the bare value named, never a "_" key
     ("reram:levels=64,generic=true", ("reram", {"levels": 64, "generic": True})),
 ])
-def test_parse_spec(spec, expected):
-    assert parse_spec(spec) == expected
+def test_spec_params(spec, expected):
+    assert spec_params("noise" if spec.startswith("gaussian") else "device", spec) == expected
 
 
 @pytest.mark.parametrize("spec", ["", ":", "gaussian:0.1,0.2"])
-def test_parse_spec_rejects_malformed(spec):
+def test_spec_params_rejects_malformed(spec):
     with pytest.raises(ConfigError):
-        parse_spec(spec)
+        spec_params("noise", spec)

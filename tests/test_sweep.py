@@ -128,7 +128,7 @@ def test_duplicate_points_collapse_to_one():
     ('[grid]\n"device.params.sigma_syn" = [0.0, -0.1]\n', ["[grid] device.params.sigma_syn = -0.1", ">= 0"]),
     ('[grid]\n"device.params.sigmaa" = [0.1]\n', ["device.params.sigmaa", "valid parameters", "sigma_syn"]),
     ('[grid]\n"network.name" = ["mlp", "lstm"]\n', ["network.name = lstm", "known networks"]),
-    ('[grid]\n"noise.level" = [0.1]\n', ["noise.level", "noise is a value"]),
+    ('[grid]\n"noise.level" = [0.1]\n', ["noise.level", "valid keys under noise: name, params"]),
     ('[grid]\n"device.name" = ["synaptic", "reram"]\n"device.params.sigma_syn" = [0.1]\n',
      ["point 2 of 2", "device.name=reram", "'reram' has no parameter 'sigma_syn'"]),
     ('[base]\noutput = "x.json"\n', ["output"]),

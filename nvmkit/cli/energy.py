@@ -16,7 +16,7 @@ from nvmkit.cli.app import app, command, console
 @command(app, "energy")
 def energy_command(
     network: str = typer.Option("mlp", "--network", "-n",
-                                help="Network and its parameters, e.g. mlp, rnn:time_steps=4,units=128, "
+                                help="Network spec, as in nvmkit run: e.g. mlp, mlp:hidden=300, rnn:time_steps=4,units=128, "
                                      "cnn:filters=32-64 (widths joined by '-')."),
     device: str = typer.Option("reram", "--device", "-d", help="Device spec, e.g. sonos or reram:read_time=2e-8."),
     estimator: str = typer.Option("crossbar", "--estimator", "-e",
@@ -37,7 +37,7 @@ def energy_command(
 def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json):
     from nvmkit.reproduction import energy_table as et
     from nvmkit.core.errors import ConfigError
-    from nvmkit.core.registry import parse_spec
+    from nvmkit.core.registry import spec_params
 
     if not (seed_table or sensitivity):
         report = et.energy_report(network, device, estimator)
@@ -47,8 +47,8 @@ def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as
             print_report(report, network)
         return
     names = list(et.ASSUMPTIONS) if assumptions == "all" else [et.get_assumptions(assumptions).name]
-    name, est_params = parse_spec(estimator)
-    if name != "crossbar" or "_" in est_params:
+    name, est_params = spec_params("energy", estimator)
+    if name != "crossbar":
         raise ConfigError("--seed-table and --sensitivity use the crossbar estimator; "
                           "pass --estimator crossbar:key=value to change its parameters")
     out: dict = {}

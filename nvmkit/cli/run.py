@@ -11,7 +11,7 @@ from nvmkit.cli.app import app, command, console
 
 @command(app)
 def run(
-    config_file: Optional[Path] = typer.Argument(None, help="Experiment TOML file; flags override it."),
+    config_file: Optional[Path] = typer.Argument(None, help="A TOML configuration (as --dry-run prints it) or a result JSON to re-run; flags override it."),
     dataset: Optional[str] = typer.Option(None, help="mnist or fashion-mnist."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder in Keras's cache layout holding the full data."),
     source: Optional[str] = typer.Option(None, help="auto (full data if found, else the embedded sample), full, or sample."),
@@ -23,13 +23,17 @@ def run(
     seed: Optional[int] = typer.Option(None, help="Seed of every random draw."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the network's)."),
     sigma_neu: Optional[float] = typer.Option(None, help="Noise-injection std before each ReLU in training."),
-    energy: Optional[str] = typer.Option(None, help="Energy estimator name, or none."),
+    energy: Optional[str] = typer.Option(None, help="Energy estimator spec, e.g. crossbar or crossbar:conv_mapping=unrolled, or none."),
     set_: List[str] = typer.Option([], "--set", help="Override any key: --set crossbar.converters.adc_bits=8."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON result here."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Retrain even if a cached model exists."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configuration and stop."),
 ):
-    """Train a network, deploy it on a simulated crossbar, evaluate accuracy and energy."""
+    """Train a network, deploy it on a simulated crossbar, evaluate accuracy and energy.
+
+    Specs (NAME, NAME:VALUE, NAME:key=value,...) follow one grammar, see docs/plugins.md. Re-run a
+    result with `nvmkit run result.json -o again.json`: the same seed gives the same accuracies.
+    """
     from nvmkit.workflow import pipeline
     from nvmkit.workflow.config import RunConfig
 
@@ -59,7 +63,8 @@ def run(
 
         from nvmkit.core.params import drop_none
 
-        console.print(tomli_w.dumps(drop_none(resolved)), highlight=False, markup=False)
+        # soft_wrap: a long line (a data folder) must not be broken, the output is a TOML file to re-run
+        console.print(tomli_w.dumps(drop_none(resolved)), highlight=False, markup=False, soft_wrap=True)
         return
     from nvmkit.workflow.report import RichReporter, print_result
 

@@ -20,7 +20,8 @@ from nvmkit.core.errors import ConfigError
 from nvmkit.sweeps.resultsdb import DEFAULT_DB
 
 DB_HELP = "SQLite results database (created if absent)."
-FILTER_HELP = "Keep rows where KEY OP VALUE (=, !=, <, <=, >, >=); KEY is a column or a dotted config key. Repeatable."
+FILTER_HELP = ("Keep rows where KEY OP VALUE (=, !=, <, <=, >, >=); KEY is a column or a dotted config key; "
+               "VALUE reads as in a spec (none: no value, e.g. noise=none). Repeatable.")
 
 
 # -- sweep ---------------------------------------------------------------------------------------

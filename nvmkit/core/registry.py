@@ -28,6 +28,7 @@ from nvmkit.core.energy import EnergyEstimator
 from nvmkit.core.errors import ConfigError, PluginError
 from nvmkit.core.network import NetworkMapper
 from nvmkit.core.noise import NoiseInjector
+from nvmkit.core.spec import Spec, parse_spec
 
 ENTRY_POINT_GROUP = "nvmkit"
 
@@ -251,50 +252,27 @@ def get_registry(reload: bool = False) -> Registry:
     return _REGISTRY
 
 
-def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """Parse ``name`` / ``name:level`` / ``name:key=value,key=value`` into (name, params).
+def spec_params(kind: str, spec: str | Spec, registry=None) -> tuple[str, dict[str, Any]]:
+    """(name, named parameters) of a spec, its bare value given to the plugin's first parameter.
 
-    A bare value after the colon is passed as the plugin's first constructor parameter; the
-    caller resolves which parameter that is.
+    The registry is consulted only when there is a bare value (to learn that parameter's name).
     """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"empty plugin spec {spec!r}; write NAME or NAME:VALUE, e.g. gaussian:0.1")
-    name, _, rest = spec.strip().partition(":")
-    if not name.strip():
-        raise ConfigError(f"plugin spec {spec!r} has no name; write NAME or NAME:VALUE, e.g. gaussian:0.1")
-    params: dict[str, Any] = {}
-    if rest:
-        for i, part in enumerate(rest.split(",")):
-            key, eq, value = part.partition("=")
-            if not eq:
-                if i:
-                    raise ConfigError(f"bad spec {spec!r}: write NAME:VALUE or NAME:key=value,key=value")
-                params["_"] = _literal(key)
-            else:
-                params[key.strip()] = _literal(value)
-    return name.strip(), params
-
-
-def _literal(text: str):
-    text = text.strip()
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
-
-
-def create_from_spec(kind: str, spec: str, registry: Registry | None = None):
-    """Instantiate a plugin from a CLI spec such as ``gaussian:0.1`` or ``reram:levels=64``."""
-    reg = registry or get_registry()
-    name, params = parse_spec(spec)
-    cls = reg.get(kind, name)
-    if "_" in params:
+    s = parse_spec(spec) if isinstance(spec, str) else spec
+    params = dict(s.params)
+    if s.positional:
+        cls = (registry or get_registry()).get(kind, s.name)
         first = cls.param_names()[:1]
         if not first:
-            raise ConfigError(f"{kind} '{name}' takes no parameters; write just '{name}'")
-        params[first[0]] = params.pop("_")
-    return cls.from_config(params)
+            raise ConfigError(f"{kind} '{s.name}' takes no parameters; write just '{s.name}'")
+        if first[0] in params:
+            raise ConfigError(f"{kind} spec {str(s)!r} gives {first[0]} twice (as the bare value and by name); "
+                              "keep one")
+        params = {first[0]: s.positional[0], **params}
+    return s.name, params
+
+
+def create_from_spec(kind: str, spec: str | Spec, registry=None):
+    """Instantiate a plugin from a spec such as ``gaussian:0.1`` or ``reram:levels=64``."""
+    reg = registry or get_registry()
+    name, params = spec_params(kind, spec, reg)
+    return reg.create(kind, name, params)

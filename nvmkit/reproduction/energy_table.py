@@ -23,7 +23,7 @@ from nvmkit.core.device import Device
 from nvmkit.core.energy import EnergyReport
 from nvmkit.core.errors import ConfigError
 from nvmkit.reproduction.footprint_builders import network_footprint
-from nvmkit.core.registry import Registry, get_registry, parse_spec
+from nvmkit.core.registry import Registry, create_from_spec, get_registry, spec_params
 
 #: the seed's table, joules per inference: (network, device) -> total, VMM, neuron activation
 SEED_TABLE: dict[tuple[str, str], dict[str, float]] = {
@@ -102,34 +102,23 @@ def get_assumptions(name: str) -> Assumptions:
 
 # -- one network on one device ---------------------------------------------------------------
 
-_SEQUENCE_PARAMS = ("hidden", "filters", "dense")
+def parse_network_spec(spec: str, registry: Registry | None = None, **extra) -> tuple[str, dict[str, Any]]:
+    """``mlp``, ``rnn:time_steps=2,units=1024``, ``cnn:filters=16-32`` -> (name, the mapper's parameters).
 
-
-def parse_network_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``mlp``, ``rnn:time_steps=2,units=1024``, ``cnn:filters=16-32`` -> (name, builder params).
-
-    Sequence parameters (hidden, filters, dense) are written with ``-`` between widths.
+    The spec grammar is ``nvmkit run``'s (:mod:`nvmkit.core.spec`; widths as ``16-32`` or
+    ``[16, 32]``). The network plugin itself checks the parameters, so a bad value is reported
+    under the name the user wrote (``hidden``), and the footprint is built from the same
+    parameters a trained run would use, defaults included.
     """
-    name, params = parse_spec(spec)
-    if "_" in params:
-        raise ConfigError(f"network spec {spec!r}: write NAME:key=value, e.g. rnn:time_steps=4")
-    for key in _SEQUENCE_PARAMS:
-        if key in params:
-            v = params[key]
-            parts = str(v).split("-") if isinstance(v, str) else [v]
-            try:
-                params[key] = tuple(int(p) for p in parts if str(p) != "")
-            except ValueError:
-                raise ConfigError(f"network spec {spec!r}: {key} must be integers joined by '-', "
-                                  f"e.g. {key}=32-64") from None
-    return name, params
+    reg = registry or get_registry()
+    name, params = spec_params("network", spec, reg)
+    mapper = reg.create("network", name, params | extra)
+    return name, mapper.get_config()
 
 
 def _device(spec: str | Device, reg: Registry) -> Device:
     if isinstance(spec, Device):
         return spec
-    from nvmkit.core.registry import create_from_spec
-
     return create_from_spec("device", spec, reg)
 
 
@@ -137,9 +126,7 @@ def _estimator(spec: str | dict | None, reg: Registry, **overrides):
     if spec is None or isinstance(spec, dict):
         params = dict(spec or {}) | overrides
         return reg.create("energy", "crossbar", params)
-    name, params = parse_spec(spec)
-    if "_" in params:
-        raise ConfigError(f"estimator spec {spec!r}: write NAME:key=value, e.g. crossbar:conv_mapping=unrolled")
+    name, params = spec_params("energy", spec, reg)
     return reg.create("energy", name, params | overrides)
 
 
@@ -153,8 +140,8 @@ def energy_report(network: str = "mlp", device: str | Device = "reram",
     spec (``"crossbar:conv_mapping=unrolled"``) or a dict of ``crossbar`` parameters.
     """
     reg = registry or get_registry()
-    name, params = parse_network_spec(network)
-    fp = network_footprint(name, **(params | network_params))
+    name, params = parse_network_spec(network, reg, **network_params)
+    fp = network_footprint(name, **params)
     return _estimator(estimator, reg).estimate(fp, _device(device, reg))
 
 

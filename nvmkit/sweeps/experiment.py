@@ -18,7 +18,8 @@ An experiment is a TOML file::
     "network.name" = "cnn"
     "training.sigma_neu" = 0.1
 
-With both ``[grid]`` and ``[[points]]``, every point is crossed with the grid (points x grid), so the
+A plugin (``network``, ``device``, ``noise``, ``energy``) is a spec string or a table, by the grammar
+of :mod:`nvmkit.core.spec` (docs/plugins.md, "Spec grammar"). With both ``[grid]`` and ``[[points]]``, every point is crossed with the grid (points x grid), so the
 points name variants (e.g. a network with and without noise training) and the grid the levels swept
 over each. Keys are set leaf by leaf; an empty table (``device.params = {}``) clears the base's table.
 
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nvmkit.workflow.config import RunConfig, set_path
+from nvmkit.workflow.config import PLUGIN_FIELDS, RunConfig, set_path
 from nvmkit.core.errors import ConfigError, NvmkitError
 from nvmkit.core.params import _params_type, load_toml, read_text_file
 
@@ -208,7 +209,12 @@ def parse_experiment(text: str, source: str = "<string>", default_name: str = "e
 def with_defaults(base: dict) -> dict:
     """``base`` laid over RunConfig's defaults, so a partial table keeps the default plugin's name
     (``network.params.hidden = [32]`` alone still means the default network)."""
-    return _merge(RunConfig().to_dict(), copy.deepcopy(base))
+    base = copy.deepcopy(base)
+    defaults = RunConfig().to_dict()
+    for key in PLUGIN_FIELDS:  # a table that names its plugin replaces the default's params
+        if isinstance(base.get(key), dict) and "name" in base[key]:
+            defaults[key] = None
+    return _merge(defaults, base)
 
 
 def _merge(into: dict, over: dict) -> dict:

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from nvmkit.workflow.config import SCENARIOS
 from nvmkit.core.errors import ConfigError
+from nvmkit.core.spec import parse_value
 
 DEFAULT_DB = "results.db"
 INDEXED = ("network", "device", "dataset", "noise", "noise_level", "sigma_neu", "seed", "sample")
@@ -201,7 +202,7 @@ def _filter_clause(text: str) -> tuple[str, list]:
         close = [c for c in columns() if key in c] or columns()
         raise ConfigError(f"unknown filter key {key!r}; use a column ({', '.join(close)}) "
                           "or a dotted configuration key such as training.epochs")
-    value = _literal(raw)
+    value = _filter_value(text, raw)
     if value is None:
         if op not in ("=", "!="):
             raise ConfigError(f"filter {text!r}: compare with none only by = or !=")
@@ -209,16 +210,15 @@ def _filter_clause(text: str) -> tuple[str, list]:
     return f"{target} {op} ?", pre + [value]
 
 
-def _literal(raw: str):
-    low = raw.lower()
-    if low in ("none", "null"):
-        return None
-    if low in ("true", "false"):
-        return int(low == "true")
-    for conv in (int, float):
-        try:
-            v = conv(raw)
-            return v if not (isinstance(v, float) and math.isnan(v)) else raw
-        except ValueError:
-            pass
-    return raw.strip("'\"")
+def _filter_value(text: str, raw: str):
+    """The value of a filter, by the one value grammar (:func:`nvmkit.core.spec.parse_value`)."""
+    try:
+        value = parse_value(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"filter {text!r}: {exc}") from None
+    if isinstance(value, (list, dict)):
+        raise ConfigError(f"filter {text!r} compares with a list or table; compare one value, "
+                          "e.g. network.params.units=128")
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError(f"filter {text!r}: nan equals nothing; compare with a number or none")
+    return value

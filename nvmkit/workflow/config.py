@@ -13,6 +13,8 @@ from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.errors import ConfigError
 from nvmkit.core.network import NetworkMapper
 from nvmkit.core.params import Params, read_text_file
+from nvmkit.core.registry import spec_params
+from nvmkit.core.spec import NONE_WORDS
 
 SCENARIOS = ("digital", "internal", "external", "both")
 
@@ -126,7 +128,7 @@ class RunConfig(Params):
     training: TrainingConfig = field(default_factory=TrainingConfig)
     device: PluginRef = field(default_factory=lambda: PluginRef("synaptic"))
     crossbar: CrossbarConfig = field(default_factory=CrossbarConfig)
-    noise: str | None = "gaussian:0.1"  # test-set noise spec, NAME:LEVEL
+    noise: PluginRef | None = field(default_factory=lambda: PluginRef("gaussian", {"sigma": 0.1}))  # test-set noise
     energy: PluginRef | None = field(default_factory=lambda: PluginRef("crossbar"))
     trials: int = 5
     seed: int = 0
@@ -141,35 +143,90 @@ class RunConfig(Params):
         bad = [s for s in self.scenarios if s not in SCENARIOS]
         if bad or not self.scenarios:
             raise ConfigError(f"scenarios must be a non-empty subset of {', '.join(SCENARIOS)}, got {bad or '[]'}")
-        if self.noise in ("", "none"):
-            self.noise = None
-        if isinstance(self.energy, str):  # TOML has no null: energy = "none" turns it off
-            if self.energy.lower() != "none":
-                raise ConfigError(f"energy must be a table [energy] name = ... or \"none\", got {self.energy!r}")
-            self.energy = None
+        for key in PLUGIN_FIELDS:  # set directly (RunConfig(noise="speckle:0.2")): as from a file
+            value = getattr(self, key)
+            if not isinstance(value, PluginRef):
+                table = plugin_table(key, value)
+                setattr(self, key, None if table is None else PluginRef.from_dict(table, key))
 
     @classmethod
     def from_dict(cls, data, path: str = ""):
-        # a table that names only params (``[network.params]``) keeps the default plugin name
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"the run configuration must be a table, got {data!r}")
         data = dict(data or {})
-        if isinstance(data.get("energy"), str) and data["energy"].lower() == "none":
-            data["energy"] = None
-        for key in ("network", "device", "energy"):
-            if isinstance(data.get(key), dict) and "name" not in data[key]:
-                default = getattr(cls(), key)
-                data[key] = {"name": default.name if default else "", **data[key]}
+        for key in PLUGIN_FIELDS:
+            if key in data:
+                data[key] = plugin_table(key, data[key])
         return super().from_dict(data, path)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":
+        """A TOML configuration (``nvmkit run --dry-run`` writes one), or the ``config`` recorded in
+        a result JSON (``nvmkit run -o result.json``): either re-runs the same point."""
         p = Path(path)
         text = read_text_file(p, "config")
         try:
+            if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):  # no TOML file starts with {
+                return cls.from_dict(result_config(text, str(p)))
             return cls.from_toml(text, source=str(p))
         except ConfigError as exc:
-            raise ConfigError(f"{p}: {exc}") from None
+            msg = str(exc)
+            raise ConfigError(msg if msg.startswith(str(p)) else f"{p}: {msg}") from None
+
+
+def result_config(text: str, source: str) -> dict:
+    """The configuration recorded in a result JSON, ready to run again.
+
+    Its ``output`` is dropped: re-running a result writes only where the new run is told to (-o),
+    never over the result it was read from.
+    """
+    import json
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source} is not valid JSON ({exc}); pass a result JSON written by "
+                          "nvmkit run -o, or a TOML configuration") from None
+    config = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source} is not an nvmkit result (no 'config' table); pass a result JSON "
+                          "written by nvmkit run -o, or a TOML configuration")
+    config = dict(config)
+    config.pop("output", None)
+    return config
+
+
+#: the plugin fields of a run -> their plugin kind; the optional ones are turned off by none
+PLUGIN_FIELDS = {"network": "network", "device": "device", "noise": "noise", "energy": "energy"}
+OPTIONAL_PLUGINS = ("noise", "energy")
+_EXAMPLES = {"network": "mlp:hidden=64", "device": "synaptic:0.05", "noise": "gaussian:0.1", "energy": "crossbar"}
+
+
+def plugin_table(key: str, value) -> dict | None:
+    """A plugin field as a user writes it -> ``{"name": ..., "params": {...}}`` (or None: off).
+
+    ``value`` is a spec string (the grammar of :mod:`nvmkit.core.spec`: a bare value is resolved
+    to the plugin's first parameter here, so no placeholder key survives), a table (one without
+    ``name`` keeps the default plugin, e.g. ``[network.params]`` alone), or none/"none" for the
+    optional ``noise`` and ``energy``.
+    """
+    if isinstance(value, str) and value.strip().lower() in (*NONE_WORDS, ""):
+        value = None
+    if value is None:
+        if key in OPTIONAL_PLUGINS:
+            return None
+        raise ConfigError(f"{key} cannot be none; name a {key}, e.g. {key} = \"{_EXAMPLES[key]}\"")
+    if isinstance(value, str):
+        name, params = spec_params(PLUGIN_FIELDS[key], value)
+        return {"name": name, "params": params}
+    if isinstance(value, PluginRef):
+        return value.to_dict()
+    if isinstance(value, dict):
+        if "name" not in value:
+            default = getattr(RunConfig(), key)
+            return {"name": default.name if default else "", **value}
+        return dict(value)
+    raise ConfigError(f"{key} must be a table [{key}] or a spec such as \"{_EXAMPLES[key]}\", got {value!r}")
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nvmkit.workflow.config import PluginRef, RunConfig, set_path
+from nvmkit.workflow.config import PluginRef, RunConfig, plugin_table, set_path
 from nvmkit.core.errors import ConfigError
-from nvmkit.core.registry import Registry, get_registry, parse_spec
+from nvmkit.core.registry import Registry, get_registry
+from nvmkit.core.spec import parse_value
 from nvmkit.workflow.report import NullReporter, RunResult, check_output_path
 
 
@@ -17,14 +18,9 @@ def apply_overrides(data: dict, values: dict[str, Any], *, network=None, device=
     for key, value in values.items():
         if value is not None:
             set_path(data, key, value)
-    for key, spec in (("network", network), ("device", device)):
-        if spec is not None:
-            name, params = parse_spec(spec)
-            data[key] = {"name": name, "params": params}
-    if noise is not None:
-        data["noise"] = None if noise.lower() == "none" else noise
-    if energy is not None:
-        data["energy"] = None if energy.lower() == "none" else {"name": energy, "params": {}}
+    for key, spec in (("network", network), ("device", device), ("noise", noise), ("energy", energy)):
+        if spec is not None:  # a spec replaces the file's whole table: its params belong to its plugin
+            data[key] = plugin_table(key, spec)
     if time_steps is not None:
         set_path(data, "network.params.time_steps", time_steps)
     if no_cache:
@@ -33,28 +29,16 @@ def apply_overrides(data: dict, values: dict[str, Any], *, network=None, device=
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set crossbar.converters.adc_bits=8")
-        set_path(data, key.strip(), _parse_value(raw))
+        try:
+            value = parse_value(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {item!r}: {exc}") from None
+        set_path(data, key.strip(), value)
     return data
 
 
-def _parse_value(raw: str):
-    import tomllib
-
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw  # a bare word such as reram
-
-
 def _create(reg: Registry, kind: str, ref: PluginRef):
-    cls = reg.get(kind, ref.name)
-    params = dict(ref.params)
-    if "_" in params:  # NAME:VALUE sets the first parameter
-        first = cls.param_names()[:1]
-        if not first:
-            raise ConfigError(f"{kind} '{ref.name}' takes no parameters; write just '{ref.name}'")
-        params[first[0]] = params.pop("_")
-    return cls.from_config(params)
+    return reg.create(kind, ref.name, ref.params)
 
 
 class Components:
@@ -64,10 +48,7 @@ class Components:
         reg = reg or get_registry()
         self.network = _create(reg, "network", cfg.network)
         self.device = _create(reg, "device", cfg.device)
-        self.injector = None
-        if cfg.noise:
-            name, params = parse_spec(cfg.noise)
-            self.injector = _create(reg, "noise", PluginRef(name, params))
+        self.injector = _create(reg, "noise", cfg.noise) if cfg.noise else None
         self.energy = _create(reg, "energy", cfg.energy) if cfg.energy else None
 
 
