@@ -44,7 +44,7 @@ def reproduce(
         if Path(db_path).is_file():
             from nvmkit.sweeps.resultsdb import ResultsDB
 
-            with ResultsDB(db_path) as rdb:
+            with ResultsDB(db_path, readonly=True) as rdb:
                 plan.done = rdb.done_keys(p.key for p in plan.points)
         _print_plan(console, plan, db_path, executor, workers, history_db=db_path)
         return
@@ -83,15 +83,16 @@ def reproduce(
 
 
 def _print_plan(console, plan, db_path, executor, workers, history_db) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from nvmkit.sweeps.sweep import estimate_seconds
+    from nvmkit.sweeps.sweep import estimate_seconds, estimate_text
 
     history = []
     if history_db is not None and Path(history_db).is_file():
         from nvmkit.sweeps.resultsdb import ResultsDB
 
-        with ResultsDB(history_db) as rdb:
+        with ResultsDB(history_db, readonly=True) as rdb:
             history = rdb.history()
     todo = plan.todo
     n_workers = 1 if executor == "dask" else (workers or cores())
@@ -104,6 +105,6 @@ def _print_plan(console, plan, db_path, executor, workers, history_db) -> None:
         table.add_row(sec.name, sec.kind, str(len(points)), str(len(left)), str(len({p.model_key for p in points})))
     console.print(table)
     console.print(f"{len(plan.points)} distinct points, {len(plan.points) - len(todo)} already in {db_path}, "
-                  f"[bold]{len(todo)} to run[/] ({len({p.model_key for p in todo})} models); estimate "
-                  f"~{duration(seconds)} ({basis})", highlight=False)
+                  f"[bold]{len(todo)} to run[/] ({len({p.model_key for p in todo})} models); "
+                  f"{escape(estimate_text(seconds, basis))}", highlight=False)
 
