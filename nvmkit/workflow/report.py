@@ -161,6 +161,7 @@ class RichReporter(NullReporter):
 
 
 def print_result(console, result: RunResult) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     cfg = result.config
@@ -181,7 +182,13 @@ def print_result(console, result: RunResult) -> None:
     console.print(table)
     if result.energy:
         e = result.energy
-        parts = ", ".join(f"{k} {v * 1e9:.3g} nJ" for k, v in e["by_component_J"].items() if v)
-        console.print(f"energy per inference ({e['estimator']}): [bold]{e['total_J'] * 1e9:.4g} nJ[/] ({parts})")
+        if e.get("physical", True):
+            parts = ", ".join(f"{k} {v * 1e9:.3g} nJ" for k, v in e["by_component_J"].items() if v)
+            console.print(f"energy per inference ({escape(e['estimator'])}): [bold]{e['total_J'] * 1e9:.4g} nJ[/] "
+                          f"({parts})")
+        else:  # a figure from unitless conductances would read as joules: print none
+            console.print(f"energy per inference ({escape(e['estimator'])}): not physical for device "
+                          f"'{escape(str(e.get('device')))}', whose conductances have no unit; choose a device with "
+                          "units (e.g. reram, sonos) or give the estimator energy_per_mac", highlight=False)
     if result.label == "sample":
         console.print("[yellow]computed on the embedded sample; pass --data-dir for the full data set[/]")
