@@ -321,8 +321,8 @@ def test_an_empty_experiment_is_an_error_not_one_default_point(tmp_path, monkeyp
 
 # -- 5. time estimates from measured rates only ------------------------------------------------------
 def _timed(network: str, model_key: str, *, train_s: float, epochs: int, n_train: int, evaluate_s: float,
-           images: int) -> dict:
-    return {"network": network, "model_key": model_key,
+           images: int, wall_s: float) -> dict:
+    return {"network": network, "model_key": model_key, "wall_time_s": wall_s,
             "timing": {"train_s": train_s, "train_epochs": epochs, "n_train": n_train,
                        "evaluate_s": evaluate_s, "test_images": images}}
 
@@ -344,23 +344,28 @@ def test_estimate_is_the_measured_rates_times_the_work_to_do():
 
     points = parse_experiment(GRID, "exp.toml").points()  # one mlp model, two test-set noises
     assert len({p.model_key for p in points}) == 1
-    history = [_timed("mlp", "other-model", train_s=12.0, epochs=3, n_train=2000, evaluate_s=0.5, images=2500),
-               _timed("mlp", "another", train_s=0.1, epochs=0, n_train=2000, evaluate_s=1.5, images=1500)]
+    history = [_timed("mlp", "other-model", train_s=12.0, epochs=3, n_train=2000, evaluate_s=0.5, images=2500,
+                      wall_s=13.0),
+               _timed("mlp", "another", train_s=0.1, epochs=0, n_train=2000, evaluate_s=1.5, images=1500,
+                      wall_s=2.0)]
     rates = measured_rates(history)
     assert rates["mlp"]["train"] == pytest.approx(12.0 / (3 * 2000))  # the cached load has no epochs
     assert rates["mlp"]["evaluate"] == pytest.approx(2.0 / 4000)
+    # outside training and evaluation: 13 - 12 - 0.5 and 2 - 1.5 (the cached load is overhead)
+    assert rates["mlp"]["overhead"] == pytest.approx((0.5 + 0.5) / 2)
     sample = load_sample("mnist")
     n_train, n_test = len(sample.x_train), len(sample.x_test)
     epochs = points[0].resolved["training"]["epochs"]
     # each point: digital once, then 3 trials of internal, external and both
     images = n_test * (1 + 3 * 3)
-    expected = rates["mlp"]["train"] * epochs * n_train + 2 * rates["mlp"]["evaluate"] * images
+    per_point = rates["mlp"]["evaluate"] * images + rates["mlp"]["overhead"]
+    expected = rates["mlp"]["train"] * epochs * n_train + 2 * per_point
     seconds, basis = estimate_seconds(points, history, workers=1)
     assert seconds == pytest.approx(expected) and "measured" in basis
     assert estimate_seconds(points, history, workers=2)[0] == pytest.approx(expected / 2)
     # once the model is in the database, only evaluation is left
-    trained = history + [{"network": "mlp", "model_key": points[0].model_key, "timing": None}]
-    assert estimate_seconds(points, trained, workers=1)[0] == pytest.approx(2 * rates["mlp"]["evaluate"] * images)
+    trained = history + [{"network": "mlp", "model_key": points[0].model_key, "wall_time_s": 1.0, "timing": None}]
+    assert estimate_seconds(points, trained, workers=1)[0] == pytest.approx(2 * per_point)
     # a network never timed: no number at all, even when others were
     rnn = parse_experiment(GRID.replace("[grid]", '[grid]\n"network.name" = ["mlp", "rnn"]'), "e").points()
     seconds, why = estimate_seconds(rnn, history, workers=1)
@@ -386,7 +391,7 @@ def test_a_run_records_what_it_measured_and_the_database_keeps_it(tmp_path, monk
     with ResultsDB(tmp_path / "r.db") as rdb:
         rdb.insert("k1", first, model_key="m")
     with ResultsDB(tmp_path / "r.db", readonly=True) as rdb:
-        assert rdb.history() == [{"network": "mlp", "model_key": "m", "timing": t}]
+        assert rdb.history() == [{"network": "mlp", "model_key": "m", "wall_time_s": first["wall_time_s"], "timing": t}]
         assert rdb.rows()[0]["timing"] == t
 
 

@@ -162,11 +162,11 @@ class ResultsDB:
 
     def history(self) -> list[dict[str, Any]]:
         """What past points measured, oldest first: the basis of sweep time estimates. One dict per
-        row: ``network``, ``model_key``, ``timing`` (see :class:`nvmkit.workflow.report.RunResult`;
-        None for rows stored before runs were timed)."""
+        row: ``network``, ``model_key``, ``wall_time_s``, ``timing`` (see
+        :class:`nvmkit.workflow.report.RunResult`; None for rows stored before runs were timed)."""
         timing = "timing" if "timing" in self.columns else "NULL"
-        return [{"network": r[0], "model_key": r[1], "timing": json.loads(r[2]) if r[2] else None}
-                for r in self.conn.execute(f"SELECT network, model_key, {timing} FROM results ORDER BY id")]
+        return [{"network": r[0], "model_key": r[1], "wall_time_s": r[2], "timing": json.loads(r[3]) if r[3] else None}
+                for r in self.conn.execute(f"SELECT network, model_key, wall_time_s, {timing} FROM results ORDER BY id")]
 
 
 def check_db_path(path: str | Path) -> Path:

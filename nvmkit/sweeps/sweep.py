@@ -151,27 +151,34 @@ def plan_sweep(experiment: Experiment, db: ResultsDB | None, registry=None) -> S
 
 def measured_rates(history: Iterable[dict]) -> dict[str, dict[str, float]]:
     """Per network, what past runs measured: ``train`` seconds per epoch and training image (from
-    runs that trained), ``evaluate`` seconds per evaluated test image (all runs). Rows without a
-    timing record (stored before runs were timed) are ignored."""
+    runs that trained), ``evaluate`` seconds per evaluated test image (all runs), ``overhead``
+    seconds per point outside both (loading data or a cached model, building the plugins). Rows
+    without a timing record (stored before runs were timed) are ignored."""
     sums: dict[str, list[float]] = {}
     for row in history:
         t = row.get("timing")
         if not t or not row.get("network"):
             continue
-        acc = sums.setdefault(row["network"], [0.0, 0.0, 0.0, 0.0])
-        if t.get("train_epochs") and t.get("n_train"):
+        acc = sums.setdefault(row["network"], [0.0] * 6)
+        trained = t.get("train_epochs") and t.get("n_train")
+        if trained:
             acc[0] += t["train_s"]
             acc[1] += t["train_epochs"] * t["n_train"]
         if t.get("test_images"):
             acc[2] += t["evaluate_s"]
             acc[3] += t["test_images"]
+        if row.get("wall_time_s") is not None:
+            acc[4] += max(0.0, row["wall_time_s"] - (t["train_s"] if trained else 0.0) - t["evaluate_s"])
+            acc[5] += 1
     rates: dict[str, dict[str, float]] = {}
-    for net, (train_s, train_units, eval_s, eval_units) in sums.items():
+    for net, (train_s, train_units, eval_s, eval_units, overhead_s, points) in sums.items():
         r = {}
         if train_units:
             r["train"] = train_s / train_units
         if eval_units:
             r["evaluate"] = eval_s / eval_units
+        if points:
+            r["overhead"] = overhead_s / points
         rates[net] = r
     return rates
 
@@ -182,8 +189,8 @@ def estimate_seconds(points: list[Point], history: Iterable[dict], workers: int)
 
     Only measured rates count (see :func:`measured_rates`; a results database records them for
     every point it stores): per network, seconds per epoch and training image for each model not
-    yet trained (one per model key not in ``history``), and seconds per test image evaluated for
-    each point. A network never timed here gets no invented number: the basis says so instead.
+    yet trained (one per model key not in ``history``), and seconds per test image evaluated plus
+    the measured overhead for each point. A network never timed here gets no invented number: the basis says so instead.
     """
     history = list(history)
     if not points:
@@ -212,7 +219,7 @@ def estimate_seconds(points: list[Point], history: Iterable[dict], workers: int)
         if "evaluate" not in r:
             untimed.setdefault(net, set()).add("evaluation")
         else:
-            total += r["evaluate"] * images
+            total += r["evaluate"] * images + r.get("overhead", 0.0)
     if untimed:
         what = "; ".join(f"{net} ({' and '.join(sorted(kinds))})" for net, kinds in sorted(untimed.items()))
         return None, (f"no run of {what} has been timed in this database yet; a first sweep measures "
