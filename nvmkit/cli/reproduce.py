@@ -15,7 +15,7 @@ from nvmkit.core.formatting import duration
 
 @command(app, "reproduce")
 def reproduce(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Full data folder (Keras cache layout); default: full data if found locally, else the embedded sample (always the sample with --quick)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Full data folder (Keras cache layout); default: full data if found locally, else the embedded sample. Not with --quick, which always runs on the sample (use --study seed-quick --data-dir DIR)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/seed, or reports/seed-quick with --quick)."),
     quick: bool = typer.Option(False, "--quick", help="The small study: embedded sample, 5 epochs, 3 trials, fewer levels (minutes on 2 cores)."),
     executor: str = typer.Option("local", "--executor", help="local (this machine's cores) or dask."),
