@@ -2,7 +2,8 @@
 
 Selected with ``NVMKIT_SWEEP_RUNNER=sweep_fake:run`` (this folder on PYTHONPATH). Each call appends
 one line to ``$SWEEP_FAKE_LOG`` (if set) before it sleeps ``$SWEEP_FAKE_SLEEP`` seconds, so a test can
-count how many points were started and kill a sweep mid-point; a point whose noise spec contains
+count how many points were started and kill a sweep mid-point (``$SWEEP_FAKE_PIDS``, if set, gets the
+pid of the process that ran each point); a point whose noise spec contains
 ``$SWEEP_FAKE_FAIL`` raises.
 """
 
@@ -22,6 +23,10 @@ def run(config: dict) -> dict:
     if log:
         with open(log, "a") as fh:
             fh.write(hashlib.sha256(text.encode()).hexdigest()[:16] + "\n")
+    pids = os.environ.get("SWEEP_FAKE_PIDS")
+    if pids:  # which process ran the point: a test checks that workers die with the sweep
+        with open(pids, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
     time.sleep(float(os.environ.get("SWEEP_FAKE_SLEEP", "0")))
     noise = config.get("noise")  # the run configuration's table {name, params}, or None
     name = noise["name"] if noise else ""

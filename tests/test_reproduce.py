@@ -72,7 +72,8 @@ def test_bundled_studies_cover_the_seed_and_validate():
 
 
 def test_data_dir_overrides_every_section(tmp_path):
-    plan = plan_reproduction(quick=True, data_dir=tmp_path, sections=["result1"])
+    # by name: --quick itself is always the sample (tests/test_robust_cli.py)
+    plan = plan_reproduction("seed-quick", data_dir=tmp_path, sections=["result1"])
     assert [s.name for s in plan.study.sections] == ["result1"]
     assert {p.resolved["dataset"]["source"] for p in plan.points} == {"full"}
     assert {p.resolved["dataset"]["data_dir"] for p in plan.points} == {str(tmp_path.absolute())}

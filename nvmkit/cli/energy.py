@@ -89,9 +89,13 @@ def print_report(report, network: str = "") -> None:
                       f"{r['unit_J'] * 1e15:.4g}", f"{r['energy_J'] * 1e9:.4g}")
     console.print(table)
     parts = escape(", ".join(f"{k} {v * 1e9:.4g}" for k, v in report.by_component().items() if v))
-    console.print(f"total [bold]{report.total * 1e9:.4g} nJ[/] ({parts} nJ)")
+    label = "total" if report.physical else "total, NOT PHYSICAL (unitless cell reads),"
+    console.print(f"{label} [bold]{report.total * 1e9:.4g} nJ[/] ({parts} nJ)")
     for source, e_mac in report.notes.get("energy_per_mac", {}).items():
         console.print(f"  energy per MAC {e_mac * 1e15:.4g} fJ from {escape(str(source))}", highlight=False)
     for key in ("converters", "conv_mapping"):
         if key in report.notes:
             console.print(f"  {key}: {escape(str(report.notes[key]))}", highlight=False)
+    if not report.physical:
+        console.print(f"[yellow]not physical:[/] {escape(str(report.notes.get('physical', 'the device has no units')))}",
+                      highlight=False)

@@ -15,7 +15,7 @@ from nvmkit.core.formatting import duration
 
 @command(app, "reproduce")
 def reproduce(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Full data folder (Keras cache layout); default: full data if found locally, else the embedded sample (always the sample with --quick)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Full data folder (Keras cache layout); default: full data if found locally, else the embedded sample. Not with --quick, which always runs on the sample (use --study seed-quick --data-dir DIR)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/seed, or reports/seed-quick with --quick)."),
     quick: bool = typer.Option(False, "--quick", help="The small study: embedded sample, 5 epochs, 3 trials, fewer levels (minutes on 2 cores)."),
     executor: str = typer.Option("local", "--executor", help="local (this machine's cores) or dask."),
@@ -42,7 +42,7 @@ def reproduce(
         if Path(db_path).is_file():
             from nvmkit.sweeps.resultsdb import ResultsDB
 
-            with ResultsDB(db_path) as rdb:
+            with ResultsDB(db_path, readonly=True) as rdb:
                 plan.done = rdb.done_keys(p.key for p in plan.points)
         _print_plan(console, plan, db_path, executor, workers, history_db=db_path)
         return
@@ -81,15 +81,16 @@ def reproduce(
 
 
 def _print_plan(console, plan, db_path, executor, workers, history_db) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from nvmkit.sweeps.sweep import estimate_seconds
+    from nvmkit.sweeps.sweep import estimate_seconds, estimate_text
 
     history = []
     if history_db is not None and Path(history_db).is_file():
         from nvmkit.sweeps.resultsdb import ResultsDB
 
-        with ResultsDB(history_db) as rdb:
+        with ResultsDB(history_db, readonly=True) as rdb:
             history = rdb.history()
     todo = plan.todo
     n_workers = 1 if executor == "dask" else (workers or cores())
@@ -102,6 +103,6 @@ def _print_plan(console, plan, db_path, executor, workers, history_db) -> None:
         table.add_row(escape(sec.name), escape(sec.kind), str(len(points)), str(len(left)), str(len({p.model_key for p in points})))
     console.print(table)
     console.print(f"{len(plan.points)} distinct points, {len(plan.points) - len(todo)} already in {escape(str(db_path))}, "
-                  f"[bold]{len(todo)} to run[/] ({len({p.model_key for p in todo})} models); estimate "
-                  f"~{duration(seconds)} ({escape(basis)})", highlight=False)
+                  f"[bold]{len(todo)} to run[/] ({len({p.model_key for p in todo})} models); "
+                  f"{escape(estimate_text(seconds, basis))}", highlight=False)
 

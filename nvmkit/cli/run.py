@@ -57,7 +57,7 @@ def run(
     if cfg.output:
         from nvmkit.workflow.report import check_output_path
 
-        check_output_path(cfg.output)
+        check_output_path(cfg.output, inputs=(config_file,))
     if dry_run:
         import tomli_w
 

@@ -3,6 +3,7 @@ resultsdb and plots."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
@@ -19,7 +20,7 @@ from nvmkit.workflow.config import SCENARIOS
 from nvmkit.core.errors import ConfigError
 from nvmkit.sweeps.resultsdb import DEFAULT_DB
 
-DB_HELP = "SQLite results database (created if absent)."
+DB_HELP = "SQLite results database (a sweep creates it if absent; read commands never write it)."
 FILTER_HELP = ("Keep rows where KEY OP VALUE (=, !=, <, <=, >, >=); KEY is a column or a dotted config key; "
                "VALUE reads as in a spec (none: no value, e.g. noise=none). Repeatable.")
 
@@ -39,39 +40,46 @@ def sweep(
     """Run every point of an experiment, one database row each; a rerun skips the points already done."""
     from nvmkit.workflow import pipeline
     from nvmkit.sweeps.experiment import load_experiment
-    from nvmkit.sweeps.resultsdb import ResultsDB
-    from nvmkit.sweeps.sweep import check_executor, estimate_seconds, plan_sweep
+    from nvmkit.sweeps.resultsdb import ResultsDB, check_db_path
+    from nvmkit.sweeps.sweep import check_executor, estimate_seconds, estimate_text, plan_sweep
 
     check_executor(executor, scheduler, workers)
+    if not dry_run:  # the database is the sweep's output: a place it cannot be written fails now
+        check_db_path(db)
     exp = load_experiment(experiment)
     overrides = {"dataset.data_dir": str(data_dir) if data_dir else None}
     if data_dir:
         overrides["dataset.source"] = "full"
     pipeline.apply_overrides(exp.base, overrides, sets=set_)
 
-    # a dry run writes nothing: without a database yet, plan against an empty in-memory one
-    with ResultsDB(db if not dry_run or db.exists() else ":memory:") as rdb:
+    # plan against the database opened read-only (or none yet): a dry run, and a sweep whose points
+    # fail validation, write nothing and leave no empty database behind
+    with contextlib.ExitStack() as stack:
+        existing = stack.enter_context(ResultsDB(db, readonly=True)) if db.is_file() else None
         with console.status(f"validating the points of {escape(str(experiment))}"):
-            plan = plan_sweep(exp, rdb)
-        todo = plan.todo
-        seconds, basis = estimate_seconds(todo, rdb.history(), 1 if executor == "dask" else (workers or cores()))
-        if executor == "dask":
-            basis += "; compute time on one worker: divide by the cluster's workers"
-        console.print(
-            f"[bold]{escape(exp.name)}[/]: {len(plan.points)} points, {len(plan.points) - len(todo)} already in {escape(str(db))}, "
-            f"[bold]{len(todo)} to run[/] ({plan.models} trained models); estimate ~{duration(seconds)} "
-            f"({escape(basis)})", highlight=False)
-        if dry_run:
-            _print_points(console, plan)
-            return
-        if not todo:
-            console.print("nothing to do: every point is in the database")
-            return
+            plan = plan_sweep(exp, existing)
+        history = existing.history() if existing is not None else []
+    todo = plan.todo
+    n_workers = 1 if executor == "dask" else (workers or cores())
+    seconds, basis = estimate_seconds(todo, history, n_workers)
+    if executor == "dask" and seconds is not None:
+        basis += "; compute time on one worker: divide by the cluster's workers"
+    console.print(
+        f"[bold]{escape(exp.name)}[/]: {len(plan.points)} points, {len(plan.points) - len(todo)} already in "
+        f"{escape(str(db))}, [bold]{len(todo)} to run[/] ({plan.models} trained models); "
+        f"{escape(estimate_text(seconds, basis))}", highlight=False)
+    if dry_run:
+        _print_points(console, plan)
+        return
+    if not todo:
+        console.print("nothing to do: every point is in the database")
+        return
+    with ResultsDB(db) as rdb:
         try:
             summary = _run_with_progress(console, exp, todo, rdb, executor, workers, scheduler)
         except KeyboardInterrupt:
-            err_console.print(f"interrupted: {rdb.count()} rows in {escape(str(db))}; rerun the same command to resume",
-                              highlight=False)
+            err_console.print(f"interrupted: {rdb.count()} rows in {escape(str(db))}; rerun the same command "
+                              "to resume", highlight=False)
             raise typer.Exit(130) from None
     console.print(f"{summary.inserted} rows written to {escape(str(db))} in {duration(summary.wall_time_s)}"
                   + (f"; [red]{len(summary.failed)} points failed[/]" if summary.failed else ""), highlight=False)
@@ -131,7 +139,7 @@ def results(
 
     if as_csv and as_json:
         raise ConfigError("give --csv or --json, not both")
-    with ResultsDB(db, create=False) as rdb:
+    with ResultsDB(db, readonly=True) as rdb:
         rows = rdb.rows(filter_)
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -168,7 +176,9 @@ def _print_table(console, rows, db) -> None:
                 cell[f"{s} %"] = f"{100 * a['mean']:.2f}"
             else:
                 cell[f"{s} %"] = f"{100 * a['mean']:.2f}±{100 * a['std']:.2f}"
-        cell["energy"] = f"{r['energy_total_j'] * 1e9:.4g} nJ" if r["energy_total_j"] else ""
+        physical = (r.get("energy") or {}).get("physical", True)
+        cell["energy"] = ("" if not r["energy_total_j"] else f"{r['energy_total_j'] * 1e9:.4g} nJ" if physical
+                          else "not physical")
         cell["wall s"] = "" if r["wall_time_s"] is None else f"{r['wall_time_s']:.1f}"
         cells.append(cell)
     cols = list(cells[0]) if cells else ["id"]
@@ -205,7 +215,7 @@ def plot(
     kinds = list(KINDS) if kind == "all" else [kind]
     if scenario is not None and scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
-    with ResultsDB(db, create=False) as rdb:
+    with ResultsDB(db, readonly=True) as rdb:
         rows = rdb.rows(filter_)
     if not rows:
         raise ConfigError(f"no rows in {db}{' match the filters' if filter_ else ''}; run `nvmkit sweep` first "

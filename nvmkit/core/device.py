@@ -49,6 +49,9 @@ class Device(Component):
     sigma_per_weight: ClassVar[bool] = False
     #: False for abstract devices whose "conductance" may leave [g_min, g_max] (no clipping).
     bounded: ClassVar[bool] = True
+    #: False for an abstract device whose conductances are numbers without a unit behind them:
+    #: ``cell_read_energy`` of such a cell is not a physical energy, and energy reports say so.
+    physical_units: ClassVar[bool] = True
 
     g_min: float
     g_max: float

@@ -37,6 +37,9 @@ class EnergyReport:
     terms: list[EnergyTerm]
     #: how the unit energies were chosen (source of the per-MAC energy, converter treatment, ...)
     notes: dict = field(default_factory=dict)
+    #: False when a term prices something without physical units (an abstract device's cell read:
+    #: V^2 G t of a unitless G); the total is then no energy, and reports say so instead of a figure
+    physical: bool = True
 
     @property
     def total(self) -> float:
@@ -70,6 +73,7 @@ class EnergyReport:
             "by_layer_J": self.by_layer(),
             "terms": [asdict(t) | {"energy": t.energy} for t in self.terms],
             "notes": dict(self.notes),
+            "physical": self.physical,
         }
 
 

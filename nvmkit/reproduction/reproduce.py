@@ -64,6 +64,9 @@ def plan_reproduction(study: str | Path | None = None, *, quick: bool = False, d
     kinds) and validate every point before anything runs."""
     from nvmkit.workflow import pipeline
 
+    if quick and data_dir:
+        raise ConfigError(f"--quick always runs on the embedded sample; drop --data-dir, or run the small study "
+                          f"on the full data with --study {QUICK_STUDY} --data-dir DIR")
     st = load_study(study or (QUICK_STUDY if quick else DEFAULT_STUDY))
     chosen = st.sections
     if sections:
@@ -148,7 +151,12 @@ def reproduce(out: str | Path | None = None, *, quick: bool = False, data_dir: s
     plan = plan_reproduction(study, quick=quick, data_dir=data_dir, sections=sections, sets=sets)
     out_dir = Path(out) if out is not None else Path(DEFAULT_OUT) / plan.study.name
     _mkdir(out_dir)
-    db_path = Path(db) if db is not None else out_dir / "results.db"
+    from nvmkit.sweeps.resultsdb import check_db_path
+    from nvmkit.workflow.report import check_writable_folder
+
+    # the report is written after every point has run: a folder it cannot go to fails now
+    check_writable_folder(out_dir, "cannot write the report; pass another --out")
+    db_path = check_db_path(Path(db) if db is not None else out_dir / "results.db")
     command = command or command_line(quick=quick, data_dir=data_dir, out=out, db=db, executor=executor,
                                       workers=workers, scheduler=scheduler, study=study, sections=sections,
                                       sets=sets)

@@ -201,6 +201,11 @@ def parse_experiment(text: str, source: str = "<string>", default_name: str = "e
                                   "keep it in one of them")
         points_spec.append(flat)
 
+    if not any(section in data for section in ("base", "grid", "points")):
+        # an empty file is far more often a mistake than a request for one default point
+        raise ConfigError(f"{source}: no [base], [grid] or [[points]]: the experiment names no point to run; "
+                          'add e.g. [grid] noise = ["gaussian:0.1", "gaussian:0.2"] (an empty [base] table '
+                          "runs one point with the defaults)")
     return Experiment(path=source, name=str(meta.get("name") or default_name),
                       description=str(meta.get("description", "")), base=base, grid=grid,
                       points_spec=points_spec)

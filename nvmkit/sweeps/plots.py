@@ -354,7 +354,9 @@ def _out_dir(path: str | Path) -> Path:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create plot folder {p} ({exc.strerror}); pass another --out") from None
-    return p
+    from nvmkit.workflow.report import check_writable_folder
+
+    return check_writable_folder(p, "cannot write the plots; pass another --out")
 
 
 def _save(fig: Figure, stem: Path) -> list[Path]:

@@ -3,15 +3,23 @@
 Each row is written in its own transaction the moment its point finishes, so a sweep killed at any
 instant (SIGKILL included) leaves only whole rows; the point key is UNIQUE, so a rerun skips the
 points already there and can never duplicate one. WAL journaling lets ``nvmkit results`` and
-``nvmkit plot`` read while a sweep writes.
+``nvmkit plot`` read while a sweep writes; the writer switches the file back to a rollback journal
+when it closes, so that a read-only open (which cannot delete WAL side files) leaves nothing behind.
+
+A results database is marked as nvmkit's (``PRAGMA application_id`` = :data:`APPLICATION_ID`,
+``PRAGMA user_version`` = :data:`FORMAT_VERSION`), and every open checks the mark: another program's
+SQLite file is refused, never written. Read commands open with ``readonly=True``: SQLite's read-only
+mode, no journal switch, no table created.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import sqlite3
+import urllib.parse
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,8 +29,14 @@ from nvmkit.core.errors import ConfigError
 from nvmkit.core.spec import parse_value
 
 DEFAULT_DB = "results.db"
+#: ``PRAGMA application_id`` of an nvmkit results database: "NVMK" in ASCII
+APPLICATION_ID = 0x4E564D4B
+#: ``PRAGMA user_version``: 1 = the results table with its ``timing`` column
+FORMAT_VERSION = 1
+#: the columns by which an unmarked database written before the mark existed is recognised
+_LEGACY_COLUMNS = {"key", "model_key", "config", "accuracy", "wall_time_s", "created_at"}
 INDEXED = ("network", "device", "dataset", "noise", "noise_level", "sigma_neu", "seed", "sample")
-JSON_COLUMNS = ("config", "accuracy", "energy", "dataset_info", "versions")
+JSON_COLUMNS = ("config", "accuracy", "energy", "dataset_info", "versions", "timing")
 ACC_COLUMNS = tuple(f"acc_{s}_{stat}" for s in SCENARIOS for stat in ("mean", "std"))
 
 _SCHEMA = f"""
@@ -38,7 +52,7 @@ CREATE TABLE IF NOT EXISTS results (
     {", ".join(f"{c} REAL" for c in ACC_COLUMNS)},
     energy TEXT, energy_total_j REAL,
     dataset_info TEXT, versions TEXT,
-    wall_time_s REAL, nvmkit_version TEXT, created_at TEXT NOT NULL
+    wall_time_s REAL, timing TEXT, nvmkit_version TEXT, created_at TEXT NOT NULL
 );
 {"".join(f"CREATE INDEX IF NOT EXISTS idx_results_{c} ON results({c});" for c in INDEXED)}
 """
@@ -46,28 +60,59 @@ _FILTER = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(!=|>=|<=|=|<|>)\s*(.*?)\s*$")
 
 
 class ResultsDB:
-    """A results database file (created on first use)."""
+    """A results database file.
 
-    def __init__(self, path: str | Path = DEFAULT_DB, *, create: bool = True):
+    ``readonly=False`` (sweeps): created on first use, marked as nvmkit's. ``readonly=True`` (results,
+    plot, dry runs): the file must exist and be nvmkit's, and nothing in it or beside it is written.
+    ``create=False``: the file must exist.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_DB, *, create: bool = True, readonly: bool = False):
         self.path = Path(path)
-        if not create and not self.path.is_file():
+        self.readonly = readonly
+        if (readonly or not create) and not self.path.is_file():
             raise ConfigError(f"no results database at {self.path}; run `nvmkit sweep` first or pass --db PATH")
-        if self.path.parent and not self.path.parent.is_dir():
+        if not readonly and self.path.parent and not self.path.parent.is_dir():
             raise ConfigError(f"cannot create {self.path}: folder {self.path.parent} does not exist; create it first")
         try:
-            # isolation_level=None: we open and commit each transaction ourselves.
-            self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable against a killed process in WAL mode (only power loss can drop the
-            # last commits, never corrupt the file).
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(_SCHEMA)
+            if readonly:
+                uri = "file:" + urllib.parse.quote(str(self.path.absolute())) + "?mode=ro"
+                self.conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+                self.columns = _check_mark(self.conn, self.path, allow_new=False)
+            else:
+                # isolation_level=None: we open and commit each transaction ourselves.
+                self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+                self.columns = _check_mark(self.conn, self.path, allow_new=True)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is durable against a killed process in WAL mode (only power loss can drop the
+                # last commits, never corrupt the file).
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                with _transaction(self.conn):
+                    self.conn.execute(_SCHEMA.split(";")[0])  # CREATE TABLE IF NOT EXISTS results
+                    if "timing" not in self.columns and self.columns:  # written before the timing column
+                        self.conn.execute("ALTER TABLE results ADD COLUMN timing TEXT")
+                    self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    self.conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+                self.conn.executescript(_SCHEMA)
+                self.columns = _table_columns(self.conn)
         except sqlite3.DatabaseError as exc:
+            with contextlib.suppress(Exception):
+                self.conn.close()
             raise ConfigError(f"{self.path} is not a usable results database ({exc}); "
-                              "pass another --db or delete the file") from None
+                              "pass another --db") from None
+        except ConfigError:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            raise
         self.conn.row_factory = sqlite3.Row
 
     def close(self) -> None:
+        if not self.readonly:
+            # back to a rollback journal, so that read-only opens find no WAL to recover; fails
+            # harmlessly (and stays WAL) while another connection is open
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA busy_timeout = 0")  # a reader is open: do not wait for it
+                self.conn.execute("PRAGMA journal_mode=DELETE")
         self.conn.close()
 
     def __enter__(self):
@@ -79,6 +124,8 @@ class ResultsDB:
     # -- writing -------------------------------------------------------------------------------
     def insert(self, key: str, result: dict, experiment: str | None = None, model_key: str | None = None) -> bool:
         """Store a RunResult dict under ``key`` in one transaction; False if the key was there."""
+        if self.readonly:
+            raise ConfigError(f"{self.path} was opened read-only; open it with readonly=False to write")
         row = _row(key, result, experiment)
         row["model_key"] = model_key
         cols = ", ".join(row)
@@ -109,16 +156,60 @@ class ResultsDB:
         for r in self.conn.execute(sql, args):
             d = dict(r)
             for c in JSON_COLUMNS:
-                d[c] = json.loads(d[c]) if d[c] is not None else None
+                d[c] = json.loads(d[c]) if d.get(c) is not None else None
             d["sample"] = None if d["sample"] is None else bool(d["sample"])
             out.append(d)
         return out
 
-    def history(self) -> list[tuple[str, bool, str | None, float]]:
-        """(network, sample, model key, wall time) of every stored point, oldest first: the basis of
-        sweep time estimates (the first point of a model key is the one that trained it)."""
-        return [(r[0], bool(r[1]), r[2], r[3]) for r in self.conn.execute(
-            "SELECT network, sample, model_key, wall_time_s FROM results WHERE wall_time_s IS NOT NULL ORDER BY id")]
+    def history(self) -> list[dict[str, Any]]:
+        """What past points measured, oldest first: the basis of sweep time estimates. One dict per
+        row: ``network``, ``model_key``, ``wall_time_s``, ``timing`` (see
+        :class:`nvmkit.workflow.report.RunResult`; None for rows stored before runs were timed)."""
+        timing = "timing" if "timing" in self.columns else "NULL"
+        return [{"network": r[0], "model_key": r[1], "wall_time_s": r[2], "timing": json.loads(r[3]) if r[3] else None}
+                for r in self.conn.execute(f"SELECT network, model_key, wall_time_s, {timing} FROM results ORDER BY id")]
+
+
+def check_db_path(path: str | Path) -> Path:
+    """Refuse, before any work, a results database a sweep could not write: a folder, a missing or
+    read-only folder, another program's SQLite file."""
+    from nvmkit.workflow.report import check_writable_folder
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--db {path} is a folder; give a file name, e.g. {path / DEFAULT_DB}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot create {path}: folder {path.parent} does not exist; create it first")
+    # SQLite writes its journal beside the database: the folder must be writable, not just the file
+    check_writable_folder(path.parent, f"cannot write the results database {path}")
+    if path.is_file():
+        ResultsDB(path, readonly=True).close()  # another program's file is refused here
+    return path
+
+
+def _table_columns(conn) -> set[str]:
+    return {r[1] for r in conn.execute("PRAGMA table_info(results)")}
+
+
+def _check_mark(conn, path: Path, *, allow_new: bool) -> set[str]:
+    """Refuse a database that is not nvmkit's; return the results table's columns (empty if new)."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    columns = _table_columns(conn)
+    if app_id == APPLICATION_ID:
+        if version > FORMAT_VERSION:
+            raise ConfigError(f"{path} was written by a newer nvmkit (results format {version}, this nvmkit "
+                              f"reads up to {FORMAT_VERSION}); upgrade nvmkit")
+        return columns
+    if app_id == 0 and not tables and allow_new:
+        return columns  # a new (or empty) file: ours to mark
+    if app_id == 0 and tables == ["results"] and _LEGACY_COLUMNS <= columns:
+        return columns  # written by nvmkit before databases were marked
+    held = f"its tables: {', '.join(tables[:5])}" if tables else "no tables"
+    raise ConfigError(f"{path} is not an nvmkit results database ({held}); nvmkit will not read or "
+                      "change it: pass another --db")
 
 
 class _transaction:
@@ -165,6 +256,7 @@ def _row(key: str, result: dict, experiment: str | None) -> dict[str, Any]:
         "dataset_info": _json(result.get("dataset")),
         "versions": _json(result.get("versions")),
         "wall_time_s": result.get("wall_time_s"),
+        "timing": _json(result["timing"]) if result.get("timing") else None,
         "nvmkit_version": result.get("nvmkit_version") or (result.get("versions") or {}).get("nvmkit"),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

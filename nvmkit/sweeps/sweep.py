@@ -15,9 +15,13 @@ shares, or each worker trains its own copy.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import os
-import statistics
+import signal
+import sys
+import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -32,12 +36,10 @@ DEFAULT_RUNNER = "nvmkit.sweeps.sweep:run_point"
 EXECUTORS = ("local", "dask")
 DASK_CONNECT_TIMEOUT = "10s"
 
-# Rough seconds when the database holds no history: a point that trains its network (default
-# epochs, embedded sample, 2 cores) and one that loads it from the cache (5 trials, 4 scenarios).
-_GUESS_TRAIN_S = {"mlp": 15.0, "rnn": 40.0, "cnn": 90.0}
-_GUESS_EVAL_S = {"mlp": 3.0, "rnn": 5.0, "cnn": 10.0}
-_FULL_TRAIN_FACTOR = 15.0  # 60,000 training images instead of the sample's 4,000
-_FULL_EVAL_FACTOR = 10.0  # 10,000 test images instead of 1,000
+# Training and test images of the full data sets, for estimates before any run has read them:
+# MNIST (LeCun, Bottou, Bengio & Haffner 1998, Proc. IEEE 86(11)) and Fashion-MNIST (Xiao, Rasul &
+# Vollgraf 2017, arXiv:1708.07747) both split 60,000 / 10,000.
+_FULL_SIZES = {"mnist": (60_000, 10_000), "fashion-mnist": (60_000, 10_000)}
 
 
 def check_executor(executor: str, scheduler: str | None, workers: int | None) -> None:
@@ -84,10 +86,44 @@ def _task(spec, config: dict) -> dict:
     return load_runner(spec)(config)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int | None = None) -> None:
     # Before TensorFlow creates its thread pools, so parallel workers do not oversubscribe the cores.
     for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ.setdefault(var, str(threads))
+    if parent is not None:
+        die_with_parent(parent)
+
+
+#: how often a worker checks that the sweep that started it is still alive (seconds)
+PARENT_POLL_S = 0.5
+
+
+def die_with_parent(parent: int) -> None:
+    """End this worker process when the sweep process ``parent`` ends, however it ends.
+
+    A pool's workers otherwise outlive a sweep killed with SIGKILL or SIGTERM: they block on their
+    task queue (whose write end they hold themselves) or finish a training nobody will read. On
+    Linux the kernel sends SIGKILL the moment the parent dies (``prctl(PR_SET_PDEATHSIG)``); on every
+    platform a daemon thread polls the parent pid (``os.getppid()`` changes when the parent dies
+    and the worker is re-parented) and covers a parent that died before the ``prctl`` call.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no usable libc: the polling thread still works
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)  # no cleanup to run: the point's result had nowhere to go
+
+    threading.Thread(target=watch, name="nvmkit-parent-watch", daemon=True).start()
 
 
 # -- planning ----------------------------------------------------------------------------------------
@@ -107,56 +143,117 @@ class SweepPlan:
         return len({p.model_key for p in self.todo})
 
 
-def plan_sweep(experiment: Experiment, db: ResultsDB, registry=None) -> SweepPlan:
-    """Validate every point and look up which are already in the database."""
+def plan_sweep(experiment: Experiment, db: ResultsDB | None, registry=None) -> SweepPlan:
+    """Validate every point and look up which are already in the database (None: no database yet)."""
     points = experiment.points(registry)
-    return SweepPlan(experiment, points, db.done_keys(p.key for p in points))
+    return SweepPlan(experiment, points, db.done_keys(p.key for p in points) if db is not None else set())
 
 
-def estimate_seconds(points: list[Point], history: Iterable[tuple[str, bool, str | None, float]],
-                     workers: int) -> tuple[float, str]:
-    """(seconds, basis): one training per model not yet trained plus one evaluation per point, timed
-    from the database's past points of the same network and data kind, else a rough guess."""
-    history = list(history)
-    trained_keys = {mk for _, _, mk, _ in history if mk}
-    first: dict[tuple[str, bool], list[float]] = {}
-    later: dict[tuple[str, bool], list[float]] = {}
-    seen: set = set()
-    for network, sample, mk, wall in history:
-        bucket = later if mk is None or mk in seen else first
-        bucket.setdefault((network, sample), []).append(wall)
-        seen.add(mk)
-    total, guessed, leaders = 0.0, 0, set()
-    for p in points:
-        net, sample = p.resolved["network"]["name"], _is_sample(p)
-        trains = p.model_key not in trained_keys and p.model_key not in leaders
-        leaders.add(p.model_key)
-        past = (first if trains else later).get((net, sample))
-        if past:
-            total += statistics.fmean(past)
+def measured_rates(history: Iterable[dict]) -> dict[str, dict[str, float]]:
+    """Per network, what past runs measured: ``train`` seconds per epoch and training image (from
+    runs that trained), ``evaluate`` seconds per evaluated test image (all runs), ``overhead``
+    seconds per point outside both (loading data or a cached model, building the plugins). Rows
+    without a timing record (stored before runs were timed) are ignored."""
+    sums: dict[str, list[float]] = {}
+    for row in history:
+        t = row.get("timing")
+        if not t or not row.get("network"):
             continue
-        guessed += 1
-        if trains:
-            epochs = p.resolved["training"].get("epochs") or 10
-            total += _GUESS_TRAIN_S.get(net, 60.0) * epochs / 10 * (1 if sample else _FULL_TRAIN_FACTOR)
-        total += (_GUESS_EVAL_S.get(net, 5.0) * p.resolved.get("trials", 5) / 5
-                  * (1 if sample else _FULL_EVAL_FACTOR))
-    parallel = max(1, min(workers, len(points)))
+        acc = sums.setdefault(row["network"], [0.0] * 6)
+        trained = t.get("train_epochs") and t.get("n_train")
+        if trained:
+            acc[0] += t["train_s"]
+            acc[1] += t["train_epochs"] * t["n_train"]
+        if t.get("test_images"):
+            acc[2] += t["evaluate_s"]
+            acc[3] += t["test_images"]
+        if row.get("wall_time_s") is not None:
+            acc[4] += max(0.0, row["wall_time_s"] - (t["train_s"] if trained else 0.0) - t["evaluate_s"])
+            acc[5] += 1
+    rates: dict[str, dict[str, float]] = {}
+    for net, (train_s, train_units, eval_s, eval_units, overhead_s, points) in sums.items():
+        r = {}
+        if train_units:
+            r["train"] = train_s / train_units
+        if eval_units:
+            r["evaluate"] = eval_s / eval_units
+        if points:
+            r["overhead"] = overhead_s / points
+        rates[net] = r
+    return rates
+
+
+def estimate_seconds(points: list[Point], history: Iterable[dict], workers: int) -> tuple[float | None, str]:
+    """(seconds, basis) of running ``points`` on ``workers`` parallel workers, or (None, why) when no
+    estimate is possible yet.
+
+    Only measured rates count (see :func:`measured_rates`; a results database records them for
+    every point it stores): per network, seconds per epoch and training image for each model not
+    yet trained (one per model key not in ``history``), and seconds per test image evaluated plus
+    the measured overhead for each point. A network never timed here gets no invented number: the basis says so instead.
+    """
+    history = list(history)
     if not points:
-        basis = "nothing to run"
-    elif guessed == 0:
-        basis = "from past points in the database"
-    elif guessed == len(points):
-        basis = "a rough guess: no past points of these networks in the database"
-    else:
-        basis = f"past points, and a rough guess for {guessed}"
-    return total / parallel, basis
+        return 0.0, "nothing to run"
+    rates = measured_rates(history)
+    trained = {row["model_key"] for row in history if row.get("model_key")}
+    total, leaders = 0.0, set()
+    untimed: dict[str, set[str]] = {}
+    for p in points:
+        net = p.resolved["network"]["name"]
+        r = rates.get(net, {})
+        n_train, n_test = _data_sizes(p)
+        training = p.resolved["training"]
+        trains = p.model_key not in trained and (p.model_key not in leaders or not training.get("use_cache", True))
+        leaders.add(p.model_key)
+        if trains:
+            if "train" not in r:
+                untimed.setdefault(net, set()).add("training")
+            else:
+                # a sigma_syn_target point also trains the plain model it derives its noise from;
+                # that model is usually another point's (sigma_neu = 0), counted there
+                total += r["train"] * training["epochs"] * n_train
+        scenarios = [s for s in p.resolved.get("scenarios", ())
+                     if p.resolved.get("noise") or s not in ("external", "both")]
+        images = sum(n_test if s == "digital" else p.resolved["trials"] * n_test for s in scenarios)
+        if "evaluate" not in r:
+            untimed.setdefault(net, set()).add("evaluation")
+        else:
+            total += r["evaluate"] * images + r.get("overhead", 0.0)
+    if untimed:
+        what = "; ".join(f"{net} ({' and '.join(sorted(kinds))})" for net, kinds in sorted(untimed.items()))
+        return None, (f"no run of {what} has been timed in this database yet; a first sweep measures "
+                      "the rates every later estimate uses")
+    parallel = max(1, min(workers, len(points)))
+    return total / parallel, f"from the rates measured by {len(history)} past points in the database"
 
 
-def _is_sample(p: Point) -> bool:
+def estimate_text(seconds: float | None, basis: str) -> str:
+    """The estimate as the CLI prints it: a duration with its basis, or plainly none."""
+    from nvmkit.core.formatting import duration
+
+    if seconds is None:
+        return f"no time estimate: {basis}"
+    return f"estimate ~{duration(seconds)} ({basis})"
+
+
+def _data_sizes(p: Point) -> tuple[int, int]:
+    """(training, test) images the point will read."""
     from nvmkit.sweeps.experiment import identity
 
-    return identity(p.resolved)["dataset"]["source"] == "sample"
+    ds = identity(p.resolved)["dataset"]
+    name = ds["name"]
+    if ds["source"] == "sample":
+        return _sample_sizes(name)
+    return _FULL_SIZES.get(name, _FULL_SIZES["mnist"])
+
+
+@functools.lru_cache(maxsize=None)
+def _sample_sizes(name: str) -> tuple[int, int]:
+    from nvmkit.workflow.data import load_sample
+
+    ds = load_sample(name)
+    return len(ds.x_train), len(ds.x_test)
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -239,17 +336,36 @@ def _run_pool(todo: list[Point], workers: int, spec, finish) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
     # spawn: forking a parent that has loaded TensorFlow can deadlock the child
     pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_init_worker, initargs=(threads,))
+                                  initializer=_init_worker, initargs=(threads, os.getpid()))
     try:
-        _schedule(todo, lambda p: pool.submit(_task, spec, p.config), _LocalWaiter(), finish)
+        with _sigterm_as_interrupt():
+            _schedule(todo, lambda p: pool.submit(_task, spec, p.config), _LocalWaiter(), finish)
     except cf.process.BrokenProcessPool:
         pool.shutdown(wait=False, cancel_futures=True)
         raise NvmkitError("a sweep worker process died (out of memory, or killed); the finished points "
                           "are saved: rerun to resume, with fewer --workers if memory is short") from None
-    except BaseException:  # Ctrl-C: stop the points in flight now, their rows are not written anyway
+    except BaseException:  # Ctrl-C or SIGTERM: stop the points in flight now, their rows are not written anyway
         _terminate(pool)
         raise
     pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM stops a pool sweep the way Ctrl-C does (workers terminated, finished rows kept), not
+    by Python's default of dying on the spot. Only the main thread may set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _terminate(pool) -> None:

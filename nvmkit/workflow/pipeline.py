@@ -88,7 +88,17 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
 
     with reporter.step("loading data"):
         ds = load_dataset(cfg.dataset.name, cfg.dataset.data_dir, source=cfg.dataset.source)
-    model = train(comps.network, ds, cfg.training, seed=cfg.seed, reporter=reporter)
+    epochs_trained = 0
+
+    def count_epoch(epoch, logs):
+        nonlocal epochs_trained
+        epochs_trained += 1
+
+    train_started = time.perf_counter()
+    model = train(comps.network, ds, cfg.training, seed=cfg.seed, reporter=reporter, progress=count_epoch)
+    train_s = time.perf_counter() - train_started
+    evaluate_started = time.perf_counter()
+    test_images = 0
 
     mapper = comps.network
     x_test, y_test = ds.x_test, ds.y_test
@@ -100,6 +110,7 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
                 acc = digital_accuracy(model, mapper.prepare(x_test), y_test)
                 accuracy[scenario] = {"mean": acc, "std": 0.0, "ci95": [acc, acc], "per_trial": [acc],
                                       "trials": 1}
+                test_images += len(x_test)
                 continue
             internal = scenario in ("internal", "both")
             external = scenario in ("external", "both")
@@ -114,11 +125,13 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
                               injector=comps.injector if external else None,
                               prepare=mapper.prepare, batch_size=cfg.batch_size)
             accuracy[scenario] = res.to_dict()
+            test_images += cfg.trials * len(x_test)
 
     energy = None
     if comps.energy is not None:
         net = networks.get("device") or deploy(model, comps.device, cfg.crossbar)
         energy = comps.energy.estimate(net.footprint(), comps.device).to_dict()
+    evaluate_s = time.perf_counter() - evaluate_started
 
     result = RunResult(
         config=resolved,
@@ -129,6 +142,8 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
         energy=energy,
         versions=_versions(__version__),
         wall_time_s=time.perf_counter() - started,
+        timing={"train_s": round(train_s, 3), "train_epochs": epochs_trained, "n_train": int(len(ds.x_train)),
+                "evaluate_s": round(evaluate_s, 3), "test_images": test_images},
     )
     if cfg.output:
         result.write_json(cfg.output)

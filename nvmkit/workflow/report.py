@@ -21,6 +21,11 @@ class RunResult:
     energy: dict | None
     versions: dict
     wall_time_s: float
+    #: what the run measured, the basis of sweep time estimates: ``train_s`` (seconds in training,
+    #: or loading the cached model), ``train_epochs`` (epochs trained now; 0 = loaded from the
+    #: cache), ``n_train``, ``evaluate_s`` (deployment, Monte Carlo and energy), ``test_images``
+    #: (images evaluated, all scenarios and trials)
+    timing: dict | None = None
 
     @property
     def label(self) -> str:
@@ -36,14 +41,57 @@ class RunResult:
         write_json_atomic(path, self.to_dict())
 
 
-def check_output_path(path) -> Path:
-    """Refuse an output path that cannot be written, before any work is done."""
+def check_output_path(path, *, inputs=()) -> Path:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    Refused: a folder; a file in a folder that does not exist or cannot be written; one of ``inputs``
+    (the configuration file the run reads); an existing file that is not an nvmkit result, which
+    would be a user's file overwritten with JSON. An nvmkit result is replaced (a rerun).
+    """
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"output {path} is a folder; give a file name, e.g. {path / 'result.json'}")
     if not path.parent.is_dir():
         raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    for source in inputs:
+        if source is not None and path.exists() and Path(source).exists() and path.samefile(source):
+            raise ConfigError(f"output {path} is the configuration file this run reads; give another "
+                              "file name, e.g. -o result.json")
+    if path.exists() and not _is_result_file(path):
+        raise ConfigError(f"{path} exists and is not an nvmkit result; nvmkit will not overwrite it: "
+                          "give another file name or delete it first")
+    check_writable_folder(path.parent, f"cannot write {path}")
     return path
+
+
+def check_writable_folder(folder, what: str) -> Path:
+    """Refuse a folder in which a file cannot be created (read-only, no permission, full).
+
+    The probe creates and removes a hidden temporary file: permission bits alone do not say whether
+    a write will succeed (root ignores them; a read-only mount does not)."""
+    folder = Path(folder)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".nvmkit-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{what}: folder {folder} cannot be written ({exc.strerror or exc}); "
+                          "choose a writable folder") from None
+    return folder
+
+
+#: the keys every RunResult JSON holds (see RunResult.to_dict)
+_RESULT_KEYS = {"config", "accuracy", "seed", "dataset"}
+
+
+def _is_result_file(path: Path) -> bool:
+    """Whether ``path`` holds a result nvmkit wrote (a JSON object with a RunResult's keys)."""
+    try:
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read(64 * 1024 * 1024))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and _RESULT_KEYS <= set(data)
 
 
 def write_json_atomic(path, data) -> None:
@@ -136,8 +184,13 @@ def print_result(console, result: RunResult) -> None:
     console.print(table)
     if result.energy:
         e = result.energy
-        parts = escape(", ".join(f"{k} {v * 1e9:.3g} nJ" for k, v in e["by_component_J"].items() if v))
-        console.print(f"energy per inference ({escape(e['estimator'])}): [bold]{e['total_J'] * 1e9:.4g} nJ[/] "
-                      f"({parts})")
+        if e.get("physical", True):
+            parts = escape(", ".join(f"{k} {v * 1e9:.3g} nJ" for k, v in e["by_component_J"].items() if v))
+            console.print(f"energy per inference ({escape(e['estimator'])}): [bold]{e['total_J'] * 1e9:.4g} nJ[/] "
+                          f"({parts})")
+        else:  # a figure from unitless conductances would read as joules: print none
+            console.print(f"energy per inference ({escape(e['estimator'])}): not physical for device "
+                          f"'{escape(str(e.get('device')))}', whose conductances have no unit; choose a device with "
+                          "units (e.g. reram, sonos) or give the estimator energy_per_mac", highlight=False)
     if result.label == "sample":
         console.print("[yellow]computed on the embedded sample; pass --data-dir for the full data set[/]")

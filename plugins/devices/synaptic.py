@@ -33,6 +33,7 @@ class SynapticNoise(Device):
     units = "uS"
     sigma_per_weight = True
     bounded = False
+    physical_units = False  # a range of 0 to 1 in units of the weight range: no siemens behind it
     citations: ClassVar[dict[str, str]] = {
         "sigma_syn": "Bennett et al., Sandia (seed study): 2.5% 'realistic internal noise'",
         "resample": "False: static per programming, as the seed deploys noisy weights",

@@ -32,6 +32,7 @@ ACTIVATION_ENERGY = 0.03e-12
 DIGITAL_OP_ENERGY = 0.03e-12
 
 CONVERTER_MODES = ("auto", "included", "explicit")
+_CELL_PHYSICS = "cell physics"  # the source of a per-MAC energy derived from the device's cell read
 CONV_MAPPINGS = ("im2col", "unrolled")
 
 
@@ -123,7 +124,7 @@ class CrossbarEnergy(EnergyEstimator):
         cell = float(device.cell_read_energy(g))
         if not math.isfinite(cell) or cell < 0:
             raise ConfigError(f"device '{device.name}': cell_read_energy gave {cell!r}; set energy_per_mac")
-        return devices_per_weight * cell, "cell physics (devices_per_weight x cell_read_energy)", False
+        return devices_per_weight * cell, f"{_CELL_PHYSICS} (devices_per_weight x cell_read_energy)", False
 
     def converters_priced(self, includes_periphery: bool) -> bool:
         if self.converters == "auto":
@@ -175,11 +176,14 @@ class CrossbarEnergy(EnergyEstimator):
     def estimate(self, footprint: Sequence[LayerFootprint], device: Device) -> EnergyReport:
         terms: list[EnergyTerm] = []
         sources: dict[str, float] = {}
+        physical = True
         for fp in footprint:
             analog = bool(fp.tiles) or fp.macs_per_inference > 0
             if analog:
                 e_mac, source, core = self.mac_energy(device, fp.devices_per_weight)
                 sources[source] = e_mac
+                # the cell physics of a unitless conductance is no energy; a stated per-MAC figure is
+                physical = physical and (device.physical_units or not source.startswith(_CELL_PHYSICS))
                 macs, rows, cols = self.analog_counts(fp)
                 priced = self.converters_priced(core)
                 tag = "" if priced else " (in the MAC figure)"
@@ -196,7 +200,10 @@ class CrossbarEnergy(EnergyEstimator):
                 terms.append(EnergyTerm(fp.name, "digital", fp.digital_ops, self.digital_op_energy, what))
         notes = {"energy_per_mac": sources, "converters": self.converters,
                  "conv_mapping": self.conv_mapping}
-        return EnergyReport(self.name, device.name, terms, notes)
+        if not physical:
+            notes["physical"] = (f"device '{device.name}' has abstract conductances (no unit): its cell read "
+                                 "energy is not physical; use a device with units or set energy_per_mac")
+        return EnergyReport(self.name, device.name, terms, notes, physical=physical)
 
 
 @hookimpl
