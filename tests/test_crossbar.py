@@ -132,20 +132,29 @@ def test_sonos_spread_widens_with_time(rng):
     i = np.float32([400.0])
     s0, s1, s5 = (float(d.programming_sigma(i, t * 86400)[0]) for t in (0, 1, 5))
     assert s0 < s1 < s5
+
+
+@pytest.mark.parametrize("day", [0, 1, 2, 3, 4, 5])
+def test_sonos_spread_after_drift_is_the_days_fit(rng, day):
+    """Point 8 of issue 11: the mean drifts first and that day's measured spread is drawn around
+    it (Agrawal et al., IEDM 2022, Fig. 10). Applying the drift polynomial to the noisy current
+    instead scales the spread by 1 + p'(I): 27.4 instead of 29.6 nA at 400 nA after 5 days,
+    7% low, ~40 standard errors here."""
+    from nvmkit_plugins.devices.sonos import DRIFT_POLY  # noqa: F401  (the fit under test)
+
+    d = SONOS()
     w = np.full((200, 50), 0.25, dtype=np.float32)
     w[0, 0] = 1.0  # sets Wmax: the other cells target G+ = 400 nA
-    c = cfg(nonideal={"read_noise": False, "clip_conductance": False, "drift_time": 86400.0})
-    pc = Crossbar(w, None, d, c).program(rng, trials=4)
-    dev = pc.states[0][:, 1:, :]
-    dev = dev - dev.mean()
-    n = dev.size
-    # drift maps I -> I + p(I): to first order the spread scales by 1 + p'(400 nA) (~ -4.3% at 1 day)
-    from numpy.polynomial import polynomial as P
-
-    from nvmkit_plugins.devices.sonos import DRIFT_POLY
-
-    expected = s1 * (1 + P.polyval(400.0, P.polyder(DRIFT_POLY[1])))
-    assert abs(dev.std() - expected) < Z * expected / np.sqrt(2 * n)
+    t = day * 86400.0
+    c = cfg(nonideal={"read_noise": False, "clip_conductance": False, "drift_time": t})
+    xb = Crossbar(w, None, d, c)
+    pc = xb.program(rng, trials=4)
+    g = pc.states[0][:, 1:, :].astype(np.float64)
+    n = g.size
+    sigma = float(d.programming_sigma(np.float32([400.0]), t)[0])
+    mean = float(d.drift(np.float32([400.0]), t)[0])
+    assert abs(g.std() - sigma) < Z * sigma / np.sqrt(2 * n)
+    assert abs(g.mean() - mean) < Z * sigma / np.sqrt(n)
 
 
 def test_programming_error_is_per_trial_and_reproducible(rng):
@@ -329,9 +338,9 @@ def test_adc_and_dac_quantisation(rng):
         pc.read(x, rng)
     xb.calibrate(x)
     y = pc.read(x, rng)[0]
-    step = 2 * xb.adc_range / (2**6 - 1)
+    step = xb.adc_range / (2**5 - 1)  # signed: 2^6 - 1 levels, one at 0
     assert np.abs(y - ref).max() <= step / 2 + 1e-4
-    assert len(np.unique(y)) <= 2**6
+    assert len(np.unique(y)) <= 2**6 - 1
     c2 = ideal_cfg()
     c2.converters.dac_bits = 4
     xd = Crossbar(w, b, IdealDevice(), c2)
@@ -358,7 +367,7 @@ def test_adc_range_covers_every_row_tile(rng):
     peak = max(float(np.abs(p).max()) for p in partial)
     assert xb.adc_range == pytest.approx(peak, rel=1e-5)
     y = xb.program(rng).read(x, rng)[0]
-    step = 2 * xb.adc_range / (2**8 - 1)
+    step = xb.adc_range / (2**7 - 1)  # signed: 2^8 - 1 levels, one at 0
     # each of the tiles rounds once (<= step / 2); float32 sums add a few eps of the peak
     assert np.abs(y - (x @ w + b)).max() <= len(xb.row_blocks) * step / 2 + 1e-4 * peak
 
@@ -393,6 +402,28 @@ def test_24_bit_converters_still_quantise_exactly(rng):
     assert np.isfinite(y).all()
     tol = 64 * EPS32 * (np.abs(x) @ np.abs(w) + np.abs(b)).max()
     assert np.abs(y - ref).max() <= tol
+
+
+def test_signed_adc_reads_zero_as_zero(rng):
+    """Point 8 of issue 11: with 2^b levels on [-R, R] an exact 0 sits on a threshold and reads
+    as +-1/2 step; with a zero level it reads 0 exactly, whatever R's float32 rounding."""
+    w, _ = layer(rng)
+    x = rng.random((64, w.shape[0]), dtype=np.float32)
+    for bits in (2, 4, 8):
+        c = ideal_cfg(bias="digital")
+        c.converters.adc_bits = bits
+        xb = Crossbar(w, None, IdealDevice(), c)
+        xb.calibrate(x)
+        y = xb.program(rng).read(np.zeros((3, w.shape[0]), np.float32), rng)
+        np.testing.assert_array_equal(y, 0.0)
+        yx = xb.program(rng).read(x, rng)[0]
+        assert len(np.unique(yx)) <= 2**bits - 1
+    c = ideal_cfg()
+    c.converters.adc_bits = 1
+    xb = Crossbar(w, None, IdealDevice(), c)
+    xb.calibrate(x)
+    with pytest.raises(ConfigError, match="2 bits"):
+        xb.program(rng).read(x, rng)
 
 
 # -- speed-critical helpers and memory --------------------------------------------------------

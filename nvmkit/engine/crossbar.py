@@ -211,6 +211,12 @@ class Crossbar:
         ni, d = self.config.nonideal, self.device
         t = ni.drift_time
         g_min, g_max = F32(d.g_min), F32(d.g_max)
+        # The device's own drift moves the *mean* (drift(target, t)); programming_sigma(target, t)
+        # is the spread observed t after programming around that mean (Agrawal et al., IEDM 2022,
+        # Fig. 10: the fits are of the mean shift and of the day-t spread). So the mean shift is
+        # added to the clipped programmed state, never applied to the noisy current: that would
+        # scale the spread by the drift's slope. The power law acts on each cell (multiplicative).
+        device_drift = t > 0 and ni.drift_model == "device"
         states = []
         for target in self.targets:
             shape = (trials, *target.shape)
@@ -225,7 +231,11 @@ class Crossbar:
                 g = np.repeat(target[None], trials, axis=0)
             if ni.clip_conductance and d.bounded:
                 np.clip(g, g_min, g_max, out=g)
-            if t > 0:
+            if device_drift:
+                g += np.asarray(d.drift(target.copy(), t), dtype=F32) - target
+                if d.bounded:  # a conductance (or read current) cannot change sign
+                    np.maximum(g, F32(0), out=g)
+            elif t > 0:
                 g = self._drift(g, t, rng)
             if ni.stuck_at_gmin or ni.stuck_at_gmax:
                 u = rng.random(shape, dtype=F32)
@@ -235,16 +245,14 @@ class Crossbar:
         return ProgrammedCrossbar(self, states)
 
     def _drift(self, g: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
+        """The power law, per cell (the device's own drift is a mean shift: see program)."""
         ni, d = self.config.nonideal, self.device
-        if ni.drift_model == "power-law":
-            if t > ni.drift_t0:
-                log_ratio = F32(math.log(t / ni.drift_t0))
-                nu = F32(ni.drift_nu)
-                if ni.drift_nu_sigma:
-                    nu = standard_normal(rng, g.shape) * F32(ni.drift_nu_sigma) + nu
-                g *= np.exp(-nu * log_ratio)
-        else:
-            g = np.asarray(d.drift(g, t), dtype=F32)
+        if t > ni.drift_t0:
+            log_ratio = F32(math.log(t / ni.drift_t0))
+            nu = F32(ni.drift_nu)
+            if ni.drift_nu_sigma:
+                nu = standard_normal(rng, g.shape) * F32(ni.drift_nu_sigma) + nu
+            g *= np.exp(-nu * log_ratio)
         if d.bounded:  # a conductance (or read current) cannot change sign
             np.maximum(g, F32(0), out=g)
         return g
@@ -374,12 +382,15 @@ def _quantize(v, full_scale, bits, signed, name, what):
             f"{name}: the {what} range is not calibrated; call Crossbar.calibrate(x) (or "
             f"AnalogNetwork.calibrate) or set converters.{what.lower()}_range"
         )
-    lo = -full_scale if signed else 0.0
-    step = F32((full_scale - lo) / (2**bits - 1))
-    q = np.clip(v, F32(lo), F32(full_scale))
-    q -= F32(lo)
+    # unsigned: 2^b levels on [0, R]; signed: 2^b - 1 levels on [-R, R] with one at exactly 0
+    # (sign-magnitude, as CrossSim's converters): with 2^b levels an exact 0 would sit on a
+    # threshold and read as +-1/2 step depending on float rounding
+    if signed and bits < 2:
+        raise ConfigError(f"{name}: a signed {what} needs at least 2 bits (levels -R, 0, +R); "
+                          f"set converters.{what.lower()}_bits >= 2")
+    step = F32(full_scale / (2 ** (bits - 1) - 1 if signed else 2**bits - 1))
+    q = np.clip(v, F32(-full_scale if signed else 0.0), F32(full_scale))
     q /= step
     np.round(q, out=q)
     q *= step
-    q += F32(lo)
     return q
