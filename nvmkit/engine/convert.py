@@ -1,0 +1,288 @@
+"""Convert a user's Keras model into one whose weight layers run on simulated crossbars.
+
+:func:`convert` clones the model's graph (``keras.models.clone_model``, so any Sequential or
+functional graph works, nested models included) and replaces each weight layer by its analog
+counterpart from :mod:`nvmkit.engine.layers`; every other layer is a copy of the user's own
+layer with the user's weights and runs digitally. A BatchNormalization that directly follows a
+weight layer without activation (and is its only reader) is folded into that layer's weights
+and bias (exact at inference, Ioffe and Szegedy, ICML 2015, eq. of the inference transform).
+
+Monte Carlo: ``trials = K`` programmed copies; feed ``numpy.repeat(x, K, axis=0)`` (see
+:func:`repeat_trials`) with a batch size that is a multiple of ``K``; output row ``b * K + k``
+is sample ``b`` on trial ``k``.
+
+Random streams, all from ``seed`` (as :mod:`nvmkit.evaluate`): trial ``k`` programs every
+crossbar, in layer order, from ``SeedSequence(seed, spawn_key=(0, k))``, so a trial's programming
+does not depend on how many trials run together; each layer's read noise comes from its own
+Keras seed generator seeded from ``SeedSequence(seed, spawn_key=(2, layer index))``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from ..crossbar import ProgrammedCrossbar
+from ..crossbar_config import CrossbarConfig
+from ..device import Device
+from ..errors import ConfigError
+from .layers import (AnalogConv, AnalogDense, AnalogDepthwiseConv2D, AnalogLayer,
+                     FoldedBatchNormalization)
+
+F32 = np.float32
+_PROGRAM, _READ = 0, 2
+
+#: Keras weight layers that :func:`convert` puts on crossbars
+ANALOG = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+#: weight layers that cannot be mapped (yet): refused rather than silently kept digital
+_REFUSED = ("Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+            "SeparableConv1D", "DepthwiseConv1D", "EinsumDense", "LSTM", "GRU", "SimpleRNN", "RNN",
+            "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "MultiHeadAttention")
+
+
+def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, trials: int = 1,
+            seed: int = 0, calibration_data=None, fold_batchnorm: bool = True):
+    """A copy of ``model`` whose weight layers run on crossbars of ``device``.
+
+    ``crossbar``: the crossbar settings (default: :class:`CrossbarConfig` defaults). ``trials``:
+    Monte Carlo copies programmed at once. ``calibration_data``: model inputs on which the
+    DAC/ADC full scales are calibrated (needed when the settings have converter bits without a
+    fixed range). ``fold_batchnorm=False`` keeps BatchNormalization digital.
+    """
+    if not isinstance(device, Device):
+        raise ConfigError(f"convert: device must be a nvmkit Device, got {type(device).__name__}; "
+                          "create one with get_registry().create('device', NAME)")
+    config = crossbar if crossbar is not None else CrossbarConfig()
+    if not isinstance(config, CrossbarConfig):
+        raise ConfigError("convert: crossbar must be a CrossbarConfig, e.g. CrossbarConfig.preset('ideal')")
+    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
+        raise ConfigError(f"convert: trials must be an integer >= 1, got {trials!r}")
+    if not isinstance(model, (keras.Sequential, keras.Model)) or not _is_graph(model):
+        raise ConfigError(f"convert: model '{getattr(model, 'name', model)}' must be a built "
+                          "Sequential or functional Keras model (call it on keras.Input first)")
+    folds = _batchnorm_folds(model) if fold_batchnorm else {}
+    folded_bn = {bn.name for bn in folds.values()}
+    originals: dict[int, keras.layers.Layer] = {}
+    counter = iter(range(1 << 30))
+    common = {"device": device, "crossbar": config, "trials": int(trials)}
+
+    def clone(layer):
+        cls = type(layer).__name__
+        if layer.name in folded_bn:
+            new = FoldedBatchNormalization(name=layer.name)
+        elif cls in ANALOG:
+            new = _analog_twin(layer, {**common, "seed": _read_seed(seed, next(counter))})
+        elif cls in _REFUSED:
+            raise ConfigError(f"convert: layer '{layer.name}' ({cls}) cannot be put on crossbars yet; "
+                              f"supported weight layers: {', '.join(ANALOG)}")
+        else:
+            new = layer.__class__.from_config(layer.get_config())
+        originals[id(new)] = layer
+        return new
+
+    try:
+        out = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"convert: model '{model.name}' could not be cloned ({first}); "
+                          "use a Sequential or functional model") from None
+    for new in _all_layers(out):
+        old = originals.get(id(new))
+        if old is None:
+            continue
+        if isinstance(new, AnalogLayer):
+            _copy_analog_weights(old, new, folds.get(old.name))
+        elif old.weights and not isinstance(new, FoldedBatchNormalization):
+            new.set_weights(old.get_weights())
+    program(out, seed)
+    if needs_calibration(out):
+        if calibration_data is None:
+            raise ConfigError("convert: the converters have bits but no fixed range; pass "
+                              "calibration_data (a few hundred model inputs) or set "
+                              "converters.dac_range/adc_range")
+        calibrate(out, calibration_data)
+    return out
+
+
+def _is_graph(model) -> bool:
+    try:
+        return bool(model.inputs) and bool(model.outputs)
+    except (AttributeError, ValueError):
+        return False
+
+
+def _read_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence(seed, spawn_key=(_READ, index)).generate_state(1)[0] >> 1)
+
+
+def _all_layers(model) -> list:
+    """Every layer, nested models expanded, in the model's order."""
+    out = []
+    for layer in model.layers:
+        out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
+def analog_layers(model) -> list[AnalogLayer]:
+    """The model's analog layers in order (nested models included)."""
+    return [layer for layer in _all_layers(model) if isinstance(layer, AnalogLayer)]
+
+
+def _producer(layer):
+    """The single layer whose output ``layer`` reads, or None."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
+        return None
+    return nodes[0].input_tensors[0]._keras_history.operation
+
+
+def _batchnorm_folds(model) -> dict:
+    """weight layer name -> the BatchNormalization folded into it."""
+    folds = {}
+    for layer in _all_layers(model):
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        src = _producer(layer)
+        if src is None or type(src).__name__ not in ANALOG:
+            continue
+        ndim = len(layer.input.shape)
+        if layer.axis not in (-1, ndim - 1):
+            continue
+        if getattr(src.activation, "__name__", "") != "linear":
+            continue
+        if len(src._inbound_nodes) != 1 or len(getattr(src, "_outbound_nodes", [])) != 1:
+            continue
+        folds[src.name] = layer
+    return folds
+
+
+def _analog_twin(layer, common: dict) -> AnalogLayer:
+    cls = type(layer).__name__
+    c = layer.get_config()
+    name = layer.name
+    act = c.get("activation")
+    if cls != "Dense" and c.get("data_format", "channels_last") != "channels_last":
+        raise ConfigError(f"convert: layer '{name}' ({cls}) uses {c['data_format']}; build the model "
+                          "channels_last")
+    if cls in ("Conv1D", "Conv2D", "SeparableConv2D") and c.get("groups", 1) != 1:
+        raise ConfigError(f"convert: layer '{name}' ({cls}) uses groups={c['groups']}; only "
+                          "groups=1 can be put on crossbars")
+    if cls == "Dense":
+        return AnalogDense(c["units"], act, c["use_bias"], name=name, **common)
+    if cls in ("Conv1D", "Conv2D"):
+        return AnalogConv(1 if cls == "Conv1D" else 2, c["filters"], c["kernel_size"], c["strides"],
+                          c["padding"], c["dilation_rate"], act, c["use_bias"], name=name, **common)
+    return AnalogDepthwiseConv2D(
+        c["kernel_size"], c["strides"], c["padding"], c["depth_multiplier"], c["dilation_rate"], act,
+        c["use_bias"], pointwise_filters=c["filters"] if cls == "SeparableConv2D" else None,
+        name=name, **common)
+
+
+def _copy_analog_weights(old, new: AnalogLayer, bn) -> None:
+    """The user's weights into the analog twin, with a following BatchNormalization folded in:
+    y = gamma (z - mean) / sqrt(var + eps) + beta = z * s + (beta - mean * s)."""
+    cls = type(old).__name__
+    if cls == "SeparableConv2D":
+        main = {"depthwise_kernel": old.depthwise_kernel, "pointwise_kernel": old.pointwise_kernel}
+        last = "pointwise_kernel"
+    elif cls == "DepthwiseConv2D":
+        main = {"depthwise_kernel": old.kernel}
+        last = "depthwise_kernel"
+    else:
+        main = {"kernel": old.kernel}
+        last = "kernel"
+    arrays = {k: np.asarray(v, F32) for k, v in main.items()}
+    bias = np.asarray(old.bias, F32) if old.use_bias else None
+    if bn is not None:
+        s, shift = _bn_affine(bn)
+        k = arrays[last]
+        if cls == "DepthwiseConv2D":  # output channel c*mult + j
+            k = k * s.reshape(k.shape[-2], k.shape[-1])
+        else:
+            k = k * s
+        arrays[last] = k.astype(F32)
+        bias = ((bias if bias is not None else 0.0) * s + shift).astype(F32)
+    if "depthwise_kernel" in arrays:
+        new.depthwise_kernel.assign(arrays["depthwise_kernel"])
+    if "pointwise_kernel" in arrays:
+        new.pointwise_kernel.assign(arrays["pointwise_kernel"])
+    if "kernel" in arrays:
+        new.kernel.assign(arrays["kernel"])
+    if bias is not None:
+        if new.bias is None:
+            raise ConfigError(f"convert: layer '{old.name}' has no bias to fold "
+                              f"'{bn.name}' into; report this as a bug")
+        new.bias.assign(bias)
+
+
+def _bn_affine(bn):
+    """BatchNormalization at inference as a per-channel scale and shift."""
+    var = np.asarray(bn.moving_variance, np.float64)
+    mean = np.asarray(bn.moving_mean, np.float64)
+    gamma = np.asarray(bn.gamma, np.float64) if bn.scale else 1.0
+    beta = np.asarray(bn.beta, np.float64) if bn.center else 0.0
+    s = gamma / np.sqrt(var + bn.epsilon)
+    return s.astype(F32), (beta - mean * s).astype(F32)
+
+
+# -- programming and calibration -----------------------------------------------------------------
+
+def program(model, seed: int) -> None:
+    """Redraw the programmed state of every analog layer from ``seed`` (see the module
+    docstring), from the layers' current (user) weights; resets each layer's read-noise
+    stream."""
+    layers = analog_layers(model)
+    if not layers:
+        return
+    trials = {layer.trials for layer in layers}
+    if len(trials) != 1:
+        raise ConfigError(f"program: the analog layers have different trial counts {sorted(trials)}; "
+                          "convert the model once with one trials value")
+    k = trials.pop()
+    cores = [(core, core.crossbar(w, b), w, b) for layer in layers for core, w, b in layer.core_weights()]
+    gens = [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_PROGRAM, t)))
+            for t in range(k)]
+    per_trial = [[xb.program(g, 1) for _, xb, _, _ in cores] for g in gens]
+    for i, (core, xb, w, b) in enumerate(cores):
+        states = [np.concatenate([p[i].states[j] for p in per_trial]) for j in range(xb.devices_per_weight)]
+        user = np.vstack([w, b[None]]) if core.bias_row else w
+        core.assign(ProgrammedCrossbar(xb, states), user.astype(F32))
+    for i, layer in enumerate(layers):
+        layer.seed_generator.state.assign(
+            np.array([_read_seed(seed, i), 0]).astype(layer.seed_generator.state.dtype))
+
+
+def needs_calibration(model) -> bool:
+    return any(core.needs_calibration() for layer in analog_layers(model) for core in layer.cores)
+
+
+def calibrate(model, x, batch_size: int = 256) -> None:
+    """Set every uncalibrated DAC/ADC full scale from the float reference pass of model inputs
+    ``x`` (a few hundred training samples): DAC max |input|, ADC max |ideal partial sum|."""
+    layers = analog_layers(model)
+    if not layers:
+        return
+    for layer in layers:
+        layer.ideal = True
+    try:
+        try:
+            taps = keras.Model(model.inputs, [layer.input for layer in layers])
+        except (AttributeError, ValueError) as e:
+            raise ConfigError(f"calibrate: the analog layers' inputs cannot be tapped ({e}); "
+                              "set converters.dac_range/adc_range instead") from None
+        seen = taps.predict(np.asarray(x, F32), batch_size=batch_size, verbose=0)
+    finally:
+        for layer in layers:
+            layer.ideal = False
+    if len(layers) == 1:
+        seen = [seen]
+    for layer, xin in zip(layers, seen):
+        for (core, w, b), xc in zip(layer.core_weights(), layer.core_inputs(np.asarray(xin, F32))):
+            core.calibrate(xc, core.crossbar(w, b))
+
+
+def repeat_trials(x, trials: int) -> np.ndarray:
+    """Model input for ``trials`` Monte Carlo copies: each sample repeated ``trials`` times."""
+    return np.repeat(np.asarray(x), trials, axis=0)

@@ -1,0 +1,450 @@
+"""Analog Keras layers: a weight layer whose matrix products run on simulated crossbars.
+
+Each layer keeps the user's weights as its trainable variables (same names and shapes as the
+Keras layer it replaces), so ``fit`` trains them. The programmed state of ``trials`` Monte Carlo
+copies lives beside them in non-trainable variables, in weight units:
+
+- ``*programmed_delta`` (K, rows, cols): programmed weight minus the user's weight at
+  programming (mapping, levels, programming error, clipping, drift, stuck cells: everything
+  frozen for a trial). The read uses ``user weight + delta``, so the gradient with respect to
+  the user's weight is exact (the delta is a constant) and between two programmings a training
+  step moves the analog weights with it (the delta acts as frozen device noise);
+- ``*read_sd`` (K, 1, cols) or ``*read_var`` (K, rows, cols): per-weight read noise, drawn
+  afresh at every read (see :mod:`nvmkit.engine.ops`);
+- ``*dac_range``, ``*dac_signed``, ``*adc_range``: converter full scales calibrated on data.
+
+:func:`nvmkit.engine.convert.program` redraws the state from a seed; everything is saved in the
+``.keras`` file, so a loaded model reads the same programmed hardware.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from ..crossbar import Crossbar, ProgrammedCrossbar
+from ..crossbar_config import CrossbarConfig
+from ..device import Device
+from ..errors import ConfigError, NvmkitError
+from . import ops as xops
+
+F32 = np.float32
+PACKAGE = "nvmkit"
+
+
+def device_config(device: Device) -> dict:
+    return {"name": device.name, "params": device.get_config()}
+
+
+def device_from_config(config) -> Device:
+    if isinstance(config, Device):
+        return config
+    from ..registry import get_registry
+
+    return get_registry().create("device", config["name"], config.get("params", {}))
+
+
+def _read_noise_mode(device: Device, config: CrossbarConfig) -> str:
+    """'none', 'column' (read sigma independent of the state) or 'cell', decided once at build
+    so that the variables' shapes are fixed; checked against the programmed state later."""
+    if not config.nonideal.read_noise:
+        return "none"
+    g = np.linspace(0.0, 2.0 * device.g_max, 9, dtype=F32)
+    g = np.concatenate([g, np.linspace(device.g_min, device.g_max, 9, dtype=F32)])
+    s = np.asarray(device.read_sigma(g), dtype=F32)
+    if not np.any(s):
+        return "none"
+    return "column" if np.all(s == s[0]) else "cell"
+
+
+class _Core:
+    """One weight matrix on crossbars: shapes, programmed-state variables, read and calibration."""
+
+    def __init__(self, layer: "AnalogLayer", tag: str, n_in: int, n_out: int, has_bias: bool,
+                 depthwise: tuple[int, int] | None = None):
+        cfg = layer.crossbar_config
+        m = cfg.mapping
+        self.layer, self.tag, self.n_in, self.n_out = layer, tag, n_in, n_out
+        self.has_bias = has_bias
+        self.bias_row = has_bias and m.bias == "row"
+        self.digital_bias = has_bias and m.bias == "digital"
+        self.rows = n_in + int(self.bias_row)
+        self.blocks = [(r, min(r + m.tile_rows, self.rows)) for r in range(0, self.rows, m.tile_rows)]
+        self.depthwise = depthwise
+        k = layer.trials
+        self.delta = layer.add_weight(name=f"{tag}programmed_delta", shape=(k, self.rows, n_out),
+                                      initializer="zeros", trainable=False)
+        self.read_sd = self.read_var = None
+        if layer.noise_mode == "column":
+            self.read_sd = layer.add_weight(name=f"{tag}read_sd", shape=(k, 1, n_out),
+                                            initializer="zeros", trainable=False)
+        elif layer.noise_mode == "cell":
+            self.read_var = layer.add_weight(name=f"{tag}read_var", shape=(k, self.rows, n_out),
+                                             initializer="zeros", trainable=False)
+        conv = cfg.converters
+        self.dac_bits, self.adc_bits = conv.dac_bits, conv.adc_bits
+        self.dac_range = self.dac_signed = self.adc_range = None
+        if conv.dac_bits is not None:
+            self.dac_range = layer.add_weight(
+                name=f"{tag}dac_range", shape=(), trainable=False,
+                initializer=keras.initializers.Constant(conv.dac_range or 0.0))
+            self.dac_signed = layer.add_weight(name=f"{tag}dac_signed", shape=(), trainable=False,
+                                               initializer="zeros")
+        if conv.adc_bits is not None:
+            self.adc_range = layer.add_weight(
+                name=f"{tag}adc_range", shape=(), trainable=False,
+                initializer=keras.initializers.Constant(conv.adc_range or 0.0))
+
+    # -- the read -----------------------------------------------------------------------------
+    def matrix(self, kernel2d, bias):
+        """The user's weights as crossbar rows (bias row last when analog)."""
+        if self.bias_row:
+            return ops.concatenate([kernel2d, ops.expand_dims(bias, 0)], axis=0)
+        return kernel2d
+
+    def forward(self, x, kernel2d, bias):
+        """x (K|1, M, inputs) -> (K|1, M, n_out)."""
+        if self.layer.ideal:  # the float reference: the user's weights, no device, no converters
+            y = xops._product(x, ops.expand_dims(kernel2d, 0), self.depthwise)
+            return y + bias if self.has_bias else y
+        w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + self.delta
+        if self.dac_bits is not None:
+            x = xops.quantize(x, self.dac_range, self.dac_bits, self.dac_signed)
+        y = xops.read(x, w, n_in=self.n_in, bias_row=self.bias_row, blocks=self.blocks,
+                      seed=self.layer.seed_generator, var=self.read_var, col_sd=self.read_sd,
+                      adc_range=self.adc_range, adc_bits=self.adc_bits, depthwise=self.depthwise)
+        return y + bias if self.digital_bias else y
+
+    # -- programming and calibration (numpy, once per trial) ----------------------------------
+    def crossbar(self, kernel2d: np.ndarray, bias: np.ndarray | None) -> Crossbar:
+        return Crossbar(kernel2d, bias if self.has_bias else None, self.layer.device,
+                        self.layer.crossbar_config, name=f"{self.layer.name}{self.tag}")
+
+    def assign(self, programmed: ProgrammedCrossbar, user_matrix: np.ndarray) -> None:
+        self.delta.assign(programmed.weights() - user_matrix[None])
+        var, col = programmed._var, programmed._col_sd
+        if self.read_var is not None:
+            full = var if var is not None else (
+                np.broadcast_to(np.square(col)[:, None, :], self.read_var.shape) if col is not None
+                else np.zeros(self.read_var.shape, F32))
+            self.read_var.assign(full)
+        elif self.read_sd is not None:
+            if var is not None:
+                raise NvmkitError(f"{self.layer.name}: device '{self.layer.device.name}' gave a "
+                                  "state-dependent read noise it did not show when probed; "
+                                  "report it as a bug")
+            self.read_sd.assign(col[:, None, :] if col is not None else np.zeros(self.read_sd.shape, F32))
+        elif var is not None or col is not None:
+            raise NvmkitError(f"{self.layer.name}: device '{self.layer.device.name}' gave read "
+                              "noise it did not show when probed; report it as a bug")
+
+    def calibrate(self, x: np.ndarray, xbar: Crossbar) -> None:
+        """DAC: max |x| (and whether x is signed). ADC: max |ideal partial sum| over row tiles,
+        in weight units, with the mapped (clipped) weights, as Crossbar.calibrate does."""
+        conv = self.layer.crossbar_config.converters
+        x = np.asarray(x, F32).reshape(-1, x.shape[-1])
+        if self.dac_range is not None:
+            if conv.dac_range is None:
+                self.dac_range.assign(float(np.abs(x).max()) or 1.0)
+            signed = bool(x.min() < 0)
+            if signed and self.dac_bits < 2:
+                raise ConfigError(f"{self.layer.name}: a signed DAC needs at least 2 bits; set "
+                                  "converters.dac_bits >= 2")
+            self.dac_signed.assign(float(signed))
+        if self.adc_range is not None and conv.adc_range is None:
+            if self.adc_bits < 2:
+                raise ConfigError(f"{self.layer.name}: a signed ADC needs at least 2 bits; set "
+                                  "converters.adc_bits >= 2")
+            ideal = xbar.target_weights()
+            per_row = 1 if self.depthwise is None else self.depthwise[0]
+            peak = 0.0
+            chunk = max(1, (1 << 24) // max(1, x.shape[1] + self.n_out))
+            for r0, r1 in self.blocks:
+                hi = min(r1, self.n_in)
+                w = ideal[None, r0:hi]
+                for s in range(0, len(x), chunk):
+                    xs = x[None, s:s + chunk, r0 * per_row:hi * per_row]
+                    y = np.asarray(xops._product(xs, w, self.depthwise))
+                    if self.bias_row and r1 > self.n_in:
+                        y = y + ideal[self.n_in]
+                    peak = max(peak, float(np.abs(y).max()))
+            self.adc_range.assign(peak or 1.0)
+
+    def needs_calibration(self) -> bool:
+        return any(v is not None and float(v.numpy()) == 0.0 for v in (self.dac_range, self.adc_range))
+
+    def tiles(self) -> list[tuple[int, int]]:
+        tc = self.layer.crossbar_config.mapping.tile_cols
+        per = [(r1 - r0, min(c + tc, self.n_out) - c) for r0, r1 in self.blocks
+               for c in range(0, self.n_out, tc)]
+        if self.depthwise is not None:  # one crossbar per channel, mult columns each
+            c, mult = self.depthwise
+            per = [(r1 - r0, min(j + tc, mult) - j) for r0, r1 in self.blocks
+                   for j in range(0, mult, tc)] * c
+        return per
+
+
+class AnalogLayer(keras.layers.Layer):
+    """Base of the analog layers: the device, the crossbar settings, the trial count and the
+    read-noise seed; subclasses define the weights, the cores and the call."""
+
+    def __init__(self, device, crossbar=None, trials: int = 1, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.device = device_from_config(device)
+        if not isinstance(self.device, Device):
+            raise ConfigError(f"{self.name}: device must be a nvmkit Device, got "
+                              f"{type(self.device).__name__}")
+        self.crossbar_config = (crossbar if isinstance(crossbar, CrossbarConfig)
+                                else CrossbarConfig.from_dict(dict(crossbar or {})))
+        if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
+            raise ConfigError(f"{self.name}: trials must be an integer >= 1, got {trials!r}")
+        self.trials = int(trials)
+        self.seed = int(seed)
+        self.noise_mode = _read_noise_mode(self.device, self.crossbar_config)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.ideal = False  # True: the float reference pass (calibration)
+        self.cores: list[_Core] = []
+
+    def get_config(self):
+        return {**super().get_config(), "device": device_config(self.device),
+                "crossbar": self.crossbar_config.to_dict(), "trials": self.trials,
+                "seed": self.seed}
+
+    def _k(self) -> int:
+        return 1 if self.ideal else self.trials
+
+    # subclasses: [(core, kernel2d, bias)] for programming, as numpy arrays
+    def core_weights(self) -> list[tuple[_Core, np.ndarray, np.ndarray | None]]:
+        raise NotImplementedError
+
+    def core_inputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Each core's ideal input rows for inputs ``x`` (calibration)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        m = self.crossbar_config.mapping
+        tiles = sum(len(c.tiles()) for c in self.cores)
+        shapes = " + ".join(f"{c.rows}x{c.n_out}" for c in self.cores)
+        return (f"{self.device.name}, {m.scheme} mapping, {shapes} on {tiles} tile(s) of "
+                f"{m.tile_rows}x{m.tile_cols}, bias {m.bias}, {self.trials} trial(s)")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AnalogDense(AnalogLayer):
+    """Dense on crossbars: ``activation(x @ kernel + bias)``, the product analog, along the last
+    axis like keras.layers.Dense (one read per input vector)."""
+
+    def __init__(self, units: int, activation=None, use_bias: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+
+    def build(self, input_shape):
+        n_in = int(input_shape[-1])
+        self.kernel = self.add_weight(name="kernel", shape=(n_in, self.units),
+                                      initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros") \
+            if self.use_bias else None
+        self.cores = [_Core(self, "", n_in, self.units, self.use_bias)]
+
+    def call(self, x, training=None, mask=None):
+        k = self._k()
+        inner = tuple(x.shape[1:-1])
+        y = self.cores[0].forward(xops.group_trials(x, k), self.kernel, self.bias)
+        return self.activation(xops.ungroup_trials(y, k, (*inner, self.units)))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def core_weights(self):
+        b = None if self.bias is None else self.bias.numpy()
+        return [(self.cores[0], self.kernel.numpy(), b)]
+
+    def core_inputs(self, x):
+        return [x.reshape(-1, x.shape[-1])]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AnalogConv(AnalogLayer):
+    """Conv1D / Conv2D (channels last) on crossbars, mapped kernel-wise (im2col, as ISAAC,
+    Shafiee et al., ISCA 2016): one crossbar of ``prod(kernel) * C_in (+ bias)`` rows by
+    ``filters`` columns, read once per output position (each position its own read noise)."""
+
+    def __init__(self, rank: int, filters: int, kernel_size, strides=1, padding="valid",
+                 dilation_rate=1, activation=None, use_bias: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if rank not in (1, 2):
+            raise ConfigError(f"{self.name}: AnalogConv handles 1-D and 2-D convolutions, got rank {rank}")
+        self.rank = rank
+        tup = (lambda v: tuple(int(a) for a in v) if np.iterable(v) else (int(v),) * rank)
+        self.filters, self.kernel_size = int(filters), tup(kernel_size)
+        self.strides, self.dilation_rate = tup(strides), tup(dilation_rate)
+        self.padding = padding
+        if padding not in ("valid", "same") and not (rank == 1 and padding == "causal"):
+            raise ConfigError(f"{self.name}: padding must be 'valid' or 'same' (or 'causal' in 1-D)")
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+
+    def _geometry2d(self):
+        if self.rank == 1:
+            return (1, *self.kernel_size), (1, *self.strides), (1, *self.dilation_rate)
+        return self.kernel_size, self.strides, self.dilation_rate
+
+    def build(self, input_shape):
+        c_in = int(input_shape[-1])
+        self.kernel = self.add_weight(name="kernel", shape=(*self.kernel_size, c_in, self.filters),
+                                      initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") \
+            if self.use_bias else None
+        self.cores = [_Core(self, "", math.prod(self.kernel_size) * c_in, self.filters, self.use_bias)]
+
+    def _patches(self, x):
+        if self.rank == 1:
+            x = ops.expand_dims(x, 1)
+        size, strides, dil = self._geometry2d()
+        return xops.patches(x, size, strides, dil, self.padding)
+
+    def call(self, x, training=None, mask=None):
+        k = self._k()
+        p = self._patches(x)
+        kernel2d = ops.reshape(self.kernel, (-1, self.filters))
+        y = self.cores[0].forward(xops.group_trials(p, k), kernel2d, self.bias)
+        y = xops.ungroup_trials(y, k, (*p.shape[1:-1], self.filters))
+        if self.rank == 1:
+            y = ops.squeeze(y, 1)
+        return self.activation(y)
+
+    def compute_output_shape(self, input_shape):
+        size, strides, dil = self._geometry2d()
+        hw = (1, input_shape[1]) if self.rank == 1 else tuple(input_shape[1:3])
+        _, out = xops.window_geometry(hw, size, strides, dil, self.padding)
+        out = out[1:] if self.rank == 1 else out
+        return (input_shape[0], *out, self.filters)
+
+    def core_weights(self):
+        b = None if self.bias is None else self.bias.numpy()
+        return [(self.cores[0], self.kernel.numpy().reshape(-1, self.filters), b)]
+
+    def core_inputs(self, x):
+        p = np.asarray(self._patches(ops.convert_to_tensor(x)))
+        return [p.reshape(-1, p.shape[-1])]
+
+    def get_config(self):
+        return {**super().get_config(), "rank": self.rank, "filters": self.filters,
+                "kernel_size": self.kernel_size, "strides": self.strides,
+                "padding": self.padding, "dilation_rate": self.dilation_rate,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AnalogDepthwiseConv2D(AnalogLayer):
+    """DepthwiseConv2D on crossbars: each input channel its own crossbar of ``kh*kw (+ bias)``
+    rows by ``depth_multiplier`` columns, read once per output position. With
+    ``pointwise_filters`` set it is a SeparableConv2D: the depthwise output then goes through a
+    second crossbar of ``C*mult (+ bias)`` rows by ``pointwise_filters`` columns (a 1x1
+    convolution), with its own converters."""
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier: int = 1,
+                 dilation_rate=1, activation=None, use_bias: bool = True,
+                 pointwise_filters: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        tup = (lambda v: tuple(int(a) for a in v) if np.iterable(v) else (int(v),) * 2)
+        self.kernel_size, self.strides, self.dilation_rate = tup(kernel_size), tup(strides), tup(dilation_rate)
+        if padding not in ("valid", "same"):
+            raise ConfigError(f"{self.name}: padding must be 'valid' or 'same'")
+        self.padding = padding
+        self.depth_multiplier = int(depth_multiplier)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.pointwise_filters = None if pointwise_filters is None else int(pointwise_filters)
+
+    def build(self, input_shape):
+        c, mult = int(input_shape[-1]), self.depth_multiplier
+        kh, kw = self.kernel_size
+        self.depthwise_kernel = self.add_weight(name="depthwise_kernel", shape=(kh, kw, c, mult),
+                                                initializer="glorot_uniform")
+        sep = self.pointwise_filters is not None
+        if sep:
+            self.pointwise_kernel = self.add_weight(
+                name="pointwise_kernel", shape=(1, 1, c * mult, self.pointwise_filters),
+                initializer="glorot_uniform")
+        n_out = self.pointwise_filters if sep else c * mult
+        self.bias = self.add_weight(name="bias", shape=(n_out,), initializer="zeros") \
+            if self.use_bias else None
+        self.cores = [_Core(self, "depthwise_", kh * kw, c * mult, self.use_bias and not sep,
+                            depthwise=(c, mult))]
+        if sep:
+            self.cores.append(_Core(self, "pointwise_", c * mult, self.pointwise_filters,
+                                    self.use_bias))
+
+    def _patches(self, x):
+        return xops.patches(x, self.kernel_size, self.strides, self.dilation_rate, self.padding)
+
+    def _dw_matrix(self):
+        kh, kw, c, mult = self.depthwise_kernel.shape
+        return ops.reshape(self.depthwise_kernel, (kh * kw, c * mult))
+
+    def call(self, x, training=None, mask=None):
+        k = self._k()
+        p = self._patches(x)
+        sep = self.pointwise_filters is not None
+        y = self.cores[0].forward(xops.group_trials(p, k), self._dw_matrix(),
+                                  None if sep else self.bias)
+        if sep:
+            pw = ops.reshape(self.pointwise_kernel, (-1, self.pointwise_filters))
+            y = self.cores[1].forward(y, pw, self.bias)
+        y = xops.ungroup_trials(y, k, (*p.shape[1:-1], y.shape[-1]))
+        return self.activation(y)
+
+    def compute_output_shape(self, input_shape):
+        _, out = xops.window_geometry(tuple(input_shape[1:3]), self.kernel_size, self.strides,
+                                      self.dilation_rate, self.padding)
+        n_out = self.pointwise_filters or int(input_shape[-1]) * self.depth_multiplier
+        return (input_shape[0], *out, n_out)
+
+    def core_weights(self):
+        b = None if self.bias is None else self.bias.numpy()
+        dw = np.asarray(self._dw_matrix())
+        if self.pointwise_filters is None:
+            return [(self.cores[0], dw, b)]
+        pw = self.pointwise_kernel.numpy().reshape(-1, self.pointwise_filters)
+        return [(self.cores[0], dw, None), (self.cores[1], pw, b)]
+
+    def core_inputs(self, x):
+        p = np.asarray(self._patches(ops.convert_to_tensor(x)))
+        p = p.reshape(-1, p.shape[-1])
+        if self.pointwise_filters is None:
+            return [p]
+        dw = np.asarray(self._dw_matrix())
+        mid = np.asarray(xops._product(p[None], dw[None], self.cores[0].depthwise))[0]
+        return [p, mid]
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides,
+                "padding": self.padding, "depth_multiplier": self.depth_multiplier,
+                "dilation_rate": self.dilation_rate,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias, "pointwise_filters": self.pointwise_filters}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FoldedBatchNormalization(keras.layers.Layer):
+    """Where a BatchNormalization stood after it was folded into the weight layer before it:
+    passes its input through (the fold is exact at inference). Accepts the arguments the
+    BatchNormalization was called with, so the cloned graph replays unchanged."""
+
+    def call(self, x, training=None, mask=None):
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

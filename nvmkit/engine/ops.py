@@ -1,0 +1,170 @@
+"""The crossbar read in Keras ops: one analog matrix product with its read noise and converters.
+
+This is the part of the engine that runs on every inference, so it is written in ``keras.ops``
+and ``keras.random`` only (it runs on whatever device the backend uses; TensorFlow is tested).
+Programming (mapping, levels, programming error, clipping, drift, stuck cells) happens once per
+Monte Carlo trial and calls the device model's numpy functions (docs/plugins.md); it lives in
+:class:`nvmkit.crossbar.Crossbar`, whose result the analog layers keep in non-trainable
+variables.
+
+Monte Carlo layout: a converted model with ``K`` programmed copies takes a batch of ``B * K``
+rows in which each input sample is repeated ``K`` times (sample-major, trial-minor, as
+``numpy.repeat(x, K, axis=0)`` gives). Any Keras batching whose size is a multiple of ``K``
+therefore keeps whole groups, and digital layers just see a bigger batch. An analog layer
+regroups its input to ``(K, B * positions, n_in)`` and reads trial ``k``'s copy for group ``k``:
+one batched matrix product for all trials, no Python loop over samples or trials.
+
+Read noise: for ``y_j = sum_i x_i (G_ij + n_ij)`` with independent ``n_ij ~ N(0, s_ij^2)``,
+``y_j`` is exactly ``sum_i x_i G_ij + N(0, sum_i x_i^2 s_ij^2)``: one product of ``x**2`` with the
+cell variances and one normal draw per output, never a batch x rows x cols tensor. When
+``s_ij`` does not depend on the row the product collapses to ``sum_i x_i^2 * s_j^2``. Without an
+ADC the tiles' partial sums are added in analog-free float, so one draw with the summed
+variance is exact in distribution; with an ADC each row tile is read, noised and converted on
+its own, as in hardware.
+
+Straight-through gradients: converters round in the forward pass and pass the gradient
+unchanged (Bengio et al., arXiv:1308.3432, 2013); read noise is a constant of the backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+
+def group_trials(x, trials: int):
+    """(B*K, *positions, n) in sample-major order -> (K, B*prod(positions), n)."""
+    n = x.shape[-1]
+    if trials == 1:
+        return ops.reshape(x, (1, -1, n))
+    x = ops.reshape(x, (-1, trials, math.prod(x.shape[1:-1]), n))
+    x = ops.transpose(x, (1, 0, 2, 3))
+    return ops.reshape(x, (trials, -1, n))
+
+
+def ungroup_trials(y, trials: int, inner_shape: tuple[int, ...]):
+    """(K, B*prod(inner[:-1]), m) -> (B*K, *inner_shape): the inverse of :func:`group_trials`."""
+    if trials == 1:
+        return ops.reshape(y, (-1, *inner_shape))
+    y = ops.reshape(y, (trials, -1, math.prod(inner_shape)))
+    y = ops.transpose(y, (1, 0, 2))
+    return ops.reshape(y, (-1, *inner_shape))
+
+
+def straight_through(v, q):
+    """Forward value exactly ``q``; gradient as if it were ``v``."""
+    return ops.stop_gradient(q) + (v - ops.stop_gradient(v))
+
+
+def quantize(v, full_scale, bits: int, signed):
+    """Round ``v`` to a converter's levels, straight-through.
+
+    Unsigned: 2^b levels on [0, R]. Signed: 2^b - 1 levels on [-R, R], one of them exactly 0
+    (sign-magnitude, as CrossSim's converters; with 2^b levels an exact 0 would sit on a
+    threshold and read as +-1/2 step). ``signed`` may be a Python bool or a 0-d tensor (a DAC
+    calibrated on data learns whether its inputs are signed).
+    """
+    if isinstance(signed, bool):
+        levels = float(2 ** (bits - 1) - 1 if signed else 2**bits - 1)
+        lo = -full_scale if signed else ops.zeros_like(full_scale)
+    else:
+        s = ops.cast(signed, v.dtype)
+        levels = s * float(2 ** (bits - 1) - 1) + (1 - s) * float(2**bits - 1)
+        lo = -full_scale * s
+    step = full_scale / levels
+    q = ops.round(ops.clip(v, lo, full_scale) / step) * step
+    return straight_through(v, q)
+
+
+def _product(x, w, depthwise: tuple[int, int] | None):
+    """(K|1, M, r) x (K|1, r, m) -> (max K, M, m). ``depthwise=(C, mult)``: r = p*C inputs in
+    (p, c) order and m = C*mult columns, column (c, j) reading only channel c."""
+    if depthwise is None:
+        if w.shape[0] == 1 and x.shape[0] == 1:
+            return ops.expand_dims(ops.matmul(x[0], w[0]), 0)
+        return ops.matmul(x, w)
+    c, mult = depthwise
+    xk = ops.reshape(x, (x.shape[0], -1, x.shape[-1] // c, c))
+    wk = ops.reshape(w, (w.shape[0], w.shape[1], c, mult))
+    y = ops.einsum("kmpc,kpcj->kmcj", xk, wk)
+    return ops.reshape(y, (y.shape[0], -1, c * mult))
+
+
+def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd=None,
+         adc_range=None, adc_bits: int | None = None, depthwise=None):
+    """One analog read of every tile.
+
+    ``x`` (K|1, M, inputs) after the DAC; ``w`` (K|1, rows, cols) effective weights in weight
+    units, the bias row (if any) last; ``n_in`` the weight rows driven by inputs; ``var``
+    (K, rows, cols) per-weight read variance, or ``col_sd`` (K, 1, cols) when it does not depend
+    on the row; ``blocks`` the row tiles [(r0, r1), ...] in weight rows. ``depthwise=(C, mult)``:
+    each channel has its own crossbar of the same rows (inputs are (row, channel) pairs).
+    Returns (K, M, cols) in weight units.
+    """
+    noisy = seed is not None and (var is not None or col_sd is not None)
+    if adc_bits is None:
+        blocks = [(0, blocks[-1][1])]  # tiles add exactly without an ADC (see module docstring)
+    per_row = 1 if depthwise is None else depthwise[0]
+    out = None
+    for r0, r1 in blocks:
+        hi = min(r1, n_in)
+        xs = x if (r0, hi) == (0, n_in) else x[..., r0 * per_row:hi * per_row]
+        y = _product(xs, w[:, r0:hi], depthwise)
+        has_bias = bias_row and r1 > n_in
+        if has_bias:
+            y = y + ops.expand_dims(w[:, -1], 1)
+        if noisy:
+            if col_sd is not None and depthwise is None:
+                s2 = ops.sum(ops.square(xs), axis=-1, keepdims=True)
+                if has_bias:
+                    s2 = s2 + 1.0
+                sd = ops.sqrt(s2) * col_sd
+            else:
+                v = var if var is not None else ops.square(col_sd) * ops.ones_like(w)
+                s2 = _product(ops.square(xs), v[:, r0:hi], depthwise)
+                if has_bias:
+                    s2 = s2 + ops.expand_dims(v[:, -1], 1)
+                sd = ops.sqrt(s2)
+            z = keras.random.normal(ops.shape(y), seed=seed, dtype=y.dtype)
+            y = y + ops.stop_gradient(sd * z)
+        if adc_bits is not None:
+            y = quantize(y, adc_range, adc_bits, True)
+        out = y if out is None else out + y
+    return out
+
+
+def patches(x, size, strides, dilation, padding: str):
+    """im2col for channels-last images: (N, H, W, C) -> (N, Ho, Wo, kh*kw*C), each patch in
+    (kh, kw, C) order, as a Keras kernel (kh, kw, C, F) flattens. kh*kw strided slices: cheap
+    next to the matrix product that follows (keras.ops.image.extract_patches instead multiplies
+    by an identity kernel)."""
+    h, w = x.shape[1], x.shape[2]
+    (kh, kw), (sh, sw), (dh, dw) = size, strides, dilation
+    pads, (ho, wo) = window_geometry((h, w), (kh, kw), (sh, sw), (dh, dw), padding)
+    if any(p != (0, 0) for p in pads):
+        x = ops.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    cols = [x[:, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw, :]
+            for i in range(kh) for j in range(kw)]
+    return cols[0] if len(cols) == 1 else ops.concatenate(cols, axis=-1)
+
+
+def window_geometry(in_hw, size, strides, dilation, padding):
+    """Padding ((top, bottom), (left, right)) and output size of a sliding window, with
+    TensorFlow's 'same' rule (out = ceil(in / stride), the smaller half of the padding first)
+    and 'causal' (all padding before: Conv1D)."""
+    pads, out = [], []
+    for n, k, s, d in zip(in_hw, size, strides, dilation):
+        span = (k - 1) * d + 1
+        if padding == "same":
+            o = -(-n // s)
+            total = max((o - 1) * s + span - n, 0)
+            p = (total // 2, total - total // 2)
+        elif padding == "causal":
+            p = (span - 1, 0)
+        else:
+            p = (0, 0)
+        pads.append(p)
+        out.append((n + p[0] + p[1] - span) // s + 1)
+    return tuple(pads), tuple(out)
