@@ -71,7 +71,8 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
         if layer.name in folded_bn:
             new = FoldedBatchNormalization(name=layer.name)
         elif cls in ANALOG:
-            new = _analog_twin(layer, {**common, "seed": _read_seed(seed, next(counter))})
+            new = _analog_twin(layer, {**common, "seed": _read_seed(seed, next(counter))},
+                               force_bias=layer.name in folds)
         elif cls in _REFUSED:
             raise ConfigError(f"convert: layer '{layer.name}' ({cls}) cannot be put on crossbars yet; "
                               f"supported weight layers: {', '.join(ANALOG)}")
@@ -158,9 +159,11 @@ def _batchnorm_folds(model) -> dict:
     return folds
 
 
-def _analog_twin(layer, common: dict) -> AnalogLayer:
+def _analog_twin(layer, common: dict, force_bias: bool = False) -> AnalogLayer:
     cls = type(layer).__name__
     c = layer.get_config()
+    if force_bias:  # a folded BatchNormalization brings a shift
+        c["use_bias"] = True
     name = layer.name
     act = c.get("activation")
     if cls != "Dense" and c.get("data_format", "channels_last") != "channels_last":
@@ -193,8 +196,8 @@ def _copy_analog_weights(old, new: AnalogLayer, bn) -> None:
     else:
         main = {"kernel": old.kernel}
         last = "kernel"
-    arrays = {k: np.asarray(v, F32) for k, v in main.items()}
-    bias = np.asarray(old.bias, F32) if old.use_bias else None
+    arrays = {k: _np(v) for k, v in main.items()}
+    bias = _np(old.bias) if old.use_bias else None
     if bn is not None:
         s, shift = _bn_affine(bn)
         k = arrays[last]
@@ -217,12 +220,16 @@ def _copy_analog_weights(old, new: AnalogLayer, bn) -> None:
         new.bias.assign(bias)
 
 
+def _np(v) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(v), dtype=F32)
+
+
 def _bn_affine(bn):
     """BatchNormalization at inference as a per-channel scale and shift."""
-    var = np.asarray(bn.moving_variance, np.float64)
-    mean = np.asarray(bn.moving_mean, np.float64)
-    gamma = np.asarray(bn.gamma, np.float64) if bn.scale else 1.0
-    beta = np.asarray(bn.beta, np.float64) if bn.center else 0.0
+    var = _np(bn.moving_variance).astype(np.float64)
+    mean = _np(bn.moving_mean).astype(np.float64)
+    gamma = _np(bn.gamma).astype(np.float64) if bn.scale else 1.0
+    beta = _np(bn.beta).astype(np.float64) if bn.center else 0.0
     s = gamma / np.sqrt(var + bn.epsilon)
     return s.astype(F32), (beta - mean * s).astype(F32)
 

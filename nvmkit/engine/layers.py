@@ -167,7 +167,7 @@ class _Core:
                 w = ideal[None, r0:hi]
                 for s in range(0, len(x), chunk):
                     xs = x[None, s:s + chunk, r0 * per_row:hi * per_row]
-                    y = np.asarray(xops._product(xs, w, self.depthwise))
+                    y = ops.convert_to_numpy(xops._product(xs, w, self.depthwise))
                     if self.bias_row and r1 > self.n_in:
                         y = y + ideal[self.n_in]
                     peak = max(peak, float(np.abs(y).max()))
@@ -335,7 +335,7 @@ class AnalogConv(AnalogLayer):
         return [(self.cores[0], self.kernel.numpy().reshape(-1, self.filters), b)]
 
     def core_inputs(self, x):
-        p = np.asarray(self._patches(ops.convert_to_tensor(x)))
+        p = ops.convert_to_numpy(self._patches(ops.convert_to_tensor(x)))
         return [p.reshape(-1, p.shape[-1])]
 
     def get_config(self):
@@ -414,19 +414,19 @@ class AnalogDepthwiseConv2D(AnalogLayer):
 
     def core_weights(self):
         b = None if self.bias is None else self.bias.numpy()
-        dw = np.asarray(self._dw_matrix())
+        dw = ops.convert_to_numpy(self._dw_matrix())
         if self.pointwise_filters is None:
             return [(self.cores[0], dw, b)]
         pw = self.pointwise_kernel.numpy().reshape(-1, self.pointwise_filters)
         return [(self.cores[0], dw, None), (self.cores[1], pw, b)]
 
     def core_inputs(self, x):
-        p = np.asarray(self._patches(ops.convert_to_tensor(x)))
+        p = ops.convert_to_numpy(self._patches(ops.convert_to_tensor(x)))
         p = p.reshape(-1, p.shape[-1])
         if self.pointwise_filters is None:
             return [p]
-        dw = np.asarray(self._dw_matrix())
-        mid = np.asarray(xops._product(p[None], dw[None], self.cores[0].depthwise))[0]
+        dw = ops.convert_to_numpy(self._dw_matrix())
+        mid = ops.convert_to_numpy(xops._product(p[None], dw[None], self.cores[0].depthwise))[0]
         return [p, mid]
 
     def get_config(self):
