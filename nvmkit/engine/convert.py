@@ -221,7 +221,7 @@ def _copy_analog_weights(old, new: AnalogLayer, bn) -> None:
 
 
 def _np(v) -> np.ndarray:
-    return np.asarray(keras.ops.convert_to_numpy(v), dtype=F32)
+    return np.asarray(v.numpy() if hasattr(v, "numpy") else keras.ops.convert_to_numpy(v), dtype=F32)
 
 
 def _bn_affine(bn):

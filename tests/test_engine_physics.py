@@ -1,0 +1,199 @@
+"""The Keras-ops engine carries every non-ideality of the crossbar engine: the statistical tests
+of tests/test_crossbar.py, run through converted models.
+
+Statistical tolerances (as tests/test_crossbar.py): a sample std from N normal draws has std
+sigma / sqrt(2 N); a sample mean has std sigma / sqrt(N); a binomial fraction has std
+sqrt(p (1 - p) / N). Checks allow Z = 5 of those (false-failure rate ~ 6e-7 per check), fixed
+seeds.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from nvmkit.crossbar import Crossbar
+from nvmkit.crossbar_config import CrossbarConfig
+from nvmkit.engine.convert import analog_layers, calibrate, convert, program, repeat_trials
+from nvmkit_plugins.devices.generic import GenericDevice
+from nvmkit_plugins.devices.ideal import IdealDevice
+from nvmkit_plugins.devices.reram import ReRAM
+from nvmkit_plugins.devices.sonos import SONOS
+from nvmkit_plugins.devices.synaptic import SynapticNoise
+
+Z = 5.0
+L = keras.layers
+SEED = 11
+
+
+def cfg(**sections) -> CrossbarConfig:
+    return CrossbarConfig.from_dict(sections)
+
+
+def dense_model(w, b=None):
+    n_in, n_out = w.shape
+    m = keras.Sequential([keras.Input((n_in,)), L.Dense(n_out, use_bias=b is not None)])
+    m.layers[0].set_weights([w] + ([b] if b is not None else []))
+    return m
+
+
+def layer_weights(analog):
+    """Programmed weights (K, rows, cols) of the single analog layer: user matrix + delta."""
+    (layer,) = analog_layers(analog)
+    core = layer.cores[0]
+    user = layer.kernel.numpy()
+    if core.bias_row:
+        user = np.vstack([user, layer.bias.numpy()[None]])
+    return user[None] + core.delta.numpy()
+
+
+def reference_programming(w, b, device, config, trials, seed=SEED):
+    """The numpy Crossbar programmed with the streams convert() documents."""
+    xb = Crossbar(w, b, device, config)
+    gens = [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, k))) for k in range(trials)]
+    per = [xb.program(g, 1) for g in gens]
+    states = [np.concatenate([p.states[j] for p in per]) for j in range(xb.devices_per_weight)]
+    return xb, states
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.mark.parametrize("device, nonideal", [
+    (ReRAM(), {}),
+    (SONOS(), {"drift_time": 2 * 86400.0, "stuck_at_gmin": 0.05, "stuck_at_gmax": 0.02}),
+    (GenericDevice(sigma_prog=0.02), {"drift_time": 1e4, "drift_model": "power-law",
+                                      "drift_nu_sigma": 0.01}),
+])
+def test_programmed_state_is_the_crossbars(rng, device, nonideal):
+    """Mapping, levels, programming error, clipping, drift and stuck cells all reach the layer:
+    its programmed weights equal the crossbar engine's for the same streams, trial by trial
+    (fails if a trial's stream, the bias row, or any programming step is dropped)."""
+    w = rng.normal(size=(30, 7)).astype(np.float32)
+    b = rng.normal(size=7).astype(np.float32)
+    config = cfg(nonideal=nonideal)
+    analog = convert(dense_model(w, b), device, config, trials=3, seed=SEED)
+    xb, states = reference_programming(w, b, device, config, 3)
+    expected = xb._to_weight(states)
+    np.testing.assert_allclose(layer_weights(analog), expected, rtol=1e-5,
+                               atol=1e-5 * np.abs(expected).max())
+    # trial k's programming does not depend on how many trials run together
+    one = convert(dense_model(w, b), device, config, trials=1, seed=SEED)
+    np.testing.assert_allclose(layer_weights(one)[0], layer_weights(analog)[0], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(layer_weights(analog)[0], layer_weights(analog)[1])
+
+
+@pytest.mark.parametrize("scheme", ["differential", "offset"])
+def test_synaptic_noise_per_weight_std_is_exact(rng, scheme):
+    w = rng.normal(size=(90, 30)).astype(np.float32)
+    analog = convert(dense_model(w), SynapticNoise(sigma_syn=0.025), cfg(mapping={"scheme": scheme}),
+                     trials=40, seed=SEED)
+    xb = Crossbar(w, None, SynapticNoise(sigma_syn=0.025))
+    dw = (layer_weights(analog) - xb.target_weights()[None]).astype(np.float64)
+    expected = 0.025 * xb.weight_range
+    assert abs(dw.std() - expected) < Z * expected / np.sqrt(2 * dw.size)
+    assert abs(dw.mean()) < Z * expected / np.sqrt(dw.size)
+
+
+def test_seed_equivalence_sigma_neu_over_trials(rng):
+    """sigma_neu = sigma_syn (Wmax - Wmin) sqrt(n) gamma_act across K programmed copies read in
+    one batch (fails if trials are mixed up in the grouping: then copies repeat)."""
+    n, m, trials = 100, 8, 2000
+    w = rng.normal(size=(n, m)).astype(np.float32)
+    x = rng.random((1, n), dtype=np.float32)
+    analog = convert(dense_model(w), SynapticNoise(sigma_syn=0.025), trials=trials, seed=SEED)
+    y = analog.predict(repeat_trials(x, trials), batch_size=trials, verbose=0)  # (trials, m)
+    gamma = np.sqrt(np.mean(np.square(x.astype(np.float64))))
+    expected = 0.025 * Crossbar(w, None, SynapticNoise()).weight_range * np.sqrt(n) * gamma
+    np.testing.assert_array_less(np.abs(y.std(axis=0) - expected), Z * expected / np.sqrt(2 * trials))
+
+
+@pytest.mark.parametrize("device", [SONOS(), GenericDevice(sigma_prog=0.0, sigma_read=0.03),
+                                    ReRAM(sigma_read=0.02)])
+@pytest.mark.parametrize("bias, tile_rows, adc", [("row", 50, False), ("digital", 1152, False),
+                                                  ("row", 1152, True)])
+def test_read_noise_std_in_output_space(rng, device, bias, tile_rows, adc):
+    """Each read draws fresh noise of std sqrt(sum_i x_i^2 s_i^2) per output (state-dependent
+    for SONOS and ReRAM, a column constant for the generic device), around the programmed read.
+    Fails if noise is frozen, mis-scaled, misses the bias row, or is drawn per tile wrongly."""
+    w = rng.normal(size=(80, 6)).astype(np.float32)
+    b = rng.normal(size=6).astype(np.float32)
+    x = rng.random((1, 80), dtype=np.float32)
+    config = cfg(mapping={"bias": bias, "tile_rows": tile_rows})
+    if adc:  # a fine ADC: its rounding (step/sqrt(12)) is far below the noise
+        config.converters.adc_bits, config.converters.adc_range = 16, 400.0
+    analog = convert(dense_model(w, b), device, config, seed=SEED)
+    xb, states = reference_programming(w, b, device, config, 1)
+    var_w = sum(np.square(device.read_sigma(s[0]).astype(np.float64)) for s in states)
+    var_w *= xb.current_to_weight**2
+    drive = np.square(np.append(x[0], 1.0) if xb.bias_row else x[0]).astype(np.float64)
+    expected = np.sqrt(drive @ var_w)
+    n = 6000
+    ys = analog.predict(np.repeat(x, n, axis=0), batch_size=2000, verbose=0).astype(np.float64)
+    np.testing.assert_array_less(np.abs(ys.std(axis=0) - expected), Z * expected / np.sqrt(2 * n))
+    clean = x[0].astype(np.float64) @ xb._to_weight(states)[0][:80]
+    clean += xb._to_weight(states)[0][80] if xb.bias_row else b
+    np.testing.assert_array_less(np.abs(ys.mean(axis=0) - clean), Z * expected / np.sqrt(n) + 1e-3)
+
+
+def test_read_noise_fresh_per_read_programming_frozen(rng):
+    w = rng.normal(size=(20, 5)).astype(np.float32)
+    x = rng.random((4, 20), dtype=np.float32)
+    both = convert(dense_model(w), SONOS(), seed=SEED)
+    assert not np.array_equal(both(x).numpy(), both(x).numpy())
+    prog = convert(dense_model(w), SONOS(), cfg(nonideal={"read_noise": False}), seed=SEED)
+    first = prog(x).numpy()
+    np.testing.assert_array_equal(first, prog(x).numpy())
+    program(prog, SEED + 1)
+    assert not np.array_equal(first, prog(x).numpy())
+    program(prog, SEED)
+    np.testing.assert_array_equal(first, prog(x).numpy())
+
+
+def test_adc_dac_quantisation_and_zero_level(rng):
+    """ADC: signed, 2^b - 1 levels with one at 0, error <= step/2 after calibration; DAC:
+    inputs rounded to 2^b levels of [0, max |x|]. Fails with the old 2^b signed levels (zero
+    inputs then read +-1/2 step) or an uncalibrated range."""
+    w = rng.normal(size=(60, 24)).astype(np.float32)
+    b = rng.normal(size=24).astype(np.float32)
+    x = rng.random((64, 60), dtype=np.float32)
+    ref = x @ w + b
+    c = CrossbarConfig.preset("ideal")
+    c.converters.adc_bits = 6
+    c.mapping.bias = "digital"
+    analog = convert(dense_model(w, b), IdealDevice(), c, calibration_data=x)
+    (layer,) = analog_layers(analog)
+    adc = float(layer.cores[0].adc_range.numpy())
+    assert adc == pytest.approx(np.abs(x @ w).max(), rel=1e-5)
+    y = analog.predict(x, verbose=0)
+    step = adc / (2**5 - 1)
+    assert np.abs(y - ref).max() <= step / 2 + 1e-4
+    levels = (y - b) / step  # the digital bias is added after the ADC: undo it
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+    assert np.abs(np.round(levels)).max() <= 2**5 - 1
+    np.testing.assert_array_equal(analog.predict(np.zeros((3, 60), np.float32), verbose=0) - b, 0.0)
+    c2 = CrossbarConfig.preset("ideal")
+    c2.converters.dac_bits = 4
+    ad = convert(dense_model(w, b), IdealDevice(), c2, calibration_data=x)
+    dac = float(analog_layers(ad)[0].cores[0].dac_range.numpy())
+    assert dac == pytest.approx(x.max())
+    xq = np.round(x / (dac / 15)) * (dac / 15)
+    np.testing.assert_allclose(ad.predict(x, verbose=0), xq @ w + b, rtol=1e-5, atol=1e-4)
+
+
+def test_calibration_sees_the_layers_real_inputs(rng):
+    """A second layer's DAC range is the max of its float inputs (the first layer's ReLU
+    output), not of the model's inputs."""
+    m = keras.Sequential([keras.Input((10,)), L.Dense(8, activation="relu"), L.Dense(3)])
+    x = rng.random((50, 10), dtype=np.float32)
+    c = CrossbarConfig.preset("ideal")
+    c.converters.dac_bits = 8
+    analog = convert(m, IdealDevice(), c, calibration_data=x)
+    hidden = keras.Model(m.inputs, m.layers[0].output).predict(x, verbose=0)
+    got = [float(layer.cores[0].dac_range.numpy()) for layer in analog_layers(analog)]
+    assert got == pytest.approx([x.max(), hidden.max()], rel=1e-6)
+    calibrate(analog, x * 2)  # a fixed (already calibrated) range is recalibrated on request
+    assert float(analog_layers(analog)[0].cores[0].dac_range.numpy()) == pytest.approx(2 * x.max())
