@@ -11,11 +11,11 @@ import keras
 import numpy as np
 import pytest
 
-from nvmkit.crossbar_config import CrossbarConfig
-from nvmkit.data import load_sample
+from nvmkit.engine.crossbar_config import CrossbarConfig
+from nvmkit.workflow.data import load_sample
 from nvmkit.engine.convert import convert, repeat_trials
 from nvmkit.engine.layers import AnalogLayer
-from nvmkit.errors import ConfigError
+from nvmkit.core.errors import ConfigError
 from nvmkit_plugins.devices.ideal import IdealDevice
 
 L = keras.layers

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-from nvmkit.crossbar import Crossbar
-from nvmkit.crossbar_config import CrossbarConfig
+from nvmkit.engine.crossbar import Crossbar
+from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.engine.convert import analog_layers, calibrate, convert, program, repeat_trials
 from nvmkit_plugins.devices.generic import GenericDevice
 from nvmkit_plugins.devices.ideal import IdealDevice

@@ -11,7 +11,7 @@ Monte Carlo: ``trials = K`` programmed copies; feed ``numpy.repeat(x, K, axis=0)
 :func:`repeat_trials`) with a batch size that is a multiple of ``K``; output row ``b * K + k``
 is sample ``b`` on trial ``k``.
 
-Random streams, all from ``seed`` (as :mod:`nvmkit.evaluate`): trial ``k`` programs every
+Random streams, all from ``seed`` (as :mod:`nvmkit.engine.evaluate`): trial ``k`` programs every
 crossbar, in layer order, from ``SeedSequence(seed, spawn_key=(0, k))``, so a trial's programming
 does not depend on how many trials run together; each layer's read noise comes from its own
 Keras seed generator seeded from ``SeedSequence(seed, spawn_key=(2, layer index))``.
@@ -22,11 +22,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ..crossbar import ProgrammedCrossbar
-from ..crossbar_config import CrossbarConfig
-from ..device import Device
-from ..errors import ConfigError
-from .layers import (AnalogConv, AnalogDense, AnalogDepthwiseConv2D, AnalogLayer,
+from nvmkit.engine.crossbar import ProgrammedCrossbar
+from nvmkit.engine.crossbar_config import CrossbarConfig
+from nvmkit.core.device import Device
+from nvmkit.core.errors import ConfigError
+from nvmkit.engine.layers import (AnalogConv, AnalogDense, AnalogDepthwiseConv2D, AnalogLayer,
                      FoldedBatchNormalization)
 
 F32 = np.float32

@@ -25,11 +25,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..crossbar import Crossbar, ProgrammedCrossbar
-from ..crossbar_config import CrossbarConfig
-from ..device import Device
-from ..errors import ConfigError, NvmkitError
-from . import ops as xops
+from nvmkit.engine.crossbar import Crossbar, ProgrammedCrossbar
+from nvmkit.engine.crossbar_config import CrossbarConfig
+from nvmkit.core.device import Device
+from nvmkit.core.errors import ConfigError, NvmkitError
+from nvmkit.engine import ops as xops
 
 F32 = np.float32
 PACKAGE = "nvmkit"
@@ -42,7 +42,7 @@ def device_config(device: Device) -> dict:
 def device_from_config(config) -> Device:
     if isinstance(config, Device):
         return config
-    from ..registry import get_registry
+    from nvmkit.core.registry import get_registry
 
     return get_registry().create("device", config["name"], config.get("params", {}))
 

@@ -4,7 +4,7 @@ This is the part of the engine that runs on every inference, so it is written in
 and ``keras.random`` only (it runs on whatever device the backend uses; TensorFlow is tested).
 Programming (mapping, levels, programming error, clipping, drift, stuck cells) happens once per
 Monte Carlo trial and calls the device model's numpy functions (docs/plugins.md); it lives in
-:class:`nvmkit.crossbar.Crossbar`, whose result the analog layers keep in non-trainable
+:class:`nvmkit.engine.crossbar.Crossbar`, whose result the analog layers keep in non-trainable
 variables.
 
 Monte Carlo layout: a converted model with ``K`` programmed copies takes a batch of ``B * K``
