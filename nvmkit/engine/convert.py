@@ -293,3 +293,12 @@ def calibrate(model, x, batch_size: int = 256) -> None:
 def repeat_trials(x, trials: int) -> np.ndarray:
     """Model input for ``trials`` Monte Carlo copies: each sample repeated ``trials`` times."""
     return np.repeat(np.asarray(x), trials, axis=0)
+
+
+def describe(model) -> str:
+    """One line per analog layer: its device, mapping, crossbar shapes and tiles (Keras's
+    ``summary()`` lists the analog layers by class; this adds what they run on)."""
+    lines = [f"{model.name}: analog layers"]
+    for layer in analog_layers(model):
+        lines.append(f"  {layer.name:<24} {type(layer).__name__:<22} {layer.describe()}")
+    return "\n".join(lines)

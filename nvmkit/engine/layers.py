@@ -227,7 +227,8 @@ class AnalogLayer(keras.layers.Layer):
     def describe(self) -> str:
         m = self.crossbar_config.mapping
         tiles = sum(len(c.tiles()) for c in self.cores)
-        shapes = " + ".join(f"{c.rows}x{c.n_out}" for c in self.cores)
+        shapes = " + ".join(f"{c.rows}x{c.n_out}" if c.depthwise is None
+                            else f"{c.depthwise[0]}x({c.rows}x{c.depthwise[1]})" for c in self.cores)
         return (f"{self.device.name}, {m.scheme} mapping, {shapes} on {tiles} tile(s) of "
                 f"{m.tile_rows}x{m.tile_cols}, bias {m.bias}, {self.trials} trial(s)")
 
