@@ -177,3 +177,33 @@ def test_refusals_are_one_line():
     m = keras.Sequential([keras.Input((3,)), L.Dense(2)])
     with pytest.raises(ConfigError, match="calibration_data"):
         convert(m, IdealDevice(), CrossbarConfig.preset("converters-8bit"))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+def test_simple_rnn_any_activation(mnist, activation):
+    m = randomize(keras.Sequential([keras.Input((28, 28)), L.SimpleRNN(8, activation=activation),
+                                    L.Dense(3)]), 12)
+    assert_exact(m, mnist)
+
+
+def test_simple_rnn_sequences_backwards_and_seed_cell(mnist):
+    from nvmkit import PreActivationNoiseRNNCell
+
+    m = randomize(keras.Sequential([
+        keras.Input((28, 28)), L.SimpleRNN(6, return_sequences=True, go_backwards=True),
+        L.RNN(PreActivationNoiseRNNCell(5, stddev=0.3)), L.Dense(3)]), 13)
+    assert_exact(m, mnist)
+
+
+def test_two_layer_lstm_on_mnist_rows(mnist):
+    m = randomize(keras.Sequential([keras.Input((28, 28)), L.LSTM(10, return_sequences=True),
+                                    L.LSTM(8), L.Dense(10, activation="softmax")]), 14)
+    assert_exact(m, mnist)
+
+
+def test_gru_on_mnist_rows(mnist):
+    m = randomize(keras.Sequential([keras.Input((28, 28)), L.GRU(10), L.Dense(10, activation="softmax")]), 15)
+    assert_exact(m, mnist)
+    bad = keras.Sequential([keras.Input((28, 28)), L.GRU(4, reset_after=False)])
+    with pytest.raises(ConfigError, match="reset_after"):
+        convert(bad, IdealDevice(), IDEAL)

@@ -27,17 +27,19 @@ from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError
 from nvmkit.engine.layers import (AnalogConv, AnalogDense, AnalogDepthwiseConv2D, AnalogLayer,
-                     FoldedBatchNormalization)
+                                  AnalogRecurrent, FoldedBatchNormalization)
 
 F32 = np.float32
 _PROGRAM, _READ = 0, 2
 
 #: Keras weight layers that :func:`convert` puts on crossbars
 ANALOG = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+#: recurrent layers on crossbars (also keras.layers.RNN around one of these cells)
+RECURRENT = {"SimpleRNN": "simple", "LSTM": "lstm", "GRU": "gru", "SimpleRNNCell": "simple",
+             "LSTMCell": "lstm", "GRUCell": "gru", "PreActivationNoiseRNNCell": "simple"}
 #: weight layers that cannot be mapped (yet): refused rather than silently kept digital
 _REFUSED = ("Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
-            "SeparableConv1D", "DepthwiseConv1D", "EinsumDense", "LSTM", "GRU", "SimpleRNN", "RNN",
-            "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "MultiHeadAttention")
+            "SeparableConv1D", "DepthwiseConv1D", "EinsumDense", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "MultiHeadAttention")
 
 
 def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, trials: int = 1,
@@ -73,6 +75,8 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
         elif cls in ANALOG:
             new = _analog_twin(layer, {**common, "seed": _read_seed(seed, next(counter))},
                                force_bias=layer.name in folds)
+        elif _recurrent_kind(layer) is not None:
+            new = _recurrent_twin(layer, {**common, "seed": _read_seed(seed, next(counter))})
         elif cls in _REFUSED:
             raise ConfigError(f"convert: layer '{layer.name}' ({cls}) cannot be put on crossbars yet; "
                               f"supported weight layers: {', '.join(ANALOG)}")
@@ -183,10 +187,47 @@ def _analog_twin(layer, common: dict, force_bias: bool = False) -> AnalogLayer:
         name=name, **common)
 
 
+def _recurrent_kind(layer) -> str | None:
+    cls = type(layer).__name__
+    if cls in ("SimpleRNN", "LSTM", "GRU"):
+        return RECURRENT[cls]
+    if cls == "RNN":
+        cells = getattr(layer.cell, "cells", None)
+        return None if cells is not None else RECURRENT.get(type(layer.cell).__name__)
+    return None
+
+
+def _recurrent_twin(layer, common: dict) -> AnalogLayer:
+    name, cell = layer.name, layer.cell
+    kind = _recurrent_kind(layer)
+    for flag in ("stateful", "return_state"):
+        if getattr(layer, flag, False):
+            raise ConfigError(f"convert: layer '{name}' ({type(layer).__name__}) has {flag}=True; "
+                              "set it to False to put it on crossbars")
+    if kind == "gru" and not getattr(cell, "reset_after", True):
+        raise ConfigError(f"convert: layer '{name}' (GRU) has reset_after=False; use Keras's "
+                          "default reset_after=True to put it on crossbars")
+    if type(cell).__name__ == "PreActivationNoiseRNNCell":  # its noise acts in training only
+        act, rec, use_bias = "relu", "sigmoid", True
+    else:
+        act = keras.activations.serialize(cell.activation)
+        rec = keras.activations.serialize(getattr(cell, "recurrent_activation", keras.activations.sigmoid))
+        use_bias = cell.use_bias
+    return AnalogRecurrent(kind, cell.units, act, rec, use_bias, layer.return_sequences,
+                           layer.go_backwards, name=name, **common)
+
+
 def _copy_analog_weights(old, new: AnalogLayer, bn) -> None:
     """The user's weights into the analog twin, with a following BatchNormalization folded in:
     y = gamma (z - mean) / sqrt(var + eps) + beta = z * s + (beta - mean * s)."""
     cls = type(old).__name__
+    if isinstance(new, AnalogRecurrent):
+        cell = old.cell
+        new.kernel.assign(_np(cell.kernel))
+        new.recurrent_kernel.assign(_np(cell.recurrent_kernel))
+        if new.bias is not None:
+            new.bias.assign(_np(cell.bias).reshape(new.bias.shape))
+        return
     if cls == "SeparableConv2D":
         main = {"depthwise_kernel": old.depthwise_kernel, "pointwise_kernel": old.pointwise_kernel}
         last = "pointwise_kernel"

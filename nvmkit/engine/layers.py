@@ -449,3 +449,136 @@ class FoldedBatchNormalization(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+RECURRENT_KINDS = ("simple", "lstm", "gru")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AnalogRecurrent(AnalogLayer):
+    """SimpleRNN, LSTM or GRU on crossbars, unrolled over the (fixed) time steps.
+
+    - ``simple`` (the seed's time-multiplexed design, Bennett et al., Sandia 2021): ``[W; U]
+      (+ bias)`` stacked in ONE crossbar of ``n_in + H`` rows by ``H`` columns, read once per
+      time step with ``[x_t, h_{t-1}]``; any activation, applied digitally.
+    - ``lstm``: the four gates' ``[W; U] (+ bias)`` in one crossbar of ``n_in + H`` rows by
+      ``4H`` columns, read once per step; the gate nonlinearities and the cell update digital.
+    - ``gru`` (Keras's default ``reset_after=True``): the reset gate multiplies the recurrent
+      product of the candidate, so input and recurrent matrices are two crossbars, ``W (+ b_in)``
+      (``n_in`` x ``3H``) and ``U (+ b_rec)`` (``H`` x ``3H``), each read once per step.
+
+    Programming error is shared by all steps; read noise is fresh at each read.
+    """
+
+    def __init__(self, kind: str, units: int, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias: bool = True, return_sequences: bool = False, go_backwards: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if kind not in RECURRENT_KINDS:
+            raise ConfigError(f"{self.name}: kind must be one of {', '.join(RECURRENT_KINDS)}")
+        self.kind, self.units = kind, int(units)
+        self.activation = keras.activations.get(activation)
+        self.recurrent_activation = keras.activations.get(recurrent_activation)
+        self.use_bias = bool(use_bias)
+        self.return_sequences, self.go_backwards = bool(return_sequences), bool(go_backwards)
+
+    @property
+    def gates(self) -> int:
+        return {"simple": 1, "lstm": 4, "gru": 3}[self.kind]
+
+    def build(self, input_shape):
+        if input_shape[1] is None:
+            raise ConfigError(f"{self.name}: the number of time steps must be fixed; give "
+                              "keras.Input a shape (time steps, features)")
+        n, h, g = int(input_shape[-1]), self.units, self.gates
+        self.kernel = self.add_weight(name="kernel", shape=(n, g * h), initializer="glorot_uniform")
+        self.recurrent_kernel = self.add_weight(name="recurrent_kernel", shape=(h, g * h),
+                                                initializer="orthogonal")
+        bias_shape = (2, g * h) if self.kind == "gru" else (g * h,)
+        self.bias = self.add_weight(name="bias", shape=bias_shape, initializer="zeros") \
+            if self.use_bias else None
+        if self.kind == "gru":
+            self.cores = [_Core(self, "input_", n, g * h, self.use_bias),
+                          _Core(self, "recurrent_", h, g * h, self.use_bias)]
+        else:
+            self.cores = [_Core(self, "", n + h, g * h, self.use_bias)]
+
+    def _matrices(self):
+        """[(kernel2d, bias)] per core, as tensors."""
+        if self.kind == "gru":
+            b = (None, None) if self.bias is None else (self.bias[0], self.bias[1])
+            return [(self.kernel, b[0]), (self.recurrent_kernel, b[1])]
+        return [(ops.concatenate([self.kernel, self.recurrent_kernel], axis=0), self.bias)]
+
+    def _run(self, x, k, collect=None):
+        """x (B*K, T, n) -> (K, B, T, H) sequence (or (K, B, H)); ``collect`` gets each core's
+        inputs (calibration)."""
+        t_steps, n, h = x.shape[1], x.shape[2], self.units
+        xg = ops.reshape(xops.group_trials(x, k), (k, -1, t_steps, n))
+        mats = self._matrices()
+        state = ops.zeros((k, ops.shape(xg)[1], h), dtype=x.dtype)
+        cell = ops.zeros_like(state) if self.kind == "lstm" else None
+        outs = []
+        order = range(t_steps - 1, -1, -1) if self.go_backwards else range(t_steps)
+        for t in order:
+            xt = xg[:, :, t]
+            if self.kind == "gru":
+                if collect is not None:
+                    collect[0].append(xt)
+                    collect[1].append(state)
+                zx = self.cores[0].forward(xt, *mats[0])
+                zh = self.cores[1].forward(state, *mats[1])
+                z = self.recurrent_activation(zx[..., :h] + zh[..., :h])
+                r = self.recurrent_activation(zx[..., h:2 * h] + zh[..., h:2 * h])
+                cand = self.activation(zx[..., 2 * h:] + r * zh[..., 2 * h:])
+                state = z * state + (1.0 - z) * cand
+            else:
+                inp = ops.concatenate([xt, state], axis=-1)
+                if collect is not None:
+                    collect[0].append(inp)
+                zz = self.cores[0].forward(inp, *mats[0])
+                if self.kind == "simple":
+                    state = self.activation(zz)
+                else:  # Keras's gate order: input, forget, cell, output
+                    i = self.recurrent_activation(zz[..., :h])
+                    f = self.recurrent_activation(zz[..., h:2 * h])
+                    c = self.activation(zz[..., 2 * h:3 * h])
+                    o = self.recurrent_activation(zz[..., 3 * h:])
+                    cell = f * cell + i * c
+                    state = o * self.activation(cell)
+            if self.return_sequences:
+                outs.append(state)
+        return ops.stack(outs, axis=2) if self.return_sequences else state
+
+    def call(self, x, training=None, mask=None):
+        k = self._k()
+        y = self._run(x, k)
+        if self.return_sequences:
+            t = y.shape[2]
+            return xops.ungroup_trials(ops.reshape(y, (k, -1, self.units)), k, (t, self.units))
+        return xops.ungroup_trials(y, k, (self.units,))
+
+    def compute_output_shape(self, input_shape):
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1], self.units)
+        return (input_shape[0], self.units)
+
+    def core_weights(self):
+        out = []
+        for core, (w, b) in zip(self.cores, self._matrices()):
+            out.append((core, ops.convert_to_numpy(w),
+                        None if b is None else ops.convert_to_numpy(b)))
+        return out
+
+    def core_inputs(self, x):
+        collect = [[] for _ in self.cores]
+        self._run(ops.convert_to_tensor(x), 1, collect)
+        return [np.concatenate([ops.convert_to_numpy(a).reshape(-1, a.shape[-1]) for a in c])
+                for c in collect]
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "units": self.units,
+                "activation": keras.activations.serialize(self.activation),
+                "recurrent_activation": keras.activations.serialize(self.recurrent_activation),
+                "use_bias": self.use_bias, "return_sequences": self.return_sequences,
+                "go_backwards": self.go_backwards}
