@@ -220,3 +220,29 @@ def test_calibration_sees_the_layers_real_inputs(rng):
     assert got == pytest.approx([x.max(), hidden.max()], rel=1e-6)
     calibrate(analog, x * 2)  # a fixed (already calibrated) range is recalibrated on request
     assert float(analog_layers(analog)[0].cores[0].dac_range.numpy()) == pytest.approx(2 * x.max())
+
+
+def test_rnn_read_noise_fresh_at_every_time_step(rng):
+    """A linear Elman RNN over 2 steps, one stacked crossbar [W; U; b], read noise only (column
+    constant, per-weight variance v): h1 = x1 W + b + n1, h2 = x2 W + h1 U + b + n2 with
+    var n1_j = v (|x1|^2 + 1) and var n2_j = v (|x2|^2 + E|h1|^2 + 1), so
+    var h2_j = sum_i U_ij^2 var n1_i + var n2_j. Fails if the noise were drawn once for all steps
+    or the recurrent rows were not on the crossbar."""
+    n, h = 5, 4
+    m = keras.Sequential([keras.Input((2, n)), L.SimpleRNN(h, activation="linear")])
+    w = rng.normal(size=(n, h)).astype("f4")
+    u = (0.5 * rng.normal(size=(h, h))).astype("f4")
+    b = rng.normal(size=h).astype("f4")
+    m.set_weights([w, u, b])
+    dev = GenericDevice(sigma_prog=0.0, sigma_read=0.02)
+    analog = convert(m, dev, cfg(nonideal={"programming_error": False, "quantize": False}), seed=SEED)
+    xb = Crossbar(np.vstack([w, u]), b, dev, cfg())
+    v = (0.02 * dev.g_range * xb.current_to_weight) ** 2 * 2  # two cells per weight
+    x = rng.random((1, 2, n), dtype=np.float32)
+    h1 = x[0, 0] @ w + b
+    var1 = v * (np.sum(x[0, 0] ** 2) + 1)
+    var2 = v * (np.sum(x[0, 1] ** 2) + np.sum(h1**2) + h * var1 + 1)
+    expected = np.sqrt((u.astype(np.float64) ** 2).T @ np.full(h, var1) + var2)
+    N = 8000
+    ys = analog.predict(np.repeat(x, N, axis=0), batch_size=4000, verbose=0).astype(np.float64)
+    np.testing.assert_array_less(np.abs(ys.std(axis=0) - expected), Z * expected / np.sqrt(2 * N))
