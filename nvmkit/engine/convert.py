@@ -321,14 +321,15 @@ def calibrate(model, x, batch_size: int = 256) -> None:
             raise ConfigError(f"calibrate: the analog layers' inputs cannot be tapped ({e}); "
                               "set converters.dac_range/adc_range instead") from None
         seen = taps.predict(np.asarray(x, F32), batch_size=batch_size, verbose=0)
+        if len(layers) == 1:
+            seen = [seen]
+        for layer, xin in zip(layers, seen):
+            inputs = layer.core_inputs(np.asarray(xin, F32))  # the float pass inside the layer
+            for (core, w, b), xc in zip(layer.core_weights(), inputs):
+                core.calibrate(xc, core.crossbar(w, b))
     finally:
         for layer in layers:
             layer.ideal = False
-    if len(layers) == 1:
-        seen = [seen]
-    for layer, xin in zip(layers, seen):
-        for (core, w, b), xc in zip(layer.core_weights(), layer.core_inputs(np.asarray(xin, F32))):
-            core.calibrate(xc, core.crossbar(w, b))
 
 
 def repeat_trials(x, trials: int) -> np.ndarray:
