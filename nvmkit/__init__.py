@@ -31,6 +31,8 @@ from nvmkit.fit import DeviceTable, FitResult, Measurements, fit_device, load_de
 from nvmkit.engine.crossbar_config import ConverterConfig, CrossbarConfig, MappingConfig, NonIdealityConfig
 from nvmkit.engine.crossbar import Crossbar, ProgrammedCrossbar
 from nvmkit.engine.analog import AnalogNetwork, ProgrammedNetwork, deploy
+from nvmkit.engine.convert import (analog_layers, calibrate_converters, convert, describe_analog,
+                                   repeat_trials, reprogram)
 from nvmkit.engine.evaluate import AccuracyResult, digital_accuracy, monte_carlo
 from nvmkit.engine.conformance import CheckResult, check_class, check_plugin
 from nvmkit.workflow.config import DataConfig, PluginRef, RunConfig, TrainingConfig
@@ -68,6 +70,12 @@ __all__ = [
     "AnalogNetwork",
     "ProgrammedNetwork",
     "deploy",
+    "convert",
+    "reprogram",
+    "calibrate_converters",
+    "repeat_trials",
+    "analog_layers",
+    "describe_analog",
     "AccuracyResult",
     "digital_accuracy",
     "load_dataset",

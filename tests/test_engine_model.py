@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nvmkit.engine.crossbar_config import CrossbarConfig
-from nvmkit.engine.convert import analog_layers, convert, describe, program, repeat_trials
+from nvmkit.engine.convert import analog_layers, convert, describe_analog, repeat_trials, reprogram
 from nvmkit_plugins.devices.reram import ReRAM
 from nvmkit_plugins.devices.sonos import SONOS
 
@@ -59,7 +59,7 @@ def test_gradient_step_changes_user_weights_and_lowers_the_loss():
     k0 = analog_layers(analog)[0].kernel.numpy().copy()
     analog.fit(x, y, epochs=10, batch_size=16, verbose=0, shuffle=False)
     assert not np.allclose(analog_layers(analog)[0].kernel.numpy(), k0)
-    program(analog, 5)
+    reprogram(analog, 5)
     assert analog.evaluate(x, y, verbose=0) < first - 0.05  # read-noise jitter of the loss: ~1e-3
     assert all(np.isfinite(v.numpy()).all() for v in analog.trainable_variables)
 
@@ -67,6 +67,6 @@ def test_gradient_step_changes_user_weights_and_lowers_the_loss():
 def test_describe_names_device_tiles_and_mapping():
     m = small_cnn()
     analog = convert(m, SONOS(), CrossbarConfig.from_dict({"mapping": {"scheme": "offset"}}))
-    text = describe(analog)
+    text = describe_analog(analog)
     assert "sonos, offset mapping, 10x4 on 1 tile(s)" in text
     assert "4x(10x1) on 4 tile(s)" in text  # depthwise: one crossbar per channel, BN folded

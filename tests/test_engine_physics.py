@@ -15,7 +15,8 @@ import pytest
 
 from nvmkit.engine.crossbar import Crossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
-from nvmkit.engine.convert import analog_layers, calibrate, convert, program, repeat_trials
+from nvmkit.engine.convert import (analog_layers, calibrate_converters, convert, repeat_trials,
+                                   reprogram)
 from nvmkit_plugins.devices.generic import GenericDevice
 from nvmkit_plugins.devices.ideal import IdealDevice
 from nvmkit_plugins.devices.reram import ReRAM
@@ -170,9 +171,9 @@ def test_read_noise_fresh_per_read_programming_frozen(rng):
     prog = convert(dense_model(w), SONOS(), cfg(nonideal={"read_noise": False}), seed=SEED)
     first = prog(x).numpy()
     np.testing.assert_array_equal(first, prog(x).numpy())
-    program(prog, SEED + 1)
+    reprogram(prog, SEED + 1)
     assert not np.array_equal(first, prog(x).numpy())
-    program(prog, SEED)
+    reprogram(prog, SEED)
     np.testing.assert_array_equal(first, prog(x).numpy())
 
 
@@ -218,7 +219,7 @@ def test_calibration_sees_the_layers_real_inputs(rng):
     hidden = keras.Model(m.inputs, m.layers[0].output).predict(x, verbose=0)
     got = [float(layer.cores[0].dac_range.numpy()) for layer in analog_layers(analog)]
     assert got == pytest.approx([x.max(), hidden.max()], rel=1e-6)
-    calibrate(analog, x * 2)  # a fixed (already calibrated) range is recalibrated on request
+    calibrate_converters(analog, x * 2)  # a fixed (already calibrated) range is recalibrated on request
     assert float(analog_layers(analog)[0].cores[0].dac_range.numpy()) == pytest.approx(2 * x.max())
 
 

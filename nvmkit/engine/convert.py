@@ -101,13 +101,13 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
             _copy_analog_weights(old, new, folds.get(old.name))
         elif old.weights and not isinstance(new, FoldedBatchNormalization):
             new.set_weights(old.get_weights())
-    program(out, seed)
+    reprogram(out, seed)
     if needs_calibration(out):
         if calibration_data is None:
             raise ConfigError("convert: the converters have bits but no fixed range; pass "
                               "calibration_data (a few hundred model inputs) or set "
                               "converters.dac_range/adc_range")
-        calibrate(out, calibration_data)
+        calibrate_converters(out, calibration_data)
     return out
 
 
@@ -277,7 +277,7 @@ def _bn_affine(bn):
 
 # -- programming and calibration -----------------------------------------------------------------
 
-def program(model, seed: int) -> None:
+def reprogram(model, seed: int) -> None:
     """Redraw the programmed state of every analog layer from ``seed`` (see the module
     docstring), from the layers' current (user) weights; resets each layer's read-noise
     stream."""
@@ -306,7 +306,7 @@ def needs_calibration(model) -> bool:
     return any(core.needs_calibration() for layer in analog_layers(model) for core in layer.cores)
 
 
-def calibrate(model, x, batch_size: int = 256) -> None:
+def calibrate_converters(model, x, batch_size: int = 256) -> None:
     """Set every uncalibrated DAC/ADC full scale from the float reference pass of model inputs
     ``x`` (a few hundred training samples): DAC max |input|, ADC max |ideal partial sum|."""
     layers = analog_layers(model)
@@ -337,7 +337,7 @@ def repeat_trials(x, trials: int) -> np.ndarray:
     return np.repeat(np.asarray(x), trials, axis=0)
 
 
-def describe(model) -> str:
+def describe_analog(model) -> str:
     """One line per analog layer: its device, mapping, crossbar shapes and tiles (Keras's
     ``summary()`` lists the analog layers by class; this adds what they run on)."""
     lines = [f"{model.name}: analog layers"]

@@ -13,7 +13,7 @@ copies lives beside them in non-trainable variables, in weight units:
   afresh at every read (see :mod:`nvmkit.engine.ops`);
 - ``*dac_range``, ``*dac_signed``, ``*adc_range``: converter full scales calibrated on data.
 
-:func:`nvmkit.engine.convert.program` redraws the state from a seed; everything is saved in the
+:func:`nvmkit.engine.convert.reprogram` redraws the state from a seed; everything is saved in the
 ``.keras`` file, so a loaded model reads the same programmed hardware.
 """
 
