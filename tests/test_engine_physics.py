@@ -263,3 +263,50 @@ def test_recurrent_converters_calibrated_inside_the_loop(rng):
     assert len(ranges) == 3 and min(ranges) > 0
     ref = m.predict(x, verbose=0)
     np.testing.assert_allclose(analog.predict(x, verbose=0), ref, atol=0.01 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("device", [SONOS(), GenericDevice(sigma_prog=0.0, sigma_read=0.03)])
+@pytest.mark.parametrize("kind, tile_rows, adc", [("conv", 1152, False), ("conv", 7, True),
+                                                  ("depthwise", 1152, False), ("depthwise", 4, True)])
+def test_conv_read_noise_per_position(rng, device, kind, tile_rows, adc):
+    """Convolutions read each output position once with its own noise of std
+    sqrt(patch**2 @ s**2) (the bias row driven at 1), per row tile when there is an ADC;
+    2 trials, each with its own programmed copy. Fails if the variance map is convolved with
+    the wrong kernel layout, misses the bias row or a tile, or the trials' copies are swapped."""
+    from nvmkit.engine import ops as xops
+
+    c_in = 2
+    layer = L.Conv2D(3, 3, padding="same") if kind == "conv" else L.DepthwiseConv2D(3, padding="same")
+    m = keras.Sequential([keras.Input((5, 5, c_in)), layer])
+    kernel = rng.normal(size=m.layers[0].kernel.shape).astype("f4")
+    bias = rng.normal(size=m.layers[0].bias.shape).astype("f4")
+    m.set_weights([kernel, bias])
+    config = cfg(mapping={"tile_rows": tile_rows})
+    if adc:
+        config.converters.adc_bits, config.converters.adc_range = 16, 200.0
+    analog = convert(m, device, config, trials=2, seed=SEED)
+    if kind == "conv":
+        w2 = kernel.reshape(-1, kernel.shape[-1])
+    else:
+        w2 = kernel.reshape(9, -1)
+    xb, states = reference_programming(w2, bias, device, config, 2)
+    x = rng.random((1, 5, 5, c_in), dtype=np.float32)
+    p = np.asarray(xops.patches(x, (3, 3), (1, 1), (1, 1), "same")).reshape(25, -1).astype(np.float64)
+    n = 3000
+    ys = analog.predict(np.repeat(x, 2 * n, axis=0), batch_size=2000, verbose=0)
+    ys = ys.reshape(n, 2, 25, -1).astype(np.float64)
+    for k in range(2):
+        var_w = sum(np.square(device.read_sigma(s[k]).astype(np.float64)) for s in states)
+        var_w *= xb.current_to_weight**2
+        wk = xb._to_weight([s[k:k + 1] for s in states])[0].astype(np.float64)
+        if kind == "conv":
+            mean = p @ wk[:-1] + wk[-1]
+            var = np.square(p) @ var_w[:-1] + var_w[-1]
+        else:  # patch index (p, c); column c reads channel c only
+            pc = p.reshape(25, 9, c_in)
+            mean = np.einsum("mpc,pc->mc", pc, wk[:-1]) + wk[-1]
+            var = np.einsum("mpc,pc->mc", np.square(pc), var_w[:-1]) + var_w[-1]
+        sd = np.sqrt(var)
+        got = ys[:, k].reshape(n, 25, -1)
+        np.testing.assert_array_less(np.abs(got.std(axis=0) - sd), Z * sd / np.sqrt(2 * n))
+        np.testing.assert_array_less(np.abs(got.mean(axis=0) - mean), Z * sd / np.sqrt(n) + 2e-3)

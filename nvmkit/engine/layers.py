@@ -118,6 +118,22 @@ class _Core:
                       adc_range=self.adc_range, adc_bits=self.adc_bits, depthwise=self.depthwise)
         return y + bias if self.digital_bias else y
 
+    def forward_conv(self, x, kernel2d, bias, conv):
+        """Images x (B*K, H, W, C) -> (B*K, Ho, Wo, n_out); ``conv(images, matrix)`` is the
+        layer's convolution by a weight matrix (see :func:`nvmkit.engine.ops.read_conv`)."""
+        if self.layer.ideal:
+            y = conv(x, kernel2d)
+            return y + bias if self.has_bias else y
+        w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + self.delta
+        if self.dac_bits is not None:
+            x = xops.quantize(x, self.dac_range, self.dac_bits, self.dac_signed)
+        y = xops.read_conv(x, w, trials=self.layer.trials, conv=conv, n_in=self.n_in,
+                           bias_row=self.bias_row, blocks=self.blocks,
+                           seed=self.layer.seed_generator, var=self.read_var, col_sd=self.read_sd,
+                           adc_range=self.adc_range, adc_bits=self.adc_bits,
+                           depthwise=self.depthwise is not None)
+        return y + bias if self.digital_bias else y
+
     # -- programming and calibration (numpy, once per trial) ----------------------------------
     def crossbar(self, kernel2d: np.ndarray, bias: np.ndarray | None) -> Crossbar:
         return Crossbar(kernel2d, bias if self.has_bias else None, self.layer.device,
@@ -314,12 +330,21 @@ class AnalogConv(AnalogLayer):
         size, strides, dil = self._geometry2d()
         return xops.patches(x, size, strides, dil, self.padding)
 
+    def _conv(self, images, matrix):
+        """Convolution of (N, H, W, C) images by a weight matrix in patch order."""
+        size, strides, dil = self._geometry2d()
+        kern = ops.reshape(matrix, (*size, images.shape[-1], -1))
+        padding = self.padding
+        if padding == "causal":  # all padding before (1-D only)
+            images = ops.pad(images, ((0, 0), (0, 0), ((size[1] - 1) * dil[1], 0), (0, 0)))
+            padding = "valid"
+        return ops.conv(images, kern, strides=strides, padding=padding, dilation_rate=dil)
+
     def call(self, x, training=None, mask=None):
-        k = self._k()
-        p = self._patches(x)
+        if self.rank == 1:
+            x = ops.expand_dims(x, 1)
         kernel2d = ops.reshape(self.kernel, (-1, self.filters))
-        y = self.cores[0].forward(xops.group_trials(p, k), kernel2d, self.bias)
-        y = xops.ungroup_trials(y, k, (*p.shape[1:-1], self.filters))
+        y = self.cores[0].forward_conv(x, kernel2d, self.bias, self._conv)
         if self.rank == 1:
             y = ops.squeeze(y, 1)
         return self.activation(y)
@@ -395,16 +420,21 @@ class AnalogDepthwiseConv2D(AnalogLayer):
         kh, kw, c, mult = self.depthwise_kernel.shape
         return ops.reshape(self.depthwise_kernel, (kh * kw, c * mult))
 
+    def _conv(self, images, matrix):
+        kh, kw = self.kernel_size
+        kern = ops.reshape(matrix, (kh, kw, images.shape[-1], -1))
+        return ops.depthwise_conv(images, kern, strides=self.strides, padding=self.padding,
+                                  dilation_rate=self.dilation_rate)
+
     def call(self, x, training=None, mask=None):
         k = self._k()
-        p = self._patches(x)
         sep = self.pointwise_filters is not None
-        y = self.cores[0].forward(xops.group_trials(p, k), self._dw_matrix(),
-                                  None if sep else self.bias)
+        y = self.cores[0].forward_conv(x, self._dw_matrix(), None if sep else self.bias, self._conv)
         if sep:
+            inner = tuple(y.shape[1:-1])
             pw = ops.reshape(self.pointwise_kernel, (-1, self.pointwise_filters))
-            y = self.cores[1].forward(y, pw, self.bias)
-        y = xops.ungroup_trials(y, k, (*p.shape[1:-1], y.shape[-1]))
+            y = self.cores[1].forward(xops.group_trials(y, k), pw, self.bias)
+            y = xops.ungroup_trials(y, k, (*inner, self.pointwise_filters))
         return self.activation(y)
 
     def compute_output_shape(self, input_shape):

@@ -168,3 +168,72 @@ def window_geometry(in_hw, size, strides, dilation, padding):
         pads.append(p)
         out.append((n + p[0] + p[1] - span) // s + 1)
     return tuple(pads), tuple(out)
+
+
+def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, seed=None, var=None,
+              col_sd=None, adc_range=None, adc_bits: int | None = None, depthwise: bool = False):
+    """The analog read of a convolution without im2col: the same physics as :func:`read`, with
+    each product a convolution (the crossbar read once per output position).
+
+    ``x`` (B*K, H, W, C) images after the DAC, sample-major; ``w`` (K|1, rows, cols) as in
+    :func:`read`; ``conv(images, matrix)`` convolves with a weight matrix of ``n_in`` rows
+    (patch order (kh, kw, C)) -> (B, Ho, Wo, matrix columns). Read noise: the variance map is
+    the convolution of ``x**2`` with the cell variances (a single all-ones filter when the
+    variance does not depend on the row), one draw per output. Each trial's copy convolves its
+    own slice of the batch; the ``K`` convolutions are ops of one graph (traced once), never a
+    loop over samples, and the result is stacked back in sample-major order without a copy of
+    the patches (a convolution is 3-4x faster than im2col + matmul on a CPU).
+    """
+    noisy = seed is not None and (var is not None or col_sd is not None)
+    if adc_bits is None:
+        blocks = [(0, blocks[-1][1])]
+    if trials == 1:
+        parts = [x]
+    else:
+        x5 = ops.reshape(x, (-1, trials, *x.shape[1:]))
+        parts = [x5[:, k] for k in range(trials)]
+    outs = []
+    for k, xk in enumerate(parts):
+        wk = w[k] if w.shape[0] > 1 else w[0]
+        out = None
+        for r0, r1 in blocks:
+            hi = min(r1, n_in)
+            whole = (r0, hi) == (0, n_in)
+            y = conv(xk, wk[:n_in] if whole else _rows_only(wk[:n_in], r0, hi))
+            has_bias = bias_row and r1 > n_in
+            if has_bias:
+                y = y + wk[n_in]
+            if noisy:
+                if col_sd is not None and not depthwise:
+                    ones = ops.ones((n_in, 1), dtype=x.dtype)
+                    s2 = conv(ops.square(xk), ones if whole else _rows_only(ones, r0, hi))
+                    if has_bias:
+                        s2 = s2 + 1.0
+                    sd = ops.sqrt(s2) * col_sd[k if col_sd.shape[0] > 1 else 0, 0]
+                else:
+                    vk = (var[k] if var.shape[0] > 1 else var[0]) if var is not None else \
+                        ops.square(col_sd[k if col_sd.shape[0] > 1 else 0]) * ops.ones_like(wk)
+                    s2 = conv(ops.square(xk), vk[:n_in] if whole else _rows_only(vk[:n_in], r0, hi))
+                    if has_bias:
+                        s2 = s2 + vk[n_in]
+                    sd = ops.sqrt(s2)
+                z = keras.random.normal(ops.shape(y), seed=seed, dtype=y.dtype)
+                y = y + ops.stop_gradient(sd * z)
+            if adc_bits is not None:
+                y = quantize(y, adc_range, adc_bits, True)
+            out = y if out is None else out + y
+        outs.append(out)
+    if trials == 1:
+        return outs[0]
+    y = ops.stack(outs, axis=1)  # (B, K, Ho, Wo, cols): sample-major already
+    return ops.reshape(y, (-1, *y.shape[2:]))
+
+
+def _rows_only(m, r0, hi):
+    """``m`` with every row outside [r0, hi) zeroed: one row tile's share of the product."""
+    n, c = m.shape
+    parts = [ops.zeros((r0, c), dtype=m.dtype)] if r0 else []
+    parts.append(m[r0:hi])
+    if hi < n:
+        parts.append(ops.zeros((n - hi, c), dtype=m.dtype))
+    return ops.concatenate(parts, axis=0)
