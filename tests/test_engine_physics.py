@@ -310,3 +310,22 @@ def test_conv_read_noise_per_position(rng, device, kind, tile_rows, adc):
         got = ys[:, k].reshape(n, 25, -1)
         np.testing.assert_array_less(np.abs(got.std(axis=0) - sd), Z * sd / np.sqrt(2 * n))
         np.testing.assert_array_less(np.abs(got.mean(axis=0) - mean), Z * sd / np.sqrt(n) + 2e-3)
+
+
+def test_standard_normal_moments_and_reproducibility():
+    """The Box-Muller sampler behind every read: mean 0, std 1, kurtosis 3, the 2-sigma tail
+    (fails on a wrong transform, e.g. a missing sqrt or a reused uniform), and the same draws
+    from the same seed."""
+    from nvmkit.engine import ops as xops
+
+    z = np.asarray(xops.standard_normal((1001, 401), keras.random.SeedGenerator(3))).astype(np.float64)
+    n = z.size
+    assert z.shape == (1001, 401) and np.isfinite(z).all()
+    assert abs(z.mean()) < Z / np.sqrt(n)
+    assert abs(z.std() - 1) < Z / np.sqrt(2 * n)
+    assert abs(np.mean(z**4) - 3) < Z * np.sqrt(96 / n)  # var of z^4 is 105 - 9 = 96
+    assert abs(np.mean(np.abs(z) > 2) - 0.0455) < Z * np.sqrt(0.0455 * 0.9545 / n)
+    h = n // 2  # the cos and sin halves are independent
+    assert abs(np.corrcoef(z.ravel()[:h], z.ravel()[h:2 * h])[0, 1]) < Z / np.sqrt(h)
+    a = np.asarray(xops.standard_normal((7,), keras.random.SeedGenerator(9)))
+    np.testing.assert_array_equal(a, np.asarray(xops.standard_normal((7,), keras.random.SeedGenerator(9))))
