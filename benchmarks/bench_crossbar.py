@@ -12,6 +12,13 @@ output-space variance needs the extra ``x**2`` matmul) and 10 Monte Carlo trials
 to 10 digital passes). Peak memory is measured with tracemalloc (numpy reports its buffers to
 it) in a separate, untimed pass.
 
+The Keras-ops engine (``nvmkit.convert``, issue 11) is timed in a second table on the same
+MLP cases, the default CNN (32-64 conv, dense 128), a small ResNet-style CNN and a two-layer
+LSTM on 28 x 28 inputs: each converted model runs under ``tf.function`` (as ``predict`` does),
+against the digital pass of the same Keras model (the faster of Keras and, for the MLP, numpy),
+and against the numpy engine where it can run the model. ``--mnist-eval`` adds the full
+10,000-image evaluation of the default CNN with 10 trials, numpy engine against Keras engine.
+
     python benchmarks/bench_crossbar.py            # the issue's setting
     python benchmarks/bench_crossbar.py --json     # machine-readable
 """
@@ -84,6 +91,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--no-keras", action="store_true", help="skip the Keras-ops engine table")
+    ap.add_argument("--mnist-eval", action="store_true",
+                    help="also time 10,000 images x 10 trials of the default CNN, both engines")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
@@ -138,6 +148,8 @@ def main(argv=None) -> int:
         "cases": rows,
         "all_targets_met": all(r["ratio"] < 3 for r in rows if r["target"]),
     }
+    if not args.no_keras:
+        result["keras_engine"] = keras_engine_cases(args, layers, rng)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -152,7 +164,116 @@ def main(argv=None) -> int:
               f"layer would be {full_tensor_mib:,.0f} MiB; programming one network "
               f"{1e3 * program_s:.0f} ms")
         print("all analog ratios < 3:", "yes" if result["all_targets_met"] else "NO")
+        if "keras_engine" in result:
+            print()
+            print("Keras-ops engine (nvmkit.convert), best of", max(2, args.repeats // 2), "; ratio to the digital pass")
+            print(f"{'case':46s} {'digital ms':>10s} {'new ms':>9s} {'ratio':>6s} {'numpy-engine ms':>16s} {'old/new':>8s}")
+            for r in result["keras_engine"]:
+                old = f"{1e3 * r['numpy_engine_seconds']:16.1f}" if r["numpy_engine_seconds"] else f"{'-':>16s}"
+                speed = f"{r['numpy_engine_seconds'] / r['seconds']:8.2f}" if r["numpy_engine_seconds"] else f"{'-':>8s}"
+                print(f"{r['case']:46s} {1e3 * r['digital_seconds']:10.1f} {1e3 * r['seconds']:9.1f} "
+                      f"{r['ratio']:6.2f} {old} {speed}")
     return 0 if result["all_targets_met"] else 1
+
+
+def keras_engine_cases(args, layers, rng) -> list[dict]:
+    """The same physics through converted Keras models (see the module docstring)."""
+    import keras
+    import tensorflow as tf
+
+    from nvmkit.engine.analog import deploy
+    from nvmkit.engine.convert import convert, repeat_trials
+
+    L = keras.layers
+    repeats = max(2, args.repeats // 2)
+
+    def best(fn):
+        fn()  # trace / warm up
+        b = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            b = min(b, time.perf_counter() - t)
+        return b
+
+    mlp = keras.Sequential([keras.Input((SIZES[0],)), L.Dense(SIZES[1], activation="relu"),
+                            L.Dense(SIZES[2], activation="relu"), L.Dense(SIZES[3])])
+    mlp.set_weights([a for wb in layers for a in wb])
+    cnn = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, 3, activation="relu"),
+                            L.MaxPooling2D(), L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(),
+                            L.Flatten(), L.Dense(128, activation="relu"), L.Dense(10)])
+    inp = keras.Input((28, 28, 1))
+    h = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inp)))
+    for _ in range(2):
+        r = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 3, padding="same", use_bias=False)(h)))
+        r = L.BatchNormalization()(L.Conv2D(16, 3, padding="same", use_bias=False)(r))
+        h = L.ReLU()(L.Add()([h, r]))
+    resnet = keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(h)))
+    lstm = keras.Sequential([keras.Input((28, 28)), L.LSTM(64, return_sequences=True), L.LSTM(64),
+                             L.Dense(10)])
+    generic = GenericDevice(sigma_prog=SIGMA, sigma_read=SIGMA)
+    cfg = lambda prog, read: CrossbarConfig.from_dict(  # noqa: E731
+        {"nonideal": {"programming_error": prog, "read_noise": read}})
+    x_mlp = rng.random((args.batch, SIZES[0]), dtype=np.float32)
+    x_img = rng.random((2000, 28, 28, 1), dtype=np.float32)
+    cases = [  # label, model, x, device, config, trials, numpy digital, numpy engine runs it
+        ("MLP programming error", mlp, x_mlp, generic, cfg(True, False), 1, True, True),
+        ("MLP read noise", mlp, x_mlp, generic, cfg(False, True), 1, True, True),
+        ("MLP both", mlp, x_mlp, generic, cfg(True, True), 1, True, True),
+        ("MLP both, state-dependent read noise (SONOS)", mlp, x_mlp, SONOS(), cfg(True, True), 1, True, True),
+        ("MLP both, 10 trials at once", mlp, x_mlp[:1000], generic, cfg(True, True), 10, True, True),
+        ("CNN both (SONOS)", cnn, x_img, SONOS(), cfg(True, True), 1, False, True),
+        ("CNN both (SONOS), 10 trials at once", cnn, x_img[:200], SONOS(), cfg(True, True), 10, False, True),
+        ("ResNet-style CNN both (SONOS)", resnet, x_img[:1000], SONOS(), cfg(True, True), 1, False, False),
+        ("2-layer LSTM both (SONOS)", lstm, x_img[:1000, ..., 0], SONOS(), cfg(True, True), 1, False, False),
+    ]
+    rows = []
+    for label, model, x, device, config, k, numpy_digital, numpy_engine in cases:
+        xt = tf.constant(x)
+        digital_fn = tf.function(lambda z, m=model: m(z, training=False))
+        dig = best(lambda: digital_fn(xt).numpy()) * k
+        if numpy_digital:
+            dig = min(dig, best(lambda: digital_forward(layers, x)) * k)
+        analog = convert(model, device, config, trials=k, seed=args.seed)
+        xr = tf.constant(repeat_trials(x, k))
+        fn = tf.function(lambda z, m=analog: m(z, training=False))
+        new = best(lambda: fn(xr).numpy())
+        old = None
+        if numpy_engine:
+            net = deploy(model, device, config)
+            prog = net.program(np.random.default_rng(args.seed), k)
+            old = best(lambda: prog.predict(x[None], np.random.default_rng(1)))
+        rows.append({"case": label, "trials": k, "batch": len(x), "seconds": new,
+                     "digital_seconds": dig, "ratio": new / dig, "numpy_engine_seconds": old})
+    if args.mnist_eval:
+        rows.append(_mnist_eval(args, cnn))
+    return rows
+
+
+def _mnist_eval(args, cnn) -> dict:
+    """10,000 test images x 10 trials of the default CNN (SONOS, all effects), both engines."""
+    import tensorflow as tf
+
+    from nvmkit.engine.analog import deploy
+    from nvmkit.engine.convert import convert, repeat_trials
+    from nvmkit.engine.evaluate import monte_carlo
+    from nvmkit.workflow.data import load_dataset
+
+    ds = load_dataset("mnist")
+    x = (ds.x_test[:10_000] / np.float32(255)).astype(np.float32)[..., None]
+    y = ds.y_test[:10_000]
+    t = time.perf_counter()
+    monte_carlo(deploy(cnn, SONOS(), CrossbarConfig()), x, y, trials=10, seed=args.seed)
+    old = time.perf_counter() - t
+    t = time.perf_counter()
+    analog = convert(cnn, SONOS(), CrossbarConfig(), trials=10, seed=args.seed)
+    fn = tf.function(lambda z: analog(z, training=False))
+    for s in range(0, len(x), 500):
+        fn(tf.constant(repeat_trials(x[s:s + 500], 10))).numpy()
+    new = time.perf_counter() - t
+    return {"case": f"MNIST {len(x)} images x 10 trials, default CNN (SONOS)", "trials": 10,
+            "batch": len(x), "seconds": new, "digital_seconds": float("nan"), "ratio": float("nan"),
+            "numpy_engine_seconds": old}
 
 
 if __name__ == "__main__":
