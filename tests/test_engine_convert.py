@@ -41,9 +41,10 @@ def mnist():
 
 
 def assert_exact(model, x, config=IDEAL, **kw):
-    ref = model.predict(x, verbose=0)
+    ref = keras.ops.convert_to_numpy(model(x, training=False))
     analog = convert(model, IdealDevice(), config, trials=TRIALS, **kw)
-    y = analog.predict(repeat_trials(x, TRIALS), batch_size=4 * TRIALS, verbose=0)
+    # eager call: no graph tracing (predict, with Keras's batching, is exercised elsewhere)
+    y = keras.ops.convert_to_numpy(analog(repeat_trials(x, TRIALS), training=False))
     assert y.shape == (len(x) * TRIALS, *ref.shape[1:])
     # float32: the mapping round trip W -> (G+ - G-) -> W and the sums of a few hundred terms
     tol = 2e-5 * max(1.0, float(np.abs(ref).max()))
@@ -179,10 +180,10 @@ def test_refusals_are_one_line():
         convert(m, IdealDevice(), CrossbarConfig.preset("converters-8bit"))
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
-def test_simple_rnn_any_activation(mnist, activation):
-    m = randomize(keras.Sequential([keras.Input((28, 28)), L.SimpleRNN(8, activation=activation),
-                                    L.Dense(3)]), 12)
+def test_simple_rnn_any_activation(mnist):
+    m = randomize(keras.Sequential([keras.Input((28, 28)), L.SimpleRNN(8, return_sequences=True),
+                                    L.SimpleRNN(6, activation="relu", return_sequences=True),
+                                    L.SimpleRNN(5, activation="sigmoid"), L.Dense(3)]), 12)
     assert_exact(m, mnist)
 
 

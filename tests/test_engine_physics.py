@@ -156,7 +156,7 @@ def test_read_noise_std_in_output_space(rng, device, bias, tile_rows, adc):
     drive = np.square(np.append(x[0], 1.0) if xb.bias_row else x[0]).astype(np.float64)
     expected = np.sqrt(drive @ var_w)
     n = 6000
-    ys = analog.predict(np.repeat(x, n, axis=0), batch_size=2000, verbose=0).astype(np.float64)
+    ys = np.asarray(analog(np.repeat(x, n, axis=0))).astype(np.float64)
     np.testing.assert_array_less(np.abs(ys.std(axis=0) - expected), Z * expected / np.sqrt(2 * n))
     clean = x[0].astype(np.float64) @ xb._to_weight(states)[0][:80]
     clean += xb._to_weight(states)[0][80] if xb.bias_row else b
@@ -245,7 +245,7 @@ def test_rnn_read_noise_fresh_at_every_time_step(rng):
     var2 = v * (np.sum(x[0, 1] ** 2) + np.sum(h1**2) + h * var1 + 1)
     expected = np.sqrt((u.astype(np.float64) ** 2).T @ np.full(h, var1) + var2)
     N = 8000
-    ys = analog.predict(np.repeat(x, N, axis=0), batch_size=4000, verbose=0).astype(np.float64)
+    ys = np.asarray(analog(np.repeat(x, N, axis=0))).astype(np.float64)
     np.testing.assert_array_less(np.abs(ys.std(axis=0) - expected), Z * expected / np.sqrt(2 * N))
 
 
@@ -261,8 +261,8 @@ def test_recurrent_converters_calibrated_inside_the_loop(rng):
     analog = convert(m, IdealDevice(), c, calibration_data=x)
     ranges = [float(core.adc_range.numpy()) for layer in analog_layers(analog) for core in layer.cores]
     assert len(ranges) == 3 and min(ranges) > 0
-    ref = m.predict(x, verbose=0)
-    np.testing.assert_allclose(analog.predict(x, verbose=0), ref, atol=0.01 * np.abs(ref).max())
+    ref = np.asarray(m(x))
+    np.testing.assert_allclose(np.asarray(analog(x)), ref, atol=0.01 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("device", [SONOS(), GenericDevice(sigma_prog=0.0, sigma_read=0.03)])
@@ -293,7 +293,7 @@ def test_conv_read_noise_per_position(rng, device, kind, tile_rows, adc):
     x = rng.random((1, 5, 5, c_in), dtype=np.float32)
     p = np.asarray(xops.patches(x, (3, 3), (1, 1), (1, 1), "same")).reshape(25, -1).astype(np.float64)
     n = 3000
-    ys = analog.predict(np.repeat(x, 2 * n, axis=0), batch_size=2000, verbose=0)
+    ys = np.asarray(analog(np.repeat(x, 2 * n, axis=0)))
     ys = ys.reshape(n, 2, 25, -1).astype(np.float64)
     for k in range(2):
         var_w = sum(np.square(device.read_sigma(s[k]).astype(np.float64)) for s in states)
