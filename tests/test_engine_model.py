@@ -70,3 +70,30 @@ def test_describe_names_device_tiles_and_mapping():
     text = describe_analog(analog)
     assert "sonos, offset mapping, 10x4 on 1 tile(s)" in text
     assert "4x(10x1) on 4 tile(s)" in text  # depthwise: one crossbar per channel, BN folded
+
+
+def test_a_device_written_against_the_plugin_guide_converts():
+    """The device of docs/plugins.md, as written there (numpy functions of the conductance),
+    runs in converted models unchanged: programmed with its own spread, saved configs name it."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    space: dict = {}
+    exec(compile(code, "plugins.md", "exec"), space)  # noqa: S102 - the guide's own example
+    device = space["PCMLite"]()
+    w = np.full((50, 20), 0.5, dtype="f4")
+    w[0, 0] = 1.0  # Wmax: the other weights target G+ = 12.5 uS
+    m = keras.Sequential([keras.Input((50,)), L.Dense(20, use_bias=False)])
+    m.set_weights([w])
+    analog = convert(m, device, CrossbarConfig.from_dict({"nonideal": {"clip_conductance": False}}),
+                     trials=4)
+    (layer,) = analog_layers(analog)
+    dw = layer.cores[0].delta.numpy()[:, 1:, :].astype(np.float64)  # weight error, weight units
+    gain = 1.0 / device.g_range  # Wmax = 1 spans g_range (differential: one cell carries it)
+    sigma = float(device.programming_sigma(np.float32([12.5]))[0]) * gain  # G- at 0: sigma(0) too
+    sigma = np.hypot(sigma, float(device.programming_sigma(np.float32([0.0]))[0]) * gain)
+    # std of a sample std over N draws: sigma / sqrt(2 N); 5 of those
+    assert abs(dw.std() - sigma) < 5 * sigma / np.sqrt(2 * dw.size)
+    assert layer.get_config()["device"]["name"] == "pcm-lite"
