@@ -97,3 +97,35 @@ def test_a_device_written_against_the_plugin_guide_converts():
     # std of a sample std over N draws: sigma / sqrt(2 N); 5 of those
     assert abs(dw.std() - sigma) < 5 * sigma / np.sqrt(2 * dw.size)
     assert layer.get_config()["device"]["name"] == "pcm-lite"
+
+
+def test_monte_carlo_on_the_keras_engine_matches_the_numpy_engine():
+    """Same seed, same streams: trial k's programming and test-set noise are the numpy engine's,
+    so with programming error only the per-trial accuracies agree (to a float-rounding flip of
+    an argmax). Fails if trials or samples are mixed in the (K, b) -> B*K layout, or if a
+    trial's programming stream differs."""
+    from nvmkit.core.noise import NoiseInjector
+    from nvmkit.engine.analog import deploy
+    from nvmkit.engine.evaluate import monte_carlo
+    from nvmkit.workflow.data import load_sample
+
+    class Gauss(NoiseInjector):
+        name = "test-gauss"
+
+        def apply(self, x, rng):
+            return x + rng.normal(0, 0.3, x.shape).astype(x.dtype)
+
+    ds = load_sample("mnist")
+    x, y = ds.x_test[:300], ds.y_test[:300]
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, strides=2, activation="relu"),
+                          L.Flatten(), L.Dense(10)])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    m.fit((ds.x_train[:600] / 255.0)[..., None], ds.y_train[:600], epochs=2, verbose=0, batch_size=64)
+    c = CrossbarConfig.from_dict({"nonideal": {"read_noise": False}})
+    prep = lambda a: a[..., None]  # noqa: E731
+    old = monte_carlo(deploy(m, ReRAM(), c), x, y, trials=3, seed=4, injector=Gauss(), prepare=prep)
+    new = monte_carlo(convert(m, ReRAM(), c, trials=3), x, y, trials=3, seed=4, injector=Gauss(),
+                      prepare=prep, batch_size=128)
+    assert len(set(old.per_trial)) > 1  # the trials differ: a mix-up would show
+    np.testing.assert_allclose(new.per_trial, old.per_trial, atol=2 / len(x))

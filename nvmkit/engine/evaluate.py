@@ -87,11 +87,14 @@ def auto_batch_size(network: AnalogNetwork, trials: int, n_test: int,
     return int(max(1, min(fit, limit or n_test, n_test)))
 
 
-def monte_carlo(network: AnalogNetwork, x: np.ndarray, y: np.ndarray, *, trials: int, seed: int,
+def monte_carlo(network, x: np.ndarray, y: np.ndarray, *, trials: int, seed: int,
                 injector: NoiseInjector | None = None,
                 prepare: Callable[[np.ndarray], np.ndarray] | None = None,
                 batch_size: int | None = None) -> AccuracyResult:
     """Accuracy of ``network`` on ``(x, y)`` over ``trials`` Monte Carlo trials.
+
+    ``network``: an :class:`AnalogNetwork` (the numpy engine) or a model converted with
+    ``nvmkit.convert(..., trials=trials)`` (the Keras-ops engine, same random streams).
 
     ``x`` holds test images as the injector expects them (e.g. (N, 28, 28) in [0, 1]; uint8
     pixels are scaled by 1/255);
@@ -122,6 +125,9 @@ def monte_carlo(network: AnalogNetwork, x: np.ndarray, y: np.ndarray, *, trials:
         p = np.asarray(prep(batch.reshape(k * b, *batch.shape[2:])), dtype=F32)
         return p.reshape(k, b, *p.shape[1:])
 
+    if not isinstance(network, AnalogNetwork):  # a model converted by nvmkit.convert
+        return _monte_carlo_converted(network, x, labels, trials, seed, injector, network_input,
+                                      batch_size)
     if network.needs_calibration():
         network.calibrate(network_input(x[None, :CALIBRATION_SAMPLES].astype(F32))[0])
 
@@ -147,6 +153,63 @@ def _noisy(injector: NoiseInjector, x: np.ndarray, rng: np.random.Generator) -> 
         raise ConfigError(f"noise '{injector.name}' returned shape {out.shape} for images {x.shape}; an "
                           "injector must keep the shape (run `nvmkit plugins check` on it)")
     return out
+
+
+def _monte_carlo_converted(model, x, labels, trials, seed, injector, network_input,
+                           batch_size) -> AccuracyResult:
+    """monte_carlo on the Keras-ops engine: the same streams (trial k programmed from
+    ``(0, k)``, its test-set noise from ``(1, k)``; read noise from each layer's generator,
+    seeded from ``(2, layer)``), all K trials in one batch of B*K rows (sample-major)."""
+    import keras
+
+    from nvmkit.engine.convert import (analog_layers, calibrate_converters, needs_calibration,
+                                       reprogram)
+
+    layers = analog_layers(model)
+    k = layers[0].trials if layers else 1
+    if k != trials:
+        raise ConfigError(f"monte_carlo: the model was converted with trials={k}, asked for "
+                          f"{trials}; convert it with trials={trials}")
+    if needs_calibration(model):
+        calibrate_converters(model, network_input(x[None, :CALIBRATION_SAMPLES].astype(F32))[0])
+    reprogram(model, seed)
+    noise_rngs = [_rng(seed, _TEST_NOISE, t) for t in range(trials)] if injector else None
+    fit = MEMORY_BUDGET // (4 * trials * _largest_activation(model))
+    bs = int(max(1, min(fit, batch_size or len(x), len(x))))
+    forward = _tf_function(model) if keras.backend.backend() == "tensorflow" else model
+    n = len(x)
+    correct = np.zeros(trials, dtype=np.int64)
+    for s in range(0, n, bs):
+        xb = np.asarray(x[s:s + bs], dtype=F32)
+        if injector is not None:
+            xb = np.stack([_noisy(injector, xb, g) for g in noise_rngs])
+        else:
+            xb = np.broadcast_to(xb[None], (trials, *xb.shape))
+        net_in = network_input(np.ascontiguousarray(xb))  # (K, b, ...)
+        b = net_in.shape[1]
+        rows = np.swapaxes(net_in, 0, 1).reshape(b * trials, *net_in.shape[2:])  # sample-major
+        scores = keras.ops.convert_to_numpy(forward(rows)).reshape(b, trials, -1)
+        correct += (scores.argmax(axis=-1) == labels[s:s + b, None]).sum(axis=0)
+    return AccuracyResult.from_trials(correct / n, n)
+
+
+def _largest_activation(model) -> int:
+    """Most values one input holds at any layer's output (the model's input included)."""
+    sizes = [math.prod(d or 1 for d in model.input_shape[1:])]
+    for layer in model.layers:
+        try:
+            shapes = layer.output.shape if not isinstance(layer.output, (list, tuple)) else \
+                layer.output[0].shape
+            sizes.append(math.prod(d or 1 for d in shapes[1:]))
+        except (AttributeError, ValueError):
+            continue
+    return max(sizes)
+
+
+def _tf_function(model):
+    import tensorflow as tf
+
+    return tf.function(lambda z: model(z, training=False), reduce_retracing=True)
 
 
 def digital_accuracy(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> float:
