@@ -31,8 +31,8 @@ from nvmkit.fit import DeviceTable, FitResult, Measurements, fit_device, load_de
 from nvmkit.engine.crossbar_config import ConverterConfig, CrossbarConfig, MappingConfig, NonIdealityConfig
 from nvmkit.engine.crossbar import Crossbar, ProgrammedCrossbar
 from nvmkit.engine.analog import AnalogNetwork, ProgrammedNetwork, deploy
-from nvmkit.engine.convert import (analog_layers, calibrate_converters, convert, describe_analog,
-                                   repeat_trials, reprogram)
+from nvmkit.engine.convert import (analog_footprint, analog_layers, calibrate_converters, convert,
+                                   describe_analog, repeat_trials, reprogram)
 from nvmkit.engine.evaluate import AccuracyResult, digital_accuracy, monte_carlo
 from nvmkit.engine.conformance import CheckResult, check_class, check_plugin
 from nvmkit.workflow.config import DataConfig, PluginRef, RunConfig, TrainingConfig
@@ -76,6 +76,7 @@ __all__ = [
     "repeat_trials",
     "analog_layers",
     "describe_analog",
+    "analog_footprint",
     "AccuracyResult",
     "digital_accuracy",
     "load_dataset",

@@ -129,3 +129,20 @@ def test_monte_carlo_on_the_keras_engine_matches_the_numpy_engine():
                       prepare=prep, batch_size=128)
     assert len(set(old.per_trial)) > 1  # the trials differ: a mix-up would show
     np.testing.assert_allclose(new.per_trial, old.per_trial, atol=2 / len(x))
+
+
+@pytest.mark.parametrize("network", ["mlp", "cnn", "rnn"])
+@pytest.mark.parametrize("mapping", [{}, {"scheme": "offset", "bias": "digital", "tile_rows": 100,
+                                          "tile_cols": 50}])
+def test_footprint_equals_the_numpy_engines(network, mapping):
+    """Energy estimators price the same counts on either engine (tiles, reads, fused ReLU
+    neurons, softmax and max-pool operations) for the bundled networks, training-noise layers
+    included. Fails on a wrong tile split, read count or a ReLU counted twice."""
+    from nvmkit.core.registry import get_registry
+    from nvmkit.engine.analog import deploy
+    from nvmkit.engine.convert import analog_footprint
+
+    m = get_registry().create("network", network, {}).build((28, 28), 10, sigma_neu=0.1)
+    c = CrossbarConfig.from_dict({"mapping": mapping})
+    old = [f.to_dict() for f in deploy(m, SONOS(), c).footprint()]
+    assert [f.to_dict() for f in analog_footprint(convert(m, SONOS(), c))] == old

@@ -19,6 +19,8 @@ Keras seed generator seeded from ``SeedSequence(seed, spawn_key=(2, layer index)
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 
@@ -344,3 +346,121 @@ def describe_analog(model) -> str:
     for layer in analog_layers(model):
         lines.append(f"  {layer.name:<24} {type(layer).__name__:<22} {layer.describe()}")
     return "\n".join(lines)
+
+
+# -- footprint: what the converted model occupies and does per inference --------------------------
+
+#: layers that act only in training (no footprint), as the numpy engine's deploy skipped them
+_TRAINING_ONLY = {"InputLayer", "GaussianNoise", "Dropout", "GaussianDropout", "SpatialDropout1D",
+                  "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout", "FoldedBatchNormalization"}
+
+
+def analog_footprint(model) -> list:
+    """Per layer: tiles, reads, activations and digital operations per inference (the contract
+    with energy estimators, :class:`nvmkit.core.footprint.LayerFootprint`), counted as the numpy
+    engine's ``AnalogNetwork.footprint`` does: a ReLU that directly follows a crossbar is its
+    neurons (counted on the crossbar layer), softmax and max-pool are digital operations."""
+    from nvmkit.core.footprint import LayerFootprint
+
+    out: list = []
+    last = None  # index in ``out`` of an analog footprint whose neurons a ReLU may be
+    for layer in _all_layers(model):
+        cls = type(layer).__name__
+        if cls in _TRAINING_ONLY:
+            continue
+        o_shape = tuple(layer.output.shape[1:])
+        size = math.prod(d or 1 for d in o_shape)
+        if isinstance(layer, AnalogLayer):
+            fps, act = _analog_footprints(layer, LayerFootprint)
+            out.extend(fps)
+            last = len(out) - 1 if act == "linear" else None
+            if act == "relu":
+                out[-1] = _with_activations(out[-1], size)
+            elif act == "softmax":
+                out.append(LayerFootprint(f"{layer.name}/softmax", "softmax", digital_ops=size))
+            elif act != "linear":  # tanh, sigmoid, ...: one digital evaluation per output
+                out.append(LayerFootprint(f"{layer.name}/{act}", "activation", digital_ops=size))
+            continue
+        act = _activation_of(layer)
+        if act == "relu" and last is not None:
+            out[last] = _with_activations(out[last], size)
+            last = None
+            continue
+        last = None
+        if act == "relu":
+            out.append(LayerFootprint(layer.name, "relu", activations=size))
+        elif act == "softmax":
+            out.append(LayerFootprint(layer.name, "softmax", digital_ops=size))
+        elif act == "linear":
+            continue
+        elif cls in ("Flatten", "Reshape"):
+            out.append(LayerFootprint(layer.name, "flatten"))
+        elif cls == "MaxPooling2D":
+            pool = tuple(layer.pool_size)
+            out.append(LayerFootprint(layer.name, "maxpool", digital_ops=size * (math.prod(pool) - 1),
+                                      extra={"pool": list(pool)}))
+        else:  # any other digital layer: one operation per output value (an estimate)
+            out.append(LayerFootprint(layer.name, cls.lower(), digital_ops=size,
+                                      extra={"digital_ops": "estimate: one per output value"}))
+    return out
+
+
+def _activation_of(layer) -> str | None:
+    cls = type(layer).__name__
+    if cls == "ReLU":
+        plain = layer.max_value is None and not layer.negative_slope and not layer.threshold
+        return "relu" if plain else None
+    if cls == "Softmax":
+        return "softmax"
+    if cls == "Activation":
+        return getattr(layer.activation, "__name__", None)
+    return None
+
+
+def _with_activations(fp, n: int):
+    import dataclasses
+
+    return dataclasses.replace(fp, activations=fp.activations + n)
+
+
+def _analog_footprints(layer, LayerFootprint) -> tuple[list, str]:
+    from nvmkit.core.footprint import TileShape
+
+    act = getattr(layer.activation, "__name__", "linear")
+    in_shape = tuple(layer.input.shape[1:])
+    o_shape = tuple(layer.output.shape[1:])
+    dpw = 2 if layer.crossbar_config.mapping.scheme == "differential" else 1
+    fps = []
+    for i, core in enumerate(layer.cores):
+        tiles = tuple(TileShape(r, c) for r, c in core.tiles())
+        name = layer.name if i == 0 else f"{layer.name}/{core.tag.rstrip('_')}"
+        common = {"tiles": tiles, "devices_per_weight": dpw, "n_in": core.rows, "n_out": core.n_out}
+        if isinstance(layer, AnalogDense):
+            fps.append(LayerFootprint(name, "dense", reads_per_inference=math.prod(in_shape[:-1]),
+                                      **common))
+        elif isinstance(layer, AnalogRecurrent):
+            steps = in_shape[0]
+            extra = {"time_steps": steps, "hidden": layer.units, "inputs_per_step": in_shape[-1]}
+            if layer.kind != "simple":
+                extra["cell"] = layer.kind
+            acts = layer.units * steps if (layer.kind == "simple" and act == "relu") else 0
+            ops_ = 0 if acts or i else layer.units * steps * {"simple": 1, "lstm": 5, "gru": 3}[layer.kind]
+            fps.append(LayerFootprint(name, "rnn", reads_per_inference=steps, activations=acts,
+                                      digital_ops=ops_, extra=extra, **common))
+        else:
+            positions = math.prod(o_shape[:-1])
+            kernel = list(layer.kernel_size) if not isinstance(layer, AnalogConv) or layer.rank == 2 \
+                else [1, *layer.kernel_size]
+            extra = {"kernel": kernel, "strides": list(getattr(layer, "strides", ())),
+                     "padding": layer.padding, "in_channels": int(in_shape[-1]),
+                     "filters": int(o_shape[-1]), "output_positions": positions}
+            if isinstance(layer, AnalogConv) and layer.rank == 1:
+                extra = {**extra, "kernel": list(layer.kernel_size)}
+            if core.depthwise is not None:
+                extra["depthwise"] = True
+                common["n_in"] = core.rows  # per channel crossbar; MACs: see n_out
+            fps.append(LayerFootprint(name, "conv", reads_per_inference=positions, extra=extra,
+                                      **common))
+    if isinstance(layer, AnalogRecurrent):
+        act = "linear"  # the recurrent nonlinearities are counted on the layer itself
+    return fps, act

@@ -581,6 +581,9 @@ class AnalogRecurrent(AnalogLayer):
         return ops.stack(outs, axis=2) if self.return_sequences else state
 
     def call(self, x, training=None, mask=None):
+        if mask is not None:
+            raise ConfigError(f"{self.name}: masked sequences (Masking, Embedding(mask_zero=True)) "
+                              "are not handled on crossbars; remove the mask or pad with zeros")
         k = self._k()
         y = self._run(x, k)
         if self.return_sequences:
