@@ -1,4 +1,4 @@
-"""The run pipeline as a plain Python API: data -> train -> deploy -> Monte Carlo -> energy."""
+"""The run pipeline as a plain Python API: data -> train -> convert -> Monte Carlo -> energy."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
     from nvmkit.core._quiet import import_keras
 
     import_keras()
-    from nvmkit.engine.analog import deploy
+    from nvmkit.engine.convert import analog_footprint, convert
     from nvmkit.engine.crossbar_config import CrossbarConfig
     from nvmkit.workflow.data import load_dataset
     from nvmkit.engine.evaluate import digital_accuracy, monte_carlo
@@ -117,10 +117,10 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
             if external and comps.injector is None:
                 continue  # no test-set noise configured: nothing to evaluate
             key = "device" if internal else "ideal"
-            if key not in networks:
+            if key not in networks:  # the Keras-ops engine, all trials in one batch
                 xcfg = cfg.crossbar if internal else CrossbarConfig.preset("ideal")
-                networks[key] = deploy(model, comps.device, xcfg)
-                networks[key].calibrate(mapper.prepare(ds.x_train[: min(500, len(ds.x_train))]))
+                networks[key] = convert(model, comps.device, xcfg, trials=cfg.trials, seed=cfg.seed,
+                                        calibration_data=mapper.prepare(ds.x_train[: min(500, len(ds.x_train))]))
             res = monte_carlo(networks[key], x_test, y_test, trials=cfg.trials, seed=cfg.seed,
                               injector=comps.injector if external else None,
                               prepare=mapper.prepare, batch_size=cfg.batch_size)
@@ -129,8 +129,9 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
 
     energy = None
     if comps.energy is not None:
-        net = networks.get("device") or deploy(model, comps.device, cfg.crossbar)
-        energy = comps.energy.estimate(net.footprint(), comps.device).to_dict()
+        net = networks.get("device") or convert(model, comps.device, cfg.crossbar, seed=cfg.seed,
+                                                calibration_data=mapper.prepare(ds.x_train[:500]))
+        energy = comps.energy.estimate(analog_footprint(net), comps.device).to_dict()
     evaluate_s = time.perf_counter() - evaluate_started
 
     result = RunResult(
