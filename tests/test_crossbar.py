@@ -157,6 +157,23 @@ def test_sonos_spread_after_drift_is_the_days_fit(rng, day):
     assert abs(g.mean() - mean) < Z * sigma / np.sqrt(n)
 
 
+def test_time_independent_spread_drifts_with_each_cell(rng):
+    """A device whose programming_sigma does not depend on t states the spread at programming;
+    its own (here multiplicative) drift then acts on each programmed cell, scaling the spread
+    by (t/t0)^-nu. Fails if the SONOS rule (mean shift, spread unscaled) were applied to every
+    device."""
+    d = GenericDevice(sigma_prog=0.02, drift_nu=0.1, drift_t0=1.0)
+    w = np.full((200, 50), 0.5, dtype=np.float32)
+    w[0, 0] = 1.0
+    t = 1e4
+    c = cfg(nonideal={"read_noise": False, "clip_conductance": False, "drift_time": t})
+    pc = Crossbar(w, None, d, c).program(rng, trials=4)
+    g = pc.states[0][:, 1:, :].astype(np.float64)
+    factor = t ** -0.1
+    sigma = float(d.programming_sigma(np.float32([d.g_min + 0.5 * d.g_range]))[0]) * factor
+    assert abs(g.std() - sigma) < Z * sigma / np.sqrt(2 * g.size)
+
+
 def test_programming_error_is_per_trial_and_reproducible(rng):
     w, b = layer(rng)
     xb = Crossbar(w, b, ReRAM(), cfg(nonideal={"read_noise": False}))

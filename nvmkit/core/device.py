@@ -52,6 +52,11 @@ class Device(Component):
     #: False for an abstract device whose conductances are numbers without a unit behind them:
     #: ``cell_read_energy`` of such a cell is not a physical energy, and energy reports say so.
     physical_units: ClassVar[bool] = True
+    #: True when ``programming_sigma(g, t)`` is the spread *measured* t after programming around
+    #: the drifted mean ``drift(g, t)`` (fits per day, as SONOS): the engine then shifts the mean
+    #: first and draws that day's spread around it. False (default): the spread is drawn at
+    #: programming and ``drift`` acts on each programmed cell, scaling the spread with it.
+    spread_measured_after_drift: ClassVar[bool] = False
 
     g_min: float
     g_max: float

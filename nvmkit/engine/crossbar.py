@@ -211,12 +211,14 @@ class Crossbar:
         ni, d = self.config.nonideal, self.device
         t = ni.drift_time
         g_min, g_max = F32(d.g_min), F32(d.g_max)
-        # The device's own drift moves the *mean* (drift(target, t)); programming_sigma(target, t)
-        # is the spread observed t after programming around that mean (Agrawal et al., IEDM 2022,
-        # Fig. 10: the fits are of the mean shift and of the day-t spread). So the mean shift is
-        # added to the clipped programmed state, never applied to the noisy current: that would
-        # scale the spread by the drift's slope. The power law acts on each cell (multiplicative).
-        device_drift = t > 0 and ni.drift_model == "device"
+        # Two ways a device states its spread (issue 11, point 8; Device.spread_measured_after_drift):
+        # - measured t after programming around the drifted mean (SONOS: a fit per day, Agrawal
+        #   et al., IEDM 2022, Fig. 10): the mean shift drift(target, t) - target is added to the
+        #   programmed state; applying the drift to the noisy current would scale the spread by
+        #   the drift's slope (27.4 instead of 29.6 nA at 400 nA after 5 days).
+        # - drawn at programming (default): the device's drift acts on each programmed cell.
+        # The power-law drift model always acts per cell (multiplicative).
+        mean_first = t > 0 and ni.drift_model == "device" and d.spread_measured_after_drift
         states = []
         for target in self.targets:
             shape = (trials, *target.shape)
@@ -231,7 +233,7 @@ class Crossbar:
                 g = np.repeat(target[None], trials, axis=0)
             if ni.clip_conductance and d.bounded:
                 np.clip(g, g_min, g_max, out=g)
-            if device_drift:
+            if mean_first:
                 g += np.asarray(d.drift(target.copy(), t), dtype=F32) - target
                 if d.bounded:  # a conductance (or read current) cannot change sign
                     np.maximum(g, F32(0), out=g)
@@ -245,14 +247,17 @@ class Crossbar:
         return ProgrammedCrossbar(self, states)
 
     def _drift(self, g: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
-        """The power law, per cell (the device's own drift is a mean shift: see program)."""
+        """Drift acting on each programmed cell: the power law, or the device's own drift."""
         ni, d = self.config.nonideal, self.device
-        if t > ni.drift_t0:
-            log_ratio = F32(math.log(t / ni.drift_t0))
-            nu = F32(ni.drift_nu)
-            if ni.drift_nu_sigma:
-                nu = standard_normal(rng, g.shape) * F32(ni.drift_nu_sigma) + nu
-            g *= np.exp(-nu * log_ratio)
+        if ni.drift_model == "power-law":
+            if t > ni.drift_t0:
+                log_ratio = F32(math.log(t / ni.drift_t0))
+                nu = F32(ni.drift_nu)
+                if ni.drift_nu_sigma:
+                    nu = standard_normal(rng, g.shape) * F32(ni.drift_nu_sigma) + nu
+                g *= np.exp(-nu * log_ratio)
+        else:
+            g = np.asarray(d.drift(g, t), dtype=F32)
         if d.bounded:  # a conductance (or read current) cannot change sign
             np.maximum(g, F32(0), out=g)
         return g

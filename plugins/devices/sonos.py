@@ -60,6 +60,8 @@ class SONOS(Device):
 
     name = "sonos"
     units = "nA"
+    #: the spread fits are of cells measured each day around that day's mean (Fig. 10)
+    spread_measured_after_drift = True
     citations: ClassVar[dict[str, str]] = {
         "levels": "None = continuous (closed-loop tuning to an analog target current)",
         "i_max": "1600 nA, Agrawal et al., IEDM 2022 / Xiao et al., TCAS-I 2022",
