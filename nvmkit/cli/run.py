@@ -12,7 +12,9 @@ from nvmkit.cli.app import app, command, console
 @command(app)
 def run(
     config_file: Optional[Path] = typer.Argument(None, help="A TOML configuration (as --dry-run prints it) or a result JSON to re-run; flags override it."),
-    dataset: Optional[str] = typer.Option(None, help="mnist or fashion-mnist."),
+    dataset: Optional[str] = typer.Option(None, help="mnist, fashion-mnist, or your own .npz with x_train, y_train, x_test, y_test."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Your trained .keras model, deployed as it is (give --epochs to train it further); replaces --network."),
+    scaling: Optional[str] = typer.Option(None, help="How a data file's inputs are scaled: auto (uint8 / 255, floats must lie in [0, 1]) or none (used as they are)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder in Keras's cache layout holding the full data."),
     source: Optional[str] = typer.Option(None, help="auto (full data if found, else the embedded sample), full, or sample."),
     network: Optional[str] = typer.Option(None, help="Network mapper spec, e.g. mlp, cnn, rnn:time_steps=7."),
@@ -37,9 +39,21 @@ def run(
     from nvmkit.workflow import pipeline
     from nvmkit.workflow.config import RunConfig
 
+    from nvmkit.workflow.config import is_data_file
+
     data = RunConfig.from_file(config_file).to_dict() if config_file else {}
+    if dataset is not None:  # a name or a file: the other key of the file's table no longer applies
+        table = data.setdefault("dataset", {})
+        for key in ("name", "file", "sha256"):
+            table.pop(key, None)
+        if is_data_file(dataset):
+            table.pop("data_dir", None)
+    if model is not None:
+        data["model"] = {"file": str(model)}
     overrides = {
-        "dataset.name": dataset,
+        "dataset.file": dataset if dataset is not None and is_data_file(dataset) else None,
+        "dataset.name": dataset if dataset is not None and not is_data_file(dataset) else None,
+        "dataset.scaling": scaling,
         "dataset.data_dir": str(data_dir) if data_dir else None,
         "dataset.source": source,
         "trials": trials,
@@ -57,7 +71,8 @@ def run(
     if cfg.output:
         from nvmkit.workflow.report import check_output_path
 
-        check_output_path(cfg.output, inputs=(config_file,))
+        check_output_path(cfg.output, inputs=(config_file, cfg.dataset.file,
+                                              cfg.model.file if cfg.model else None))
     if dry_run:
         import tomli_w
 

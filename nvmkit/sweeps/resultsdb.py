@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from nvmkit.workflow.config import SCENARIOS
+from nvmkit.workflow.config import SCENARIOS, network_label
 from nvmkit.core.errors import ConfigError
 from nvmkit.core.spec import parse_value
 
@@ -239,7 +239,7 @@ def _row(key: str, result: dict, experiment: str | None) -> dict[str, Any]:
     row = {
         "key": key,
         "experiment": experiment,
-        "network": (cfg.get("network") or {}).get("name"),
+        "network": network_label(cfg) or None,
         "device": (cfg.get("device") or {}).get("name"),
         "dataset": (result.get("dataset") or {}).get("name") or (cfg.get("dataset") or {}).get("name"),
         "noise": noise_name,

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable
 from nvmkit.core.errors import ConfigError, NvmkitError
 from nvmkit.sweeps.experiment import Experiment, Point
 from nvmkit.sweeps.resultsdb import ResultsDB
+from nvmkit.workflow.config import network_label
 
 RUNNER_ENV = "NVMKIT_SWEEP_RUNNER"  # "module:function": a different point runner (tests use a fake)
 DEFAULT_RUNNER = "nvmkit.sweeps.sweep:run_point"
@@ -200,7 +201,7 @@ def estimate_seconds(points: list[Point], history: Iterable[dict], workers: int)
     total, leaders = 0.0, set()
     untimed: dict[str, set[str]] = {}
     for p in points:
-        net = p.resolved["network"]["name"]
+        net = network_label(p.resolved)
         r = rates.get(net, {})
         n_train, n_test = _data_sizes(p)
         training = p.resolved["training"]

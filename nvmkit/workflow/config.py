@@ -38,13 +38,42 @@ class DataConfig(Params):
     name: str = "mnist"
     data_dir: str | None = None  # a folder in Keras's cache layout
     source: str = "auto"  # auto (full data if found locally, else the embedded sample) | full | sample
+    #: a user's .npz (x_train, y_train, x_test, y_test); its stem becomes the name
+    file: str | None = None
+    sha256: str | None = None  # the file's recorded hash: a changed file is refused
+    scaling: str = "auto"  # auto: uint8 / 255, floats must lie in [0, 1] | none: values as they are
 
     def validate(self) -> None:
-        from nvmkit.workflow.data import _canonical_name
+        from nvmkit.workflow.data import SCALINGS, _canonical_name
 
+        if self.scaling not in SCALINGS:
+            raise ConfigError(f"dataset.scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
+        if self.file is not None:
+            if not isinstance(self.file, str) or not self.file.strip():
+                raise ConfigError(f"dataset.file must be the path of an .npz file, got {self.file!r}")
+            if self.data_dir is not None:
+                raise ConfigError("give dataset.file (an .npz) or dataset.data_dir (a Keras-cache-layout "
+                                  "folder), not both")
+            self.name = Path(self.file).stem
+            return
+        if self.sha256 is not None:
+            raise ConfigError("dataset.sha256 belongs to a dataset.file; remove it")
         self.name = _canonical_name(self.name)
         if self.source not in ("auto", "full", "sample"):
             raise ConfigError(f"dataset.source must be auto, full or sample, got {self.source!r}")
+
+
+@dataclass
+class ModelConfig(Params):
+    """A user's trained Keras model file, deployed as it is (trained further only if
+    ``training.epochs`` is given)."""
+
+    file: str = ""
+    sha256: str | None = None  # the file's recorded hash: a changed file is refused
+
+    def validate(self) -> None:
+        if not isinstance(self.file, str) or not self.file.strip():
+            raise ConfigError("model.file must be the path of a .keras file, e.g. model = \"my.keras\"")
 
 
 OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "sgd", "adagrad", "adadelta")
@@ -135,6 +164,8 @@ class RunConfig(Params):
     batch_size: int = 1000  # test images per evaluation batch (all trials at once)
     scenarios: list = field(default_factory=lambda: list(SCENARIOS))
     output: str | None = None
+    #: a user's .keras model instead of the network plugin (``model = "my.keras"`` or a table)
+    model: ModelConfig | None = None
 
     def validate(self) -> None:
         self.trials = check_int("run", "trials", self.trials, 1)
@@ -154,6 +185,10 @@ class RunConfig(Params):
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"the run configuration must be a table, got {data!r}")
         data = dict(data or {})
+        if isinstance(data.get("model"), str):  # model = "my.keras"
+            data["model"] = {"file": data["model"]}
+        if isinstance(data.get("dataset"), str):  # dataset = "mnist" or "my.npz"
+            data["dataset"] = dataset_table(data["dataset"])
         for key in PLUGIN_FIELDS:
             if key in data:
                 data[key] = plugin_table(key, data[key])
@@ -172,6 +207,24 @@ class RunConfig(Params):
         except ConfigError as exc:
             msg = str(exc)
             raise ConfigError(msg if msg.startswith(str(p)) else f"{p}: {msg}") from None
+
+
+def is_data_file(value: str) -> bool:
+    """Whether ``--dataset VALUE`` names a file (an .npz, or any existing path) rather than a set."""
+    return str(value).lower().endswith(".npz") or Path(str(value)).expanduser().is_file()
+
+
+def dataset_table(value: str) -> dict:
+    """``--dataset`` as a table: a bundled set's name or a data file's path."""
+    return {"file": str(value)} if is_data_file(value) else {"name": str(value)}
+
+
+def network_label(resolved: dict) -> str:
+    """What ran, in a word: the network plugin's name, or the user's model file name."""
+    model = resolved.get("model")
+    if isinstance(model, dict) and model.get("file"):
+        return Path(str(model["file"])).name
+    return str((resolved.get("network") or {}).get("name") or "")
 
 
 def result_config(text: str, source: str) -> dict:

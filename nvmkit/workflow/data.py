@@ -73,13 +73,19 @@ class Dataset:
     is_sample: bool
     source: str
 
-    @property
-    def num_classes(self) -> int:
-        return NUM_CLASSES
+    #: for a user's data file: its SHA-256 and how its inputs were scaled (see load_data_file)
+    sha256: str | None = None
+    scaling: str | None = None
 
     @property
-    def input_shape(self) -> tuple[int, int]:
-        return IMAGE_SHAPE
+    def num_classes(self) -> int:
+        if self.name in DATASETS:
+            return NUM_CLASSES
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
 
 def load_dataset(
@@ -203,7 +209,7 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first bytes (an e
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def _read_npz(file, where: str) -> Split:
+def _read_npz(file, where: str, check=None) -> Split:
     # Look at the first bytes before numpy does: for anything that is neither a zip nor a .npy
     # (a text file named mnist.npz, an HTML error page) np.load guesses "pickled data" and its
     # message advises allow_pickle=True, which nvmkit never does with a file it did not write
@@ -229,8 +235,9 @@ def _read_npz(file, where: str) -> Split:
         raise DataError(f"{where} is not a readable .npz archive ({_one_line(exc)}); {_fix_hint(where)}") from None
     except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{where} is not a readable .npz archive ({_one_line(exc)}); {_fix_hint(where)}") from None
-    _check_split(arrays[0], arrays[1], where, "train")
-    _check_split(arrays[2], arrays[3], where, "test")
+    check = check or _check_split
+    check(arrays[0], arrays[1], where, "train")
+    check(arrays[2], arrays[3], where, "test")
     return arrays
 
 
@@ -313,6 +320,96 @@ def _as_dataset(name: str, arrays: Split, *, is_sample: bool, source: str) -> Da
 
 def _scale(x: np.ndarray) -> np.ndarray:
     return np.divide(x, np.float32(255.0), dtype=np.float32)
+
+
+# -- a user's data file ---------------------------------------------------------------------------
+
+#: how a data file's inputs become model inputs: ``auto``: uint8 is divided by 255, floats must
+#: already lie in [0, 1]; ``none``: the values are used as they are (a model that normalises its
+#: own input); test-set noise then cannot be applied (the injectors work on [0, 1])
+SCALINGS = ("auto", "none")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (how a result names the model and data files it used)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror or exc}); check the path") from None
+    return h.hexdigest()
+
+
+def load_data_file(path: str | os.PathLike, *, scaling: str = "auto",
+                   sha256: str | None = None) -> Dataset:
+    """A user's ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test``.
+
+    Inputs: any shape per sample (images ``(N, H, W)`` or ``(N, H, W, C)``, feature vectors
+    ``(N, F)``), the same for both splits; labels: integer class indices ``(N,)``, >= 0.
+    ``scaling="auto"``: uint8 inputs are divided by 255; float inputs must lie in [0, 1]
+    (anything else is refused: declare ``scaling="none"`` to feed the values unchanged).
+    ``sha256``: the file's recorded hash (from a result); a file that changed since is refused.
+    Returns a :class:`Dataset` named after the file's stem, float32 inputs, int64 labels.
+    """
+    if scaling not in SCALINGS:
+        raise ConfigError(f"dataset.scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise DataError(f"{p} is a folder; pass an .npz file to --dataset, or a Keras-cache-layout "
+                        "folder to --data-dir")
+    if not p.is_file():
+        raise DataError(f"data file {p} does not exist; pass an .npz with x_train, y_train, x_test, y_test")
+    digest = file_sha256(p)
+    if sha256 is not None and sha256 != digest:
+        raise DataError(f"{p} has changed since it was recorded (sha256 {digest[:12]}..., recorded "
+                        f"{str(sha256)[:12]}...); restore that file or drop dataset.sha256")
+    arrays = _read_npz(p, str(p), check=_check_user_split)
+    if arrays[0].shape[1:] != arrays[2].shape[1:]:
+        raise DataError(f"{p}: x_train samples are {arrays[0].shape[1:]} but x_test samples are "
+                        f"{arrays[2].shape[1:]}; give both splits the same sample shape")
+    x_train, x_test = (_scale_user(a, scaling, str(p), split)
+                       for a, split in ((arrays[0], "x_train"), (arrays[2], "x_test")))
+    return Dataset(name=p.stem, x_train=x_train, y_train=arrays[1].astype(np.int64), x_test=x_test,
+                   y_test=arrays[3].astype(np.int64), is_sample=False, source=str(p),
+                   sha256=digest, scaling=scaling)
+
+
+def _check_user_split(x: np.ndarray, y: np.ndarray, where: str, split: str) -> None:
+    problem = None
+    if x.ndim < 2 or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        problem = (f"x_{split} is {x.dtype} {x.shape}, expected numbers shaped (N, ...) "
+                   "(images (N, H, W[, C]) or vectors (N, F))")
+    elif y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        problem = f"y_{split} is {y.dtype} {y.shape}, expected integer class indices ({len(x)},)"
+    elif len(y) == 0:
+        problem = f"the {split} split is empty"
+    elif int(y.min()) < 0:
+        problem = f"y_{split} holds a negative label ({int(y.min())}); labels are class indices 0..C-1"
+    if problem:
+        raise DataError(f"{where}: {problem}")
+
+
+def _scale_user(x: np.ndarray, scaling: str, where: str, split: str) -> np.ndarray:
+    if scaling == "none":
+        out = x.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise DataError(f"{where}: {split} holds NaN or infinite values; clean the data")
+        return out
+    if x.dtype == np.uint8:
+        return _scale(x)
+    if np.issubdtype(x.dtype, np.integer):
+        raise DataError(f"{where}: {split} is {x.dtype}; scaling 'auto' takes uint8 pixels (divided by 255) "
+                        "or floats in [0, 1]; convert the file, or declare dataset.scaling = \"none\"")
+    out = x.astype(np.float32)
+    if not np.isfinite(out).all() or out.min() < 0 or out.max() > 1:
+        raise DataError(f"{where}: {split} values span {float(np.nanmin(out)):.4g}..{float(np.nanmax(out)):.4g}, "
+                        "outside [0, 1]; scale them to [0, 1], or declare dataset.scaling = \"none\" "
+                        "to feed them unchanged (test-set noise is then unavailable)")
+    return out
 
 
 def _download(name: str) -> Split:

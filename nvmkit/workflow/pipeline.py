@@ -53,17 +53,48 @@ class Components:
 
 
 def resolve(cfg: RunConfig, reg: Registry | None = None) -> dict:
-    """The full configuration with every plugin default filled in (what a run records)."""
+    """The full configuration with every plugin default filled in (what a run records).
+
+    A user's model file and data file are recorded by content: ``model.sha256`` and
+    ``dataset.sha256`` (a re-run refuses files that changed since).
+    """
     comps = Components(cfg, reg)
     out = cfg.to_dict()
-    out["network"] = {"name": comps.network.name, "params": comps.network.get_config()}
+    if cfg.dataset.file is not None:
+        out["dataset"]["sha256"] = _recorded_hash(cfg.dataset.file, cfg.dataset.sha256, "dataset")
+    else:  # the bundled sets: keep the record (and sweep point keys) as before data files existed
+        for key in ("file", "sha256", "scaling"):
+            out["dataset"].pop(key, None)
+    if cfg.model is not None:
+        out["model"] = {"file": cfg.model.file,
+                        "sha256": _recorded_hash(cfg.model.file, cfg.model.sha256, "model")}
+        out.pop("network", None)  # the model file is the network
+        out["training"] = cfg.training.to_dict()  # epochs None: deployed as it is
+    else:
+        out.pop("model", None)
+    if cfg.model is not None:
+        comps.network = None
+    else:
+        out["network"] = {"name": comps.network.name, "params": comps.network.get_config()}
     out["device"] = {"name": comps.device.name, "params": comps.device.get_config()}
     if comps.injector is not None:
         out["noise"] = {"name": comps.injector.name, "params": comps.injector.get_config()}
     if comps.energy is not None:
         out["energy"] = {"name": comps.energy.name, "params": comps.energy.get_config()}
-    out["training"] = cfg.training.resolved(comps.network).to_dict()
+    if cfg.model is None:
+        out["training"] = cfg.training.resolved(comps.network).to_dict()
     return out
+
+
+def _recorded_hash(path: str, recorded: str | None, what: str) -> str:
+    from nvmkit.core.errors import DataError
+    from nvmkit.workflow.data import file_sha256
+
+    digest = file_sha256(path)
+    if recorded is not None and recorded != digest:
+        raise DataError(f"{path} has changed since it was recorded (sha256 {digest[:12]}..., recorded "
+                        f"{recorded[:12]}...); restore that file or drop {what}.sha256")
+    return digest
 
 
 def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) -> RunResult:
@@ -74,9 +105,10 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
     import_keras()
     from nvmkit.engine.convert import analog_footprint, convert
     from nvmkit.engine.crossbar_config import CrossbarConfig
-    from nvmkit.workflow.data import load_dataset
+    from nvmkit.workflow.data import load_data_file, load_dataset
     from nvmkit.engine.evaluate import digital_accuracy, monte_carlo
-    from nvmkit.workflow.training import train
+    from nvmkit.workflow.training import fine_tune, train
+    from nvmkit.workflow.user_model import ModelInput, load_model_file
 
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     if cfg.output:  # a bad path must fail now, not after training and Monte Carlo
@@ -87,7 +119,21 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
     resolved = resolve(cfg, reg)
 
     with reporter.step("loading data"):
-        ds = load_dataset(cfg.dataset.name, cfg.dataset.data_dir, source=cfg.dataset.source)
+        if cfg.dataset.file is not None:
+            ds = load_data_file(cfg.dataset.file, scaling=cfg.dataset.scaling,
+                                sha256=resolved["dataset"]["sha256"])
+        else:
+            ds = load_dataset(cfg.dataset.name, cfg.dataset.data_dir, source=cfg.dataset.source)
+    user_model = None
+    if cfg.model is not None:  # checked before any work: the file, the data's shape, the labels
+        with reporter.step("loading model"):
+            user_model = load_model_file(cfg.model.file, resolved["model"]["sha256"])
+        feed = ModelInput.of(user_model, ds.input_shape, where=f"model {cfg.model.file}")
+        feed.check_labels(ds.y_train, ds.y_test, where=f"data set {ds.source}")
+    if ds.scaling == "none" and comps.injector is not None and \
+            any(s in ("external", "both") for s in cfg.scenarios):
+        raise ConfigError("test-set noise works on inputs in [0, 1], but dataset.scaling is none; "
+                          "scale the data to [0, 1] (scaling auto) or set noise = none")
     epochs_trained = 0
 
     def count_epoch(epoch, logs):
@@ -95,13 +141,23 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
         epochs_trained += 1
 
     train_started = time.perf_counter()
-    model = train(comps.network, ds, cfg.training, seed=cfg.seed, reporter=reporter, progress=count_epoch)
+    if user_model is None:
+        model = train(comps.network, ds, cfg.training, seed=cfg.seed, reporter=reporter,
+                      progress=count_epoch)
+        mapper = comps.network
+        x_test = ds.x_test
+    else:
+        model = user_model
+        if cfg.training.epochs is not None:  # training asked for: continue from the user's weights
+            fine_tune(model, feed.prepare(ds.x_train), ds.y_train, cfg.training, seed=cfg.seed,
+                      reporter=reporter, progress=count_epoch)
+        mapper = feed
+        x_test = feed.noise_view(ds.x_test)  # the injectors' (N, H, W); feed.prepare undoes it
     train_s = time.perf_counter() - train_started
     evaluate_started = time.perf_counter()
     test_images = 0
 
-    mapper = comps.network
-    x_test, y_test = ds.x_test, ds.y_test
+    y_test = ds.y_test
     accuracy: dict[str, dict] = {}
     networks = {}
     for scenario in cfg.scenarios:
@@ -137,8 +193,7 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
     result = RunResult(
         config=resolved,
         seed=cfg.seed,
-        dataset={"name": ds.name, "sample": ds.is_sample, "source": ds.source,
-                 "n_train": int(len(ds.x_train)), "n_test": int(len(ds.x_test))},
+        dataset=_dataset_record(ds),
         accuracy=accuracy,
         energy=energy,
         versions=_versions(__version__),
@@ -149,6 +204,15 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
     if cfg.output:
         result.write_json(cfg.output)
     return result
+
+
+def _dataset_record(ds) -> dict:
+    out = {"name": ds.name, "sample": ds.is_sample, "source": ds.source,
+           "n_train": int(len(ds.x_train)), "n_test": int(len(ds.x_test))}
+    if ds.sha256 is not None:  # a user's file: named by content
+        out.update(sha256=ds.sha256, scaling=ds.scaling, sample_shape=list(ds.input_shape),
+                   classes=ds.num_classes)
+    return out
 
 
 def _versions(nvmkit_version: str) -> dict[str, str]:

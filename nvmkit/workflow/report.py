@@ -167,7 +167,9 @@ def print_result(console, result: RunResult) -> None:
     from rich.table import Table
 
     cfg = result.config
-    net = cfg["network"]["name"]
+    from nvmkit.workflow.config import network_label
+
+    net = network_label(cfg)
     title = (f"{net} on {cfg['device']['name']} | {result.dataset['name']} "
              f"({result.label} data, {result.dataset['n_test']} test images) | seed {result.seed}")
     table = Table(title=escape(title))

@@ -333,3 +333,57 @@ def _unpack(data, dataset_name: str | None):
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise ConfigError("training labels must be non-negative integers (class indices)")
     return x, y, str(name), is_sample
+
+
+# -- a user's own model ----------------------------------------------------------------------------
+
+def fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, config=None, *, seed: int = 0,
+              progress: Callable[[int, dict], Any] | None = None, reporter=None) -> dict:
+    """Train a user's model further in place (``nvmkit run --model F --epochs N``), seeded.
+
+    ``x`` is already the model's input. Unset training settings take
+    :attr:`NetworkMapper.training_defaults` (Adam, 1e-3, batch 128; ``epochs`` must be given).
+    The loss is sparse categorical cross-entropy, on probabilities when the model ends in a
+    softmax, else on logits. No cache: the user's file is the model, and it is never overwritten.
+    """
+    cfg = TrainingConfig.coerce(config)
+    if cfg.epochs is None:
+        raise ConfigError("fine_tune: give training.epochs (the model file is deployed as it is otherwise)")
+    filled = {**NetworkMapper.training_defaults, "schedule": "constant"}
+    cfg = cfg.replace(**{k: (filled[k] if getattr(cfg, k) is None else getattr(cfg, k))
+                         for k in ("optimizer", "learning_rate", "batch_size", "schedule")})
+    if cfg.sigma_neu or cfg.sigma_syn_target:
+        raise ConfigError("training.sigma_neu / sigma_syn_target add noise layers to a bundled network; "
+                          "a model file trains as it is built (remove them)")
+    seed = check_int("fine_tune", "seed", seed if seed is not None else (cfg.seed or 0), 0)
+    keras.utils.set_random_seed(seed)
+    probabilities = _ends_in_softmax(model)
+    rate = cfg.learning_rate
+    if cfg.schedule == "cosine":
+        steps = cfg.epochs * math.ceil(len(x) * (1 - cfg.validation_split) / cfg.batch_size)
+        rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps, 1))
+    optimizer = keras.optimizers.get({"class_name": cfg.optimizer, "config": {"learning_rate": rate}})
+    model.compile(optimizer=optimizer, metrics=["accuracy"], jit_compile=False,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities))
+    advance = reporter.start_task(f"training {model.name} ({cfg.epochs} epochs)", cfg.epochs) \
+        if reporter is not None else None
+
+    def on_epoch_end(epoch, logs):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if progress is not None:
+            progress(epoch, logs)
+        if advance is not None:
+            advance(1, **logs)
+
+    history = model.fit(np.asarray(x, dtype=np.float32), np.asarray(y), epochs=cfg.epochs,
+                        batch_size=cfg.batch_size, validation_split=cfg.validation_split, shuffle=True,
+                        verbose=0, callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def _ends_in_softmax(model) -> bool:
+    """Whether the model's output is a softmax (a Softmax layer or a layer with that activation)."""
+    last = model.outputs[0]._keras_history.operation
+    if type(last).__name__ == "Softmax":
+        return True
+    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
