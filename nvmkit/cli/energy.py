@@ -1,11 +1,14 @@
 """``nvmkit energy``: energy per inference without training (a thin layer over energy_table).
 
-
+Any network plugin (built untrained) or a user's ``.keras`` file is converted onto crossbars and
+priced from the converted graph's footprint.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -18,6 +21,7 @@ def energy_command(
     network: str = typer.Option("mlp", "--network", "-n",
                                 help="Network spec, as in nvmkit run: e.g. mlp, mlp:hidden=300, rnn:time_steps=4,units=128, "
                                      "cnn:filters=32-64 (widths joined by '-')."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Price your own .keras model instead of a network plugin."),
     device: str = typer.Option("reram", "--device", "-d", help="Device spec, e.g. sonos or reram:read_time=2e-8."),
     estimator: str = typer.Option("crossbar", "--estimator", "-e",
                                   help="Energy estimator spec, e.g. crossbar:conv_mapping=unrolled."),
@@ -31,20 +35,23 @@ def energy_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ):
     """Energy per inference of a network on a device, broken down by layer and component."""
-    _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json)
+    _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json, model)
 
 
-def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json):
+def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json, model=None):
     from nvmkit.reproduction import energy_table as et
     from nvmkit.core.errors import ConfigError
     from nvmkit.core.registry import spec_params
 
+    if model is not None and (seed_table or sensitivity):
+        raise ConfigError("--model prices your model; --seed-table and --sensitivity price the seed's "
+                          "networks: give one or the other")
     if not (seed_table or sensitivity):
-        report = et.energy_report(network, device, estimator)
+        report = et.energy_report(network, device, estimator, model=str(model) if model else None)
         if as_json:
             print(json.dumps(report.to_dict(), indent=2))
         else:
-            print_report(report, network)
+            print_report(report, model.name if model else network)
         return
     names = list(et.ASSUMPTIONS) if assumptions == "all" else [et.get_assumptions(assumptions).name]
     name, est_params = spec_params("energy", estimator)
