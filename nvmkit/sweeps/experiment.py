@@ -122,6 +122,10 @@ class Experiment:
         cfg = RunConfig.from_dict(data)
         if cfg.dataset.data_dir:  # workers may run elsewhere (another folder, a Dask node)
             cfg.dataset.data_dir = str(Path(cfg.dataset.data_dir).expanduser().absolute())
+        if cfg.dataset.file:
+            cfg.dataset.file = str(Path(cfg.dataset.file).expanduser().absolute())
+        if cfg.model is not None:
+            cfg.model.file = str(Path(cfg.model.file).expanduser().absolute())
         if cfg.output:
             raise ConfigError("'output' writes one run's JSON; a sweep writes rows to its database: "
                               "remove output from the experiment")
@@ -239,7 +243,8 @@ def point_key(resolved: dict) -> str:
 def model_key(resolved: dict) -> str:
     """What the trained model depends on: points with equal model keys train one model."""
     ident = identity(resolved)
-    return _digest({k: ident.get(k) for k in ("dataset", "network", "training", "seed")})
+    keys = ("dataset", "network", "training", "seed") + (("model",) if ident.get("model") else ())
+    return _digest({k: ident.get(k) for k in keys})
 
 
 def identity(resolved: dict) -> dict:
@@ -254,7 +259,14 @@ def identity(resolved: dict) -> dict:
     for k in _NOT_IDENTITY_TRAINING:
         ident.get("training", {}).pop(k, None)
     ds = ident.get("dataset", {})
-    ds["source"] = data_kind(ds.get("name", "mnist"), ds.pop("data_dir", None), ds.get("source", "auto"))
+    if ds.get("file") is not None:  # a user's file counts by its content (sha256), not its path
+        ds.pop("file")
+        ds.pop("data_dir", None)
+        ds["source"] = "file"
+    else:
+        ds["source"] = data_kind(ds.get("name", "mnist"), ds.pop("data_dir", None), ds.get("source", "auto"))
+    if isinstance(ident.get("model"), dict):
+        ident["model"].pop("file", None)
     return ident
 
 
