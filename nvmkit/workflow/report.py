@@ -32,7 +32,8 @@ class RunResult:
         return "sample" if self.dataset.get("sample") else "full"
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        # JSON has no NaN: an undefined figure (the 95% CI of a single trial) is written as null
+        d = _nan_to_none(asdict(self))
         d["data_label"] = self.label
         d["nvmkit_version"] = self.versions.get("nvmkit")
         return d
@@ -92,6 +93,16 @@ def _is_result_file(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and _RESULT_KEYS <= set(data)
+
+
+def _nan_to_none(v):
+    if isinstance(v, dict):
+        return {k: _nan_to_none(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_nan_to_none(x) for x in v]
+    if isinstance(v, float) and v != v:
+        return None
+    return v
 
 
 def write_json_atomic(path, data) -> None:

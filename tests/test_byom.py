@@ -1,0 +1,290 @@
+"""Your own model and data, end to end: a functional model with BatchNormalization and a residual
+Add, saved to .keras, with a generated 16 x 16 x 3 .npz, through `nvmkit run`, `nvmkit energy`
+and a two-point sweep; the checks that refuse bad data before any work; energy from the
+converted graph for any model."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nvmkit.cli import app
+from nvmkit.core.errors import ConfigError, DataError
+
+keras = pytest.importorskip("keras")
+runner = CliRunner()
+CLASSES = 3
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _images(rng, n):
+    """16 x 16 x 3 uint8 images whose class is their brightest channel."""
+    y = rng.integers(0, CLASSES, n)
+    x = rng.integers(0, 60, (n, 16, 16, 3)).astype(np.uint8)
+    for c in range(CLASSES):
+        x[y == c, :, :, c] += 150
+    return x, y
+
+
+def _resnet_block_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.ReLU()(h)
+    r = keras.layers.Conv2D(4, 3, padding="same")(h)
+    h = keras.layers.ReLU()(keras.layers.Add()([h, r]))
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    out = keras.layers.Dense(CLASSES, activation="softmax")(h)
+    model = keras.Model(inp, out)
+    # BatchNormalization statistics that are not the identity, so folding them matters
+    bn = model.layers[2]
+    bn.moving_mean.assign(np.linspace(-0.2, 0.3, 4).astype("float32"))
+    bn.moving_variance.assign(np.linspace(0.5, 2.0, 4).astype("float32"))
+    return model
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("byom")
+    rng = np.random.default_rng(0)
+    (xtr, ytr), (xte, yte) = _images(rng, 64), _images(rng, 32)
+    np.savez(root / "data.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    model = _resnet_block_model()
+    model.save(root / "m.keras")
+    scores = np.asarray(model(xte.astype("float32") / 255, training=False))
+    return {"root": root, "model": root / "m.keras", "data": root / "data.npz",
+            "x_test": xte, "y_test": yte, "digital": float(np.mean(scores.argmax(-1) == yte))}
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cli_run_energy_and_sweep_on_own_model_and_npz(files, tmp_path):
+    """Point 5. Fails if: the data file's uint8 images are not divided by 255 or are reshaped
+    wrongly (digital accuracy differs from Keras's own on x / 255), the record names the files by
+    path only (sha256 missing or of the wrong file), the run's energy is priced from another
+    footprint than `nvmkit energy --model` (totals differ), or a sweep over the model file does
+    not store and resume its points."""
+    out = tmp_path / "r.json"
+    res = invoke("run", "--model", files["model"], "--dataset", files["data"], "--device", "reram",
+                 "--trials", 2, "-o", out)
+    assert res.exit_code == 0, res.output
+    rec = json.loads(out.read_text())
+    assert rec["config"]["model"]["sha256"] == _sha(files["model"])
+    assert rec["config"]["dataset"]["sha256"] == _sha(files["data"])
+    assert "network" not in rec["config"]  # the model file is the network, not the default mlp
+    assert rec["dataset"]["sample_shape"] == [16, 16, 3] and rec["dataset"]["classes"] == CLASSES
+    assert rec["dataset"]["scaling"] == "auto"
+    assert rec["accuracy"]["digital"]["mean"] == pytest.approx(files["digital"], abs=1e-12)
+    for scenario in ("internal", "external", "both"):
+        assert rec["accuracy"][scenario]["trials"] == 2
+    assert rec["timing"]["train_epochs"] == 0  # deployed as it is
+
+    energy = invoke("energy", "--model", files["model"], "--device", "reram", "--json")
+    assert energy.exit_code == 0, energy.output
+    report = json.loads(energy.output)
+    assert report["total_J"] == pytest.approx(rec["energy"]["total_J"], rel=1e-12)
+    layers = {t["layer"] for t in report["terms"]}
+    assert {"conv2d", "conv2d_1", "dense", "add"} <= layers  # both convs, the readout, the residual
+
+    exp = tmp_path / "exp.toml"
+    exp.write_text(f'[experiment]\nname = "mine"\n[base]\nmodel = "{files["model"].as_posix()}"\n'
+                   f'dataset = "{files["data"].as_posix()}"\ntrials = 2\nscenarios = ["digital", "both"]\n'
+                   '[grid]\ndevice = ["reram", "sonos"]\n')
+    db = tmp_path / "mine.db"
+    res = invoke("sweep", exp, "--db", db)
+    assert res.exit_code == 0, res.output
+    assert "2 rows written" in res.output
+    res = invoke("sweep", exp, "--db", db)
+    assert res.exit_code == 0 and "2 already in" in res.output, res.output
+    table = invoke("results", "--db", db, "--json")
+    assert table.exit_code == 0, table.output
+    rows = json.loads(table.output)
+    assert sorted(r["device"] for r in rows) == ["reram", "sonos"]
+    assert all(r["network"] == "m.keras" for r in rows)
+
+
+def test_rerun_refuses_a_changed_model_file(files, tmp_path):
+    """Fails if a result re-run silently uses a model file that changed since it was recorded."""
+    model = tmp_path / "m.keras"
+    model.write_bytes(files["model"].read_bytes())
+    out = tmp_path / "r.json"
+    res = invoke("run", "--model", model, "--dataset", files["data"], "--trials", 1, "--noise", "none",
+                 "--dry-run")
+    assert res.exit_code == 0, res.output
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(res.output)
+    _resnet_block_model(seed=1).save(model)  # other weights, same path
+    res = invoke("run", cfg, "-o", out)
+    assert res.exit_code == 2 and "has changed since it was recorded" in res.output, res.output
+    assert not out.exists()
+
+
+def _npz(path, xtr, ytr, xte=None, yte=None):
+    np.savez(path, x_train=xtr, y_train=ytr, x_test=xtr if xte is None else xte,
+             y_test=ytr if yte is None else yte)
+    return path
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: _npz(p, np.zeros((4, 28, 28), np.uint8), np.arange(4) % 3),
+     "samples are shaped (28, 28) but model"),
+    (lambda p: _npz(p, np.zeros((4, 16, 16, 3), np.uint8), np.arange(4)),
+     "labels up to 3 but the model outputs 3 classes"),
+    (lambda p: _npz(p, np.full((4, 16, 16, 3), 2.0, np.float32), np.arange(4) % 3),
+     "outside [0, 1]"),
+    (lambda p: _npz(p, np.zeros((4, 16, 16, 3), np.uint16), np.arange(4) % 3), "uint16"),
+    (lambda p: _npz(p, np.zeros((4, 16, 16, 3), np.uint8), np.arange(4) - 1), "negative label"),
+    (lambda p: _npz(p, np.zeros((4, 16, 16, 3), np.uint8), np.arange(4) % 3,
+                    np.zeros((2, 16, 16, 1), np.uint8), np.arange(2)), "same sample shape"),
+])
+def test_bad_data_is_one_line_before_any_work(files, tmp_path, make, needle):
+    """Fails if a data/model mismatch reaches the engine (a Keras traceback, or a run that
+    evaluates nonsense) instead of one line naming the fix, exit code 2, no result written."""
+    data = make(tmp_path / "bad.npz")
+    out = tmp_path / "r.json"
+    res = invoke("run", "--model", files["model"], "--dataset", data, "--trials", 1, "-o", out)
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_unscaled_data_needs_declaring_and_then_has_no_test_set_noise(files, tmp_path):
+    """Fails if scaling 'none' feeds values unchanged but still runs [0, 1] test-set noise on
+    them, or if it rescales them."""
+    from nvmkit import RunConfig, run
+    from nvmkit.workflow.data import load_data_file
+
+    x = np.random.default_rng(1).normal(size=(6, 16, 16, 3)).astype(np.float32)
+    data = _npz(tmp_path / "raw.npz", x, np.arange(6) % 3)
+    ds = load_data_file(data, scaling="none")
+    np.testing.assert_array_equal(ds.x_train, x)
+    cfg = {"model": str(files["model"]), "dataset": {"file": str(data), "scaling": "none"}, "trials": 1}
+    with pytest.raises(ConfigError, match="scaling is none"):
+        run(RunConfig.from_dict(cfg))
+    res = run(RunConfig.from_dict({**cfg, "noise": "none", "scenarios": ["digital"]}))
+    scores = np.asarray(keras.saving.load_model(files["model"])(x, training=False))
+    assert res.accuracy["digital"]["mean"] == pytest.approx(np.mean(scores.argmax(-1) == np.arange(6) % 3))
+
+
+def test_ideal_crossbar_reproduces_the_model_from_the_python_api(files):
+    """The Python API path (nvmkit.run with model and dataset file). Fails if the analog path
+    feeds the model differently from the digital one (with the ideal device and crossbar the
+    converted model equals the original, so every trial's accuracy equals the digital one)."""
+    from nvmkit import RunConfig, run
+
+    res = run(RunConfig.from_dict({"model": str(files["model"]), "dataset": str(files["data"]),
+                                   "device": "ideal", "noise": "none", "trials": 2,
+                                   "scenarios": ["digital", "internal"],
+                                   "crossbar": {"nonideal": {"programming_error": False,
+                                                             "read_noise": False, "quantize": False}}}))
+    assert res.accuracy["internal"]["per_trial"] == [res.accuracy["digital"]["mean"]] * 2
+
+
+def test_training_a_model_file_only_when_asked(files, tmp_path):
+    """Fails if --epochs is ignored for a model file (train_epochs 0), if the user's file is
+    overwritten by the training, or if a one-trial result cannot be written (its undefined 95%
+    CI was a NaN, which strict JSON refuses: a traceback after the whole run)."""
+    before = _sha(files["model"])
+    out = tmp_path / "r.json"
+    res = invoke("run", "--model", files["model"], "--dataset", files["data"], "--epochs", 2,
+                 "--trials", 1, "--noise", "none", "--energy", "none", "-o", out)
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["timing"]["train_epochs"] == 2
+    assert _sha(files["model"]) == before
+
+
+@pytest.mark.parametrize("sample,model_input,ok", [
+    ((28, 28), (28, 28, 1), True),   # a channel axis of size 1 added
+    ((28, 28), (784,), True),        # flattened into a vector input
+    ((16, 16, 3), (16, 16, 3), True),
+    ((16, 16, 3), (48, 16), False),  # same size, other layout: never reshaped blindly
+    ((28, 28), (28, 28, 3), False),
+])
+def test_samples_fit_the_model_input_or_are_refused(sample, model_input, ok):
+    from nvmkit.workflow.user_model import ModelInput
+
+    inp = keras.Input(model_input)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(inp)))
+    if not ok:
+        with pytest.raises(DataError, match="samples are shaped"):
+            ModelInput.of(model, sample)
+        return
+    feed = ModelInput.of(model, sample)
+    x = np.arange(2 * np.prod(sample), dtype=np.float32).reshape(2, *sample)
+    assert feed.prepare(x).shape == (2, *model_input)
+    view = feed.noise_view(x)
+    assert view.ndim == 3 and np.array_equal(feed.prepare(view), feed.prepare(x))
+
+
+# -- energy for any model -----------------------------------------------------------------------
+
+def test_bundled_networks_priced_from_the_converted_graph_match_the_builders():
+    """Fails if the converted graph's footprint of a bundled mapper's network (what the seed
+    table now uses) prices differently from the architecture builders it replaced."""
+    from nvmkit.core.registry import get_registry
+    from nvmkit.reproduction import energy_table as et
+    from nvmkit.reproduction import footprint_builders as fb
+
+    reg = get_registry()
+    est = reg.create("energy", "crossbar", {"conv_mapping": "unrolled"})
+    for a in et.ASSUMPTIONS.values():
+        for label, (name, params) in a.networks.items():
+            for dev_name in ("reram", "sonos"):
+                dev = reg.create("device", dev_name)
+                fp = et.mapper_footprint(reg.create("network", name, params), dev)
+                ours = est.estimate(fp, dev)
+                built = est.estimate(fb.network_footprint(name, **reg.create("network", name, params)
+                                                          .get_config()), dev)
+                assert ours.total == pytest.approx(built.total, rel=1e-12), (a.name, label)
+                assert ours.counts_by_component() == built.counts_by_component(), (a.name, label)
+
+
+def test_a_third_party_network_plugin_is_priced():
+    """Fails if energy still needs an architecture builder per network family: a plugin nvmkit
+    has never heard of (a residual CNN) is priced from its converted graph."""
+    import pluggy
+
+    from nvmkit import NetworkMapper, hookimpl
+    from nvmkit.core import hookspecs
+    from nvmkit.core.registry import Registry
+    from nvmkit.reproduction import energy_table as et
+
+    class Residual(NetworkMapper):
+        name = "residual-test"
+
+        def __init__(self, filters=4):
+            self.filters = filters
+
+        def build(self, input_shape, num_classes, sigma_neu=0.0, seed=0):
+            inp = keras.Input((*input_shape, 1))
+            h = keras.layers.Conv2D(self.filters, 3, padding="same", activation="relu")(inp)
+            h = keras.layers.Add()([h, keras.layers.Conv2D(self.filters, 3, padding="same")(h)])
+            out = keras.layers.Dense(num_classes)(keras.layers.Flatten()(h))
+            return keras.Model(inp, out)
+
+        def prepare(self, x):
+            return x[..., None]
+
+    class Plugin:
+        @hookimpl
+        def nvmkit_network_mappers(self):
+            return [Residual]
+
+    pm = pluggy.PluginManager("nvmkit")
+    pm.add_hookspecs(hookspecs)
+    pm.register(Plugin(), name="residual-test")
+    for name in ("nvmkit_plugins.devices.reram", "nvmkit_plugins.energy.crossbar"):
+        pm.register(__import__(name, fromlist=["x"]), name=name)
+    report = et.energy_report("residual-test:filters=2", "reram", registry=Registry(pm))
+    # MACs per inference, from the architecture: two 3x3 convs over 28 x 28 positions, and the
+    # readout (bias rows excluded from neither: the crossbar counts its bias row as a MAC row)
+    macs = 28 * 28 * ((9 * 1 + 1) * 2 + (9 * 2 + 1) * 2) + (28 * 28 * 2 + 1) * 10
+    assert report.counts_by_component()["vmm"] == macs
