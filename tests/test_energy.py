@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from nvmkit.core.device import Device
 from nvmkit.core.energy import COMPONENTS
-from nvmkit.core.errors import ConfigError
+from nvmkit.core.errors import ConfigError, PluginError
 from nvmkit.core.footprint import LayerFootprint, TileShape
 from nvmkit.reproduction import footprint_builders as fb
 from nvmkit.reproduction import energy_table as et
@@ -40,6 +40,19 @@ def _explicit(**kw):
 def _component(report, comp, layer=None):
     return sum(t.energy for t in report.terms
                if t.component == comp and (layer is None or t.layer == layer))
+
+
+def _net(name, **params):
+    """A bundled mapper's network as it is priced: built, converted, its graph's footprint."""
+    from nvmkit.core.registry import get_registry
+
+    key = (name, repr(sorted(params.items())))
+    if key not in _NETS:
+        _NETS[key] = et.mapper_footprint(get_registry().create("network", name, params), _Cell())
+    return _NETS[key]
+
+
+_NETS: dict = {}
 
 
 def _count(report, comp, layer=None):
@@ -109,7 +122,7 @@ def test_rnn_maxpool_softmax_counts_by_hand():
 
 
 def test_mlp_counts_match_the_seed_reading():
-    fps = fb.mlp_footprint((500,))
+    fps = _net("mlp", hidden=[500])
     assert sum(f.macs_per_inference for f in fps) == 785 * 500 + 501 * 10
     assert sum(f.activations for f in fps) == 500  # the readout feeds the softmax, no ReLU
 
@@ -119,20 +132,28 @@ def test_rnn_time_steps_must_divide_pixels():
         fb.rnn_footprint("r", 5, 16)
 
 
-def test_builders_match_deployed_networks():
-    """The builders reproduce the engine's footprint for each bundled mapper's default network."""
-    pytest.importorskip("keras")
-    from nvmkit.engine.analog import deploy
-    from nvmkit.core.registry import get_registry
+def _by_hand(name):
+    """Each bundled mapper's default network, layer by layer from the single-layer builders."""
+    if name == "mlp":  # 784-500-10
+        return [fb.dense_footprint("d0", 784, 500), fb.dense_footprint("d1", 500, 10, relu=False),
+                fb.softmax_footprint("s", 10)]
+    if name == "rnn":  # T=4, H=128: one (196 + 128 + 1) x 128 crossbar read 4 times
+        return [fb.rnn_footprint("r", 4, 128), fb.dense_footprint("d", 128, 10, relu=False),
+                fb.softmax_footprint("s", 10)]
+    # cnn: conv3x3(32) 28->26, pool ->13, conv3x3(64) ->11, pool ->5, dense(128), readout
+    return [fb.conv_footprint("c0", (28, 28, 1), 32), fb.maxpool_footprint("p0", (26, 26, 32)),
+            fb.conv_footprint("c1", (13, 13, 32), 64), fb.maxpool_footprint("p1", (11, 11, 64)),
+            fb.dense_footprint("d0", 5 * 5 * 64, 128), fb.dense_footprint("d1", 128, 10, relu=False),
+            fb.softmax_footprint("s", 10)]
 
-    reg = get_registry()
-    device = reg.create("device", "ideal")
+
+def test_converted_graph_footprints_match_the_layers_by_hand():
+    """What energy prices (each bundled mapper's default network converted, its graph's
+    footprint) counts what each layer's hand-made footprint counts."""
+    pytest.importorskip("keras")
     for name in ("mlp", "cnn", "rnn"):
-        mapper = reg.create("network", name)
-        deployed = deploy(mapper.build((28, 28), 10), device).footprint()
-        built = fb.network_footprint(name, **mapper.get_config())
-        analog = [f for f in deployed if f.kind != "flatten"]
-        mine = [f for f in built if f.kind != "flatten"]
+        analog = [f for f in _net(name) if f.kind != "flatten"]
+        mine = [f for f in _by_hand(name) if f.kind != "flatten"]
         assert [f.kind for f in analog] == [f.kind for f in mine], name
         for a, b in zip(analog, mine):
             assert (a.tiles, a.devices_per_weight, a.reads_per_inference, a.n_in, a.n_out,
@@ -162,7 +183,7 @@ def test_rnn_crossbar_energy_is_linear_in_time_steps():
 
 
 def test_energy_is_linear_in_unit_energies():
-    fps = fb.cnn_footprint((4, 8)) + fb.rnn_network_footprint(4, 16)
+    fps = _net("cnn", filters=[4, 8]) + _net("rnn", time_steps=4, units=16)
     base = dict(energy_per_mac=7 * FJ, activation_energy=30 * FJ, adc_energy=1e-12, dac_energy=0.4e-12,
                 digital_op_energy=30 * FJ)
     dev = _Cell()
@@ -179,7 +200,7 @@ def test_energy_is_linear_in_unit_energies():
 
 
 def test_report_totals_are_consistent():
-    fps = fb.cnn_footprint((4, 8), dense=(16,))
+    fps = _net("cnn", filters=[4, 8], dense=[16])
     r = _explicit().estimate(fps, _Cell())
     assert r.total == pytest.approx(sum(r.by_component().values()), rel=1e-12)
     assert r.total == pytest.approx(sum(r.by_layer().values()), rel=1e-12)
@@ -205,7 +226,7 @@ def test_mac_energy_sources_in_order():
 
 
 def test_converters_auto_priced_only_with_cell_physics():
-    fps = fb.mlp_footprint((20,))
+    fps = _net("mlp", hidden=[20])
     physics = CrossbarEnergy().estimate(fps, _Cell())
     literature = CrossbarEnergy().estimate(fps, _Cell(energy_per_mac=11 * FJ))
     assert physics.by_component()["adc"] > 0 and physics.by_component()["dac"] > 0
@@ -292,8 +313,8 @@ def test_seed_claims_hold_under_seed_assumptions(seed_rows):
                  "the VMM (crossbar) dominates", "max-pool and softmax are negligible"):
         assert claims[text].holds, claims[text].evidence
     four = next(c for c in claims.values() if "4.00x" in c.claim)
-    rnn = fb.rnn_network_footprint(2, 1024)
-    mlp = fb.mlp_footprint((500,))
+    rnn = _net("rnn", time_steps=2, units=1024)
+    mlp = _net("mlp", hidden=[500])
     mac_ratio = sum(f.macs_per_inference for f in rnn) / sum(f.macs_per_inference for f in mlp)
     assert f"{mac_ratio:.2f}x" in four.evidence
 
@@ -309,7 +330,7 @@ def test_sensitivity_is_affine_in_energy_per_mac():
     table = et.energy_sensitivity("seed", energies=(11 * FJ, 100 * FJ), device=_Named())
     unrolled = CrossbarEnergy(conv_mapping="unrolled")
     for label, (builder, params) in et.ASSUMPTIONS["seed"].networks.items():
-        macs = sum(unrolled.analog_counts(f)[0] for f in fb.network_footprint(builder, **params)
+        macs = sum(unrolled.analog_counts(f)[0] for f in _net(builder, **params)
                    if f.tiles)
         assert table[label][100 * FJ] - table[label][11 * FJ] == pytest.approx(macs * 89 * FJ, rel=1e-9)
     assert "100 fJ/MAC" in et.render_sensitivity(table)
@@ -322,10 +343,10 @@ def test_network_spec_parsing():
     assert et.parse_network_spec("mlp:hidden=300") == ("mlp", {"hidden": [300]})
     with pytest.raises(ConfigError, match="filters"):
         et.parse_network_spec("cnn:filters=a-b")
-    with pytest.raises(ConfigError, match="no footprint builder"):
-        fb.network_footprint("transformer")
-    with pytest.raises(ConfigError, match="network 'rnn'"):
-        fb.network_footprint("rnn", hidden=3)
+    with pytest.raises(PluginError, match="unknown network .transformer."):
+        et.energy_report("transformer")
+    with pytest.raises(ConfigError, match="rnn"):
+        et.energy_report("rnn:hidden=3")
 
 
 # -- the command -------------------------------------------------------------------------------

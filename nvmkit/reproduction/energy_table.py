@@ -1,7 +1,8 @@
 """Energy per inference without training: one network, the seed's table, and a sensitivity table.
 
-Everything here is plain Python (no Typer, no Keras): footprints come from
-:mod:`nvmkit.reproduction.footprint_builders`, devices and the estimator from the plugin registry by name.
+Footprints come from the converted graph: a network plugin's model (built untrained) or a user's
+Keras model is converted onto crossbars and :func:`nvmkit.engine.convert.analog_footprint` counts
+what it does per inference; devices and the estimator come from the plugin registry by name.
 ``nvmkit energy`` (see :mod:`nvmkit.cli.energy`) prints what these functions return.
 
 The seed (Bennett et al., Sandia 2021, "Training energy estimates" slide) gives energy per
@@ -22,7 +23,6 @@ from typing import Any, Sequence
 from nvmkit.core.device import Device
 from nvmkit.core.energy import EnergyReport
 from nvmkit.core.errors import ConfigError
-from nvmkit.reproduction.footprint_builders import network_footprint
 from nvmkit.core.registry import Registry, create_from_spec, get_registry, spec_params
 
 #: what an untrained network plugin is built for when priced: MNIST's 28 x 28 images, 10 classes
@@ -48,7 +48,7 @@ class Assumptions:
     """Architectures and unit energies for a table; every choice is stated in ``why``."""
 
     name: str
-    #: table label -> (network builder name, builder parameters), see nvmkit.reproduction.footprint_builders
+    #: table label -> (network plugin name, its parameters), built through the bundled mappers
     networks: dict[str, tuple[str, dict]]
     #: parameters of the ``crossbar`` estimator
     estimator: dict = field(default_factory=dict)

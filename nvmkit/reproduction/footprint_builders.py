@@ -1,9 +1,10 @@
-"""Footprints from plain architecture parameters, without Keras, training or a device.
+"""Footprints of single layers from plain parameters, without Keras, training or a device.
 
-These builders produce exactly the :class:`~nvmkit.core.footprint.LayerFootprint` list that
-:func:`nvmkit.engine.analog.deploy` reports for the same Keras architecture (checked in
-``tests/test_energy.py``), so energy can be estimated for any size of network in microseconds:
-``nvmkit energy``, the seed-table comparison and the sensitivity table are built on them.
+Whole networks are priced from their converted graph (:func:`nvmkit.engine.convert.analog_footprint`,
+through :func:`nvmkit.reproduction.energy_table.energy_report`), which knows every architecture.
+These builders give one layer's :class:`~nvmkit.core.footprint.LayerFootprint` by hand, as the
+converted graph counts it (checked against it in ``tests/test_energy.py``): for an estimator's
+tests and for what-if sizes of a single crossbar.
 
 Conventions (those of the crossbar engine, :mod:`nvmkit.engine.crossbar` and :mod:`nvmkit.engine.analog`):
 
@@ -129,65 +130,3 @@ def rnn_footprint(name: str, time_steps: int, hidden: int, *, pixels: int = PIXE
     extra = {"time_steps": t, "hidden": h, "inputs_per_step": step}
     return _crossbar(name, "rnn", step + h + _bias_rows(bias), h, t, t * h, devices_per_weight,
                      tile, extra)
-
-
-# -- whole networks (the bundled network mappers' architectures) ---------------------------------
-
-def mlp_footprint(hidden: Sequence[int] = (500,), *, inputs: int = PIXELS, classes: int = 10,
-                  **layer_kw) -> list[LayerFootprint]:
-    """The ``mlp`` mapper: ReLU dense layers ``inputs-hidden...-classes`` and a softmax readout."""
-    widths = [inputs, *hidden, classes]
-    fps = [dense_footprint("dense" if i == 0 else f"dense_{i}", a, b, relu=i < len(widths) - 2,
-                           **layer_kw)
-           for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))]
-    return fps + [softmax_footprint("softmax", classes)]
-
-
-def cnn_footprint(filters: Sequence[int] = (32, 64), *, kernel_size: int = 3, pool_size: int = 2,
-                  padding: str = "valid", dense: Sequence[int] = (128,), input_shape=(28, 28, 1),
-                  classes: int = 10, dropout: float = 0.0, **layer_kw) -> list[LayerFootprint]:
-    """The ``cnn`` mapper: conv(ReLU) + max-pool blocks, optional ReLU dense layers, readout.
-
-    ``dropout`` is accepted so that the mapper's own config can be passed; it acts in training
-    only and costs nothing at inference.
-    """
-    shape = tuple(input_shape)
-    fps: list[LayerFootprint] = []
-    for i, n in enumerate(filters):
-        conv = conv_footprint(f"conv2d_{i}", shape, n, kernel=kernel_size, padding=padding, **layer_kw)
-        pool = maxpool_footprint(f"max_pooling2d_{i}", conv.extra["output_shape"], pool_size)
-        fps += [conv, pool]
-        shape = tuple(pool.extra["output_shape"])
-    fps.append(LayerFootprint("flatten", "flatten"))
-    width = shape[0] * shape[1] * shape[2]
-    for i, n in enumerate(dense):
-        fps.append(dense_footprint(f"dense_{i}", width, n, relu=True, **layer_kw))
-        width = n
-    fps.append(dense_footprint("readout", width, classes, relu=False, **layer_kw))
-    return fps + [softmax_footprint("softmax", classes)]
-
-
-def rnn_network_footprint(time_steps: int = 4, units: int = 128, *, pixels: int = PIXELS,
-                          classes: int = 10, **layer_kw) -> list[LayerFootprint]:
-    """The ``rnn`` mapper: the shared T-step crossbar, a dense readout and a softmax."""
-    return [rnn_footprint("rnn", time_steps, units, pixels=pixels, **layer_kw),
-            dense_footprint("readout", units, classes, relu=False, **layer_kw),
-            softmax_footprint("softmax", classes)]
-
-
-#: network name -> builder; parameters are the bundled mappers' own (``hidden``, ``filters``,
-#: ``kernel_size``, ``pool_size``, ``padding``, ``dense``, ``time_steps``, ``units``)
-NETWORK_BUILDERS = {"mlp": mlp_footprint, "cnn": cnn_footprint, "rnn": rnn_network_footprint}
-
-
-def network_footprint(name: str, **params) -> list[LayerFootprint]:
-    """The footprint of a bundled network family from its mapper parameters (no Keras)."""
-    try:
-        builder = NETWORK_BUILDERS[name]
-    except KeyError:
-        raise ConfigError(f"no footprint builder for network '{name}'; known: "
-                          f"{', '.join(NETWORK_BUILDERS)}") from None
-    try:
-        return builder(**params)
-    except TypeError as exc:
-        raise ConfigError(f"network '{name}': {exc}; see nvmkit.reproduction.footprint_builders.{builder.__name__}") from None
