@@ -94,6 +94,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-keras", action="store_true", help="skip the Keras-ops engine table")
     ap.add_argument("--mnist-eval", action="store_true",
                     help="also time 10,000 images x 10 trials of the default CNN, both engines")
+    ap.add_argument("--data-dir", default=None,
+                    help="folder with the full mnist.npz for --mnist-eval (default: nvmkit's search; "
+                         "the embedded 1,000-image sample if none)")
+    ap.add_argument("--mnist-only", action="store_true", help="with --mnist-eval: only that timing")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
@@ -228,7 +232,7 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         ("2-layer LSTM both (SONOS)", lstm, x_img[:1000, ..., 0], SONOS(), cfg(True, True), 1, False, False),
     ]
     rows = []
-    for label, model, x, device, config, k, numpy_digital, numpy_engine in cases:
+    for label, model, x, device, config, k, numpy_digital, numpy_engine in ([] if args.mnist_only else cases):
         xt = tf.constant(x)
         digital_fn = tf.function(lambda z, m=model: m(z, training=False))
         dig = best(lambda: digital_fn(xt).numpy()) * k
@@ -247,6 +251,8 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
                      "digital_seconds": dig, "ratio": new / dig, "numpy_engine_seconds": old})
     if args.mnist_eval:
         rows.append(_mnist_eval(args, cnn))
+    if args.mnist_only:
+        rows = rows[-1:]
     return rows
 
 
@@ -259,7 +265,7 @@ def _mnist_eval(args, cnn) -> dict:
     from nvmkit.engine.evaluate import monte_carlo
     from nvmkit.workflow.data import load_dataset
 
-    ds = load_dataset("mnist")
+    ds = load_dataset("mnist", args.data_dir)
     x = (ds.x_test[:10_000] / np.float32(255)).astype(np.float32)[..., None]
     y = ds.y_test[:10_000]
     t = time.perf_counter()

@@ -472,22 +472,21 @@ def _check_network_seed(net, _reg):
 
 
 def _check_network_deploy(net, _reg):
-    try:
-        from nvmkit.engine.analog import deploy
-    except ImportError as exc:
-        raise _Skip(f"nvmkit.engine.analog is not available ({exc})") from None
+    """The network's model converts (nvmkit.convert) and, on an ideal crossbar, equals Keras."""
+    from nvmkit.engine.convert import analog_footprint, convert
+
     model = net.build((28, 28), 10, sigma_neu=0.0, seed=0)
     x = net.prepare(_images((4, 28, 28)))
-    analog = deploy(model, _ProbeDevice(), CrossbarConfig.preset("ideal"))
-    y = analog.program(np.random.default_rng(0), trials=1).predict(x, np.random.default_rng(1))[0]
+    analog = convert(model, _ProbeDevice(), CrossbarConfig.preset("ideal"))
+    y = np.asarray(analog(x, training=False))
     ref = np.asarray(model(x, training=False))
     err = float(np.max(np.abs(y - ref)))
     _require(err <= 1e-4 * max(1.0, float(np.max(np.abs(ref)))),
-             f"on an ideal crossbar the deployed network differs from Keras by {err:.3g}; "
-             "use only layers nvmkit.engine.analog.deploy maps exactly")
-    footprint = analog.footprint()
+             f"on an ideal crossbar the converted network differs from Keras by {err:.3g}; "
+             "report the layer it uses as a bug")
+    footprint = analog_footprint(analog)
     _require(footprint and all(isinstance(f, LayerFootprint) for f in footprint),
-             "the deployed network's footprint must be a list of LayerFootprint")
+             "the converted network's footprint must be a list of LayerFootprint")
     return f"ideal crossbar matches Keras (max error {err:.1e}); {len(footprint)} layer(s) in the footprint"
 
 
