@@ -35,8 +35,10 @@ from nvmkit.engine.convert import (analog_footprint, analog_layers, calibrate_co
                                    describe_analog, repeat_trials, reprogram)
 from nvmkit.engine.evaluate import AccuracyResult, digital_accuracy, monte_carlo
 from nvmkit.engine.conformance import CheckResult, check_class, check_plugin
-from nvmkit.workflow.config import DataConfig, PluginRef, RunConfig, TrainingConfig
-from nvmkit.workflow.data import load_dataset
+from nvmkit.workflow.config import DataConfig, ModelConfig, PluginRef, RunConfig, TrainingConfig
+from nvmkit.workflow.data import load_data_file, load_dataset
+from nvmkit.workflow.user_model import load_model_file
+from nvmkit.reproduction.energy_table import energy_report
 from nvmkit.workflow.pipeline import resolve, run
 
 __all__ = [
@@ -79,7 +81,11 @@ __all__ = [
     "analog_footprint",
     "AccuracyResult",
     "digital_accuracy",
+    "load_data_file",
     "load_dataset",
+    "load_model_file",
+    "energy_report",
+    "ModelConfig",
     "resolve",
     "run",
     "monte_carlo",

@@ -269,3 +269,18 @@ def test_a_third_party_network_plugin_is_priced():
     # readout (bias rows excluded from neither: the crossbar counts its bias row as a MAC row)
     macs = 28 * 28 * ((9 * 1 + 1) * 2 + (9 * 2 + 1) * 2) + (28 * 28 * 2 + 1) * 10
     assert report.counts_by_component()["vmm"] == macs
+
+
+def test_monte_carlo_names_the_missing_prepare():
+    """Fails if monte_carlo on a CNN without ``prepare`` ends in a Keras shape error (it showed
+    a shape like (1, 1, 1000, 28, 28) and pointed at a mapper the user does not have) instead of
+    one line naming the fix."""
+    from nvmkit import convert, create_from_spec, monte_carlo
+
+    inp = keras.Input((28, 28, 1))
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(inp))))
+    net = convert(model, create_from_spec("device", "ideal"), trials=2)
+    x, y = np.zeros((5, 28, 28), np.float32), np.zeros(5, int)
+    with pytest.raises(ConfigError, match=r"takes inputs shaped \(28, 28, 1\).*prepare=lambda a: a\[\.\.\., None\]"):
+        monte_carlo(net, x, y, trials=2, seed=0)
+    assert monte_carlo(net, x, y, trials=2, seed=0, prepare=lambda a: a[..., None]).trials == 2

@@ -170,6 +170,7 @@ def _monte_carlo_converted(model, x, labels, trials, seed, injector, network_inp
     if k != trials:
         raise ConfigError(f"monte_carlo: the model was converted with trials={k}, asked for "
                           f"{trials}; convert it with trials={trials}")
+    _check_model_input(model, network_input(x[None, :1].astype(F32))[0])
     if needs_calibration(model):
         calibrate_converters(model, network_input(x[None, :CALIBRATION_SAMPLES].astype(F32))[0])
     reprogram(model, seed)
@@ -191,6 +192,19 @@ def _monte_carlo_converted(model, x, labels, trials, seed, injector, network_inp
         scores = keras.ops.convert_to_numpy(forward(rows)).reshape(b, trials, -1)
         correct += (scores.argmax(axis=-1) == labels[s:s + b, None]).sum(axis=0)
     return AccuracyResult.from_trials(correct / n, n)
+
+
+def _check_model_input(model, first) -> None:
+    """One line naming the fix when ``prepare(x)`` does not give what the model takes (before any
+    work), instead of a shape error from deep inside Keras."""
+    want = tuple(model.inputs[0].shape[1:]) if len(getattr(model, "inputs", None) or []) == 1 else None
+    got = tuple(first.shape[1:])
+    if want is None or (len(want) == len(got) and all(w is None or w == g for w, g in zip(want, got))):
+        return
+    hint = "lambda a: a[..., None] (a channel axis)" if got + (1,) == want else \
+        "lambda a: a.reshape(len(a), -1) (a vector)" if len(want) == 1 else "a function that reshapes them"
+    raise ConfigError(f"monte_carlo: model '{model.name}' takes inputs shaped {want}, but the samples "
+                      f"(after prepare, if given) are shaped {got}; pass prepare={hint}")
 
 
 def _largest_activation(model) -> int:
