@@ -49,6 +49,11 @@ def run(
         if is_data_file(dataset):
             table.pop("data_dir", None)
     if model is not None:
+        if network is not None or time_steps is not None:
+            from nvmkit.core.errors import ConfigError
+
+            raise ConfigError("--model runs your model file in place of a network plugin; drop "
+                              "--network/--time-steps, or drop --model")
         data["model"] = {"file": str(model)}
     overrides = {
         "dataset.file": dataset if dataset is not None and is_data_file(dataset) else None,

@@ -140,8 +140,15 @@ class SweepPlan:
 
     @property
     def models(self) -> int:
-        """Distinct trained models among the points still to run."""
-        return len({p.model_key for p in self.todo})
+        """Distinct trained models among the points still to run (a model file deployed as it is
+        trains nothing)."""
+        return len({p.model_key for p in self.todo if trains_a_model(p)})
+
+
+def trains_a_model(p: Point) -> bool:
+    """Whether a point trains (or loads from the cache) a model: not a user's model file run
+    without ``training.epochs``."""
+    return not (p.resolved.get("model") and (p.resolved.get("training") or {}).get("epochs") is None)
 
 
 def plan_sweep(experiment: Experiment, db: ResultsDB | None, registry=None) -> SweepPlan:
@@ -205,7 +212,7 @@ def estimate_seconds(points: list[Point], history: Iterable[dict], workers: int)
         r = rates.get(net, {})
         n_train, n_test = _data_sizes(p)
         training = p.resolved["training"]
-        trains = p.model_key not in trained and (p.model_key not in leaders or not training.get("use_cache", True))
+        trains = trains_a_model(p) and p.model_key not in trained and (p.model_key not in leaders or not training.get("use_cache", True))
         leaders.add(p.model_key)
         if trains:
             if "train" not in r:
