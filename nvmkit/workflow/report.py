@@ -181,8 +181,9 @@ def print_result(console, result: RunResult) -> None:
     from nvmkit.workflow.config import network_label
 
     net = network_label(cfg)
+    kind = "data file" if result.dataset.get("sha256") else f"{result.label} data"
     title = (f"{net} on {cfg['device']['name']} | {result.dataset['name']} "
-             f"({result.label} data, {result.dataset['n_test']} test images) | seed {result.seed}")
+             f"({kind}, {result.dataset['n_test']} test images) | seed {result.seed}")
     table = Table(title=escape(title))
     for col in ("scenario", "accuracy (mean ± std)", "95% CI", "trials"):
         table.add_column(col)
