@@ -72,7 +72,7 @@ def test_cli_run_energy_and_sweep_on_own_model_and_npz(files, tmp_path):
     wrongly (digital accuracy differs from Keras's own on x / 255), the record names the files by
     path only (sha256 missing or of the wrong file), the run's energy is priced from another
     footprint than `nvmkit energy --model` (totals differ), or a sweep over the model file does
-    not store and resume its points."""
+    not store, resume and plot its points."""
     out = tmp_path / "r.json"
     res = invoke("run", "--model", files["model"], "--dataset", files["data"], "--device", "reram",
                  "--trials", 2, "-o", out)
@@ -111,6 +111,8 @@ def test_cli_run_energy_and_sweep_on_own_model_and_npz(files, tmp_path):
     rows = json.loads(table.output)
     assert sorted(r["device"] for r in rows) == ["reram", "sonos"]
     assert all(r["network"] == "m.keras" for r in rows)
+    res = invoke("plot", "--db", db, "--out", tmp_path / "plots", "--kind", "energy")
+    assert res.exit_code == 0 and (tmp_path / "plots" / "energy.png").is_file(), res.output
 
 
 def test_rerun_refuses_a_changed_model_file(files, tmp_path):

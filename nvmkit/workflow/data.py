@@ -334,14 +334,27 @@ def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (how a result names the model and data files it used)."""
     import hashlib
 
-    h = hashlib.sha256()
     try:
+        st = os.stat(path)
+        # a sweep resolves every point: a large file is hashed once per process, keyed by its
+        # identity and times (small files, a model, are hashed afresh: no stale hash on a
+        # file system with coarse timestamps)
+        key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key in _HASHES:
+            return _HASHES[key]
+        h = hashlib.sha256()
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     except OSError as exc:
         raise DataError(f"cannot read {path} ({exc.strerror or exc}); check the path") from None
+    if st.st_size >= _HASH_CACHE_BYTES:
+        _HASHES[key] = h.hexdigest()
     return h.hexdigest()
+
+
+_HASHES: dict = {}
+_HASH_CACHE_BYTES = 16 * 2**20
 
 
 def load_data_file(path: str | os.PathLike, *, scaling: str = "auto",
