@@ -286,3 +286,24 @@ def test_monte_carlo_names_the_missing_prepare():
     with pytest.raises(ConfigError, match=r"takes inputs shaped \(28, 28, 1\).*prepare=lambda a: a\[\.\.\., None\]"):
         monte_carlo(net, x, y, trials=2, seed=0)
     assert monte_carlo(net, x, y, trials=2, seed=0, prepare=lambda a: a[..., None]).trials == 2
+
+
+def test_sweep_points_follow_file_content_not_folder(files, tmp_path):
+    """Fails if a sweep point's identity holds the files' paths (moving them would redo a whole
+    sweep) or ignores their content (a retrained model would be skipped as already done)."""
+    import shutil
+
+    from nvmkit import RunConfig, resolve
+    from nvmkit.sweeps.experiment import model_key, point_key
+
+    def keys(model, data):
+        r = resolve(RunConfig.from_dict({"model": str(model), "dataset": str(data)}))
+        return point_key(r), model_key(r)
+
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.copy(files["model"], moved / "m.keras")
+    shutil.copy(files["data"], moved / "data.npz")
+    assert keys(files["model"], files["data"]) == keys(moved / "m.keras", moved / "data.npz")
+    _resnet_block_model(seed=2).save(moved / "m.keras")
+    assert keys(files["model"], files["data"])[0] != keys(moved / "m.keras", moved / "data.npz")[0]
