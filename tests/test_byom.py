@@ -307,3 +307,9 @@ def test_sweep_points_follow_file_content_not_folder(files, tmp_path):
     assert keys(files["model"], files["data"]) == keys(moved / "m.keras", moved / "data.npz")
     _resnet_block_model(seed=2).save(moved / "m.keras")
     assert keys(files["model"], files["data"])[0] != keys(moved / "m.keras", moved / "data.npz")[0]
+
+
+def test_a_folder_as_dataset_names_data_dir(tmp_path):
+    """Fails if `--dataset FOLDER` reads as an unknown set name instead of pointing at --data-dir."""
+    res = invoke("run", "--dataset", tmp_path, "--dry-run")
+    assert res.exit_code == 2 and "--data-dir FOLDER" in res.output, res.output

@@ -55,6 +55,10 @@ def run(
             raise ConfigError("--model runs your model file in place of a network plugin; drop "
                               "--network/--time-steps, or drop --model")
         data["model"] = {"file": str(model)}
+    if dataset is not None:
+        from nvmkit.workflow.config import dataset_table
+
+        dataset_table(dataset)  # a folder is refused with the fix
     overrides = {
         "dataset.file": dataset if dataset is not None and is_data_file(dataset) else None,
         "dataset.name": dataset if dataset is not None and not is_data_file(dataset) else None,

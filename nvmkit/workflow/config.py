@@ -216,6 +216,9 @@ def is_data_file(value: str) -> bool:
 
 def dataset_table(value: str) -> dict:
     """``--dataset`` as a table: a bundled set's name or a data file's path."""
+    if Path(str(value)).expanduser().is_dir():
+        raise ConfigError(f"dataset {value} is a folder: pass a Keras-cache-layout folder as "
+                          "--data-dir FOLDER with --dataset mnist or fashion-mnist, or an .npz file as --dataset")
     return {"file": str(value)} if is_data_file(value) else {"name": str(value)}
 
 
