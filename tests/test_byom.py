@@ -313,3 +313,20 @@ def test_a_folder_as_dataset_names_data_dir(tmp_path):
     """Fails if `--dataset FOLDER` reads as an unknown set name instead of pointing at --data-dir."""
     res = invoke("run", "--dataset", tmp_path, "--dry-run")
     assert res.exit_code == 2 and "--data-dir FOLDER" in res.output, res.output
+
+
+def test_feature_vectors_run_with_test_set_noise(tmp_path):
+    """Fails if data that are not images (feature vectors (N, F)) cannot take test-set noise
+    (the injectors take (N, H, W)) or reach the model in another shape."""
+    from nvmkit import RunConfig, run
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (40, 12)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    _npz(tmp_path / "vec.npz", x, y)
+    inp = keras.Input((12,))
+    keras.Model(inp, keras.layers.Dense(2, activation="softmax")(inp)).save(tmp_path / "v.keras")
+    res = run(RunConfig.from_dict({"model": str(tmp_path / "v.keras"), "dataset": str(tmp_path / "vec.npz"),
+                                   "noise": "gaussian:0.1", "trials": 2, "device": "reram"}))
+    assert set(res.accuracy) == {"digital", "internal", "external", "both"}
+    assert res.dataset["sample_shape"] == [12]
