@@ -1,23 +1,19 @@
-"""Speed and memory of the analog forward pass against the digital one (issue 3's Speed target).
+"""Speed of the analog forward pass against the digital one (issue 3's Speed target, issue 11's point 9).
 
-A 784-256-128-10 ReLU MLP (random He-initialised float32 weights) classifies 10,000 inputs drawn
-uniformly from [0, 1]. Timed: the digital float32 forward pass in numpy, and the analog forward
-pass through nvmkit crossbars (generic device, differential pairs, bias row, 1152 x 256 tiles)
-with programming error, with read noise, and with both at 2.5% of the conductance range. Each
-case runs ``--repeats`` times, interleaved with the others so that load from other processes
-hits every case alike; the best time counts. Ratios are to the digital pass of the same run.
+Every case runs through the engine (``nvmkit.convert``: programming once in numpy, the read in
+Keras ops) under ``tf.function`` (as ``predict`` does), against the digital forward pass of the
+same Keras model timed in the same run (the faster of Keras and, for the MLP, numpy). Cases: a
+784-256-128-10 ReLU MLP (random He-initialised float32 weights) on 10,000 inputs drawn uniformly
+from [0, 1] with programming error, read noise and both at 2.5% of the conductance range
+(generic device, differential pairs, bias row, 1152 x 256 tiles; the targets), state-dependent
+read noise (the SONOS fits, where the output-space variance needs the extra ``x**2`` product),
+10 Monte Carlo trials at once (ratio to 10 digital passes), the default CNN (32-64 conv, dense
+128), a small ResNet-style CNN and a two-layer LSTM on 28 x 28 inputs. Each case runs
+``--repeats`` times; the best time counts. ``--mnist-eval`` adds the full 10,000-image
+evaluation of the default CNN with 10 trials.
 
-Extra rows (no target, for information): state-dependent read noise (the SONOS fits, where the
-output-space variance needs the extra ``x**2`` matmul) and 10 Monte Carlo trials at once (ratio
-to 10 digital passes). Peak memory is measured with tracemalloc (numpy reports its buffers to
-it) in a separate, untimed pass.
-
-The Keras-ops engine (``nvmkit.convert``, issue 11) is timed in a second table on the same
-MLP cases, the default CNN (32-64 conv, dense 128), a small ResNet-style CNN and a two-layer
-LSTM on 28 x 28 inputs: each converted model runs under ``tf.function`` (as ``predict`` does),
-against the digital pass of the same Keras model (the faster of Keras and, for the MLP, numpy),
-and against the numpy engine where it can run the model. ``--mnist-eval`` adds the full
-10,000-image evaluation of the default CNN with 10 trials, numpy engine against Keras engine.
+The numpy engine these ratios were once compared with is gone (issue 11, point 7: one engine);
+its last measured times are in the README.
 
     python benchmarks/bench_crossbar.py            # the issue's setting
     python benchmarks/bench_crossbar.py --json     # machine-readable
@@ -29,11 +25,9 @@ import argparse
 import json
 import sys
 import time
-import tracemalloc
 
 import numpy as np
 
-from nvmkit.engine.crossbar import Crossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit_plugins.devices.generic import GenericDevice
 from nvmkit_plugins.devices.sonos import SONOS
@@ -61,39 +55,14 @@ def digital_forward(layers, x):
     return h
 
 
-def analog_forward(programmed, x, rng):
-    h = x
-    for i, pc in enumerate(programmed):
-        h = pc.read(h, rng)
-        if i < len(programmed) - 1:
-            np.maximum(h, 0, out=h)
-    return h
-
-
-def build(layers, device, prog: bool, read: bool, trials: int, rng):
-    cfg = CrossbarConfig.from_dict({"nonideal": {"programming_error": prog, "read_noise": read}})
-    return [Crossbar(w, b, device, cfg, name=f"dense{i}").program(rng, trials)
-            for i, (w, b) in enumerate(layers)]
-
-
-def peak_mib(fn) -> float:
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak / 2**20
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    ap.add_argument("--no-keras", action="store_true", help="skip the Keras-ops engine table")
     ap.add_argument("--mnist-eval", action="store_true",
-                    help="also time 10,000 images x 10 trials of the default CNN, both engines")
+                    help="also time 10,000 images x 10 trials of the default CNN")
     ap.add_argument("--data-dir", default=None,
                     help="folder with the full mnist.npz for --mnist-eval (default: nvmkit's search; "
                          "the embedded 1,000-image sample if none)")
@@ -102,81 +71,26 @@ def main(argv=None) -> int:
 
     rng = np.random.default_rng(args.seed)
     layers = make_mlp(rng)
-    x = rng.random((args.batch, SIZES[0]), dtype=np.float32)
-    generic = GenericDevice(sigma_prog=SIGMA, sigma_read=SIGMA)
-
-    t0 = time.perf_counter()
-    nets = {
-        "programming error": build(layers, generic, True, False, 1, rng),
-        "read noise": build(layers, generic, False, True, 1, rng),
-        "both": build(layers, generic, True, True, 1, rng),
-    }
-    program_s = (time.perf_counter() - t0) / 3
-    extra = {
-        "both, state-dependent read noise (SONOS)": (build(layers, SONOS(), True, True, 1, rng), 1),
-        "both, 10 trials at once": (build(layers, generic, True, True, 10, rng), 10),
-    }
-    cases = {"digital": (lambda: digital_forward(layers, x), 1)}
-    for label, net in nets.items():
-        cases[label] = (lambda net=net: analog_forward(net, x[None], rng), 1)
-    for label, (net, k) in extra.items():
-        cases[label] = (lambda net=net: analog_forward(net, x[None], rng), k)
-
-    best = {label: float("inf") for label in cases}
-    for _ in range(args.repeats):
-        for label, (fn, _) in cases.items():
-            t = time.perf_counter()
-            fn()
-            best[label] = min(best[label], time.perf_counter() - t)
-    peaks = {label: peak_mib(fn) for label, (fn, _) in cases.items()}
-
-    dig = best["digital"]
-    rows = []
-    for label, (_, k) in cases.items():
-        rows.append({
-            "case": label,
-            "seconds": best[label],
-            "ratio": best[label] / (dig * k),
-            "peak_MiB": peaks[label],
-            "target": label in nets,
-        })
-    full_tensor_mib = args.batch * SIZES[0] * SIZES[1] * 4 / 2**20
+    rows = keras_engine_cases(args, layers, rng)
     result = {
         "batch": args.batch,
         "network": "-".join(map(str, SIZES)),
         "sigma_of_range": SIGMA,
-        "repeats": args.repeats,
-        "programming_seconds_per_network": program_s,
-        "input_MiB": x.nbytes / 2**20,
-        "batch_x_rows_x_cols_MiB_first_layer": full_tensor_mib,
+        "repeats": max(2, args.repeats // 2),
         "cases": rows,
-        "all_targets_met": all(r["ratio"] < 3 for r in rows if r["target"]),
+        "all_targets_met": all(r["ratio"] < 3 for r in rows if r.get("target")),
     }
-    if not args.no_keras:
-        result["keras_engine"] = keras_engine_cases(args, layers, rng)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{result['network']} ReLU MLP, {args.batch} inputs in [0, 1], float32, "
-              f"best of {args.repeats}; noise {SIGMA:.1%} of range")
-        print(f"{'case':44s} {'time (ms)':>10s} {'ratio':>7s} {'peak MiB':>9s}")
+        print(f"engine (nvmkit.convert), best of {result['repeats']}; noise {SIGMA:.1%} of range; "
+              "ratio to the digital pass of the same model")
+        print(f"{'case':46s} {'digital ms':>10s} {'analog ms':>10s} {'ratio':>6s}")
         for r in rows:
-            mark = " (target < 3)" if r["target"] else ""
-            print(f"{r['case']:44s} {1e3 * r['seconds']:10.1f} {r['ratio']:7.2f} "
-                  f"{r['peak_MiB']:9.1f}{mark}")
-        print(f"input batch {result['input_MiB']:.1f} MiB; a batch x rows x cols tensor of the first "
-              f"layer would be {full_tensor_mib:,.0f} MiB; programming one network "
-              f"{1e3 * program_s:.0f} ms")
-        print("all analog ratios < 3:", "yes" if result["all_targets_met"] else "NO")
-        if "keras_engine" in result:
-            print()
-            print("Keras-ops engine (nvmkit.convert), best of", max(2, args.repeats // 2), "; ratio to the digital pass")
-            print(f"{'case':46s} {'digital ms':>10s} {'new ms':>9s} {'ratio':>6s} {'numpy-engine ms':>16s} {'old/new':>8s}")
-            for r in result["keras_engine"]:
-                old = f"{1e3 * r['numpy_engine_seconds']:16.1f}" if r["numpy_engine_seconds"] else f"{'-':>16s}"
-                speed = f"{r['numpy_engine_seconds'] / r['seconds']:8.2f}" if r["numpy_engine_seconds"] else f"{'-':>8s}"
-                print(f"{r['case']:46s} {1e3 * r['digital_seconds']:10.1f} {1e3 * r['seconds']:9.1f} "
-                      f"{r['ratio']:6.2f} {old} {speed}")
+            mark = " (target < 3)" if r.get("target") else ""
+            print(f"{r['case']:46s} {1e3 * r['digital_seconds']:10.1f} {1e3 * r['seconds']:10.1f} "
+                  f"{r['ratio']:6.2f}{mark}")
+        print("all target ratios < 3:", "yes" if result["all_targets_met"] else "NO")
     return 0 if result["all_targets_met"] else 1
 
 
@@ -185,7 +99,6 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
     import keras
     import tensorflow as tf
 
-    from nvmkit.engine.analog import deploy
     from nvmkit.engine.convert import convert, repeat_trials
 
     L = keras.layers
@@ -220,19 +133,19 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         {"nonideal": {"programming_error": prog, "read_noise": read}})
     x_mlp = rng.random((args.batch, SIZES[0]), dtype=np.float32)
     x_img = rng.random((2000, 28, 28, 1), dtype=np.float32)
-    cases = [  # label, model, x, device, config, trials, numpy digital, numpy engine runs it
+    cases = [  # label, model, x, device, config, trials, numpy digital, a target case
         ("MLP programming error", mlp, x_mlp, generic, cfg(True, False), 1, True, True),
         ("MLP read noise", mlp, x_mlp, generic, cfg(False, True), 1, True, True),
         ("MLP both", mlp, x_mlp, generic, cfg(True, True), 1, True, True),
-        ("MLP both, state-dependent read noise (SONOS)", mlp, x_mlp, SONOS(), cfg(True, True), 1, True, True),
-        ("MLP both, 10 trials at once", mlp, x_mlp[:1000], generic, cfg(True, True), 10, True, True),
-        ("CNN both (SONOS)", cnn, x_img, SONOS(), cfg(True, True), 1, False, True),
-        ("CNN both (SONOS), 10 trials at once", cnn, x_img[:200], SONOS(), cfg(True, True), 10, False, True),
+        ("MLP both, state-dependent read noise (SONOS)", mlp, x_mlp, SONOS(), cfg(True, True), 1, True, False),
+        ("MLP both, 10 trials at once", mlp, x_mlp[:1000], generic, cfg(True, True), 10, True, False),
+        ("CNN both (SONOS)", cnn, x_img, SONOS(), cfg(True, True), 1, False, False),
+        ("CNN both (SONOS), 10 trials at once", cnn, x_img[:200], SONOS(), cfg(True, True), 10, False, False),
         ("ResNet-style CNN both (SONOS)", resnet, x_img[:1000], SONOS(), cfg(True, True), 1, False, False),
         ("2-layer LSTM both (SONOS)", lstm, x_img[:1000, ..., 0], SONOS(), cfg(True, True), 1, False, False),
     ]
     rows = []
-    for label, model, x, device, config, k, numpy_digital, numpy_engine in ([] if args.mnist_only else cases):
+    for label, model, x, device, config, k, numpy_digital, target in ([] if args.mnist_only else cases):
         xt = tf.constant(x)
         digital_fn = tf.function(lambda z, m=model: m(z, training=False))
         dig = best(lambda: digital_fn(xt).numpy()) * k
@@ -242,13 +155,8 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         xr = tf.constant(repeat_trials(x, k))
         fn = tf.function(lambda z, m=analog: m(z, training=False))
         new = best(lambda: fn(xr).numpy())
-        old = None
-        if numpy_engine:
-            net = deploy(model, device, config)
-            prog = net.program(np.random.default_rng(args.seed), k)
-            old = best(lambda: prog.predict(x[None], np.random.default_rng(1)))
         rows.append({"case": label, "trials": k, "batch": len(x), "seconds": new,
-                     "digital_seconds": dig, "ratio": new / dig, "numpy_engine_seconds": old})
+                     "digital_seconds": dig, "ratio": new / dig, "target": target})
     if args.mnist_eval:
         rows.append(_mnist_eval(args, cnn))
     if args.mnist_only:
@@ -257,10 +165,10 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
 
 
 def _mnist_eval(args, cnn) -> dict:
-    """10,000 test images x 10 trials of the default CNN (SONOS, all effects), both engines."""
+    """10,000 test images x 10 trials of the default CNN (SONOS, all effects): monte_carlo, and the
+    bare forward passes in batches of 500."""
     import tensorflow as tf
 
-    from nvmkit.engine.analog import deploy
     from nvmkit.engine.convert import convert, repeat_trials
     from nvmkit.engine.evaluate import monte_carlo
     from nvmkit.workflow.data import load_dataset
@@ -269,17 +177,17 @@ def _mnist_eval(args, cnn) -> dict:
     x = (ds.x_test[:10_000] / np.float32(255)).astype(np.float32)[..., None]
     y = ds.y_test[:10_000]
     t = time.perf_counter()
-    monte_carlo(deploy(cnn, SONOS(), CrossbarConfig()), x, y, trials=10, seed=args.seed)
-    old = time.perf_counter() - t
-    t = time.perf_counter()
     analog = convert(cnn, SONOS(), CrossbarConfig(), trials=10, seed=args.seed)
+    monte_carlo(analog, x, y, trials=10, seed=args.seed)
+    mc = time.perf_counter() - t
+    t = time.perf_counter()
     fn = tf.function(lambda z: analog(z, training=False))
     for s in range(0, len(x), 500):
         fn(tf.constant(repeat_trials(x[s:s + 500], 10))).numpy()
     new = time.perf_counter() - t
     return {"case": f"MNIST {len(x)} images x 10 trials, default CNN (SONOS)", "trials": 10,
             "batch": len(x), "seconds": new, "digital_seconds": float("nan"), "ratio": float("nan"),
-            "numpy_engine_seconds": old}
+            "monte_carlo_seconds": mc, "target": False}
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from nvmkit.core.registry import create_from_spec, get_registry
 from nvmkit.fit import DeviceTable, FitResult, Measurements, fit_device, load_device_table, read_measurements
 from nvmkit.engine.crossbar_config import ConverterConfig, CrossbarConfig, MappingConfig, NonIdealityConfig
 from nvmkit.engine.crossbar import Crossbar, ProgrammedCrossbar
-from nvmkit.engine.analog import AnalogNetwork, ProgrammedNetwork, deploy
 from nvmkit.engine.convert import (analog_footprint, analog_layers, calibrate_converters, convert,
                                    describe_analog, repeat_trials, reprogram)
 from nvmkit.engine.evaluate import AccuracyResult, digital_accuracy, monte_carlo
@@ -69,9 +68,6 @@ __all__ = [
     "PluginError",
     "PluginRef",
     "ProgrammedCrossbar",
-    "AnalogNetwork",
-    "ProgrammedNetwork",
-    "deploy",
     "convert",
     "reprogram",
     "calibrate_converters",

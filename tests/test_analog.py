@@ -1,11 +1,19 @@
-"""Deploying Keras models onto crossbars: exactness with an ideal device, where noise enters,
-footprint counts and refusals."""
+"""Converting Keras models onto crossbars (``nvmkit.convert``): exactness with an ideal device,
+where noise enters (per read, per programming, per RNN step), footprint counts, calibration and
+bad weights.
+
+Tests of the former numpy chain (``deploy``) not repeated here because tests/test_engine_*.py
+cover them on the engine: per-trial generators independent of the trial count
+(test_engine_physics::test_programmed_state_is_the_crossbars), refused layers
+(test_engine_convert::test_refusals_are_one_line: LSTM, BatchNormalization, tanh, sigmoid and
+branching graphs now convert, see test_engine_convert), input-shape errors (Keras's own).
+"""
 
 import keras
 import numpy as np
 import pytest
 
-from nvmkit.engine.analog import deploy
+from nvmkit.engine.convert import analog_footprint, convert, repeat_trials, reprogram
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError
@@ -61,14 +69,15 @@ def randomize(model, seed):
 
 
 def assert_matches_keras(model, x, device=None, config=IDEAL):
+    """Two programmed trials of an ideal crossbar read exactly what Keras computes."""
     ref = model.predict(x, verbose=0)
-    net = deploy(model, device or Ideal(), config)
-    y = net.program(np.random.default_rng(1), trials=2).predict(x, np.random.default_rng(2))
-    assert y.shape == (2, *ref.shape)
+    analog = convert(model, device or Ideal(), config, trials=2, seed=1)
+    y = analog.predict(repeat_trials(x, 2), batch_size=2 * len(x), verbose=0)
+    y = y.reshape(len(x), 2, *ref.shape[1:])
     tol = 1e-5 * max(1.0, float(np.abs(ref).max()))  # float32 sums of a few hundred terms
-    np.testing.assert_allclose(y, np.broadcast_to(ref, y.shape), rtol=1e-5, atol=tol)
-    np.testing.assert_allclose(net.reference_predict(x), ref, rtol=1e-5, atol=tol)
-    return net
+    for k in range(2):
+        np.testing.assert_allclose(y[:, k], ref, rtol=1e-5, atol=tol)
+    return analog
 
 
 def test_mlp_ideal_equals_keras():
@@ -117,23 +126,22 @@ def test_preactivation_noise_cell_equals_keras():
 
     m = randomize(keras.Sequential([
         keras.Input((4, 3)), L.RNN(PreActivationNoiseRNNCell(5, stddev=0.3)), L.Dense(2)]), 5)
-    net = assert_matches_keras(m, np.random.default_rng(7).random((6, 4, 3)).astype("f4"))
-    assert net.footprint()[0].kind == "rnn"
+    analog = assert_matches_keras(m, np.random.default_rng(7).random((6, 4, 3)).astype("f4"))
+    assert analog_footprint(analog)[0].kind == "rnn"
 
 
 def test_read_noise_fresh_per_read_programming_error_shared():
     m = randomize(keras.Sequential([keras.Input((6,)), L.Dense(4, activation="relu"), L.Dense(3)]), 6)
-    x = np.random.default_rng(8).random((10, 6)).astype("f4")
-    reads = deploy(m, ReadOnly(), NOCLIP).program(np.random.default_rng(0), 3)
-    a, b = (reads.predict(x, np.random.default_rng(s)) for s in (1, 2))
-    assert not np.allclose(a, b)
-    prog_net = deploy(m, ProgOnly(), NOCLIP)
-    progs = prog_net.program(np.random.default_rng(0), 3)
-    a, b = (progs.predict(x, np.random.default_rng(s)) for s in (1, 2))
-    np.testing.assert_array_equal(a, b)
-    assert not np.allclose(a[0], a[1])  # trials are programmed independently
-    other = prog_net.program(np.random.default_rng(9), 3).predict(x, np.random.default_rng(1))
-    assert not np.allclose(a, other)
+    x = repeat_trials(np.random.default_rng(8).random((10, 6)).astype("f4"), 3)
+    reads = convert(m, ReadOnly(), NOCLIP, trials=3, seed=0)
+    assert not np.allclose(reads(x), reads(x))
+    progs = convert(m, ProgOnly(), NOCLIP, trials=3, seed=0)
+    a = np.asarray(progs(x))
+    np.testing.assert_array_equal(a, progs(x))
+    a3 = a.reshape(10, 3, 3)
+    assert not np.allclose(a3[:, 0], a3[:, 1])  # trials are programmed independently
+    reprogram(progs, 9)
+    assert not np.allclose(a, progs(x))
 
 
 def accumulator_rnn(steps):
@@ -154,9 +162,8 @@ SHARED = T**2 + sum(t - 1 for t in range(1, T + 1)) ** 2  # 848
 
 def test_rnn_read_noise_fresh_at_every_step():
     frac, n = 0.002, 4000
-    net = deploy(accumulator_rnn(T), ReadOnly(frac), NOCLIP)
-    h = net.program(np.random.default_rng(0), 1).predict(np.zeros((n, T, 1), "f4"),
-                                                         np.random.default_rng(1))[0, :, 0]
+    analog = convert(accumulator_rnn(T), ReadOnly(frac), NOCLIP, seed=0)
+    h = np.asarray(analog(np.zeros((n, T, 1), "f4")), dtype=np.float64)[:, 0]
     expected = 2 * frac**2 * FRESH
     # the mean of n draws of variance `expected` has std sqrt(expected / n): allow 5 of those
     assert abs(h.mean() - T) < 5 * np.sqrt(expected / n)
@@ -166,30 +173,17 @@ def test_rnn_read_noise_fresh_at_every_step():
 
 def test_rnn_programming_error_shared_by_all_steps():
     frac, k = 0.002, 4000
-    net = deploy(accumulator_rnn(T), ProgOnly(frac), NOCLIP)
-    h = net.program(np.random.default_rng(0), k).predict(np.zeros((1, T, 1), "f4"),
-                                                         np.random.default_rng(1))[:, 0, 0]
+    analog = convert(accumulator_rnn(T), ProgOnly(frac), NOCLIP, trials=k, seed=0)
+    h = np.asarray(analog(np.zeros((k, T, 1), "f4")), dtype=np.float64)[:, 0]  # one sample, k trials
     expected = 2 * frac**2 * SHARED
     assert abs(h.var() / expected - 1) < 5 * np.sqrt(2 / k)
-
-
-def test_per_trial_generators_make_trials_independent_of_count():
-    m = randomize(keras.Sequential([keras.Input((5,)), L.Dense(4), L.Dense(2)]), 7)
-    net = deploy(m, ProgOnly(0.05), NOCLIP)
-    x = np.random.default_rng(0).random((3, 5)).astype("f4")
-    gens = lambda k: [np.random.default_rng([42, i]) for i in range(k)]  # noqa: E731
-    two = net.program(gens(2), 2).predict(x, np.random.default_rng(0))
-    three = net.program(gens(3), 3).predict(x, np.random.default_rng(0))
-    np.testing.assert_array_equal(two, three[:2])
-    with pytest.raises(ConfigError, match="generators"):
-        net.program(gens(2), 3)
 
 
 def test_footprint_counts():
     cnn = randomize(keras.Sequential([
         keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same"), L.GaussianNoise(0.1), L.ReLU(),
         L.MaxPooling2D(), L.Flatten(), L.Dense(3, activation="softmax")]), 8)
-    fp = deploy(cnn, Ideal()).footprint()
+    fp = analog_footprint(convert(cnn, Ideal()))
     assert [f.kind for f in fp] == ["conv", "maxpool", "flatten", "dense", "softmax"]
     conv, pool, _, dense, soft = fp
     assert (conv.reads_per_inference, conv.n_in, conv.n_out, conv.activations) == (64, 10, 4, 256)
@@ -201,58 +195,28 @@ def test_footprint_counts():
     rnn = randomize(keras.Sequential([keras.Input((4, 3)), L.SimpleRNN(5, activation="relu"), L.Dense(2)]), 9)
     tiny = CrossbarConfig.from_dict({"mapping": {"tile_rows": 4, "tile_cols": 2, "bias": "digital",
                                                  "scheme": "offset"}})
-    r, d = deploy(rnn, Ideal(), tiny).footprint()
+    r, d = analog_footprint(convert(rnn, Ideal(), tiny))
     assert (r.kind, r.reads_per_inference, r.n_in, r.n_out, r.activations) == ("rnn", 4, 8, 5, 20)
     assert r.devices_per_weight == 1
     assert [(t.rows, t.cols) for t in r.tiles] == [(4, 2), (4, 2), (4, 1)] * 2
     assert (d.n_in, d.activations) == (5, 0)
-    r_row = deploy(rnn, Ideal()).footprint()[0]
+    r_row = analog_footprint(convert(rnn, Ideal()))[0]
     assert r_row.n_in == 3 + 5 + 1 and len(r_row.tiles) == 1
-
-
-def test_crossbars_and_shapes():
-    m = randomize(keras.Sequential([keras.Input((4, 4, 1)), L.Conv2D(2, 3), L.Flatten(), L.Dense(3)]), 10)
-    net = deploy(m, Ideal())
-    assert [(x.n_in, x.n_out) for x in net.crossbars] == [(9, 2), (8, 3)]
-    assert net.output_shape == (3,) and net.largest_activation() == 16
-    with pytest.raises(ConfigError, match="does not fit"):
-        net.program(np.random.default_rng(0)).predict(np.zeros((2, 5, 5, 1)), np.random.default_rng(0))
 
 
 def test_converters_need_and_use_calibration():
     m = randomize(keras.Sequential([keras.Input((10,)), L.Dense(8, activation="relu"), L.Dense(3)]), 11)
     cfg = CrossbarConfig.from_dict({**IDEAL.to_dict(), "converters": {"dac_bits": 8, "adc_bits": 8}})
-    net = deploy(m, Ideal(), cfg)
     x = np.random.default_rng(0).random((200, 10)).astype("f4")
-    prog = net.program(np.random.default_rng(0))
-    assert net.needs_calibration()
-    with pytest.raises(ConfigError, match="calibrate"):
-        prog.predict(x, np.random.default_rng(0))
-    net.calibrate(x)
-    assert not net.needs_calibration()
-    y, ref = prog.predict(x, np.random.default_rng(0))[0], m.predict(x, verbose=0)
+    with pytest.raises(ConfigError, match="calibration_data"):
+        convert(m, Ideal(), cfg)
+    y, ref = np.asarray(convert(m, Ideal(), cfg, calibration_data=x)(x)), m.predict(x, verbose=0)
     err = np.abs(y - ref).max() / np.abs(ref).max()
     assert 0 < err < 0.05  # 8-bit converters: visible but small quantisation error
 
 
-def test_unsupported_layers_and_bad_weights_fail_clearly():
-    lstm = keras.Sequential([keras.Input((3, 2)), L.LSTM(4, name="my_lstm"), L.Dense(2)])
-    with pytest.raises(ConfigError, match="my_lstm.*LSTM.*supported"):
-        deploy(lstm, Ideal())
-    bn = keras.Sequential([keras.Input((3,)), L.BatchNormalization(name="bn"), L.Dense(2)])
-    with pytest.raises(ConfigError, match="'bn' of class BatchNormalization.*Dense, Conv2D"):
-        deploy(bn, Ideal())
-    tanh = keras.Sequential([keras.Input((3, 2)), L.SimpleRNN(4), L.Dense(2)])
-    with pytest.raises(ConfigError, match="tanh"):
-        deploy(tanh, Ideal())
-    sig = keras.Sequential([keras.Input((3,)), L.Dense(2, activation="sigmoid")])
-    with pytest.raises(ConfigError, match="sigmoid"):
-        deploy(sig, Ideal())
+def test_bad_weights_fail_clearly():
     nan = keras.Sequential([keras.Input((3,)), L.Dense(2, name="broken")])
     nan.set_weights([np.full((3, 2), np.nan, "f4"), np.zeros(2, "f4")])
     with pytest.raises(ConfigError, match="broken.*NaN"):
-        deploy(nan, Ideal())
-    inp = keras.Input((4,))
-    branchy = keras.Model(inp, L.Add()([L.Dense(2)(inp), L.Dense(2)(inp)]))
-    with pytest.raises(ConfigError):
-        deploy(branchy, Ideal())
+        convert(nan, Ideal())

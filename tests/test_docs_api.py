@@ -11,7 +11,7 @@ import pytest
 
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
-MODULES = ("nvmkit.workflow.data", "nvmkit.engine.analog", "nvmkit.engine.evaluate", "nvmkit.workflow.pipeline", "nvmkit.workflow.training")
+MODULES = ("nvmkit.workflow.data", "nvmkit.engine.convert", "nvmkit.engine.evaluate", "nvmkit.workflow.pipeline", "nvmkit.workflow.training")
 PLUGINS = (("network", "mlp"), ("device", "reram"), ("noise", "gaussian"), ("energy", "crossbar"))
 
 

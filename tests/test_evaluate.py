@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from nvmkit.engine.analog import AnalogNetwork, deploy
+from nvmkit.engine.convert import analog_layers, convert
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.errors import ConfigError
 from nvmkit.engine.evaluate import MEMORY_BUDGET, AccuracyResult, auto_batch_size, digital_accuracy, monte_carlo
@@ -61,18 +61,18 @@ def test_ideal_device_matches_keras_accuracy(rnn_task):
     model, x, y = rnn_task
     ref = digital_accuracy(model, prepare(x), y)
     assert 0.6 < ref < 0.95
-    res = monte_carlo(deploy(model, Ideal(), IDEAL), x, y, trials=3, seed=0, prepare=prepare,
-                      batch_size=64)
+    res = monte_carlo(convert(model, Ideal(), IDEAL, trials=3), x, y, trials=3, seed=0,
+                      prepare=prepare, batch_size=64)
     assert res.mean == ref and res.std == 0 and res.per_trial == [ref] * 3
     assert (res.trials, res.n_test) == (3, N)
-    onehot = monte_carlo(deploy(model, Ideal(), IDEAL), x, np.eye(3)[y], trials=1, seed=0,
+    onehot = monte_carlo(convert(model, Ideal(), IDEAL), x, np.eye(3)[y], trials=1, seed=0,
                          prepare=prepare)
     assert onehot.mean == ref and np.isnan(onehot.ci95[0]) and onehot.std == 0
 
 
 def test_reproducible_under_seed_and_ci_contains_mean(rnn_task):
     model, x, y = rnn_task
-    net = deploy(model, Both(0.05), NOCLIP)
+    net = convert(model, Both(0.05), NOCLIP, trials=5)
     run = lambda seed: monte_carlo(net, x, y, trials=5, seed=seed, injector=AddNoise(),  # noqa: E731
                                    prepare=prepare, batch_size=128)
     a, b, c = run(7), run(7), run(8)
@@ -90,9 +90,9 @@ def test_reproducible_under_seed_and_ci_contains_mean(rnn_task):
 def test_noise_lowers_accuracy(rnn_task):
     model, x, y = rnn_task
     ref = digital_accuracy(model, prepare(x), y)
-    clean = deploy(model, Ideal(), IDEAL)
+    clean = convert(model, Ideal(), IDEAL, trials=4)
     ext = monte_carlo(clean, x, y, trials=4, seed=0, injector=AddNoise(0.5), prepare=prepare)
-    internal = monte_carlo(deploy(model, Both(0.2), NOCLIP), x, y, trials=4, seed=0,
+    internal = monte_carlo(convert(model, Both(0.2), NOCLIP, trials=4), x, y, trials=4, seed=0,
                            prepare=prepare)
     # with N=300 a trial's accuracy has binomial std <= 0.03: a drop of 0.1 is well outside it
     assert ext.mean < ref - 0.1 and internal.mean < ref - 0.1
@@ -102,18 +102,18 @@ def test_noise_lowers_accuracy(rnn_task):
 def test_trial_k_does_not_depend_on_trial_count(rnn_task):
     # programming error and test-set noise come from per-trial streams; no read noise here
     model, x, y = rnn_task
-    net = deploy(model, ProgOnly(0.1), NOCLIP)
-    run = lambda k, bs: monte_carlo(net, x, y, trials=k, seed=3, injector=AddNoise(),  # noqa: E731
+    nets = {k: convert(model, ProgOnly(0.1), NOCLIP, trials=k) for k in (2, 3)}
+    run = lambda k, bs: monte_carlo(nets[k], x, y, trials=k, seed=3, injector=AddNoise(),  # noqa: E731
                                     prepare=prepare, batch_size=bs)
     two, three = run(2, 1000), run(3, 1000)
     assert two.per_trial == three.per_trial[:2]
     assert len(set(three.per_trial)) > 1
-    no_noise = lambda bs: monte_carlo(net, x, y, trials=3, seed=3, prepare=prepare,  # noqa: E731
+    no_noise = lambda bs: monte_carlo(nets[3], x, y, trials=3, seed=3, prepare=prepare,  # noqa: E731
                                       batch_size=bs)
     assert no_noise(7).per_trial == no_noise(1000).per_trial  # batching changes nothing
 
 
-def test_every_trial_is_programmed_from_its_own_stream(rnn_task, monkeypatch):
+def test_every_trial_is_programmed_from_its_own_stream(rnn_task):
     """The programmed weights of two trials differ by two independent programming errors.
 
     Fails if monte_carlo programs every trial from the same stream (all trials identical: the
@@ -121,31 +121,25 @@ def test_every_trial_is_programmed_from_its_own_stream(rnn_task, monkeypatch):
     ProgOnly gives each cell sigma = frac * g_range; a weight is a differential pair, so its error
     is sqrt(2) * frac * g_range * current_to_weight and the difference of two trials sqrt(2) times
     that. The sample std of n such differences has std expected / sqrt(2 n); allow 5 of those."""
+    from nvmkit.engine.crossbar import Crossbar
+
     model, x, y = rnn_task
     frac, trials = 0.05, 8
-    net = deploy(model, ProgOnly(frac), NOCLIP)  # no clipping: the errors stay Gaussian
-    programmed = []
-    program = AnalogNetwork.program
-
-    def spy(self, rng, trials=1):
-        programmed.append(program(self, rng, trials))
-        return programmed[-1]
-
-    monkeypatch.setattr(AnalogNetwork, "program", spy)
+    net = convert(model, ProgOnly(frac), NOCLIP, trials=trials, seed=123)
     monte_carlo(net, x[:16], y[:16], trials=trials, seed=0, prepare=prepare)
-    (prog,) = programmed
-    for xbar, pc in zip(net.crossbars, [p for p in prog.programmed if p is not None]):
-        w = pc.weights().astype(np.float64)
-        d = w[1::2] - w[0::2]  # disjoint pairs of trials: independent differences
-        expected = 2 * frac * xbar.device.g_range * xbar.current_to_weight
-        assert abs(d.std() - expected) < 5 * expected / np.sqrt(2 * d.size), xbar.name
+    for layer in analog_layers(net):
+        for core, w, b in layer.core_weights():
+            d = core.delta.numpy().astype(np.float64)  # programmed minus user weights, per trial
+            d = d[1::2] - d[0::2]  # disjoint pairs of trials: independent differences
+            xbar = Crossbar(w, b if core.has_bias else None, ProgOnly(frac), NOCLIP)
+            expected = 2 * frac * xbar.device.g_range * xbar.current_to_weight
+            assert abs(d.std() - expected) < 5 * expected / np.sqrt(2 * d.size), layer.name
 
 
 def test_batch_bounded_by_memory():
     m = randomize(keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(16, 3, padding="same"),
                                     L.Flatten(), L.Dense(2)]), 2)
-    net = deploy(m, Ideal(), IDEAL)
-    assert net.largest_activation() == 8 * 8 * 16
+    net = convert(m, Ideal(), IDEAL)
     bs = auto_batch_size(net, trials=10, n_test=10**9)
     assert bs == MEMORY_BUDGET // (4 * 10 * 8 * 8 * 16)
     assert auto_batch_size(net, trials=10, n_test=10**9, limit=100) == 100
@@ -155,9 +149,8 @@ def test_batch_bounded_by_memory():
 def test_converters_calibrated_automatically(rnn_task):
     model, x, y = rnn_task
     cfg = CrossbarConfig.from_dict({**IDEAL.to_dict(), "converters": {"dac_bits": 8, "adc_bits": 8}})
-    net = deploy(model, Ideal(), cfg)
+    net = convert(model, Ideal(), cfg, trials=2, calibration_data=prepare(x[:256]))
     res = monte_carlo(net, x, y, trials=2, seed=0, prepare=prepare)
-    assert not net.needs_calibration()
     ref = digital_accuracy(model, prepare(x), y)
     # 8-bit converters must cost less than the test set's own sampling uncertainty: one binomial
     # standard error sqrt(p (1 - p) / N) (0.025 at p = 0.75, N = 300; measured: 1 image of 300).
@@ -167,12 +160,16 @@ def test_converters_calibrated_automatically(rnn_task):
 
 def test_bad_arguments():
     m = randomize(keras.Sequential([keras.Input((3,)), L.Dense(2)]), 3)
-    net = deploy(m, Ideal(), IDEAL)
+    net = convert(m, Ideal(), IDEAL)
     x = np.zeros((4, 3), "f4")
     with pytest.raises(ConfigError, match="trials"):
         monte_carlo(net, x, np.zeros(4), trials=0, seed=0)
     with pytest.raises(ConfigError, match="labels"):
         monte_carlo(net, x, np.zeros(3), trials=1, seed=0)
+    with pytest.raises(ConfigError, match="trials=1.*asked for 2"):
+        monte_carlo(net, x, np.zeros(4), trials=2, seed=0)
+    with pytest.raises(ConfigError, match="converted with nvmkit.convert"):
+        monte_carlo(object(), x, np.zeros(4), trials=1, seed=0)
 
 
 def test_result_round_trip():
@@ -204,16 +201,16 @@ def test_injectors_receive_images_n_h_w_and_must_keep_the_shape(rnn_task):
     # the contract of NoiseInjector.apply and of `nvmkit plugins check`: a batch of images
     # (N, H, W), before prepare reshapes them; flattened input is refused, a changed shape named
     model, x, y = rnn_task
-    net = deploy(model, Ideal(), IDEAL)
+    net = convert(model, Ideal(), IDEAL, trials=2)
     Recording.shapes = []
     monte_carlo(net, x, y, trials=2, seed=0, injector=Recording(), prepare=prepare, batch_size=128)
     assert Recording.shapes and all(len(s) == 3 and s[1:] == (6, 6) for s in Recording.shapes)
     assert sum(s[0] for s in Recording.shapes) == 2 * N  # every image, once per trial
     with pytest.raises(ConfigError, match=r"images shaped \(N, H, W\), got \(300, 36\)"):
-        monte_carlo(net, x.reshape(N, 36), y, trials=1, seed=0, injector=AddNoise(),
+        monte_carlo(net, x.reshape(N, 36), y, trials=2, seed=0, injector=AddNoise(),
                     prepare=lambda a: a.reshape(len(a), 4, 9))
     with pytest.raises(ConfigError, match="noise 'test-squeezing' returned shape"):
-        monte_carlo(net, x, y, trials=1, seed=0, injector=Squeezing(), prepare=prepare)
+        monte_carlo(net, x, y, trials=2, seed=0, injector=Squeezing(), prepare=prepare)
 
 
 def test_many_fresh_models_evaluate_without_tf_function_retracing():

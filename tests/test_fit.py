@@ -206,7 +206,7 @@ def small_model():
 def test_fitted_device_gives_the_source_accuracy(spec, targets, small_model, tmp_path):
     """Fails if the table device's curves differ from the model it was fitted to by enough to move
     the accuracy outside the trials' CI; the control (spread doubled) shows the test can see it."""
-    from nvmkit import CrossbarConfig, deploy, monte_carlo
+    from nvmkit import CrossbarConfig, convert, monte_carlo
 
     model, x, y = small_model
     source = create_from_spec("device", spec)
@@ -219,7 +219,7 @@ def test_fitted_device_gives_the_source_accuracy(spec, targets, small_model, tmp
     doubled = create_from_spec("device", f"table:file={tmp_path / 'doubled.toml'}")
 
     def accuracy(device, seed):
-        return monte_carlo(deploy(model, device, CrossbarConfig()), x, y, trials=20, seed=seed)
+        return monte_carlo(convert(model, device, CrossbarConfig(), trials=20), x, y, trials=20, seed=seed)
 
     a, b, c = accuracy(source, 3), accuracy(fitted, 4), accuracy(doubled, 4)
 

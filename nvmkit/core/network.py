@@ -27,7 +27,7 @@ class NetworkMapper(Component):
 
         ``sigma_neu`` is the std of the Gaussian noise added before every ReLU during training
         only (one value for all, or one per noise site, see ``noise_sites``). Logits or softmax
-        output; the model must be deployable by :func:`nvmkit.engine.analog.deploy`.
+        output; the model must convert with :func:`nvmkit.convert`.
         """
         raise NotImplementedError
 

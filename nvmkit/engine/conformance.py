@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from nvmkit.engine.crossbar import Crossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.energy import COMPONENTS, EnergyEstimator, EnergyReport
@@ -338,18 +337,25 @@ def _check_device_drift(dev, _reg):
 
 
 def _check_device_engine(dev, _reg):
+    """Programs a 6x3 Dense layer through the real engine (``nvmkit.convert``: the device's numpy
+    functions at programming, the Keras-ops read with read noise) at t = 0 and 1 h."""
+    import keras
+
+    from nvmkit.engine.convert import convert
+
     rng = np.random.default_rng(0)
     w = rng.standard_normal((6, 3)).astype(np.float32)
     b = rng.standard_normal(3).astype(np.float32)
     x = rng.random((5, 6), dtype=np.float32)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    model.set_weights([w, b])
     for drift_time in (0.0, 3600.0):
         cfg = CrossbarConfig.from_dict({"nonideal": {"drift_time": drift_time}})
-        xbar = Crossbar(w, b, dev, cfg, name="conformance")
-        pair = [xbar.program(np.random.default_rng(7), trials=2).read(x, np.random.default_rng(8))
+        pair = [np.asarray(convert(model, dev, cfg, trials=2, seed=7)(np.repeat(x, 2, axis=0)))
                 for _ in range(2)]
         for y in pair:
-            _require(y.shape == (2, 5, 3) and y.dtype == np.float32,
-                     f"crossbar output has shape {y.shape} dtype {y.dtype}, expected (2, 5, 3) float32")
+            _require(y.shape == (10, 3) and y.dtype == np.float32,
+                     f"crossbar output has shape {y.shape} dtype {y.dtype}, expected (10, 3) float32")
             _require(np.all(np.isfinite(y)), f"crossbar output is not finite (drift_time={drift_time:g})")
         _require(np.array_equal(pair[0], pair[1]), "two programmings with the same seed differ: "
                                                    "draw every random number from the Generator given")

@@ -350,16 +350,16 @@ def describe_analog(model) -> str:
 
 # -- footprint: what the converted model occupies and does per inference --------------------------
 
-#: layers that act only in training (no footprint), as the numpy engine's deploy skipped them
+#: layers that act only in training (no footprint)
 _TRAINING_ONLY = {"InputLayer", "GaussianNoise", "Dropout", "GaussianDropout", "SpatialDropout1D",
                   "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout", "FoldedBatchNormalization"}
 
 
 def analog_footprint(model) -> list:
     """Per layer: tiles, reads, activations and digital operations per inference (the contract
-    with energy estimators, :class:`nvmkit.core.footprint.LayerFootprint`), counted as the numpy
-    engine's ``AnalogNetwork.footprint`` does: a ReLU that directly follows a crossbar is its
-    neurons (counted on the crossbar layer), softmax and max-pool are digital operations."""
+    with energy estimators, :class:`nvmkit.core.footprint.LayerFootprint`): a ReLU that directly
+    follows a crossbar is its neurons (counted on the crossbar layer), softmax and max-pool are
+    digital operations."""
     from nvmkit.core.footprint import LayerFootprint
 
     out: list = []

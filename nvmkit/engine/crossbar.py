@@ -1,19 +1,16 @@
-"""The crossbar engine: one weight matrix mapped onto tiles of a device, programmed and read.
+"""The crossbar's mapping and programming: one weight matrix on tiles of a device.
 
-Hot-path notes (why it is fast):
-- Monte Carlo trials are a leading axis ``K`` of every conductance array, so one batched matmul
-  serves all trials; with K = 1 (or one weight set) a read is a single 2-D GEMM.
-- Everything after programming is kept in weight units (the programmed G+ - G-, times the
-  mapping's gain), so a noiseless read costs exactly what the digital ``x @ W + b`` costs.
-- Gaussian read noise that is independent per cell is sampled exactly in output space: the column
-  current ``sum_i x_i (G_ij + n_ij)``, ``n_ij ~ N(0, s_ij^2)``, equals
-  ``sum_i x_i G_ij + N(0, sum_i x_i^2 s_ij^2)``: one extra matmul of ``x**2`` with the cell
-  variances and one draw per output, never a batch x rows x cols tensor. When ``s_ij`` does not
-  depend on the row (state-independent noise), the extra matmul collapses to
-  ``sum_i x_i^2 * s_j^2``.
-- Gaussian draws come from :func:`standard_normal`, a chunked float32 Box-Muller transform over
-  the generator's raw bits (two seeded streams on two threads for large draws), 3-5x faster
-  than ``Generator.standard_normal``.
+A :class:`Crossbar` maps ``W`` (and its bias) to target conductances (differential or offset
+scheme, levels, clipping) and :meth:`Crossbar.program` draws the programmed state of ``K`` Monte
+Carlo trials (programming error, drift, stuck cells) by calling the device model's numpy
+functions (docs/plugins.md), once per trial. The programmed state (:class:`ProgrammedCrossbar`:
+weights in weight units and the per-weight read variance) is what the analog Keras layers of
+:mod:`nvmkit.engine.layers` keep; the read itself (read noise, converters) is Keras ops, in
+:mod:`nvmkit.engine.ops`: there is one engine.
+
+Gaussian draws of the programming come from :func:`standard_normal`, a chunked float32
+Box-Muller transform over the generator's raw bits (two seeded streams on two threads for large
+draws), 3-5x faster than ``Generator.standard_normal``.
 """
 
 from __future__ import annotations
@@ -165,9 +162,6 @@ class Crossbar:
             if d.sigma_per_weight else 1.0
         )
         self.row_blocks = [(r, min(r + m.tile_rows, self.rows)) for r in range(0, self.rows, m.tile_rows)]
-        self.dac_range: float | None = self.config.converters.dac_range
-        self.adc_range: float | None = self.config.converters.adc_range
-        self.dac_signed = False
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -262,29 +256,11 @@ class Crossbar:
             np.maximum(g, F32(0), out=g)
         return g
 
-    def calibrate(self, x: np.ndarray) -> None:
-        """Set uncalibrated converter ranges from representative inputs ``x`` (..., n_in).
-
-        DAC: max |x|. ADC: max |ideal column output| over the row tiles, in weight units.
-        """
-        x = np.asarray(x, dtype=F32).reshape(-1, self.n_in)
-        if self.config.converters.dac_range is None:
-            self.dac_range = float(np.abs(x).max()) or 1.0
-        self.dac_signed = bool(x.min() < 0)
-        if self.config.converters.adc_range is None:
-            ideal = self.target_weights()
-            peak = 0.0
-            for r0, r1 in self.row_blocks:
-                hi = min(r1, self.n_in)
-                y = x[:, r0:hi] @ ideal[r0:hi]
-                if self.bias_row and r1 > self.n_in:
-                    y += ideal[self.n_in]
-                peak = max(peak, float(np.abs(y).max()))
-            self.adc_range = peak or 1.0
-
 
 class ProgrammedCrossbar:
-    """The programmed state of K trials; :meth:`read` is one analog VMM per input row."""
+    """The programmed state of K trials: weights (K, rows, cols) in weight units and the per-weight
+    read variance, as the analog layers keep it (``_var`` (K, rows, cols), or ``_col_sd`` (K, cols)
+    when it does not depend on the row; both None without read noise)."""
 
     def __init__(self, crossbar: Crossbar, states: list[np.ndarray]):
         self.xbar = crossbar
@@ -309,93 +285,3 @@ class ProgrammedCrossbar:
     def weights(self) -> np.ndarray:
         """Programmed weights (K, rows, n_out) in weight units (bias row last when analog)."""
         return self._w
-
-    def read(self, x: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        """One read of every tile: ``x`` (K or 1, B, n_in) -> (K, B, n_out) in weight units.
-
-        Read noise is fresh on every call (``rng`` None: a noiseless read); programming error is
-        the state's, shared by all reads.
-        """
-        xb = self.xbar
-        x = np.asarray(x, dtype=F32)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or x.shape[-1] != xb.n_in:
-            raise ConfigError(f"{xb.name}: input must have shape (K, B, {xb.n_in}) or (B, {xb.n_in}), "
-                              f"got {x.shape}")
-        if x.shape[0] not in (1, self.trials) and self.trials != 1:
-            raise ConfigError(f"{xb.name}: input has {x.shape[0]} trial slices for {self.trials} "
-                              "programmed trials; pass 1 or K")
-        conv = xb.config.converters
-        if conv.dac_bits is not None:
-            x = _quantize(x, xb.dac_range, conv.dac_bits, xb.dac_signed, xb.name, "DAC")
-        out = None
-        for r0, r1 in xb.row_blocks:
-            y = self._block(x, r0, r1, rng)
-            if conv.adc_bits is not None:
-                y = _quantize(y, xb.adc_range, conv.adc_bits, True, xb.name, "ADC")
-            if out is None:
-                out = y
-            else:
-                out += y
-        if xb.digital_bias is not None:
-            out += xb.digital_bias
-        return out
-
-    def _block(self, x, r0, r1, rng):
-        """Output of row tile [r0, r1) for inputs x (K|1, B, n_in), weight units."""
-        xb = self.xbar
-        hi = min(r1, xb.n_in)
-        xs = x if (r0, hi) == (0, xb.n_in) else x[..., r0:hi]
-        y = _matmul(xs, self._w[:, r0:hi])
-        has_bias = xb.bias_row and r1 > xb.n_in
-        if has_bias:  # the bias row is driven at full scale (input 1)
-            y += self._w[:, xb.n_in][:, None, :]
-        if rng is None or (self._var is None and self._col_sd is None):
-            return y
-        z = standard_normal(rng, y.shape)
-        if self._col_sd is not None:
-            rms = np.einsum("kbi,kbi->kb", xs, xs)  # sum_i x_i^2
-            if has_bias:
-                rms += F32(1)
-            np.sqrt(rms, out=rms)
-            z *= rms[..., None]
-            z *= self._col_sd[:, None, :]
-        else:
-            sd = _matmul(np.square(xs), self._var[:, r0:hi])
-            if has_bias:
-                sd += self._var[:, xb.n_in][:, None, :]
-            np.sqrt(sd, out=sd)
-            z *= sd
-        y += z
-        return y
-
-
-def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(Kx, B, r) @ (K, r, m) -> (max(Kx, K), B, m), one 2-D GEMM whenever one weight set."""
-    if w.shape[0] == 1:
-        if x.shape[0] == 1:
-            return (x[0] @ w[0])[None]
-        kx, b, r = x.shape
-        return (x.reshape(kx * b, r) @ w[0]).reshape(kx, b, -1)
-    return np.matmul(x, w)
-
-
-def _quantize(v, full_scale, bits, signed, name, what):
-    if full_scale is None:
-        raise ConfigError(
-            f"{name}: the {what} range is not calibrated; call Crossbar.calibrate(x) (or "
-            f"AnalogNetwork.calibrate) or set converters.{what.lower()}_range"
-        )
-    # unsigned: 2^b levels on [0, R]; signed: 2^b - 1 levels on [-R, R] with one at exactly 0
-    # (sign-magnitude, as CrossSim's converters): with 2^b levels an exact 0 would sit on a
-    # threshold and read as +-1/2 step depending on float rounding
-    if signed and bits < 2:
-        raise ConfigError(f"{name}: a signed {what} needs at least 2 bits (levels -R, 0, +R); "
-                          f"set converters.{what.lower()}_bits >= 2")
-    step = F32(full_scale / (2 ** (bits - 1) - 1 if signed else 2**bits - 1))
-    q = np.clip(v, F32(-full_scale if signed else 0.0), F32(full_scale))
-    q /= step
-    np.round(q, out=q)
-    q *= step
-    return q

@@ -1,14 +1,16 @@
-"""Monte Carlo test accuracy of a deployed network under device noise and test-set noise.
+"""Monte Carlo test accuracy of a converted model under device noise and test-set noise.
 
 One trial = one programming of every crossbar (fresh programming error) and one fresh draw of
 test-set noise over the whole test set; read noise is fresh on every crossbar read. All K trials
-run together (a leading array axis), the test set goes through in batches.
+run together (a model converted with ``trials=K`` reads a batch of ``B * K`` rows, sample-major),
+the test set goes through in batches.
 
 Random streams, all derived from ``seed`` with :class:`numpy.random.SeedSequence`:
-``spawn_key=(0, k)`` programs trial k, ``(1, k)`` draws trial k's test-set noise, ``(2,)`` draws
-read noise. Trial k's programming and test-set noise therefore do not depend on how many trials
-run together; read noise (one stream, consumed in batch order) depends on the trial count and
-the batch size, so results are reproducible for a given (seed, trials, batch size).
+``spawn_key=(0, k)`` programs trial k, ``(1, k)`` draws trial k's test-set noise, ``(2, layer)``
+seeds each analog layer's read noise. Trial k's programming and test-set noise therefore do not
+depend on how many trials run together; read noise (consumed in batch order) depends on the
+trial count and the batch size, so results are reproducible for a given (seed, trials, batch
+size).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from typing import Callable
 
 import numpy as np
 
-from nvmkit.engine.analog import AnalogNetwork
 from nvmkit.core.errors import ConfigError
 from nvmkit.core.noise import NoiseInjector
 
@@ -80,33 +81,37 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def auto_batch_size(network: AnalogNetwork, trials: int, n_test: int,
-                    limit: int | None = None) -> int:
+def auto_batch_size(model, trials: int, n_test: int, limit: int | None = None) -> int:
     """Largest test batch whose biggest activation, over all trials, stays within the budget."""
-    fit = MEMORY_BUDGET // (4 * trials * network.largest_activation())
+    fit = MEMORY_BUDGET // (4 * trials * _largest_activation(model))
     return int(max(1, min(fit, limit or n_test, n_test)))
 
 
-def monte_carlo(network, x: np.ndarray, y: np.ndarray, *, trials: int, seed: int,
+def monte_carlo(model, x: np.ndarray, y: np.ndarray, *, trials: int, seed: int,
                 injector: NoiseInjector | None = None,
                 prepare: Callable[[np.ndarray], np.ndarray] | None = None,
                 batch_size: int | None = None) -> AccuracyResult:
-    """Accuracy of ``network`` on ``(x, y)`` over ``trials`` Monte Carlo trials.
+    """Accuracy of a converted model on ``(x, y)`` over ``trials`` Monte Carlo trials.
 
-    ``network``: an :class:`AnalogNetwork` (the numpy engine) or a model converted with
-    ``nvmkit.convert(..., trials=trials)`` (the Keras-ops engine, same random streams).
+    ``model``: a Keras model converted with ``nvmkit.convert(..., trials=trials)``; it is
+    reprogrammed from ``seed`` (trial k from ``(0, k)``) and each analog layer's read noise
+    reseeded, so the result depends only on the arguments.
 
     ``x`` holds test images as the injector expects them (e.g. (N, 28, 28) in [0, 1]; uint8
     pixels are scaled by 1/255);
-    ``prepare`` maps a noisy batch to network input (e.g. the RNN's T time steps). ``batch_size``
+    ``prepare`` maps a noisy batch to model input (e.g. the RNN's T time steps). ``batch_size``
     is an upper bound: the batch shrinks so that trials x batch x the largest activation stays
-    under ~200 MB. If the crossbars have converters that are not calibrated yet, they are
-    calibrated on the first clean test images (call ``network.calibrate`` on training data
-    beforehand to avoid that).
+    under ~200 MB. If the converters are not calibrated yet, they are calibrated on the first
+    clean test images (pass ``calibration_data`` to ``convert`` to avoid that).
     """
     if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
         raise ConfigError(f"monte_carlo: trials must be an integer >= 1, got {trials!r}")
     trials = int(trials)
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise ConfigError(f"monte_carlo: expected a Keras model converted with nvmkit.convert, got "
+                          f"{type(model).__name__}")
     x = np.asarray(x)
     if np.issubdtype(x.dtype, np.integer):  # 8-bit pixels: the injectors work on [0, 1]
         x = np.divide(x, F32(255), dtype=F32)
@@ -125,26 +130,8 @@ def monte_carlo(network, x: np.ndarray, y: np.ndarray, *, trials: int, seed: int
         p = np.asarray(prep(batch.reshape(k * b, *batch.shape[2:])), dtype=F32)
         return p.reshape(k, b, *p.shape[1:])
 
-    if not isinstance(network, AnalogNetwork):  # a model converted by nvmkit.convert
-        return _monte_carlo_converted(network, x, labels, trials, seed, injector, network_input,
-                                      batch_size)
-    if network.needs_calibration():
-        network.calibrate(network_input(x[None, :CALIBRATION_SAMPLES].astype(F32))[0])
-
-    programmed = network.program([_rng(seed, _PROGRAM, k) for k in range(trials)], trials)
-    noise_rngs = [_rng(seed, _TEST_NOISE, k) for k in range(trials)] if injector else None
-    read_rng = _rng(seed, _READ)
-    bs = auto_batch_size(network, trials, n, batch_size)
-    correct = np.zeros(trials, dtype=np.int64)
-    for s in range(0, n, bs):
-        xb = np.asarray(x[s:s + bs], dtype=F32)
-        if injector is not None:
-            xb = np.stack([_noisy(injector, xb, g) for g in noise_rngs])
-        else:
-            xb = xb[None]
-        scores = programmed.predict(network_input(xb), read_rng)
-        correct += (scores.argmax(axis=-1) == labels[s:s + bs]).sum(axis=1)
-    return AccuracyResult.from_trials(correct / n, n)
+    return _monte_carlo_converted(model, x, labels, trials, seed, injector, network_input,
+                                  batch_size)
 
 
 def _noisy(injector: NoiseInjector, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -157,9 +144,7 @@ def _noisy(injector: NoiseInjector, x: np.ndarray, rng: np.random.Generator) -> 
 
 def _monte_carlo_converted(model, x, labels, trials, seed, injector, network_input,
                            batch_size) -> AccuracyResult:
-    """monte_carlo on the Keras-ops engine: the same streams (trial k programmed from
-    ``(0, k)``, its test-set noise from ``(1, k)``; read noise from each layer's generator,
-    seeded from ``(2, layer)``), all K trials in one batch of B*K rows (sample-major)."""
+    """All K trials in one batch of B*K rows (sample-major); streams: see the module docstring."""
     import keras
 
     from nvmkit.engine.convert import (analog_layers, calibrate_converters, needs_calibration,
@@ -175,8 +160,7 @@ def _monte_carlo_converted(model, x, labels, trials, seed, injector, network_inp
         calibrate_converters(model, network_input(x[None, :CALIBRATION_SAMPLES].astype(F32))[0])
     reprogram(model, seed)
     noise_rngs = [_rng(seed, _TEST_NOISE, t) for t in range(trials)] if injector else None
-    fit = MEMORY_BUDGET // (4 * trials * _largest_activation(model))
-    bs = int(max(1, min(fit, batch_size or len(x), len(x))))
+    bs = auto_batch_size(model, trials, len(x), batch_size)
     forward = _tf_function(model) if keras.backend.backend() == "tensorflow" else model
     n = len(x)
     correct = np.zeros(trials, dtype=np.int64)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from nvmkit import ConfigError, Crossbar, CrossbarConfig, check_class, get_registry
+from nvmkit import ConfigError, CrossbarConfig, check_class, convert, get_registry
 from nvmkit_pcm import PCM, PoissonNoise
 
 N = 200_000  # cells / pixels per statistical test
@@ -78,8 +78,12 @@ def test_drift_shrinks_crossbar_outputs_by_the_drift_factor():
     x = np.ones((1, 4), np.float32)
     cfg = CrossbarConfig.from_dict({"nonideal": {"drift_time": t, "quantize": False},
                                     "mapping": {"bias": "digital"}})
-    y = Crossbar(w, None, dev, cfg).program(np.random.default_rng(0)).read(x, np.random.default_rng(1))
-    y = y[0, 0, 1:]  # each column is its own draw of the drift-exponent spread
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(cols, use_bias=False)])
+    model.set_weights([w])
+    y = np.asarray(convert(model, dev, cfg, seed=0)(x))
+    y = y[0, 1:]  # each column is its own draw of the drift-exponent spread
     half = np.array([dev.g_max / 2], np.float32)
     factor = float(dev.drift(half, t)[0] / half[0])
     assert y.mean() == pytest.approx(4 * 0.25 * factor, abs=float(5 * y.std() / math.sqrt(cols)))
