@@ -6,7 +6,7 @@ These builders give one layer's :class:`~nvmkit.core.footprint.LayerFootprint` b
 converted graph counts it (checked against it in ``tests/test_energy.py``): for an estimator's
 tests and for what-if sizes of a single crossbar.
 
-Conventions (those of the crossbar engine, :mod:`nvmkit.engine.crossbar` and :mod:`nvmkit.engine.analog`):
+Conventions (those of the crossbar engine, :mod:`nvmkit.engine.crossbar` and :mod:`nvmkit.engine.convert`):
 
 - a weight matrix of ``n_in (+1 bias row) x n_out`` is cut into tiles of at most
   ``tile_rows x tile_cols`` (default 1152 x 256, Sandia's SONOS array), row blocks outermost;
