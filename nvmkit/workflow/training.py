@@ -244,18 +244,12 @@ def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
     if reporter is not None:
         advance = reporter.start_task(f"training {mapper.name} ({cfg.epochs} epochs)", cfg.epochs)
 
-    def on_epoch_end(epoch, logs):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        if progress is not None:
-            progress(epoch, logs)
-        if advance is not None:
-            advance(1, **logs)
 
     started = time.perf_counter()
     history = model.fit(mapper.prepare(x_train), np.asarray(y_train), epochs=cfg.epochs,
                         batch_size=cfg.batch_size, validation_split=cfg.validation_split,
                         shuffle=True, verbose=0,
-                        callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
+                        callbacks=[_epoch_callback(keras, progress, advance)])
     info = {"train_seconds": round(time.perf_counter() - started, 2),
             "history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
     return model, info
@@ -368,16 +362,10 @@ def fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, config=None, *, 
     advance = reporter.start_task(f"training {model.name} ({cfg.epochs} epochs)", cfg.epochs) \
         if reporter is not None else None
 
-    def on_epoch_end(epoch, logs):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        if progress is not None:
-            progress(epoch, logs)
-        if advance is not None:
-            advance(1, **logs)
 
     history = model.fit(np.asarray(x, dtype=np.float32), np.asarray(y), epochs=cfg.epochs,
                         batch_size=cfg.batch_size, validation_split=cfg.validation_split, shuffle=True,
-                        verbose=0, callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
+                        verbose=0, callbacks=[_epoch_callback(keras, progress, advance)])
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
@@ -387,3 +375,16 @@ def _ends_in_softmax(model) -> bool:
     if type(last).__name__ == "Softmax":
         return True
     return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+
+
+def _epoch_callback(keras, progress, advance):
+    """A Keras callback that reports each finished epoch's logs to ``progress`` and the reporter."""
+
+    def on_epoch_end(epoch, logs):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if progress is not None:
+            progress(epoch, logs)
+        if advance is not None:
+            advance(1, **logs)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
