@@ -72,6 +72,35 @@ def test_describe_names_device_tiles_and_mapping():
     assert "4x(10x1) on 4 tile(s)" in text  # depthwise: one crossbar per channel, BN folded
 
 
+def test_summary_shows_each_analog_layers_device_tiles_and_mapping_after_a_safe_mode_load(tmp_path):
+    """summary() of the converted model, captured through print_fn, names for every analog layer
+    its device, mapping and tiles, and still does after a .keras save and a safe-mode load.
+    Fails if convert returns a plain Keras model (Keras's table lists the analog layers by class
+    only), or if the model class is lost on saving (not registered as serializable: load_model
+    refuses it in safe mode or gives back a plain Functional whose summary has no hardware)."""
+    m = small_cnn()
+    c = CrossbarConfig.from_dict({"mapping": {"scheme": "offset", "tile_rows": 8, "tile_cols": 2}})
+    analog = convert(m, ReRAM(), c)
+    # tiles of 8x2 counted by hand: conv 3x3x1 + bias row = 10 rows x 4 filters -> 2 x 2 tiles;
+    # depthwise: 4 channels of 10 x 1 -> 4 x 2 x 1; dense: 64 + bias = 65 rows x 3 -> 9 x 2
+    conv, depthwise, dense = (m.layers[i].name for i in (0, 1, 4))  # Keras numbers the names
+    expected = {conv: "10x4 on 4 tile(s) of 8x2", depthwise: "4x(10x1) on 8 tile(s) of 8x2",
+                dense: "65x3 on 18 tile(s) of 8x2"}
+    path = tmp_path / "analog.keras"
+    analog.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    for model in (analog, loaded):
+        lines: list[str] = []
+        model.summary(print_fn=lines.append)
+        text = "\n".join(lines)
+        assert "Total params" in text  # Keras's own table is still there
+        for name, tiles in expected.items():
+            (row,) = [r for r in text.splitlines() if r.split()[:1] == [name]]
+            assert "reram" in row and "offset mapping" in row and tiles in row, row
+    x = np.random.default_rng(2).random((4, 8, 8, 1)).astype("f4")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), analog.predict(x, verbose=0))
+
+
 def test_a_device_written_against_the_plugin_guide_converts():
     """The device of docs/plugins.md, as written there (numpy functions of the conductance),
     runs in converted models unchanged: programmed with its own spread, saved configs name it."""

@@ -28,8 +28,8 @@ from nvmkit.engine.crossbar import ProgrammedCrossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError
-from nvmkit.engine.layers import (AnalogConv, AnalogDense, AnalogDepthwiseConv2D, AnalogLayer,
-                                  AnalogRecurrent, FoldedBatchNormalization)
+from nvmkit.engine.layers import (PACKAGE, AnalogConv, AnalogDense, AnalogDepthwiseConv2D,
+                                  AnalogLayer, AnalogRecurrent, FoldedBatchNormalization)
 
 F32 = np.float32
 _PROGRAM, _READ = 0, 2
@@ -95,6 +95,12 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"convert: model '{model.name}' could not be cloned ({first}); "
                           "use a Sequential or functional model") from None
+    # the same graph (no layer is called again) as a model whose summary() lists the hardware
+    ins, outs = ((out.inputs[0], out.outputs[0]) if isinstance(out, keras.Sequential)
+                 else (out.input, out.output))  # a functional model's own input structure
+    out = AnalogModel(inputs=ins, outputs=outs, name=out.name, trainable=out.trainable)
+    if model.compiled:
+        out.compile_from_config(model.get_compile_config())
     for new in _all_layers(out):
         old = originals.get(id(new))
         if old is None:
@@ -340,12 +346,28 @@ def repeat_trials(x, trials: int) -> np.ndarray:
 
 
 def describe_analog(model) -> str:
-    """One line per analog layer: its device, mapping, crossbar shapes and tiles (Keras's
-    ``summary()`` lists the analog layers by class; this adds what they run on)."""
+    """One line per analog layer: its device, mapping, crossbar shapes and tiles (what the
+    converted model's ``summary()`` prints after Keras's table)."""
     lines = [f"{model.name}: analog layers"]
     for layer in analog_layers(model):
         lines.append(f"  {layer.name:<24} {type(layer).__name__:<22} {layer.describe()}")
     return "\n".join(lines)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AnalogModel(keras.Model):
+    """The model :func:`convert` returns: a functional Keras model (built from the converted
+    graph's inputs and outputs) whose ``summary()`` adds each analog layer's device, mapping,
+    crossbar shapes and tiles after Keras's table. Keras's summary prints only a layer's name,
+    class, output shape and parameter count and has no per-layer hook, so the model adds the
+    lines. No custom constructor: it saves and loads as a plain functional model (safe mode)."""
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        super().summary(line_length=line_length, positions=positions, print_fn=print_fn,
+                        expand_nested=expand_nested, show_trainable=show_trainable,
+                        layer_range=layer_range)
+        (print_fn or print)(describe_analog(self))
 
 
 # -- footprint: what the converted model occupies and does per inference --------------------------
