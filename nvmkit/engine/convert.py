@@ -6,6 +6,8 @@ counterpart from :mod:`nvmkit.engine.layers`; every other layer is a copy of the
 layer with the user's weights and runs digitally. A BatchNormalization that directly follows a
 weight layer without activation (and is its only reader) is folded into that layer's weights
 and bias (exact at inference, Ioffe and Szegedy, ICML 2015, eq. of the inference transform).
+The result is an :class:`AnalogModel`: the cloned graph as a functional model whose
+``summary()`` also lists each analog layer's device, mapping and tiles.
 
 Monte Carlo: ``trials = K`` programmed copies; feed ``numpy.repeat(x, K, axis=0)`` (see
 :func:`repeat_trials`) with a batch size that is a multiple of ``K``; output row ``b * K + k``
