@@ -102,6 +102,20 @@ def test_run_refuses_to_overwrite_its_own_configuration(tmp_path, monkeypatch):
     assert cfg.read_bytes() == before
 
 
+def test_refusing_the_input_as_output_suggests_another_name(tmp_path, monkeypatch):
+    """Bug: `nvmkit run result.json -o result.json` was told to use `-o result.json`, the very
+    name it had just been refused."""
+    _no_work(monkeypatch)
+    result = _write(tmp_path / "result.json", json.dumps({"config": {"trials": 1}, "accuracy": {},
+                                                          "seed": 0, "dataset": {}}))
+    res = invoke("run", result, "-o", result)
+    _one_line_error(res, "is the configuration file this run reads")
+    assert res.output.strip().endswith(f"e.g. -o {tmp_path / 'result-again.json'}"), res.output
+    cfg = _write(tmp_path / "good.toml", "trials = 1\n")
+    res = invoke("run", cfg, "-o", cfg)
+    assert res.output.strip().endswith(f"e.g. -o {tmp_path / 'good-result.json'}"), res.output
+
+
 def test_run_refuses_to_overwrite_a_file_that_is_not_an_nvmkit_result(tmp_path, monkeypatch):
     """Bug: any existing file given to -o (notes, another config, a database) was overwritten."""
     _no_work(monkeypatch)

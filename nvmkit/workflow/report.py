@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nvmkit.core.atomic import atomic_write
 from nvmkit.core.errors import ConfigError
 
 
@@ -56,8 +57,10 @@ def check_output_path(path, *, inputs=()) -> Path:
         raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
     for source in inputs:
         if source is not None and path.exists() and Path(source).exists() and path.samefile(source):
+            # suggest a name next to the input that is not the input (and is a .json, as results are)
+            other = path.with_name(f"{path.stem}-again.json" if path.suffix == ".json" else f"{path.stem}-result.json")
             raise ConfigError(f"output {path} is the configuration file this run reads; give another "
-                              "file name, e.g. -o result.json")
+                              f"file name, e.g. -o {other}")
     if path.exists() and not _is_result_file(path):
         raise ConfigError(f"{path} exists and is not an nvmkit result; nvmkit will not overwrite it: "
                           "give another file name or delete it first")
@@ -106,18 +109,9 @@ def _nan_to_none(v):
 
 
 def write_json_atomic(path, data) -> None:
-    """Write JSON so that a reader never sees a half-written file: temp file, then rename."""
+    """Write JSON so that a reader never sees a half-written file (see nvmkit.core.atomic)."""
     path = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 class NullReporter:
