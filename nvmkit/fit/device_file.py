@@ -16,17 +16,15 @@ here once, for the writer and the reader; every problem is one line that names t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nvmkit.core.atomic import atomic_write
 from nvmkit.core.errors import ConfigError
 from nvmkit.core.params import load_toml
 
@@ -246,20 +244,22 @@ def load_device_table(path) -> DeviceTable:
     return table
 
 
+def is_device_table_file(path) -> bool:
+    """Whether ``path`` holds a device table nvmkit wrote (TOML with its ``format`` key), which a
+    new fit may replace; any other file is the user's and is never overwritten."""
+    try:
+        data = load_toml(Path(path).read_bytes().decode("utf-8"), f"device table {path}")
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
 def write_text_atomic(path, text: str) -> None:
-    """Write ``text`` so that no reader ever sees a half-written file: temp file, then rename."""
+    """Write ``text`` so that no reader ever sees a half-written file (see nvmkit.core.atomic)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text)
 
 
 def tabulate_device(device, g, time=(0.0,), description: str = "", source: str = "") -> DeviceTable:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from nvmkit.core.atomic import atomic_write
+from nvmkit.core.errors import ConfigError
 from nvmkit.fit.estimate import FitResult
 
 DAY = 86400.0
@@ -22,15 +21,52 @@ def _time_label(t: float) -> str:
     return f"t = {t / 3600:g} h" if t >= 3600 else f"t = {t:g} s"
 
 
+def figure_formats() -> list[str]:
+    """The file suffixes (without the dot) the figure can be written as: matplotlib's Agg formats."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
+def check_figure_path(path, *, replace: bool = False) -> Path:
+    """Refuse, before any fitting, a figure path whose folder is missing, whose suffix matplotlib
+    cannot write, or that already exists (an image nvmkit wrote cannot be told from a user's one),
+    unless ``replace`` (the caller knows the file is nvmkit's)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    formats = figure_formats()
+    if fmt not in formats:
+        raise ConfigError(f"cannot draw the figure as {path}: '{path.suffix}' is not a figure format; "
+                          f"use one of {', '.join('.' + f for f in formats)}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    if path.is_dir() or (path.exists() and not replace):
+        raise ConfigError(f"{path} exists; nvmkit will not overwrite it: give another file name or delete it first")
+    return path
+
+
 def plot_fit(fit: FitResult, path) -> None:
     """Three panels (programming spread, read noise, drift of the mean) drawn to ``path``
     (written atomically; the format follows the suffix, e.g. .png or .pdf)."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig = draw_fit(fit)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".").lower(), dpi=120))
+    finally:
+        plt.close(fig)
+
+
+def draw_fit(fit: FitResult):
+    """The fit's figure (a matplotlib Figure, not yet saved; the caller closes it): panel 0 the
+    programming spread per target and time, panel 1 the read noise, panel 2 the drift of the mean;
+    the measured points are ``errorbar`` artists, the device's curves lines."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    path = Path(path)
     table = fit.table
     units = table.units
     g = np.linspace(fit.table.g_min, fit.table.g_max, 400)
@@ -66,14 +102,4 @@ def plot_fit(fit: FitResult, path) -> None:
            title="drift of the mean")
     ax.legend(fontsize=7)
     fig.suptitle(f"device fit: {fit.table.source or 'measurements'}", fontsize=9)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    finally:
-        plt.close(fig)
+    return fig

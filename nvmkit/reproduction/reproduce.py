@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 
 from nvmkit.core.formatting import duration
 from nvmkit.reproduction import seed_study as ss
+from nvmkit.core.atomic import atomic_write
 from nvmkit.core.errors import ConfigError
 from nvmkit.sweeps.experiment import Point
 from nvmkit.reproduction.study import KINDS, Section, Study, load_study
@@ -250,7 +251,7 @@ def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Pat
     for name, content in (("report.md", text), ("results.md", results_md),
                           ("summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")):
         path = out / name
-        path.write_text(content)
+        atomic_write(path, content)
         written.append(path)
     return written, verdicts
 

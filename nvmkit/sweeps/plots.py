@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 from matplotlib.figure import Figure  # a bare Figure renders with Agg: no pyplot, no GUI backend
 
+from nvmkit.core.atomic import atomic_write
 from nvmkit.core.errors import ConfigError
 
 KINDS = ("accuracy", "energy", "pareto")
@@ -364,6 +365,7 @@ def _save(fig: Figure, stem: Path) -> list[Path]:
     for fmt in FORMATS:
         path = stem.with_suffix(f".{fmt}")
         # no dates in the files: the same data gives byte-identical figures
-        fig.savefig(path, dpi=150, metadata={"Date": None} if fmt == "svg" else None)
+        atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150,
+                                                             metadata={"Date": None} if fmt == "svg" else None))
         paths.append(path)
     return paths

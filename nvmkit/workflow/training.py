@@ -28,7 +28,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -38,6 +37,7 @@ import keras
 import numpy as np
 
 from nvmkit.core import layers as _layers  # noqa: F401  (registers PreActivationNoiseRNNCell for loading)
+from nvmkit.core.atomic import atomic_write
 from nvmkit.core.component import check_int
 from nvmkit.core.errors import ConfigError
 from nvmkit.core.network import NetworkMapper
@@ -290,26 +290,16 @@ def _refused_as_unsafe(exc: Exception) -> bool:
 
 
 def _save_atomic(model: keras.Model, path: Path, info: dict) -> None:
+    # atomic_write gives the normal file mode (0o666 less the umask): a cache may be shared by a
+    # group; its temp name keeps the .keras suffix Keras insists on. A cache that cannot be written
+    # costs a retraining next time, not this run.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-        os.close(fd)
+        atomic_write(path, lambda tmp: model.save(tmp))
+        atomic_write(path.with_suffix(".json"), json.dumps(info, indent=2))
     except OSError as exc:
-        warnings.warn(f"cannot write the model cache in {path.parent} ({exc.strerror}); "
+        warnings.warn(f"cannot write the model cache in {path.parent} ({exc.strerror or exc}); "
                       f"set {CACHE_ENV} to a writable folder", stacklevel=3)
-        return
-    try:
-        model.save(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a cache may be shared by a group
-        os.replace(tmp, path)
-        meta = path.with_suffix(".json")
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{meta.name}.", delete=False) as fh:
-            json.dump(info, fh, indent=2)
-        os.chmod(fh.name, 0o644)
-        os.replace(fh.name, meta)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _unpack(data, dataset_name: str | None):
