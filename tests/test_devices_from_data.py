@@ -1,10 +1,12 @@
 """docs/devices-from-data.md runs as written, and `nvmkit devices fit` reports bad files in one line."""
 
+import os
 import re
 import shlex
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -85,3 +87,115 @@ def test_user_text_is_escaped(tmp_path):
     res = invoke("devices", "fit", str(src))
     assert res.exit_code == 0, res.output
     assert "[bold]cells[red].csv" in res.output
+
+
+# -- outputs: nobody's file overwritten, the figure's format checked before the fit -----------------
+CSV = ROOT / "examples" / "measurements" / "sonos_cells.csv"
+
+
+def _refused(res, needle):
+    text = res.output.strip()
+    assert res.exit_code == 2, res.output
+    assert needle in text and "Traceback" not in text and len(text.splitlines()) == 1, text
+
+
+@pytest.fixture
+def no_fit(monkeypatch):
+    """A refusal must come before the fit: any fit fails the test."""
+    import nvmkit.fit.api as api
+
+    def estimate(*args, **kwargs):
+        raise AssertionError("the fit started although its output was refused")
+
+    monkeypatch.setattr(api, "estimate", estimate)
+
+
+def test_fit_refuses_to_overwrite_a_file_that_is_not_a_device_table(tmp_path, no_fit):
+    """Bug: `-o keep.toml` silently replaced the user's TOML (e.g. a run configuration)."""
+    keep = tmp_path / "keep.toml"
+    keep.write_text("trials = 3\n")
+    _refused(invoke("devices", "fit", str(CSV), "-o", str(keep)), "is not an nvmkit device table")
+    assert keep.read_text() == "trials = 3\n" and sorted(os.listdir(tmp_path)) == ["keep.toml"]
+
+
+def test_fit_replaces_its_own_table_and_folder(tmp_path):
+    """Bug (the other way): a rerun into the same table or folder was refused."""
+    table = tmp_path / "cell.toml"
+    for _ in range(2):
+        assert invoke("devices", "fit", str(CSV), "-o", str(table)).exit_code == 0
+    assert table.read_text().startswith("# nvmkit device table")
+    folder = tmp_path / "fit"
+    folder.mkdir()
+    for _ in range(2):
+        res = invoke("devices", "fit", str(CSV), "-o", str(folder))
+        assert res.exit_code == 0, res.output
+    assert sorted(os.listdir(folder)) == ["device.toml", "fit.png"]
+
+
+def test_fit_refuses_an_existing_figure(tmp_path, no_fit):
+    """Bug: `--plot photo.png` (or `-o DIR` holding someone's fit.png) replaced the image."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG not ours")
+    _refused(invoke("devices", "fit", str(CSV), "-o", str(tmp_path / "cell.toml"), "--plot", str(photo)),
+             f"{photo} exists")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "fit.png").write_bytes(b"\x89PNG not ours")  # no nvmkit device.toml beside it
+    _refused(invoke("devices", "fit", str(CSV), "-o", str(folder)), "fit.png exists")
+    assert photo.read_bytes() == b"\x89PNG not ours" and (folder / "fit.png").read_bytes() == b"\x89PNG not ours"
+    assert sorted(os.listdir(tmp_path)) == ["out", "photo.png"] and os.listdir(folder) == ["fit.png"]
+
+
+def test_fit_refuses_an_unknown_figure_format_before_fitting(tmp_path, no_fit):
+    """Bug: `--plot fig.pdff` fitted, then died in matplotlib with a 55-line traceback."""
+    res = invoke("devices", "fit", str(CSV), "-o", str(tmp_path / "cell.toml"), "--plot", str(tmp_path / "fig.pdff"))
+    _refused(res, "'.pdff' is not a figure format")
+    assert ".png" in res.output and ".pdf" in res.output and os.listdir(tmp_path) == []
+
+
+def test_a_failed_figure_leaves_the_table_and_no_temp(tmp_path, monkeypatch):
+    """Bug: the figure was written first; a table write that then failed left an orphan figure.
+    Now the table comes first and a failing figure leaves neither it nor a temp file."""
+    import matplotlib.figure
+
+    from nvmkit.fit import fit_device
+
+    def savefig(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    with pytest.raises(OSError):
+        fit_device(CSV, tmp_path / "cell.toml", plot=tmp_path / "cell.png")
+    assert os.listdir(tmp_path) == ["cell.toml"]
+
+
+def test_the_figure_draws_exactly_the_fit(tmp_path):
+    """The measured points are read back from the figure's artists and compared with the fit.
+
+    Fails if a panel drops, swaps or shifts a target, draws another time's values, or plots the
+    smoothed table instead of the per-target estimates."""
+    import matplotlib.pyplot as plt
+
+    from nvmkit.fit import fit_device
+    from nvmkit.fit.figure import draw_fit
+
+    fit = fit_device(CSV)
+    fig = draw_fit(fit)
+    try:
+        spread, read, drift = fig.axes[:3]
+
+        def points(ax):
+            return [tuple(np.asarray(a, float) for a in c.lines[0].get_data()) for c in ax.containers]
+
+        assert len(fit.times) > 1 and len(points(spread)) == len(points(drift)) == len(fit.times)
+        for j, ((xs, ys), (xd, yd)) in enumerate(zip(points(spread), points(drift))):
+            np.testing.assert_array_equal(xs, fit.targets)
+            np.testing.assert_array_equal(ys, fit.prog_direct[j])
+            np.testing.assert_array_equal(xd, fit.targets)
+            np.testing.assert_array_equal(yd, fit.shift[j])
+        (xr, yr), = points(read)
+        ok = np.isfinite(fit.read_direct)
+        np.testing.assert_array_equal(xr, fit.targets[ok])
+        np.testing.assert_array_equal(yr, fit.read_direct[ok])
+    finally:
+        plt.close(fig)
