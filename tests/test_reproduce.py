@@ -170,6 +170,15 @@ def test_report_has_every_section_plot_and_file(quick_report):
     report = (out / "report.md").read_text()
     for heading in SECTION_HEADINGS:
         assert heading in report, heading
+    # bug: report, results and figures written 0o600 (mkstemp), unreadable to anyone else
+    import os
+    import stat
+
+    from nvmkit.core.atomic import current_umask
+
+    kept = [out / n for n in ("report.md", "results.md", "summary.json")] + sorted((out / "plots").rglob("*.png"))
+    assert len(kept) > 3 and {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in kept} == \
+        {p.name: 0o666 & ~current_umask() for p in kept}
     for stem in PLOTS:
         for ext in ("png", "svg"):
             path = out / "plots" / f"{stem}.{ext}"
