@@ -330,3 +330,22 @@ def test_feature_vectors_run_with_test_set_noise(tmp_path):
                                    "noise": "gaussian:0.1", "trials": 2, "device": "reram"}))
     assert set(res.accuracy) == {"digital", "internal", "external", "both"}
     assert res.dataset["sample_shape"] == [12]
+
+
+@pytest.mark.parametrize("content", [b"x_train,y_train\n1,2\n", "zip without arrays"])
+def test_a_bad_own_data_file_says_how_to_write_one(tmp_path, content):
+    """Fails if a user's own .npz (text, or an archive lacking the arrays) is answered with the
+    bundled-data hint "delete ... and re-download or re-copy it": nothing of the user's can be
+    re-downloaded; the line must say how to write a file nvmkit reads (np.savez with the four names)."""
+    from nvmkit.workflow.data import load_data_file
+
+    path = tmp_path / "mine.npz"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        np.savez(path, x=np.zeros(3))
+    with pytest.raises(DataError) as exc:
+        load_data_file(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and "re-download" not in msg, msg
+    assert "np.savez(" in msg and "x_train=..., y_train=..., x_test=..., y_test=..." in msg, msg

@@ -205,43 +205,49 @@ def _fix_hint(where: str) -> str:
     return f"delete {where} and re-download or re-copy it"
 
 
+def _user_fix_hint(where: str) -> str:
+    # a user's own data file has nothing to re-download: say how to write one nvmkit reads
+    return (f"write {where} with np.savez({where!r}, x_train=..., y_train=..., x_test=..., y_test=...) "
+            "(numeric arrays, integer labels)")
+
+
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first bytes (an empty one: the second)
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def _read_npz(file, where: str, check=None) -> Split:
+def _read_npz(file, where: str, check=None, hint=_fix_hint) -> Split:
     # Look at the first bytes before numpy does: for anything that is neither a zip nor a .npy
     # (a text file named mnist.npz, an HTML error page) np.load guesses "pickled data" and its
     # message advises allow_pickle=True, which nvmkit never does with a file it did not write
-    head = _head(file, where)
+    head = _head(file, where, hint=hint)
     if not head.startswith(_ZIP_MAGIC + (_NPY_MAGIC,)):
         raise DataError(f"{where} is not a valid .npz file (not a zip archive of .npy arrays); "
-                        f"{_fix_hint(where)}")
+                        f"{hint(where)}")
     try:
         npz = np.load(file, allow_pickle=False)
         if not hasattr(npz, "files"):  # a bare .npy array, not an archive
-            raise DataError(f"{where} is a single .npy array, not an .npz archive; {_fix_hint(where)}")
+            raise DataError(f"{where} is a single .npy array, not an .npz archive; {hint(where)}")
         with npz:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz.files]
             if missing:
-                raise DataError(f"{where} lacks array(s) {', '.join(missing)}; {_fix_hint(where)}")
+                raise DataError(f"{where} lacks array(s) {', '.join(missing)}; {hint(where)}")
             arrays = (npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"])
     except DataError:
         raise
     except ValueError as exc:
         if "pickle" in str(exc):  # object arrays: loading them would run the file's code
             raise DataError(f"{where} is not a valid .npz file for nvmkit: it holds pickled Python objects, "
-                            f"which nvmkit never loads; {_fix_hint(where)}") from None
-        raise DataError(f"{where} is not a readable .npz archive ({_one_line(exc)}); {_fix_hint(where)}") from None
+                            f"which nvmkit never loads; {hint(where)}") from None
+        raise DataError(f"{where} is not a readable .npz archive ({_one_line(exc)}); {hint(where)}") from None
     except (OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{where} is not a readable .npz archive ({_one_line(exc)}); {_fix_hint(where)}") from None
+        raise DataError(f"{where} is not a readable .npz archive ({_one_line(exc)}); {hint(where)}") from None
     check = check or _check_split
     check(arrays[0], arrays[1], where, "train")
     check(arrays[2], arrays[3], where, "test")
     return arrays
 
 
-def _head(file, where: str, n: int = 6) -> bytes:
+def _head(file, where: str, n: int = 6, hint=_fix_hint) -> bytes:
     """The first ``n`` bytes of a path or a binary file object (left at its start)."""
     try:
         if hasattr(file, "read"):
@@ -252,7 +258,7 @@ def _head(file, where: str, n: int = 6) -> bytes:
         with open(file, "rb") as fh:
             return fh.read(n)
     except OSError as exc:
-        raise DataError(f"cannot read {where} ({_one_line(exc)}); {_fix_hint(where)}") from None
+        raise DataError(f"cannot read {where} ({_one_line(exc)}); {hint(where)}") from None
 
 
 def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -380,7 +386,7 @@ def load_data_file(path: str | os.PathLike, *, scaling: str = "auto",
     if sha256 is not None and sha256 != digest:
         raise DataError(f"{p} has changed since it was recorded (sha256 {digest[:12]}..., recorded "
                         f"{str(sha256)[:12]}...); restore that file or drop dataset.sha256")
-    arrays = _read_npz(p, str(p), check=_check_user_split)
+    arrays = _read_npz(p, str(p), check=_check_user_split, hint=_user_fix_hint)
     if arrays[0].shape[1:] != arrays[2].shape[1:]:
         raise DataError(f"{p}: x_train samples are {arrays[0].shape[1:]} but x_test samples are "
                         f"{arrays[2].shape[1:]}; give both splits the same sample shape")
