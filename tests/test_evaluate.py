@@ -179,6 +179,16 @@ def test_result_round_trip():
     assert "91.00%" in str(r)
 
 
+def test_ci95_stays_within_0_and_1():
+    """Fails if the Student-t interval is reported past the possible accuracies: with 2 trials
+    (t = 12.71) accuracies 0.1 and 0.8 give 0.45 +- 12.71 * 0.495 / sqrt(2) = 0.45 +- 4.45,
+    a bound below 0% and one above 100% (the CLI printed such bounds, e.g. [-18.37, 36.27]%)."""
+    r = AccuracyResult.from_trials([0.1, 0.8], n_test=100)
+    assert r.ci95 == (0.0, 1.0)
+    narrow = AccuracyResult.from_trials([0.9, 0.92, 0.91], n_test=100)  # well inside: unchanged
+    assert narrow.ci95[1] - narrow.ci95[0] == pytest.approx(2 * 4.30265273 * 0.01 / np.sqrt(3), rel=1e-6)
+
+
 class Recording(AddNoise):
     """AddNoise that records the shapes it is given."""
 

@@ -36,7 +36,7 @@ class AccuracyResult:
     """Test accuracy over Monte Carlo trials (fractions in [0, 1]).
 
     ``ci95`` is the 95% confidence interval of the mean accuracy from Student's t distribution
-    with ``trials - 1`` degrees of freedom (NaN for a single trial, where it is undefined);
+    with ``trials - 1`` degrees of freedom, clipped to [0, 1] (NaN for a single trial, where it is undefined);
     ``std`` is the sample standard deviation across trials (ddof=1; 0 for one trial).
     """
 
@@ -58,7 +58,9 @@ class AccuracyResult:
             from scipy.special import stdtrit  # Student t quantile; lighter than scipy.stats
 
             half = float(stdtrit(k - 1, 0.975)) * std / math.sqrt(k)
-            ci = (mean - half, mean + half)
+            # an accuracy lies in [0, 1]; with few trials the t interval reaches past it
+            # (2 trials: t = 12.7), and a negative or >100% bound would only mislead
+            ci = (max(0.0, mean - half), min(1.0, mean + half))
         else:
             ci = (float("nan"), float("nan"))
         return cls(mean, std, ci, [float(v) for v in a], k, int(n_test))
