@@ -259,3 +259,38 @@ def test_many_fresh_models_evaluate_without_tf_function_retracing():
     finally:
         tf_log.removeHandler(seen)
     assert not [m for m in seen.messages if "retracing" in m], seen.messages
+
+
+def test_many_fresh_converted_models_evaluate_without_tf_function_retracing():
+    """Fails if TensorFlow's "triggered tf.function retracing" warning reaches the log: monte_carlo
+    wraps each converted model in its own tf.function, TensorFlow counts their traces together (same
+    Python code) and from the sixth model warned on stderr (a sweep over a user's model, per point)."""
+    import logging
+
+    class Seen(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    seen = Seen()
+    tf_log = logging.getLogger("tensorflow")
+    tf_log.addHandler(seen)
+    rng = np.random.default_rng(0)
+    x = rng.random((90, 4, 3), dtype=np.float32)  # batch 64 + 26: two batch shapes per model
+    y = rng.integers(0, 3, 90)
+    try:
+        for seed in range(6):
+            keras.utils.set_random_seed(seed)
+            model = randomize(keras.Sequential([keras.Input((12,)), L.Dense(8, activation="relu"),
+                                                L.Dense(3)]), seed)
+            ref = digital_accuracy(model, x.reshape(90, 12), y)
+            net = convert(model, Ideal(), IDEAL, trials=2)
+            res = monte_carlo(net, x, y, trials=2, seed=0, batch_size=64,
+                              prepare=lambda a: a.reshape(len(a), 12))
+            assert res.per_trial == [ref, ref]  # an ideal crossbar: the model's own decisions
+    finally:
+        tf_log.removeHandler(seen)
+    assert not [m for m in seen.messages if "retracing" in m], seen.messages
