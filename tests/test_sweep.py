@@ -377,7 +377,7 @@ def tiny_sequential(tmp_path_factory):
 
 
 def _outcomes(rows) -> dict:
-    return {x["key"]: (x["accuracy"], x["energy_total_j"]) for x in rows}
+    return {x["key"]: (x["accuracy"], x["energy"]) for x in rows}
 
 
 def test_local_pool_reproduces_the_sequential_rows(tiny_sequential, tmp_path, monkeypatch):
@@ -403,7 +403,9 @@ def test_dask_cluster_gives_the_same_rows_as_the_local_executor(tiny_sequential,
     monkeypatch.delenv(RUNNER_ENV, raising=False)
     r = local_rows[0]
     assert r["sample"] is True and r["dataset"] == "mnist" and r["trials"] == 2 and r["seed"] == 3
-    assert r["energy_total_j"] > 0 and r["noise"] == "gaussian" and r["noise_level"] == 0.2
+    # the default device (synaptic) is unitless: its energy is kept in "energy", not as joules
+    assert r["energy"]["total_J"] > 0 and r["energy"]["physical"] is False and r["energy_total_j"] is None
+    assert r["noise"] == "gaussian" and r["noise_level"] == 0.2
     assert len(r["accuracy"]["both"]["per_trial"]) == 2 and 0.3 < r["acc_internal_mean"] <= 1
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=True) as cluster:
@@ -424,3 +426,36 @@ def test_dask_without_a_reachable_scheduler_is_a_one_line_error(tmp_path, monkey
             run_sweep(points, db, executor="dask", scheduler="tcp://127.0.0.1:9", runner=FAKE)
         with pytest.raises(ConfigError, match="needs --scheduler"):
             run_sweep(points, db, executor="dask", runner=FAKE)
+
+
+def test_unitless_energy_is_not_stored_or_shown_as_joules(tmp_path):
+    """Fails if a result whose energy is ``physical: false`` (the unitless ``synaptic`` device) lands
+    in energy_total_j: `results --csv` then printed it as joules and the energy and Pareto plots
+    drew it beside real devices. Also covers rows stored before the fix (read back as None)."""
+    from nvmkit.sweeps.plots import plot_energy, plot_pareto
+
+    db_path, _ = _fake_rows(tmp_path)
+    with ResultsDB(db_path) as db:
+        base = db.rows()[0]
+        unitless = {"estimator": "fake", "total_J": 7.0, "by_component_J": {"vmm": 7.0}, "physical": False}
+        result = {"config": {**base["config"], "device": {"name": "synaptic"}}, "accuracy": base["accuracy"],
+                  "energy": unitless, "seed": 0}
+        assert db.insert("unitless-key", result, experiment="t")
+        stored = db.conn.execute("SELECT energy_total_j FROM results WHERE key='unitless-key'").fetchone()[0]
+        assert stored is None
+        # a row written by an older nvmkit, with the unitless number in the column
+        db.conn.execute("UPDATE results SET energy_total_j=7.0 WHERE key='unitless-key'")
+        db.conn.commit()
+        rows = db.rows()
+    (row,) = [r for r in rows if r["key"] == "unitless-key"]
+    assert row["energy_total_j"] is None and row["energy"]["total_J"] == 7.0
+    res = CliRunner().invoke(_app(), ["results", "--db", str(db_path), "--csv"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    table = list(csv.DictReader(io.StringIO(res.output)))
+    (line,) = [t for t in table if t["key"] == "unitless-key"]
+    assert line["energy_total_j"] == "" and {t["energy_total_j"] for t in table} - {""}  # the others keep joules
+    # the plots skip the row (all other rows are physical): nothing from it in their data
+    assert plot_energy([row], tmp_path / "e") == [] and plot_pareto([row], tmp_path / "p") == []
+    text = CliRunner().invoke(_app(), ["results", "--db", str(db_path)], catch_exceptions=False).output
+    (shown,) = [t for t in text.splitlines() if t.startswith(f"│ {row['id']} ")]
+    assert "not physical" in shown and "nJ" not in shown, shown

@@ -177,8 +177,8 @@ def _print_table(console, rows, db) -> None:
             else:
                 cell[f"{s} %"] = f"{100 * a['mean']:.2f}±{100 * a['std']:.2f}"
         physical = (r.get("energy") or {}).get("physical", True)
-        cell["energy"] = ("" if not r["energy_total_j"] else f"{r['energy_total_j'] * 1e9:.4g} nJ" if physical
-                          else "not physical")
+        cell["energy"] = ("not physical" if not physical else "" if not r["energy_total_j"]
+                          else f"{r['energy_total_j'] * 1e9:.4g} nJ")
         cell["wall s"] = "" if r["wall_time_s"] is None else f"{r['wall_time_s']:.1f}"
         cells.append(cell)
     cols = list(cells[0]) if cells else ["id"]

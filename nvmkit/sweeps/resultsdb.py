@@ -158,6 +158,7 @@ class ResultsDB:
             for c in JSON_COLUMNS:
                 d[c] = json.loads(d[c]) if d.get(c) is not None else None
             d["sample"] = None if d["sample"] is None else bool(d["sample"])
+            d["energy_total_j"] = _joules(d["energy"])  # rows stored before unitless energy was left out
             out.append(d)
         return out
 
@@ -252,7 +253,7 @@ def _row(key: str, result: dict, experiment: str | None) -> dict[str, Any]:
         "config": _json(cfg),
         "accuracy": _json(acc),
         "energy": _json(energy) if energy is not None else None,
-        "energy_total_j": energy.get("total_J") if isinstance(energy, dict) else None,
+        "energy_total_j": _joules(energy),
         "dataset_info": _json(result.get("dataset")),
         "versions": _json(result.get("versions")),
         "wall_time_s": result.get("wall_time_s"),
@@ -265,6 +266,14 @@ def _row(key: str, result: dict, experiment: str | None) -> dict[str, Any]:
         row[f"acc_{s}_mean"] = a.get("mean")
         row[f"acc_{s}_std"] = a.get("std")
     return row
+
+
+def _joules(energy) -> float | None:
+    """Energy per inference in joules, or None where the estimate is unitless (``physical: false``,
+    e.g. the ``synaptic`` device): the column is read as joules by ``results --csv`` and the plots."""
+    if not isinstance(energy, dict) or energy.get("physical") is False:
+        return None
+    return energy.get("total_J")
 
 
 def _json(v) -> str:
