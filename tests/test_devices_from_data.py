@@ -199,3 +199,15 @@ def test_the_figure_draws_exactly_the_fit(tmp_path):
         np.testing.assert_array_equal(yr, fit.read_direct[ok])
     finally:
         plt.close(fig)
+
+
+def test_show_of_a_table_file_does_not_cite_the_default_table(tmp_path):
+    """Fails if `devices show table:file=...` lists the bundled SONOS default table as
+    '(no file given)' while a file was given; without a file it must still be cited."""
+    res = invoke("devices", "fit", str(ROOT / "examples" / "measurements" / "sonos_cells.csv"), "-o", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    given = invoke("devices", "show", f"table:file={tmp_path / 'device.toml'}")
+    assert given.exit_code == 0, given.output
+    assert "no file given" not in given.output and "default_table" not in given.output, given.output
+    default = invoke("devices", "show", "table")
+    assert default.exit_code == 0 and "default_table" in default.output, default.output

@@ -67,6 +67,8 @@ class TableDevice(Device):
         # this file's own provenance, shown by `nvmkit devices show`
         about = "; ".join(x for x in (table.description, table.source and f"source: {table.source}") if x)
         self.citations = {**type(self).citations, **({"file": about} if about else {})}
+        if file is not None:  # the bundled default table is not in use: do not cite it
+            del self.citations["default_table"]
         self._t_max = float(table.time[-1])
 
     def _time(self, t) -> float:
