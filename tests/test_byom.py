@@ -349,3 +349,12 @@ def test_a_bad_own_data_file_says_how_to_write_one(tmp_path, content):
     msg = str(exc.value)
     assert "\n" not in msg and "re-download" not in msg, msg
     assert "np.savez(" in msg and "x_train=..., y_train=..., x_test=..., y_test=..." in msg, msg
+
+
+def test_energy_refuses_model_with_network(files):
+    """Fails if `energy --model m.keras --network cnn` prices the model and silently ignores
+    --network, while `run` refuses the same pair."""
+    res = invoke("energy", "--model", files["model"], "--network", "cnn")
+    assert res.exit_code == 2 and "drop --network" in res.output and "Traceback" not in res.output, res.output
+    run = invoke("run", "--model", files["model"], "--network", "cnn", "--dry-run")
+    assert run.exit_code == 2 and "drop" in run.output

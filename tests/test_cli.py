@@ -147,3 +147,13 @@ def test_sweep_dry_run_writes_no_database_and_checks_workers(tmp_path):
     assert not db.exists()  # regression: a dry run created the database file
     _one_line_error(invoke("sweep", str(exp), "--db", str(db), "--workers", "0"), "--workers must be >= 1")
     assert not db.exists()
+
+
+def test_dry_run_refuses_an_output_file(tmp_path):
+    """Fails if `run --dry-run -o x.toml` silently ignores -o (the user expects a file that never
+    comes): one line naming the fix, exit 2, no file."""
+    out = tmp_path / "x.toml"
+    res = invoke("run", "--dry-run", "-o", str(out))
+    assert res.exit_code == 2 and "drop -o/--output" in res.output and "Traceback" not in res.output, res.output
+    assert not out.exists()
+    assert invoke("run", "--dry-run").exit_code == 0  # alone it still prints the configuration

@@ -125,8 +125,12 @@ def test_run_refuses_to_overwrite_a_file_that_is_not_an_nvmkit_result(tmp_path, 
     # a result nvmkit wrote may be replaced: rerunning into the same file is the normal case
     result = tmp_path / "r.json"
     result.write_text(json.dumps({"config": {}, "accuracy": {}, "seed": 0, "dataset": {}}))
+    from nvmkit.workflow.report import check_output_path
+
+    check_output_path(result)  # no error
+    # with --dry-run the output check passes and only the pair is refused (dry-run writes nothing)
     res = invoke("run", "-o", result, "--dry-run")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 2 and "--dry-run prints the configuration" in res.output, res.output
 
 
 def test_output_into_a_folder_that_cannot_be_written_fails_before_any_work(tmp_path, monkeypatch, unwritable):

@@ -18,9 +18,9 @@ from nvmkit.cli.app import app, command, console
 
 @command(app, "energy")
 def energy_command(
-    network: str = typer.Option("mlp", "--network", "-n",
-                                help="Network spec, as in nvmkit run: e.g. mlp, mlp:hidden=300, rnn:time_steps=4,units=128, "
-                                     "cnn:filters=32-64 (widths joined by '-')."),
+    network: Optional[str] = typer.Option(None, "--network", "-n",
+                                          help="Network spec, as in nvmkit run: e.g. mlp, mlp:hidden=300, rnn:time_steps=4,units=128, "
+                                               "cnn:filters=32-64 (widths joined by '-'). Default: mlp."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Price your own .keras model instead of a network plugin."),
     device: str = typer.Option("reram", "--device", "-d", help="Device spec, e.g. sonos or reram:read_time=2e-8."),
     estimator: str = typer.Option("crossbar", "--estimator", "-e",
@@ -43,6 +43,10 @@ def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as
     from nvmkit.core.errors import ConfigError
     from nvmkit.core.registry import spec_params
 
+    if model is not None and network is not None:  # as `nvmkit run` refuses the pair
+        raise ConfigError("--model prices your model file in place of a network plugin; drop --network, "
+                          "or drop --model")
+    network = network or "mlp"
     if model is not None and (seed_table or sensitivity):
         raise ConfigError("--model prices your model; --seed-table and --sensitivity price the seed's "
                           "networks: give one or the other")

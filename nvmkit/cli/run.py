@@ -83,6 +83,11 @@ def run(
         check_output_path(cfg.output, inputs=(config_file, cfg.dataset.file,
                                               cfg.model.file if cfg.model else None))
     if dry_run:
+        if output is not None:  # checked last: the configuration's own mistakes are named first
+            from nvmkit.core.errors import ConfigError
+
+            raise ConfigError("--dry-run prints the configuration and writes nothing; drop -o/--output "
+                              "(to keep the configuration: nvmkit run --dry-run > run.toml)")
         import tomli_w
 
         from nvmkit.core.params import drop_none
