@@ -358,3 +358,17 @@ def test_energy_refuses_model_with_network(files):
     assert res.exit_code == 2 and "drop --network" in res.output and "Traceback" not in res.output, res.output
     run = invoke("run", "--model", files["model"], "--network", "cnn", "--dry-run")
     assert run.exit_code == 2 and "drop" in run.output
+
+
+def test_a_model_file_that_is_not_a_zip_is_named_as_such(tmp_path):
+    """Fails if a text file named bad.keras reaches Keras, whose answer is a misleading
+    "File not found": the line must say it is not a .keras (zip) file, exit 2."""
+    bad = tmp_path / "bad.keras"
+    bad.write_text("not a model\n")
+    res = invoke("run", "--model", bad, "--trials", 1, "-o", tmp_path / "r.json")
+    assert res.exit_code == 2 and not (tmp_path / "r.json").exists(), res.output
+    assert "is not a .keras (zip) file" in res.output and "not found" not in res.output.lower(), res.output
+    from nvmkit import load_model_file
+
+    with pytest.raises(ConfigError, match=r"not a \.keras \(zip\) file"):
+        load_model_file(bad)

@@ -42,6 +42,15 @@ def load_model_file(path: str | os.PathLike, sha256: str | None = None):
     if p.suffix.lower() not in MODEL_SUFFIXES:
         raise ConfigError(f"model file {p} is not a .keras file; save the model with "
                           "model.save('model.keras') (Keras 3 format)")
+    # a .keras file is a zip archive; Keras answers anything else (a text file) with "File not found"
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise ConfigError(f"cannot read model file {p} ({exc.strerror or exc}); check its permissions") from None
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise ConfigError(f"model file {p} is not a .keras (zip) file; save the model with "
+                          "model.save('model.keras') (Keras 3 format)")
     digest = file_sha256(p)
     if sha256 is not None and sha256 != digest:
         raise ConfigError(f"{p} has changed since it was recorded (sha256 {digest[:12]}..., recorded "
