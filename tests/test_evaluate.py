@@ -223,74 +223,62 @@ def test_injectors_receive_images_n_h_w_and_must_keep_the_shape(rnn_task):
         monte_carlo(net, x, y, trials=2, seed=0, injector=Squeezing(), prepare=prepare)
 
 
-def test_many_fresh_models_evaluate_without_tf_function_retracing():
+@pytest.fixture
+def tf_log_messages():
+    """Every message TensorFlow's logger emits during the test (its retracing warning among them)."""
+    import logging
+
+    class Seen(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    seen = Seen()
+    tf_log = logging.getLogger("tensorflow")
+    tf_log.addHandler(seen)
+    yield seen.messages
+    tf_log.removeHandler(seen)
+
+
+def test_many_fresh_models_evaluate_without_tf_function_retracing(tf_log_messages):
     # regression: digital_accuracy and the training's noise-site probe called model.predict, which
     # traces a tf.function per new model (and again for the last, smaller batch); a sweep's worker
     # evaluating one new model per point flooded stderr with "triggered tf.function retracing"
-    import logging
-
     from nvmkit.workflow.training import noise_site_stats
 
-    class Seen(logging.Handler):
-        def __init__(self):
-            super().__init__()
-            self.messages = []
-
-        def emit(self, record):
-            self.messages.append(record.getMessage())
-
-    seen = Seen()
-    tf_log = logging.getLogger("tensorflow")
-    tf_log.addHandler(seen)
     rng = np.random.default_rng(0)
     x = rng.random((600, 12), dtype=np.float32)  # 512 + 88: two batch shapes per model
     y = rng.integers(0, 3, 600)
-    try:
-        for seed in range(6):
-            keras.utils.set_random_seed(seed)
-            model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"),
-                                      keras.layers.Dense(3)])
-            acc = digital_accuracy(model, x, y)
-            ref = np.asarray(model(x, training=False)).argmax(-1)
-            assert acc == np.mean(ref == y)
-            (site,) = noise_site_stats(model, x)
-            assert site.fan_in == 12
-            assert model.predict_function is None  # nothing compiled for a one-off evaluation
-    finally:
-        tf_log.removeHandler(seen)
-    assert not [m for m in seen.messages if "retracing" in m], seen.messages
+    for seed in range(6):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(3)])
+        acc = digital_accuracy(model, x, y)
+        ref = np.asarray(model(x, training=False)).argmax(-1)
+        assert acc == np.mean(ref == y)
+        (site,) = noise_site_stats(model, x)
+        assert site.fan_in == 12
+        assert model.predict_function is None  # nothing compiled for a one-off evaluation
+    assert not [m for m in tf_log_messages if "retracing" in m], tf_log_messages
 
 
-def test_many_fresh_converted_models_evaluate_without_tf_function_retracing():
+def test_many_fresh_converted_models_evaluate_without_tf_function_retracing(tf_log_messages):
     """Fails if TensorFlow's "triggered tf.function retracing" warning reaches the log: monte_carlo
     wraps each converted model in its own tf.function, TensorFlow counts their traces together (same
     Python code) and from the sixth model warned on stderr (a sweep over a user's model, per point)."""
-    import logging
-
-    class Seen(logging.Handler):
-        def __init__(self):
-            super().__init__()
-            self.messages = []
-
-        def emit(self, record):
-            self.messages.append(record.getMessage())
-
-    seen = Seen()
-    tf_log = logging.getLogger("tensorflow")
-    tf_log.addHandler(seen)
     rng = np.random.default_rng(0)
     x = rng.random((90, 4, 3), dtype=np.float32)  # batch 64 + 26: two batch shapes per model
     y = rng.integers(0, 3, 90)
-    try:
-        for seed in range(6):
-            keras.utils.set_random_seed(seed)
-            model = randomize(keras.Sequential([keras.Input((12,)), L.Dense(8, activation="relu"),
-                                                L.Dense(3)]), seed)
-            ref = digital_accuracy(model, x.reshape(90, 12), y)
-            net = convert(model, Ideal(), IDEAL, trials=2)
-            res = monte_carlo(net, x, y, trials=2, seed=0, batch_size=64,
-                              prepare=lambda a: a.reshape(len(a), 12))
-            assert res.per_trial == [ref, ref]  # an ideal crossbar: the model's own decisions
-    finally:
-        tf_log.removeHandler(seen)
-    assert not [m for m in seen.messages if "retracing" in m], seen.messages
+    for seed in range(6):
+        keras.utils.set_random_seed(seed)
+        model = randomize(keras.Sequential([keras.Input((12,)), L.Dense(8, activation="relu"),
+                                            L.Dense(3)]), seed)
+        ref = digital_accuracy(model, x.reshape(90, 12), y)
+        net = convert(model, Ideal(), IDEAL, trials=2)
+        res = monte_carlo(net, x, y, trials=2, seed=0, batch_size=64,
+                          prepare=lambda a: a.reshape(len(a), 12))
+        assert res.per_trial == [ref, ref]  # an ideal crossbar: the model's own decisions
+    assert not [m for m in tf_log_messages if "retracing" in m], tf_log_messages
