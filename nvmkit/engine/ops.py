@@ -141,10 +141,8 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
                 if has_bias:
                     s2 = s2 + ops.expand_dims(v[:, -1], 1)
                 sd = ops.sqrt(s2)
-            z = standard_normal(ops.shape(y), seed, y.dtype)
-            y = y + ops.stop_gradient(sd * z)
-        if adc_bits is not None:
-            y = quantize(y, adc_range, adc_bits, True)
+            y = _add_read_noise(y, sd, seed)
+        y = _adc(y, adc_range, adc_bits)
         out = y if out is None else out + y
     return out
 
@@ -231,10 +229,8 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
                     if has_bias:
                         s2 = s2 + vk[n_in]
                     sd = ops.sqrt(s2)
-                z = standard_normal(ops.shape(y), seed, y.dtype)
-                y = y + ops.stop_gradient(sd * z)
-            if adc_bits is not None:
-                y = quantize(y, adc_range, adc_bits, True)
+                y = _add_read_noise(y, sd, seed)
+            y = _adc(y, adc_range, adc_bits)
             out = y if out is None else out + y
         outs.append(out)
     if trials == 1:
@@ -251,3 +247,15 @@ def _rows_only(m, r0, hi):
     if hi < n:
         parts.append(ops.zeros((n - hi, c), dtype=m.dtype))
     return ops.concatenate(parts, axis=0)
+
+
+def _add_read_noise(y, sd, seed):
+    """One tile's partial sums plus their read noise, std ``sd`` per output, drawn afresh at this
+    read; the noise is a constant to the gradient (training sees the noisy forward pass)."""
+    z = standard_normal(ops.shape(y), seed, y.dtype)
+    return y + ops.stop_gradient(sd * z)
+
+
+def _adc(y, adc_range, adc_bits):
+    """Each tile's partial sums through its own signed ADC (none: ideal converter)."""
+    return y if adc_bits is None else quantize(y, adc_range, adc_bits, True)
