@@ -14,7 +14,9 @@ of the default CNN with 10 trials.
 Timing: each case's analog pass and its digital candidates run in turn, ``--repeats // 2`` rounds
 (at least 2) after one warm-up call each, and the best time of each counts: interleaving puts both
 sides under the same load of a shared machine (timed one after the other, a load change between
-them moved a ratio by nearly 2x). Every timed call does the whole work of its side. With ``K``
+them moved a ratio by nearly 2x). Each timed call starts 0.3 s after the previous one ended, so
+that numpy's spinning BLAS threads do not steal the cores of the TensorFlow call after them
+(``SETTLE_SECONDS``). Every timed call does the whole work of its side. With ``K``
 trials the analog pass reads ``B * K`` rows; its digital baseline is the faster of ``K`` digital
 passes over the ``B`` inputs, timed as one block, and one digital pass over the same ``B * K``
 rows (each in Keras and, for the MLP, numpy): the same work as the analog pass, timed as it is
@@ -42,6 +44,12 @@ from nvmkit_plugins.devices.sonos import SONOS
 
 SIZES = (784, 256, 128, 10)
 SIGMA = 0.025  # of the conductance range
+# Pause before every timed call. numpy's BLAS (OpenBLAS) keeps its worker threads spinning for a
+# while after a matrix product returns; a TensorFlow call started in that window shares the cores
+# with them. Measured on the 2-core machine: the MLP read-noise pass took 44.9 ms 0.3 s after a
+# numpy digital pass and 62.7 ms right after it (best of 9), so without the pause whichever
+# side follows numpy is penalised (the analog side, in the interleaving below).
+SETTLE_SECONDS = 0.3
 
 
 def make_mlp(rng):
@@ -119,6 +127,7 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         times = {name: float("inf") for name in fns}
         for _ in range(repeats):
             for name, fn in fns.items():
+                time.sleep(SETTLE_SECONDS)  # let the previous call's thread pool go idle
                 t = time.perf_counter()
                 fn()
                 times[name] = min(times[name], time.perf_counter() - t)

@@ -165,7 +165,7 @@ def _monte_carlo_converted(model, x, labels, trials, seed, injector, network_inp
     reprogram(model, seed)
     noise_rngs = [_rng(seed, _TEST_NOISE, t) for t in range(trials)] if injector else None
     bs = auto_batch_size(model, trials, len(x), batch_size)
-    forward = _tf_function(model) if keras.backend.backend() == "tensorflow" else model
+    forward = _compiled_forward(model)
     n = len(x)
     correct = np.zeros(trials, dtype=np.int64)
     with _no_retracing_warning():
@@ -241,10 +241,20 @@ def _largest_activation(model) -> int:
     return max(sizes)
 
 
-def _tf_function(model):
-    import tensorflow as tf
+def _compiled_forward(model):
+    """The inference call, compiled by the backend: a ``tf.function`` on TensorFlow; on JAX
+    ``predict_on_batch`` (jitted, and it carries the read-noise seed generators' state from
+    call to call, which a bare ``jax.jit`` of the model would freeze); eager elsewhere."""
+    import keras
 
-    return tf.function(lambda z: model(z, training=False), reduce_retracing=True)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(lambda z: model(z, training=False), reduce_retracing=True)
+    if backend == "jax":
+        return model.predict_on_batch
+    return model
 
 
 def digital_accuracy(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> float:

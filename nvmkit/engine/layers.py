@@ -105,17 +105,25 @@ class _Core:
             return ops.concatenate([kernel2d, ops.expand_dims(bias, 0)], axis=0)
         return kernel2d
 
+    def _state(self) -> dict:
+        """The programmed state and converter ranges as tensors. Read through ``.value``: the
+        JAX backend (jax >= 0.9) no longer turns a Keras variable into an array inside its own
+        jitted ops (``__jax_array__`` during abstractification), and it is a no-op elsewhere."""
+        names = ("delta", "read_sd", "read_var", "dac_range", "dac_signed", "adc_range")
+        return {n: (None if getattr(self, n) is None else getattr(self, n).value) for n in names}
+
     def forward(self, x, kernel2d, bias):
         """x (K|1, M, inputs) -> (K|1, M, n_out)."""
         if self.layer.ideal:  # the float reference: the user's weights, no device, no converters
             y = xops._product(x, ops.expand_dims(kernel2d, 0), self.depthwise)
             return y + bias if self.has_bias else y
-        w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + self.delta
+        st = self._state()
+        w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
         if self.dac_bits is not None:
-            x = xops.quantize(x, self.dac_range, self.dac_bits, self.dac_signed)
+            x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"])
         y = xops.read(x, w, n_in=self.n_in, bias_row=self.bias_row, blocks=self.blocks,
-                      seed=self.layer.seed_generator, var=self.read_var, col_sd=self.read_sd,
-                      adc_range=self.adc_range, adc_bits=self.adc_bits, depthwise=self.depthwise)
+                      seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
+                      adc_range=st["adc_range"], adc_bits=self.adc_bits, depthwise=self.depthwise)
         return y + bias if self.digital_bias else y
 
     def forward_conv(self, x, kernel2d, bias, conv):
@@ -124,13 +132,14 @@ class _Core:
         if self.layer.ideal:
             y = conv(x, kernel2d)
             return y + bias if self.has_bias else y
-        w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + self.delta
+        st = self._state()
+        w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
         if self.dac_bits is not None:
-            x = xops.quantize(x, self.dac_range, self.dac_bits, self.dac_signed)
+            x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"])
         y = xops.read_conv(x, w, trials=self.layer.trials, conv=conv, n_in=self.n_in,
                            bias_row=self.bias_row, blocks=self.blocks,
-                           seed=self.layer.seed_generator, var=self.read_var, col_sd=self.read_sd,
-                           adc_range=self.adc_range, adc_bits=self.adc_bits,
+                           seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
+                           adc_range=st["adc_range"], adc_bits=self.adc_bits,
                            depthwise=self.depthwise is not None)
         return y + bias if self.digital_bias else y
 

@@ -58,9 +58,14 @@ def standard_normal(shape, seed, dtype="float32"):
     ``keras.random.uniform`` pairs: exact in distribution except that |z| is capped near 5.6
     (23-bit uniforms; probability 2e-8 beyond), as the numpy engine's sampler. On a CPU this is
     ~1.6x faster than TensorFlow's own normal sampler (which dominates a noisy read)."""
-    n = ops.prod(ops.convert_to_tensor(shape))
-    half = (n + 1) // 2
-    u = keras.random.uniform(ops.stack([2, half]), seed=seed, dtype=dtype)
+    if all(isinstance(d, int) for d in shape):  # static (always under JAX's jit)
+        n = math.prod(shape)
+        half = (n + 1) // 2
+        u = keras.random.uniform((2, half), seed=seed, dtype=dtype)
+    else:  # a batch size known only at run time (TensorFlow graphs): the same draws
+        n = ops.prod(ops.convert_to_tensor(shape))
+        half = (n + 1) // 2
+        u = keras.random.uniform(ops.stack([2, half]), seed=seed, dtype=dtype)
     r = ops.sqrt(-2.0 * ops.log1p(-u[0]))
     theta = (2.0 * math.pi) * u[1]
     z = ops.concatenate([r * ops.cos(theta), r * ops.sin(theta)], axis=0)[:n]
