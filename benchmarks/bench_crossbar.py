@@ -83,6 +83,9 @@ def main(argv=None) -> int:
                     help="folder with the full mnist.npz for --mnist-eval (default: nvmkit's search; "
                          "the embedded 1,000-image sample if none)")
     ap.add_argument("--mnist-only", action="store_true", help="with --mnist-eval: only that timing")
+    ap.add_argument("--noise-parts", action="store_true",
+                    help="also time where the MLP read-noise pass spends its time: the pass with its "
+                         "normal draw replaced by a uniform draw, and by ones")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
@@ -190,11 +193,61 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         rows.append({"case": label, "trials": k, "batch": len(x), "seconds": new,
                      "digital_seconds": dig, "digital_baseline": baseline, "ratio": new / dig,
                      "target": target})
+    if args.noise_parts and not args.mnist_only:
+        rows.extend(_noise_parts(mlp, x_mlp, generic, cfg(False, True), args.seed, best_interleaved))
+    if not args.mnist_only:
+        rows.append(_programming_time(mlp, SONOS(), cfg(True, True), args.seed))
     if args.mnist_eval:
         rows.append(_mnist_eval(args, cnn))
     if args.mnist_only:
         rows = rows[-1:]
     return rows
+
+
+def _noise_parts(mlp, x, device, config, seed, best_interleaved) -> list[dict]:
+    """The MLP read-noise pass as it is, with its normal draw replaced by ``keras.random.uniform``
+    of the same size (the random generator's share), and by ones (no random numbers at all): the
+    differences split the noise's cost into the generator, the Box-Muller transform and the rest."""
+    import keras
+    import tensorflow as tf
+
+    import nvmkit.engine.ops as engine_ops
+    from nvmkit.engine.convert import convert
+
+    xt = tf.constant(x)
+    real = engine_ops.standard_normal
+    variants = {"as is": real,
+                "uniform draw": lambda shape, sd, dtype="float32": keras.random.uniform(shape, seed=sd),
+                "ones": lambda shape, sd, dtype="float32": keras.ops.ones(shape)}
+    fns = {}
+    try:
+        for name, draw in variants.items():
+            engine_ops.standard_normal = draw  # traced now, so each function keeps its own draw
+            model = convert(mlp, device, config, trials=1, seed=seed)
+            fn = tf.function(lambda z, m=model: m(z, training=False))
+            fn(xt)
+            fns[name] = lambda f=fn: f(xt).numpy()
+    finally:
+        engine_ops.standard_normal = real
+    times = best_interleaved(fns)
+    return [{"case": f"MLP read noise, normal draw: {name}", "trials": 1, "batch": len(x),
+             "seconds": t, "digital_seconds": times["as is"], "digital_baseline": "the pass as is",
+             "ratio": t / times["as is"], "target": False} for name, t in times.items()]
+
+
+def _programming_time(mlp, device, config, seed) -> dict:
+    """One programming of the MLP's crossbars (numpy, on the host; all effects, SONOS), best of 5."""
+    from nvmkit.engine.convert import convert, reprogram
+
+    model = convert(mlp, device, config, trials=1, seed=seed)
+    best = float("inf")
+    for s in range(5):
+        t = time.perf_counter()
+        reprogram(model, seed + s)
+        best = min(best, time.perf_counter() - t)
+    return {"case": "programming the MLP once (numpy, SONOS, all effects)", "trials": 1, "batch": 0,
+            "seconds": best, "digital_seconds": float("nan"), "digital_baseline": "", "ratio": float("nan"),
+            "target": False}
 
 
 def _mnist_eval(args, cnn) -> dict:

@@ -329,3 +329,21 @@ def test_standard_normal_moments_and_reproducibility():
     assert abs(np.corrcoef(z.ravel()[:h], z.ravel()[h:2 * h])[0, 1]) < Z / np.sqrt(h)
     a = np.asarray(xops.standard_normal((7,), keras.random.SeedGenerator(9)))
     np.testing.assert_array_equal(a, np.asarray(xops.standard_normal((7,), keras.random.SeedGenerator(9))))
+
+
+def test_standard_normal_static_and_run_time_shapes_draw_the_same():
+    """A shape known only at run time (a TensorFlow graph with an open batch axis) and the same
+    shape given as Python ints (always, under JAX's jit) take different code paths; both must draw
+    the same numbers from the same seed, or a model's read noise would depend on how it was traced.
+    Fails if one path changes its draw layout (e.g. one uniform per value instead of pairs)."""
+    import tensorflow as tf
+
+    from nvmkit.engine import ops as xops
+
+    static = np.asarray(xops.standard_normal((5, 7), keras.random.SeedGenerator(4)))
+    gen = keras.random.SeedGenerator(4)
+    fn = tf.function(lambda y: xops.standard_normal(keras.ops.shape(y), gen),
+                     input_signature=[tf.TensorSpec((None, 7), tf.float32)])
+    run_time = fn(tf.zeros((5, 7))).numpy()
+    assert run_time.shape == (5, 7)
+    np.testing.assert_array_equal(static, run_time)

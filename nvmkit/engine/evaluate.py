@@ -242,18 +242,15 @@ def _largest_activation(model) -> int:
 
 
 def _compiled_forward(model):
-    """The inference call, compiled by the backend: a ``tf.function`` on TensorFlow; on JAX
-    ``predict_on_batch`` (jitted, and it carries the read-noise seed generators' state from
-    call to call, which a bare ``jax.jit`` of the model would freeze); eager elsewhere."""
+    """The inference call: a ``tf.function`` on TensorFlow, the model itself elsewhere. On JAX
+    (0.10, CPU) the eager call was faster than the jitted ``predict_on_batch``: 100 s against 134 s
+    for the default CNN, SONOS, 10,000 MNIST images x 10 trials, with the same accuracies."""
     import keras
 
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
+    if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         return tf.function(lambda z: model(z, training=False), reduce_retracing=True)
-    if backend == "jax":
-        return model.predict_on_batch
     return model
 
 
