@@ -173,3 +173,25 @@ def test_monte_carlo_trials_equal_a_per_trial_reference_forward_pass():
         reference.append(float(np.mean(np.asarray(ref(prep(noisy))).argmax(-1) == y)))
     assert len(set(reference)) > 1  # the trials differ: a mix-up would show
     np.testing.assert_allclose(new.per_trial, reference, atol=2 / len(x))
+
+
+def test_xla_compiled_predict_matches_and_fit_runs():
+    """Keras compiles with XLA by default on a GPU (``jit_compile="auto"``), so every op of the
+    read must be XLA-compilable: fails if one is not (a shape known only at run time where XLA
+    needs a constant, a numpy call inside ``call``), or if the compiled read differs from the
+    graph one. Runs XLA on the CPU, the same compiler path a GPU takes."""
+    x = np.random.default_rng(1).random((8, 8, 8, 1)).astype("f4")
+    y = np.arange(8) % 3
+    m = small_cnn()
+    m(x)
+    c = CrossbarConfig.from_dict({"nonideal": {"read_noise": False}, "converters": {"adc_bits": 8}})
+    xr, yr = repeat_trials(x, 2), np.repeat(y, 2)
+    plain = convert(m, SONOS(), c, trials=2, seed=5, calibration_data=x)
+    want = plain.predict(xr, verbose=0, batch_size=16)
+    xla = convert(m, SONOS(), c, trials=2, seed=5, calibration_data=x)
+    xla.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
+    np.testing.assert_allclose(xla.predict(xr, verbose=0, batch_size=16), want, rtol=1e-5, atol=1e-6)
+    noisy = convert(m, SONOS(), CrossbarConfig(), trials=2, seed=5)
+    noisy.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
+    loss = noisy.fit(xr, yr, epochs=1, batch_size=8, verbose=0).history["loss"][0]
+    assert np.isfinite(loss)
