@@ -5,6 +5,7 @@ converted graph for any model."""
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -372,3 +373,88 @@ def test_a_model_file_that_is_not_a_zip_is_named_as_such(tmp_path):
 
     with pytest.raises(ConfigError, match=r"not a \.keras \(zip\) file"):
         load_model_file(bad)
+
+
+# -- relative paths in files: read from the file's folder, recorded relative to the result ----------
+def _vector_files(folder):
+    """A tiny .npz of feature vectors and a one-layer .keras model that reads them, in ``folder``."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (40, 12)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    folder.mkdir(parents=True, exist_ok=True)
+    _npz(folder / "vec.npz", x, y)
+    inp = keras.Input((12,))
+    keras.Model(inp, keras.layers.Dense(2, activation="softmax")(inp)).save(folder / "v.keras")
+
+
+def _device_table(folder):
+    """The table device's bundled default table, copied into ``folder`` as a user's file."""
+    from importlib.resources import files as resource_files
+
+    src = resource_files("nvmkit_plugins.devices") / "table_sonos_default.toml"
+    (folder / "dev.toml").write_text(src.read_text())
+
+
+def test_a_run_config_in_a_subfolder_reads_its_sibling_files(tmp_path, monkeypatch):
+    """The bug: relative paths in a configuration TOML were read from the working folder, so
+    `nvmkit run sub/cfg.toml` run from the parent did not find sub/vec.npz, sub/v.keras or the
+    device table sub/dev.toml (a plugin parameter). Fails if any of them is read from elsewhere,
+    or if the dry run prints paths that do not name them from the working folder."""
+    sub = tmp_path / "sub"
+    _vector_files(sub)
+    _device_table(sub)
+    (sub / "cfg.toml").write_text('model = "v.keras"\ndataset = "vec.npz"\ntrials = 2\n'
+                                  'scenarios = ["digital", "internal"]\nenergy = "none"\n'
+                                  'device = "table:file=dev.toml"\n')
+    monkeypatch.chdir(tmp_path)
+    res = invoke("run", "sub/cfg.toml", "-o", "r.json")
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "r.json").read_text())
+    assert rec["config"]["model"] == {"file": "sub/v.keras", "sha256": _sha(sub / "v.keras")}
+    assert rec["config"]["dataset"]["file"] == "sub/vec.npz"
+    assert rec["config"]["device"]["params"]["file"] == "sub/dev.toml"
+    dry = invoke("run", "sub/cfg.toml", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert 'file = "sub/vec.npz"' in dry.output and 'file = "sub/dev.toml"' in dry.output, dry.output
+
+
+def test_a_result_reruns_from_another_working_folder(tmp_path, monkeypatch):
+    """The bug: a result JSON recorded `--model v.keras --dataset vec.npz` as typed (relative to
+    the folder the run started in), so `cd elsewhere && nvmkit run ../out/result.json` failed to
+    find them. Fails if the result records an absolute path or one relative to the old working
+    folder, if the rerun reads other files, or if it does not reproduce every trial (same seed)."""
+    work = tmp_path / "work"
+    _vector_files(work)
+    (work / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(work)
+    res = invoke("run", "--model", "v.keras", "--dataset", "vec.npz", "--trials", 2, "--device", "reram",
+                 "--energy", "none", "-o", "out/result.json")
+    assert res.exit_code == 0, res.output
+    first = json.loads((work / "out" / "result.json").read_text())
+    # relative to the result's own folder, with the files' hashes as before
+    assert first["config"]["model"] == {"file": "../v.keras", "sha256": _sha(work / "v.keras")}
+    assert first["config"]["dataset"]["file"] == "../vec.npz"
+    assert first["config"]["dataset"]["sha256"] == _sha(work / "vec.npz")
+
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    res = invoke("run", "../work/out/result.json", "-o", "again.json")
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp_path / "elsewhere" / "again.json").read_text())
+    assert again["config"]["model"]["file"] == "../work/v.keras"  # relative to again.json's folder
+    for scenario in ("digital", "internal", "external", "both"):
+        assert again["accuracy"][scenario]["per_trial"] == first["accuracy"][scenario]["per_trial"]
+
+
+def test_rebase_paths_keeps_absolute_and_home_paths_when_reading(tmp_path):
+    """Fails if reading a file's paths joins an absolute or `~` path to the file's folder, or if
+    writing leaves a path relative to the working folder instead of to the written file's folder."""
+    from nvmkit.workflow.config import rebase_paths
+
+    absolute = str(tmp_path / "a.npz")
+    read = rebase_paths({"dataset": {"file": absolute, "data_dir": None}, "model": {"file": "~/m.keras"},
+                         "output": "r.json"}, source="sub")
+    assert read["dataset"]["file"] == absolute and read["model"]["file"] == "~/m.keras"
+    assert read["output"] == str(Path("sub") / "r.json")
+    written = rebase_paths({"dataset": {"file": absolute}}, target=tmp_path / "out")
+    assert written["dataset"]["file"] == "../a.npz"

@@ -92,6 +92,8 @@ def run(
 
         from nvmkit.core.params import drop_none
 
+        # paths as this folder sees them (a config file's own read from its folder, absolute ones
+        # kept): the file runs from anywhere when saved here, as documented (> run.toml)
         # soft_wrap: a long line (a data folder) must not be broken, the output is a TOML file to re-run
         console.print(tomli_w.dumps(drop_none(resolved)), highlight=False, markup=False, soft_wrap=True)
         return

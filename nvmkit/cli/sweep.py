@@ -47,7 +47,8 @@ def sweep(
     if not dry_run:  # the database is the sweep's output: a place it cannot be written fails now
         check_db_path(db)
     exp = load_experiment(experiment)
-    overrides = {"dataset.data_dir": str(data_dir) if data_dir else None}
+    # absolute: [base] paths are read from the experiment's folder, a command line's from this one
+    overrides = {"dataset.data_dir": str(data_dir.expanduser().absolute()) if data_dir else None}
     if data_dir:
         overrides["dataset.source"] = "full"
     pipeline.apply_overrides(exp.base, overrides, sets=set_)

@@ -24,6 +24,9 @@ class Component:
 
     kind: ClassVar[str] = "component"
     name: ClassVar[str] = ""
+    #: parameters that name a file or folder: a relative one written in a configuration file is read
+    #: from that file's folder, and a result records it relative to the result's folder
+    path_params: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def description(cls) -> str:

@@ -81,7 +81,7 @@ def load_study(spec: str | Path) -> Study:
     if text_spec.endswith(".toml") or Path(text_spec).is_file():
         path = Path(text_spec)
         text = read_text_file(path, "study")
-        return parse_study(text, str(path), default_name=path.stem)
+        return parse_study(text, str(path), default_name=path.stem, folder=path.parent)
     names = bundled_studies()
     if text_spec not in names:
         raise ConfigError(f"unknown study {text_spec!r}{_did_you_mean(text_spec, names)}; bundled studies: "
@@ -90,7 +90,8 @@ def load_study(spec: str | Path) -> Study:
     return parse_study(resource.read_text(), f"{BUNDLED_PACKAGE}/{text_spec}.toml", default_name=text_spec)
 
 
-def parse_study(text: str, source: str = "<string>", default_name: str = "study") -> Study:
+def parse_study(text: str, source: str = "<string>", default_name: str = "study",
+                folder: str | Path | None = None) -> Study:
     data = load_toml(text, source)
     for key in data:
         if key not in ("study", "base", "sections"):
@@ -123,7 +124,8 @@ def parse_study(text: str, source: str = "<string>", default_name: str = "study"
         if "points" in table:
             doc["points"] = table["points"]
         # through TOML text, so the section gets exactly an experiment file's checks and messages
-        experiment = parse_experiment(tomli_w.dumps(doc), where, default_name=f"{name}/{sec_name}")
+        experiment = parse_experiment(tomli_w.dumps(doc), where, default_name=f"{name}/{sec_name}",
+                                      folder=folder)  # its paths, like an experiment's, from its folder
         study.sections.append(Section(sec_name, kind, str(table.get("title") or TITLES[kind]),
                                       " ".join(str(table.get("note", "")).split()), experiment))
     return study

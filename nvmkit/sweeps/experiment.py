@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nvmkit.workflow.config import PLUGIN_FIELDS, RunConfig, set_path
+from nvmkit.workflow.config import PLUGIN_FIELDS, RunConfig, rebase_paths, set_path
 from nvmkit.core.errors import ConfigError, NvmkitError
 from nvmkit.core.params import _params_type, load_toml, read_text_file
 
@@ -75,6 +75,8 @@ class Experiment:
     base: dict = field(default_factory=dict)
     grid: dict[str, list] = field(default_factory=dict)
     points_spec: list[dict[str, Any]] = field(default_factory=list)
+    #: the folder relative paths in the file are read from (its own; None: the working folder)
+    folder: str | None = None
 
     def assignments(self) -> list[dict[str, Any]]:
         """The (unvalidated) assignments of every point, in file order."""
@@ -119,13 +121,10 @@ class Experiment:
         data = RunConfig.from_dict(with_defaults(self.base)).to_dict()
         for key, value in assignment.items():
             set_path(data, key, copy.deepcopy(value))
-        cfg = RunConfig.from_dict(data)
-        if cfg.dataset.data_dir:  # workers may run elsewhere (another folder, a Dask node)
-            cfg.dataset.data_dir = str(Path(cfg.dataset.data_dir).expanduser().absolute())
-        if cfg.dataset.file:
-            cfg.dataset.file = str(Path(cfg.dataset.file).expanduser().absolute())
-        if cfg.model is not None:
-            cfg.model.file = str(Path(cfg.model.file).expanduser().absolute())
+        # the file's paths are read from its folder, and made absolute: workers may run elsewhere
+        # (another folder, a Dask node)
+        folder = Path(self.folder if self.folder is not None else "").absolute()
+        cfg = RunConfig.from_dict(rebase_paths(RunConfig.from_dict(data).to_dict(), folder))
         if cfg.output:
             raise ConfigError("'output' writes one run's JSON; a sweep writes rows to its database: "
                               "remove output from the experiment")
@@ -159,10 +158,13 @@ def load_experiment(path: str | Path) -> Experiment:
     """Read and check an experiment file's structure (points are validated by ``points()``)."""
     p = Path(path)
     text = read_text_file(p, "experiment")
-    return parse_experiment(text, str(p), default_name=p.stem)
+    return parse_experiment(text, str(p), default_name=p.stem, folder=p.parent)
 
 
-def parse_experiment(text: str, source: str = "<string>", default_name: str = "experiment") -> Experiment:
+def parse_experiment(text: str, source: str = "<string>", default_name: str = "experiment",
+                     folder: str | Path | None = None) -> Experiment:
+    """An experiment from TOML text; its relative paths are read from ``folder`` (None: the working
+    folder)."""
     data = load_toml(text, source)
     for section in data:
         if section not in SECTIONS:
@@ -212,7 +214,7 @@ def parse_experiment(text: str, source: str = "<string>", default_name: str = "e
                           "runs one point with the defaults)")
     return Experiment(path=source, name=str(meta.get("name") or default_name),
                       description=str(meta.get("description", "")), base=base, grid=grid,
-                      points_spec=points_spec)
+                      points_spec=points_spec, folder=None if folder is None else str(folder))
 
 
 def with_defaults(base: dict) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,11 +203,69 @@ class RunConfig(Params):
         text = read_text_file(p, "config")
         try:
             if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):  # no TOML file starts with {
-                return cls.from_dict(result_config(text, str(p)))
-            return cls.from_toml(text, source=str(p))
+                data = result_config(text, str(p))
+            else:
+                data = cls.from_toml(text, source=str(p)).to_dict()
+            # the file's relative paths are read from its own folder, whatever the working folder
+            return cls.from_dict(rebase_paths(data, p.parent))
         except ConfigError as exc:
             msg = str(exc)
             raise ConfigError(msg if msg.startswith(str(p)) else f"{p}: {msg}") from None
+
+
+def rebase_paths(config: dict, source: str | Path | None = None, target: str | Path | None = None,
+                 reg=None) -> dict:
+    """A copy of a run configuration (``RunConfig.to_dict()``, or a resolved one) with every relative
+    path in it, read from folder ``source``, written so that it names the same file from folder
+    ``target`` (None: the working folder, both ways).
+
+    The one place where paths in files are resolved: reading a configuration, experiment or result
+    file (``source`` = its folder) and writing a result or configuration (``target`` = its folder),
+    so that a file names its data, model and tables relative to itself (as pyproject.toml does) and
+    runs from any working folder. The paths: ``dataset.file``, ``dataset.data_dir``, ``model.file``,
+    ``output`` and each plugin's ``path_params``. Read, an absolute path and one starting with ``~``
+    stay as written; written, a path becomes relative to ``target`` unless it starts with ``~`` or
+    lies on another drive (Windows), and is written with ``/``.
+    """
+    import copy
+
+    from nvmkit.core.errors import NvmkitError
+    from nvmkit.core.registry import get_registry
+
+    out = copy.deepcopy(config)
+
+    def move(table, key: str) -> None:
+        if isinstance(table, dict) and isinstance(table.get(key), str) and table[key].strip():
+            table[key] = _rebase_path(table[key], source, target)
+
+    move(out.get("dataset"), "file")
+    move(out.get("dataset"), "data_dir")
+    move(out.get("model"), "file")
+    move(out, "output")
+    for key, kind in PLUGIN_FIELDS.items():
+        ref = out.get(key)
+        if not (isinstance(ref, dict) and isinstance(ref.get("params"), dict) and ref.get("name")):
+            continue
+        try:
+            names = (reg or get_registry()).get(kind, str(ref["name"])).path_params
+        except NvmkitError:  # an unknown plugin: resolve() names it with the fix
+            continue
+        for name in names:
+            move(ref["params"], name)
+    return out
+
+
+def _rebase_path(path: str, source: str | Path | None, target: str | Path | None) -> str:
+    """``path`` as written in folder ``source``, as seen from folder ``target`` (see rebase_paths)."""
+    if path.startswith("~"):  # the user's home wherever the file is read: kept
+        return path
+    joined = Path(source) / path if source is not None else Path(path)  # an absolute path stays
+    if target is None:
+        return str(joined)
+    here, there = os.path.realpath(joined), os.path.realpath(target)
+    if os.path.splitdrive(here)[0].lower() != os.path.splitdrive(there)[0].lower():
+        return str(joined)  # no relative path leads to another drive
+    return Path(os.path.relpath(here, there)).as_posix()
 
 
 def is_data_file(value: str) -> bool:

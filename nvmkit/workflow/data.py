@@ -340,6 +340,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (how a result names the model and data files it used)."""
     import hashlib
 
+    path = os.path.expanduser(path)  # "~/data.npz" in a configuration file: the user's home
     try:
         st = os.stat(path)
         # a sweep resolves every point: a large file is hashed once per process, keyed by its

@@ -40,7 +40,12 @@ class RunResult:
         return d
 
     def write_json(self, path: str | os.PathLike) -> None:
-        write_json_atomic(path, self.to_dict())
+        from nvmkit.workflow.config import rebase_paths
+
+        data = self.to_dict()
+        # paths relative to the result's own folder: `nvmkit run result.json` works from any folder
+        data["config"] = rebase_paths(data["config"], target=Path(path).parent)
+        write_json_atomic(path, data)
 
 
 def check_output_path(path, *, inputs=()) -> Path:

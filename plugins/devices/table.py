@@ -41,6 +41,7 @@ class TableDevice(Device):
         "default_table": "SONOS of Agrawal et al., IEDM 2022, tabulated (no file given)",
     }
     param_units: ClassVar[dict[str, str]] = {}
+    path_params: ClassVar[tuple[str, ...]] = ("file",)  # read from a configuration file's folder
     interpolation = "pchip"
     default_table = DEFAULT_TABLE
 
@@ -49,7 +50,7 @@ class TableDevice(Device):
         owner = "device 'table'"
         if file is not None and (not isinstance(file, str) or not file.strip()):
             raise ConfigError(f"{owner}: file must be the path of a device table, got {file!r}")
-        path = Path(file) if file is not None else Path(str(files("nvmkit_plugins.devices") / DEFAULT_TABLE))
+        path = Path(file).expanduser() if file is not None else Path(str(files("nvmkit_plugins.devices") / DEFAULT_TABLE))
         table = load_device_table(path)
         digest = table.sha256
         if sha256 is not None and sha256 != digest:
