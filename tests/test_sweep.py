@@ -459,3 +459,38 @@ def test_unitless_energy_is_not_stored_or_shown_as_joules(tmp_path):
     text = CliRunner().invoke(_app(), ["results", "--db", str(db_path)], catch_exceptions=False).output
     (shown,) = [t for t in text.splitlines() if t.startswith(f"│ {row['id']} ")]
     assert "not physical" in shown and "nJ" not in shown, shown
+
+
+def test_an_experiment_in_a_subfolder_reads_its_relative_model_data_and_table(tmp_path, monkeypatch):
+    """The bug: an experiment's relative paths (model, dataset, a device table named in [grid])
+    were read from the working folder, so `nvmkit sweep sub/exp.toml` from the parent failed, or
+    read other files of the same names. Fails if any point's file is not the one beside the
+    experiment, or is left relative (pool and Dask workers may run in another folder)."""
+    import hashlib
+    from importlib.resources import files as resource_files
+
+    keras = pytest.importorskip("keras")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 1, (20, 6)).astype(np.float32), rng.integers(0, 2, 20)
+    np.savez(sub / "vec.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    inp = keras.Input((6,))
+    keras.Model(inp, keras.layers.Dense(2, activation="softmax")(inp)).save(sub / "v.keras")
+    (sub / "dev.toml").write_text((resource_files("nvmkit_plugins.devices") / "table_sonos_default.toml").read_text())
+    (sub / "exp.toml").write_text('[base]\nmodel = "v.keras"\ndataset.file = "vec.npz"\ntrials = 2\n'
+                                  '[grid]\ndevice = ["table:file=dev.toml", "reram"]\n')
+    monkeypatch.chdir(tmp_path)
+    points = load_experiment("sub/exp.toml").points()
+    assert len(points) == 2
+    def beside(path, name):  # absolute, and the file beside the experiment
+        return Path(path).is_absolute() and Path(path).samefile(sub / name)
+
+    for p in points:
+        assert beside(p.config["model"]["file"], "v.keras") and beside(p.config["dataset"]["file"], "vec.npz")
+        assert p.resolved["model"]["sha256"] == hashlib.sha256((sub / "v.keras").read_bytes()).hexdigest()
+    assert beside(points[0].config["device"]["params"]["file"], "dev.toml")
+    from nvmkit.cli import app
+
+    res = CliRunner().invoke(app, ["sweep", "sub/exp.toml", "--dry-run"], catch_exceptions=False)
+    assert res.exit_code == 0 and "2 to run" in res.output, res.output
