@@ -423,25 +423,25 @@ def test_a_result_reruns_from_another_working_folder(tmp_path, monkeypatch):
     the folder the run started in), so `cd elsewhere && nvmkit run ../out/result.json` failed to
     find them. Fails if the result records an absolute path or one relative to the old working
     folder, if the rerun reads other files, or if it does not reproduce every trial (same seed)."""
-    work = tmp_path / "work"
-    _vector_files(work)
-    (work / "out").mkdir()
+    proj = tmp_path / "proj"
+    _vector_files(proj)
+    (proj / "out").mkdir()
     (tmp_path / "elsewhere").mkdir()
-    monkeypatch.chdir(work)
+    monkeypatch.chdir(proj)
     res = invoke("run", "--model", "v.keras", "--dataset", "vec.npz", "--trials", 2, "--device", "reram",
                  "--energy", "none", "-o", "out/result.json")
     assert res.exit_code == 0, res.output
-    first = json.loads((work / "out" / "result.json").read_text())
+    first = json.loads((proj / "out" / "result.json").read_text())
     # relative to the result's own folder, with the files' hashes as before
-    assert first["config"]["model"] == {"file": "../v.keras", "sha256": _sha(work / "v.keras")}
+    assert first["config"]["model"] == {"file": "../v.keras", "sha256": _sha(proj / "v.keras")}
     assert first["config"]["dataset"]["file"] == "../vec.npz"
-    assert first["config"]["dataset"]["sha256"] == _sha(work / "vec.npz")
+    assert first["config"]["dataset"]["sha256"] == _sha(proj / "vec.npz")
 
     monkeypatch.chdir(tmp_path / "elsewhere")
-    res = invoke("run", "../work/out/result.json", "-o", "again.json")
+    res = invoke("run", "../proj/out/result.json", "-o", "again.json")
     assert res.exit_code == 0, res.output
     again = json.loads((tmp_path / "elsewhere" / "again.json").read_text())
-    assert again["config"]["model"]["file"] == "../work/v.keras"  # relative to again.json's folder
+    assert again["config"]["model"]["file"] == "../proj/v.keras"  # relative to again.json's folder
     for scenario in ("digital", "internal", "external", "both"):
         assert again["accuracy"][scenario]["per_trial"] == first["accuracy"][scenario]["per_trial"]
 

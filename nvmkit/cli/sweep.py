@@ -34,7 +34,7 @@ def sweep(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Local worker processes (default: the number of cores; 1 = in this process)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Full data folder for every point (Keras cache layout)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a [base] key: --set trials=10."),
+    set_: List[str] = typer.Option([], "--set", help="Override a [base] key: --set trials=10 (a path in it is read from the file's folder, as the file's own)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate, show the points and the estimate, run nothing."),
 ):
     """Run every point of an experiment, one database row each; a rerun skips the points already done."""
