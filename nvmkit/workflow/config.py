@@ -220,7 +220,7 @@ def rebase_paths(config: dict, source: str | Path | None = None, target: str | P
     ``target`` (None: the working folder, both ways).
 
     The one place where paths in files are resolved: reading a configuration, experiment or result
-    file (``source`` = its folder) and writing a result or configuration (``target`` = its folder),
+    file (``source`` = its folder) and writing a result JSON (``target`` = its folder),
     so that a file names its data, model and tables relative to itself (as pyproject.toml does) and
     runs from any working folder. The paths: ``dataset.file``, ``dataset.data_dir``, ``model.file``,
     ``output`` and each plugin's ``path_params``. Read, an absolute path and one starting with ``~``
