@@ -16,7 +16,7 @@ Timing: each case's analog pass and its digital candidates run in turn, ``--repe
 sides under the same load of a shared machine (timed one after the other, a load change between
 them moved a ratio by nearly 2x). Each timed call starts 0.3 s after the previous one ended, so
 that numpy's spinning BLAS threads do not steal the cores of the TensorFlow call after them
-(``SETTLE_SECONDS``). Every timed call does the whole work of its side. With ``K``
+(``--settle``). Every timed call does the whole work of its side. With ``K``
 trials the analog pass reads ``B * K`` rows; its digital baseline is the faster of ``K`` digital
 passes over the ``B`` inputs, timed as one block, and one digital pass over the same ``B * K``
 rows (each in Keras and, for the MLP, numpy): the same work as the analog pass, timed as it is
@@ -44,11 +44,10 @@ from nvmkit_plugins.devices.sonos import SONOS
 
 SIZES = (784, 256, 128, 10)
 SIGMA = 0.025  # of the conductance range
-# Pause before every timed call. numpy's BLAS (OpenBLAS) keeps its worker threads spinning for a
-# while after a matrix product returns; a TensorFlow call started in that window shares the cores
-# with them. Measured on the 2-core machine: the MLP read-noise pass took 44.9 ms 0.3 s after a
-# numpy digital pass and 62.7 ms right after it (best of 9), so without the pause whichever
-# side follows numpy is penalised (the analog side, in the interleaving below).
+# Pause before every timed call (--settle). numpy's BLAS (OpenBLAS) keeps its worker threads
+# spinning for a while after a matrix product returns; a TensorFlow call started in that window
+# shares the cores with them, so without the pause whichever side follows numpy is penalised (the
+# analog side, in the interleaving below). `--settle 0` shows the effect (README, Performance).
 SETTLE_SECONDS = 0.3
 
 
@@ -83,6 +82,8 @@ def main(argv=None) -> int:
                     help="folder with the full mnist.npz for --mnist-eval (default: nvmkit's search; "
                          "the embedded 1,000-image sample if none)")
     ap.add_argument("--mnist-only", action="store_true", help="with --mnist-eval: only that timing")
+    ap.add_argument("--settle", type=float, default=SETTLE_SECONDS,
+                    help="seconds to wait before each timed call (default 0.3; see SETTLE_SECONDS)")
     ap.add_argument("--noise-parts", action="store_true",
                     help="also time where the MLP read-noise pass spends its time: the pass with its "
                          "normal draw replaced by a uniform draw, and by ones")
@@ -107,8 +108,10 @@ def main(argv=None) -> int:
         print(f"{'case':46s} {'digital ms':>10s} {'analog ms':>10s} {'ratio':>6s}  digital baseline")
         for r in rows:
             mark = " (target < 3)" if r.get("target") else ""
-            print(f"{r['case']:46s} {1e3 * r['digital_seconds']:10.1f} {1e3 * r['seconds']:10.1f} "
-                  f"{r['ratio']:6.2f}  {r.get('digital_baseline', '')}{mark}")
+            dig = "-" if r["digital_seconds"] is None else f"{1e3 * r['digital_seconds']:.1f}"
+            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+            print(f"{r['case']:46s} {dig:>10s} {1e3 * r['seconds']:10.1f} "
+                  f"{ratio:>6s}  {r.get('digital_baseline', '')}{mark}")
         print("all target ratios < 3:", "yes" if result["all_targets_met"] else "NO")
     return 0 if result["all_targets_met"] else 1
 
@@ -130,7 +133,7 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         times = {name: float("inf") for name in fns}
         for _ in range(repeats):
             for name, fn in fns.items():
-                time.sleep(SETTLE_SECONDS)  # let the previous call's thread pool go idle
+                time.sleep(args.settle)  # let the previous call's thread pool go idle
                 t = time.perf_counter()
                 fn()
                 times[name] = min(times[name], time.perf_counter() - t)
@@ -246,7 +249,7 @@ def _programming_time(mlp, device, config, seed) -> dict:
         reprogram(model, seed + s)
         best = min(best, time.perf_counter() - t)
     return {"case": "programming the MLP once (numpy, SONOS, all effects)", "trials": 1, "batch": 0,
-            "seconds": best, "digital_seconds": float("nan"), "digital_baseline": "", "ratio": float("nan"),
+            "seconds": best, "digital_seconds": None, "digital_baseline": "", "ratio": None,
             "target": False}
 
 
@@ -272,7 +275,7 @@ def _mnist_eval(args, cnn) -> dict:
         fn(tf.constant(repeat_trials(x[s:s + 500], 10))).numpy()
     new = time.perf_counter() - t
     return {"case": f"MNIST {len(x)} images x 10 trials, default CNN (SONOS)", "trials": 10,
-            "batch": len(x), "seconds": new, "digital_seconds": float("nan"), "ratio": float("nan"),
+            "batch": len(x), "seconds": new, "digital_seconds": None, "ratio": None,
             "monte_carlo_seconds": mc, "target": False}
 
 

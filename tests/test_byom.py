@@ -446,9 +446,11 @@ def test_a_result_reruns_from_another_working_folder(tmp_path, monkeypatch):
         assert again["accuracy"][scenario]["per_trial"] == first["accuracy"][scenario]["per_trial"]
 
 
-def test_rebase_paths_keeps_absolute_and_home_paths_when_reading(tmp_path):
-    """Fails if reading a file's paths joins an absolute or `~` path to the file's folder, or if
-    writing leaves a path relative to the working folder instead of to the written file's folder."""
+def test_rebase_paths_keeps_absolute_and_home_paths_when_reading(tmp_path, monkeypatch):
+    """Fails if reading a file's paths joins an absolute or `~` path to the file's folder, if
+    writing leaves a relative path relative to the working folder instead of to the written file's
+    folder, or if writing turns an absolute path the user gave into a relative one (which breaks
+    when the result is copied elsewhere)."""
     from nvmkit.workflow.config import rebase_paths
 
     absolute = str(tmp_path / "a.npz")
@@ -457,4 +459,12 @@ def test_rebase_paths_keeps_absolute_and_home_paths_when_reading(tmp_path):
     assert read["dataset"]["file"] == absolute and read["model"]["file"] == "~/m.keras"
     assert read["output"] == str(Path("sub") / "r.json")
     written = rebase_paths({"dataset": {"file": absolute}}, target=tmp_path / "out")
+    assert written["dataset"]["file"] == absolute
+    monkeypatch.chdir(tmp_path)
+    written = rebase_paths({"dataset": {"file": "a.npz"}}, target=tmp_path / "out")
     assert written["dataset"]["file"] == "../a.npz"
+    # a linked data folder keeps the name it was given (its real location is not written)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "real", target_is_directory=True)
+    written = rebase_paths({"dataset": {"file": "linked/d.npz"}}, target=tmp_path / "out")
+    assert written["dataset"]["file"] == "../linked/d.npz"

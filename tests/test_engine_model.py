@@ -187,6 +187,7 @@ def test_xla_compiled_predict_matches_and_fit_runs():
     c = CrossbarConfig.from_dict({"nonideal": {"read_noise": False}, "converters": {"adc_bits": 8}})
     xr, yr = repeat_trials(x, 2), np.repeat(y, 2)
     plain = convert(m, SONOS(), c, trials=2, seed=5, calibration_data=x)
+    plain.compile(jit_compile=False)  # a graph on any machine (Keras picks XLA on a GPU otherwise)
     want = plain.predict(xr, verbose=0, batch_size=16)
     xla = convert(m, SONOS(), c, trials=2, seed=5, calibration_data=x)
     xla.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)

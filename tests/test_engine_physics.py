@@ -331,6 +331,8 @@ def test_standard_normal_moments_and_reproducibility():
     np.testing.assert_array_equal(a, np.asarray(xops.standard_normal((7,), keras.random.SeedGenerator(9))))
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="shapes known only at run time exist in TensorFlow graphs only")
 def test_standard_normal_static_and_run_time_shapes_draw_the_same():
     """A shape known only at run time (a TensorFlow graph with an open batch axis) and the same
     shape given as Python ints (always, under JAX's jit) take different code paths; both must draw

@@ -494,3 +494,11 @@ def test_an_experiment_in_a_subfolder_reads_its_relative_model_data_and_table(tm
 
     res = CliRunner().invoke(app, ["sweep", "sub/exp.toml", "--dry-run"], catch_exceptions=False)
     assert res.exit_code == 0 and "2 to run" in res.output, res.output
+    # the same files moved to another folder are the same points (identified by content, as the
+    # model and data files are); fails if the table's path entered the point key
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for name in ("vec.npz", "v.keras", "dev.toml", "exp.toml"):
+        (moved / name).write_bytes((sub / name).read_bytes())
+    again = load_experiment(moved / "exp.toml").points()
+    assert [p.key for p in again] == [p.key for p in points]

@@ -243,8 +243,8 @@ def _largest_activation(model) -> int:
 
 def _compiled_forward(model):
     """The inference call: a ``tf.function`` on TensorFlow, the model itself elsewhere. On JAX
-    (0.10, CPU) the eager call was faster than the jitted ``predict_on_batch``: 100 s against 134 s
-    for the default CNN, SONOS, 10,000 MNIST images x 10 trials, with the same accuracies."""
+    (0.10, CPU) the eager call was faster than the jitted ``predict_on_batch`` in a one-off timing
+    of the default CNN on 10,000 MNIST images x 10 trials, with the same accuracies."""
     import keras
 
     if keras.backend.backend() == "tensorflow":

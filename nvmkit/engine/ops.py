@@ -29,6 +29,7 @@ unchanged (Bengio et al., arXiv:1308.3432, 2013); read noise is a constant of th
 from __future__ import annotations
 
 import math
+import numbers
 
 import keras
 from keras import ops
@@ -58,7 +59,8 @@ def standard_normal(shape, seed, dtype="float32"):
     ``keras.random.uniform`` pairs: exact in distribution except that |z| is capped near 5.6
     (23-bit uniforms; probability 2e-8 beyond), as the numpy engine's sampler. On a CPU this is
     ~1.6x faster than TensorFlow's own normal sampler (which dominates a noisy read)."""
-    if all(isinstance(d, int) for d in shape):  # static (always under JAX's jit)
+    if all(isinstance(d, numbers.Integral) for d in shape):  # static (always under JAX's jit)
+        shape = tuple(int(d) for d in shape)
         n = math.prod(shape)
         half = (n + 1) // 2
         u = keras.random.uniform((2, half), seed=seed, dtype=dtype)

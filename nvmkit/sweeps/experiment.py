@@ -158,7 +158,8 @@ def load_experiment(path: str | Path) -> Experiment:
     """Read and check an experiment file's structure (points are validated by ``points()``)."""
     p = Path(path)
     text = read_text_file(p, "experiment")
-    return parse_experiment(text, str(p), default_name=p.stem, folder=p.parent)
+    # absolute now: a change of working folder before the points are made must not move them
+    return parse_experiment(text, str(p), default_name=p.stem, folder=p.parent.absolute())
 
 
 def parse_experiment(text: str, source: str = "<string>", default_name: str = "experiment",
@@ -269,6 +270,19 @@ def identity(resolved: dict) -> dict:
         ds["source"] = data_kind(ds.get("name", "mnist"), ds.pop("data_dir", None), ds.get("source", "auto"))
     if isinstance(ident.get("model"), dict):
         ident["model"].pop("file", None)
+    from nvmkit.core.registry import get_registry
+
+    for key, kind in PLUGIN_FIELDS.items():  # a plugin's file counts by its recorded sha256 too
+        ref = ident.get(key)
+        params = ref.get("params") if isinstance(ref, dict) else None
+        if not (isinstance(params, dict) and params.get("sha256")):
+            continue
+        try:
+            names = get_registry().get(kind, str(ref.get("name"))).path_params
+        except NvmkitError:
+            continue
+        for name in names:
+            params.pop(name, None)
     return ident
 
 

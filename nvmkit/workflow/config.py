@@ -223,9 +223,9 @@ def rebase_paths(config: dict, source: str | Path | None = None, target: str | P
     file (``source`` = its folder) and writing a result JSON (``target`` = its folder),
     so that a file names its data, model and tables relative to itself (as pyproject.toml does) and
     runs from any working folder. The paths: ``dataset.file``, ``dataset.data_dir``, ``model.file``,
-    ``output`` and each plugin's ``path_params``. Read, an absolute path and one starting with ``~``
-    stay as written; written, a path becomes relative to ``target`` unless it starts with ``~`` or
-    lies on another drive (Windows), and is written with ``/``.
+    ``output`` and each plugin's ``path_params``. An absolute path and one starting with ``~`` are
+    kept as they are, read or written; a relative one is joined to ``source`` when read, and
+    written relative to ``target`` (unless it lies on another drive, on Windows), with ``/``.
     """
     import copy
 
@@ -257,12 +257,14 @@ def rebase_paths(config: dict, source: str | Path | None = None, target: str | P
 
 def _rebase_path(path: str, source: str | Path | None, target: str | Path | None) -> str:
     """``path`` as written in folder ``source``, as seen from folder ``target`` (see rebase_paths)."""
-    if path.startswith("~"):  # the user's home wherever the file is read: kept
+    if path.startswith("~") or Path(path).is_absolute():  # as the user wrote it: kept
         return path
-    joined = Path(source) / path if source is not None else Path(path)  # an absolute path stays
+    joined = Path(source) / path if source is not None else Path(path)
     if target is None:
         return str(joined)
-    here, there = os.path.realpath(joined), os.path.realpath(target)
+    # from the target folder's real location (the OS resolves a file's '..' from there) to the
+    # file's absolute path through its own links (so a linked data folder stays named as given)
+    here, there = os.path.abspath(joined), os.path.realpath(target)
     if os.path.splitdrive(here)[0].lower() != os.path.splitdrive(there)[0].lower():
         return str(joined)  # no relative path leads to another drive
     return Path(os.path.relpath(here, there)).as_posix()
