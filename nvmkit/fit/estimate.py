@@ -255,9 +255,13 @@ def _smooth(x, y, dof, ci, min_dof, what, m):
     if n < 2:
         raise DataError(f"{m.origin}: column 'cell': the {what} needs at least two targets with two or more "
                         "cells (or reads) each; add cells")
-    floor = 1e-9 * max(float(np.max(np.abs(y[ok]))), 1e-300)  # a noise-free estimate has se = 0
-    spline = UnivariateSpline(x[ok], y[ok], w=1.0 / np.maximum(se[ok], floor), k=min(3, n - 1), s=n)
-    curve = np.maximum(spline(x), 0.0)
+    scale = float(np.max(np.abs(y[ok])))
+    if scale == 0.0:  # every estimate exactly 0 (e.g. a device without read noise): the curve is 0
+        curve = np.zeros(len(x))
+    else:
+        floor = 1e-9 * scale  # a noise-free estimate has se = 0; its weight stays finite
+        spline = UnivariateSpline(x[ok], y[ok], w=1.0 / np.maximum(se[ok], floor), k=min(3, n - 1), s=n)
+        curve = np.maximum(spline(x), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(ok & (se > 0), (y - curve) / se, np.nan)
     return curve, z, ~ok | (dof < min_dof)
