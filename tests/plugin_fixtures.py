@@ -4,6 +4,7 @@ finds a pip-installed package."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import textwrap
 from pathlib import Path
@@ -51,3 +52,17 @@ def activate(root: Path, monkeypatch) -> None:
     for mod in list(sys.modules):
         if mod.startswith("toy_"):
             del sys.modules[mod]
+
+
+@contextlib.contextmanager
+def installed(tmp_path: Path, monkeypatch, dist: str, module: str, source: str, entry_name: str):
+    """A toy distribution on the path for the ``with`` block: yields the reloaded registry, then
+    takes it off and reloads again (later tests must not see its plugins)."""
+    from nvmkit.core.registry import get_registry
+
+    activate(make_distribution(tmp_path / "site", dist, module, source, entry_name), monkeypatch)
+    try:
+        yield get_registry(reload=True)
+    finally:
+        monkeypatch.undo()
+        get_registry(reload=True)

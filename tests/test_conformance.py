@@ -13,7 +13,7 @@ from nvmkit import ConfigError, check_class, check_plugin
 from nvmkit.engine.conformance import check_all
 from nvmkit.core.registry import get_registry
 
-from plugin_fixtures import activate, make_distribution
+from plugin_fixtures import installed
 
 # every plugin module nvmkit itself declares (pyproject.toml), by entry-point name
 BUNDLED_ENTRY_POINTS = sorted(
@@ -74,11 +74,8 @@ def nvmkit_noise_injectors():
 
 @pytest.fixture
 def broken(tmp_path, monkeypatch):
-    root = make_distribution(tmp_path / "site", "nvmkit-broken", "toy_broken_plugins", BROKEN, "broken")
-    activate(root, monkeypatch)
-    yield get_registry(reload=True)
-    monkeypatch.undo()
-    get_registry(reload=True)  # later tests must not see the broken plugins
+    with installed(tmp_path, monkeypatch, "nvmkit-broken", "toy_broken_plugins", BROKEN, "broken") as reg:
+        yield reg
 
 
 def _by_check(results):
@@ -132,16 +129,11 @@ def test_missing_method_and_defaults_are_reported_and_dependent_checks_skipped(b
 
 
 def test_check_all_reports_plugins_that_fail_to_import(tmp_path, monkeypatch):
-    root = make_distribution(tmp_path / "site", "nvmkit-crash", "toy_crash",
-                             "raise RuntimeError('boom at import')\n", "crash")
-    activate(root, monkeypatch)
-    try:
-        results = check_all("energy", get_registry(reload=True))
+    with installed(tmp_path, monkeypatch, "nvmkit-crash", "toy_crash",
+                   "raise RuntimeError('boom at import')\n", "crash") as reg:
+        results = check_all("energy", reg)
         loads = [r for r in results if r.check == "loads" and r.name == "crash"]
         assert loads and loads[0].failed and "boom at import" in loads[0].detail
-    finally:
-        monkeypatch.undo()
-        get_registry(reload=True)
 
 
 def test_check_class_needs_a_plugin_kind():
@@ -225,11 +217,8 @@ def nvmkit_noise_injectors():
 
 @pytest.fixture
 def blurs(tmp_path, monkeypatch):
-    root = make_distribution(tmp_path / "site", "nvmkit-blurs", "toy_blurs", BLURS, "blurs")
-    activate(root, monkeypatch)
-    yield get_registry(reload=True)
-    monkeypatch.undo()
-    get_registry(reload=True)
+    with installed(tmp_path, monkeypatch, "nvmkit-blurs", "toy_blurs", BLURS, "blurs") as reg:
+        yield reg
 
 
 # image 1 is all white: normalised by a mean below 1 it stays clipped at 1, the one unchanged
