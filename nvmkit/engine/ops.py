@@ -62,12 +62,11 @@ def standard_normal(shape, seed, dtype="float32"):
     if all(isinstance(d, numbers.Integral) for d in shape):  # static (always under JAX's jit)
         shape = tuple(int(d) for d in shape)
         n = math.prod(shape)
-        half = (n + 1) // 2
-        u = keras.random.uniform((2, half), seed=seed, dtype=dtype)
+        pairs = (2, (n + 1) // 2)
     else:  # a batch size known only at run time (TensorFlow graphs): the same draws
         n = ops.prod(ops.convert_to_tensor(shape))
-        half = (n + 1) // 2
-        u = keras.random.uniform(ops.stack([2, half]), seed=seed, dtype=dtype)
+        pairs = ops.stack([2, (n + 1) // 2])
+    u = keras.random.uniform(pairs, seed=seed, dtype=dtype)
     r = ops.sqrt(-2.0 * ops.log1p(-u[0]))
     theta = (2.0 * math.pi) * u[1]
     z = ops.concatenate([r * ops.cos(theta), r * ops.sin(theta)], axis=0)[:n]

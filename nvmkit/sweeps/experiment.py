@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nvmkit.workflow.config import PLUGIN_FIELDS, RunConfig, rebase_paths, set_path
+from nvmkit.workflow.config import PLUGIN_FIELDS, RunConfig, plugin_path_params, rebase_paths, set_path
 from nvmkit.core.errors import ConfigError, NvmkitError
 from nvmkit.core.params import _params_type, load_toml, read_text_file
 
@@ -270,18 +270,8 @@ def identity(resolved: dict) -> dict:
         ds["source"] = data_kind(ds.get("name", "mnist"), ds.pop("data_dir", None), ds.get("source", "auto"))
     if isinstance(ident.get("model"), dict):
         ident["model"].pop("file", None)
-    from nvmkit.core.registry import get_registry
-
-    for key, kind in PLUGIN_FIELDS.items():  # a plugin's file counts by its recorded sha256 too
-        ref = ident.get(key)
-        params = ref.get("params") if isinstance(ref, dict) else None
-        if not (isinstance(params, dict) and params.get("sha256")):
-            continue
-        try:
-            names = get_registry().get(kind, str(ref.get("name"))).path_params
-        except NvmkitError:
-            continue
-        for name in names:
+    for params, name in plugin_path_params(ident):  # a plugin's file counts by its sha256 too
+        if params.get("sha256"):
             params.pop(name, None)
     return ident
 

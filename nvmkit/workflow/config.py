@@ -229,9 +229,6 @@ def rebase_paths(config: dict, source: str | Path | None = None, target: str | P
     """
     import copy
 
-    from nvmkit.core.errors import NvmkitError
-    from nvmkit.core.registry import get_registry
-
     out = copy.deepcopy(config)
 
     def move(table, key: str) -> None:
@@ -242,17 +239,29 @@ def rebase_paths(config: dict, source: str | Path | None = None, target: str | P
     move(out.get("dataset"), "data_dir")
     move(out.get("model"), "file")
     move(out, "output")
+    for params, name in plugin_path_params(out, reg):
+        move(params, name)
+    return out
+
+
+def plugin_path_params(config: dict, reg=None) -> list[tuple[dict, str]]:
+    """(the plugin's params table, the parameter's name) for every path parameter (a plugin's
+    ``path_params``) of the plugins a configuration names; unknown plugins are skipped (``resolve``
+    names them with the fix)."""
+    from nvmkit.core.errors import NvmkitError
+    from nvmkit.core.registry import get_registry
+
+    found = []
     for key, kind in PLUGIN_FIELDS.items():
-        ref = out.get(key)
+        ref = config.get(key)
         if not (isinstance(ref, dict) and isinstance(ref.get("params"), dict) and ref.get("name")):
             continue
         try:
             names = (reg or get_registry()).get(kind, str(ref["name"])).path_params
-        except NvmkitError:  # an unknown plugin: resolve() names it with the fix
+        except NvmkitError:
             continue
-        for name in names:
-            move(ref["params"], name)
-    return out
+        found.extend((ref["params"], name) for name in names)
+    return found
 
 
 def _rebase_path(path: str, source: str | Path | None, target: str | Path | None) -> str:
