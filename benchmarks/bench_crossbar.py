@@ -88,6 +88,8 @@ def main(argv=None) -> int:
                     help="also time where the MLP read-noise pass spends its time: the pass with its "
                          "normal draw replaced by a uniform draw, and by ones")
     args = ap.parse_args(argv)
+    if args.settle < 0:
+        ap.error("--settle must be 0 or more seconds")
 
     rng = np.random.default_rng(args.seed)
     layers = make_mlp(rng)
