@@ -82,6 +82,8 @@ def main(argv=None) -> int:
                     help="folder with the full mnist.npz for --mnist-eval (default: nvmkit's search; "
                          "the embedded 1,000-image sample if none)")
     ap.add_argument("--mnist-only", action="store_true", help="with --mnist-eval: only that timing")
+    ap.add_argument("--mlp-only", action="store_true",
+                    help="only the MLP cases (benchmarks/compare_numpy_engine.py runs these)")
     ap.add_argument("--settle", type=float, default=SETTLE_SECONDS,
                     help="seconds to wait before each timed call (default 0.3; see SETTLE_SECONDS)")
     ap.add_argument("--noise-parts", action="store_true",
@@ -176,6 +178,8 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         ("2-layer LSTM both (SONOS)", lstm, x_img[:1000, ..., 0], SONOS(), cfg(True, True), 1, False, False),
     ]
     rows = []
+    if args.mlp_only:
+        cases = [c for c in cases if c[1] is mlp]
     for label, model, x, device, config, k, numpy_digital, target in ([] if args.mnist_only else cases):
         xt = tf.constant(x)
         xr = tf.constant(repeat_trials(x, k))
@@ -210,20 +214,25 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
 
 
 def _noise_parts(mlp, x, device, config, seed, best_interleaved) -> list[dict]:
-    """The MLP read-noise pass as it is, with its normal draw replaced by ``keras.random.uniform``
-    of the same size (the random generator's share), and by ones (no random numbers at all): the
-    differences split the noise's cost into the generator, the Box-Muller transform and the rest."""
+    """The MLP read-noise pass as it is, with its normal draw replaced by ones after drawing the
+    same random words (the random generator's share), and by ones alone (no random numbers at
+    all): the differences split the noise's cost into the generator, the Box-Muller transform
+    and the rest."""
     import keras
     import tensorflow as tf
 
     import nvmkit.engine.ops as engine_ops
     from nvmkit.engine.convert import convert
 
+    def words_then_ones(shape, sd, dtype="float32"):
+        shape, _, words = engine_ops.normal_words_shape(shape)
+        w = engine_ops.random_words(words, sd)  # every word is drawn; one reaches the result
+        return keras.ops.ones(shape, dtype) + 0.0 * keras.ops.cast(w[0, 0], dtype)
+
     xt = tf.constant(x)
     real = engine_ops.standard_normal
-    variants = {"as is": real,
-                "uniform draw": lambda shape, sd, dtype="float32": keras.random.uniform(shape, seed=sd),
-                "ones": lambda shape, sd, dtype="float32": keras.ops.ones(shape)}
+    variants = {"as is": real, "random words only": words_then_ones,
+                "ones": lambda shape, sd, dtype="float32": keras.ops.ones(shape, dtype)}
     fns = {}
     try:
         for name, draw in variants.items():
