@@ -39,9 +39,11 @@ def dense_model(w, b=None):
     return m
 
 
-def layer_weights(analog):
-    """Programmed weights (K, rows, cols) of the single analog layer: user matrix + delta."""
-    (layer,) = analog_layers(analog)
+def layer_weights(analog, index=None):
+    """Programmed weights (K, rows, cols) of the single (or the index-th) analog layer: user
+    matrix + delta."""
+    layers = analog_layers(analog)
+    (layer,) = layers if index is None else (layers[index],)
     core = layer.cores[0]
     user = layer.kernel.numpy().reshape(-1, core.n_out)
     if core.bias_row:
@@ -107,6 +109,39 @@ def test_each_sample_reads_its_trials_copy(rng):
     for k in range(3):
         conv.set_weights([wc[k, :18].reshape(3, 3, 2, 3), wc[k, 18]])
         np.testing.assert_allclose(yc[:, k], conv.predict(xc, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_stacked_dense_layers_keep_each_trial_on_its_copy(rng):
+    """Dense -> Dense with K trials: the activations act on the trial-grouped values, and the
+    ungroup of one layer and the group of the next cancel in TensorFlow's graph; row b*K + k must
+    still be sample b through trial k's copies of both layers, for a row-wise activation
+    (softmax) and for inputs with a position axis (B, 2, n). Fails if the grouping of a Dense
+    without positions mixes samples and trials, or an activation is applied across trials."""
+    x = rng.random((5, 2, 30), dtype=np.float32)
+    m = keras.Sequential([keras.Input((2, 30)), L.Dense(7, activation="relu"),
+                          L.Dense(4, activation="softmax")])
+    m.set_weights([rng.normal(size=s).astype("f4") for s in ((30, 7), (7,), (7, 4), (4,))])
+    analog = convert(m, ReRAM(), cfg(nonideal={"read_noise": False}), trials=3)
+    w1, w2 = layer_weights(analog, 0), layer_weights(analog, 1)
+    flat = keras.Sequential([keras.Input((30,)), L.Dense(7, activation="relu"),
+                             L.Dense(4, activation="softmax")])
+    for mode in ("graph", "eager"):
+        xr = repeat_trials(x, 3)
+        y = (analog.predict(xr, batch_size=6, verbose=0) if mode == "graph"
+             else np.asarray(analog(xr, training=False))).reshape(5, 3, 2, 4)
+        for k in range(3):
+            flat.set_weights([w1[k, :30], w1[k, 30], w2[k, :7], w2[k, 7]])
+            want = flat.predict(x.reshape(10, 30), verbose=0).reshape(5, 2, 4)
+            np.testing.assert_allclose(y[:, k], want, rtol=1e-5, atol=1e-6)
+    flat_in = keras.Sequential([keras.Input((30,)), L.Dense(7, activation="relu"),
+                                L.Dense(4, activation="softmax")])
+    flat_in.set_weights(m.get_weights())
+    a2 = convert(flat_in, ReRAM(), cfg(nonideal={"read_noise": False}), trials=3)
+    v1, v2 = layer_weights(a2, 0), layer_weights(a2, 1)
+    y2 = a2.predict(repeat_trials(x[:, 0], 3), batch_size=6, verbose=0).reshape(5, 3, 4)
+    for k in range(3):
+        flat.set_weights([v1[k, :30], v1[k, 30], v2[k, :7], v2[k, 7]])
+        np.testing.assert_allclose(y2[:, k], flat.predict(x[:, 0], verbose=0), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("scheme", ["differential", "offset"])

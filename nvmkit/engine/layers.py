@@ -281,7 +281,9 @@ class AnalogDense(AnalogLayer):
         k = self._k()
         inner = tuple(x.shape[1:-1])
         y = self.cores[0].forward(xops.group_trials(x, k), self.kernel, self.bias)
-        return self.activation(xops.ungroup_trials(y, k, (*inner, self.units)))
+        # the activation acts on each value alone, so before ungrouping: nothing stands between
+        # this layer's ungroup and a following analog layer's group (see group_trials)
+        return xops.ungroup_trials(self.activation(y), k, (*inner, self.units))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)

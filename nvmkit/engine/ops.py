@@ -1,7 +1,9 @@
 """The crossbar read in Keras ops: one analog matrix product with its read noise and converters.
 
 This is the part of the engine that runs on every inference, so it is written in ``keras.ops``
-and ``keras.random`` only (it runs on whatever device the backend uses; TensorFlow is tested).
+(it runs on whatever device the backend uses; TensorFlow is tested), with two backend calls
+where Keras has no op: raw random words (:func:`random_words`) and TensorFlow's fused norm
+(:func:`sum_of_squares`).
 Programming (mapping, levels, programming error, clipping, drift, stuck cells) happens once per
 Monte Carlo trial and calls the device model's numpy functions (docs/plugins.md); it lives in
 :class:`nvmkit.engine.crossbar.Crossbar`, whose result the analog layers keep in non-trainable
@@ -40,7 +42,11 @@ def group_trials(x, trials: int):
     n = x.shape[-1]
     if trials == 1:
         return ops.reshape(x, (1, -1, n))
-    x = ops.reshape(x, (-1, trials, math.prod(x.shape[1:-1]), n))
+    positions = math.prod(x.shape[1:-1])
+    if positions == 1:  # the mirror of ungroup_trials, so that TensorFlow's graph optimiser
+        # cancels an ungroup followed by a group (Dense after Dense) instead of transposing twice
+        return ops.transpose(ops.reshape(x, (-1, trials, n)), (1, 0, 2))
+    x = ops.reshape(x, (-1, trials, positions, n))
     x = ops.transpose(x, (1, 0, 2, 3))
     return ops.reshape(x, (trials, -1, n))
 
