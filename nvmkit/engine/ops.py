@@ -162,11 +162,10 @@ def quantize(v, full_scale, bits: int, signed):
 
 
 def _product(x, w, depthwise: tuple[int, int] | None):
-    """(K|1, M, r) x (K|1, r, m) -> (max K, M, m), or (M, r) x (r, m) -> (M, m).
-    ``depthwise=(C, mult)``: r = p*C inputs in (p, c) order and m = C*mult columns, column
-    (c, j) reading only channel c."""
+    """(K|1, M, r) x (K|1, r, m) -> (max K, M, m). ``depthwise=(C, mult)``: r = p*C inputs in
+    (p, c) order and m = C*mult columns, column (c, j) reading only channel c."""
     if depthwise is None:
-        if len(x.shape) == 3 and x.shape[0] == 1 and w.shape[0] == 1:  # a 2-D product is faster
+        if w.shape[0] == 1 and x.shape[0] == 1:
             return ops.expand_dims(ops.matmul(x[0], w[0]), 0)
         return ops.matmul(x, w)
     c, mult = depthwise
@@ -190,22 +189,15 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
     noisy = seed is not None and (var is not None or col_sd is not None)
     if adc_bits is None:
         blocks = [(0, blocks[-1][1])]  # tiles add exactly without an ADC (see module docstring)
-    # One programmed copy: drop the trial axis. TensorFlow fuses a 2-D product with its bias
-    # (as in the digital Dense) and broadcasts 2-D operands faster than 3-D ones.
-    flat = depthwise is None and all(t is None or t.shape[0] == 1 for t in (x, w, var, col_sd))
-    if flat:
-        x, w = x[0], w[0]
-        var = None if var is None else var[0]
-        col_sd = None if col_sd is None else col_sd[0]
     per_row = 1 if depthwise is None else depthwise[0]
     out = None
     for r0, r1 in blocks:
         hi = min(r1, n_in)
         xs = x if (r0, hi) == (0, n_in) else x[..., r0 * per_row:hi * per_row]
-        y = _product(xs, w[..., r0:hi, :], depthwise)
+        y = _product(xs, w[:, r0:hi], depthwise)
         has_bias = bias_row and r1 > n_in
         if has_bias:
-            y = y + w[..., -1:, :]
+            y = y + ops.expand_dims(w[:, -1], 1)
         if noisy:
             if col_sd is not None and depthwise is None:
                 s2 = sum_of_squares(xs)
@@ -214,13 +206,13 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
                 y = _add_read_noise(y, seed, row_sd=ops.sqrt(s2), col_sd=col_sd)
             else:
                 v = var if var is not None else ops.square(col_sd) * ops.ones_like(w)
-                s2 = _product(ops.square(xs), v[..., r0:hi, :], depthwise)
+                s2 = _product(ops.square(xs), v[:, r0:hi], depthwise)
                 if has_bias:
-                    s2 = s2 + v[..., -1:, :]
+                    s2 = s2 + ops.expand_dims(v[:, -1], 1)
                 y = _add_read_noise(y, seed, sd=ops.sqrt(s2))
         y = _adc(y, adc_range, adc_bits)
         out = y if out is None else out + y
-    return ops.expand_dims(out, 0) if flat else out
+    return out
 
 
 def patches(x, size, strides, dilation, padding: str):
