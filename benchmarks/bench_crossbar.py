@@ -23,7 +23,7 @@ rows (each in Keras and, for the MLP, numpy): the same work as the analog pass, 
 (not ``K`` times the best single pass).
 
 The numpy engine these ratios were once compared with is gone (issue 11, point 7: one engine);
-its last measured times are in the README.
+``benchmarks/compare_numpy_engine.py`` runs its benchmark from its last commit next to this one's.
 
     python benchmarks/bench_crossbar.py            # the issue's setting
     python benchmarks/bench_crossbar.py --json     # machine-readable

@@ -86,9 +86,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.runs < 1:
         ap.error("--runs must be 1 or more")
-    probe = subprocess.run([args.numpy_engine_python, "-I", "-c",  # -I: not the nvmkit of the cwd
-                            "import nvmkit, pathlib; print(pathlib.Path(nvmkit.__file__).parent.parent)"],
-                           capture_output=True, text=True)
+    try:
+        probe = subprocess.run([args.numpy_engine_python, "-I", "-c",  # -I: not the cwd's nvmkit
+                                "import nvmkit, pathlib; print(pathlib.Path(nvmkit.__file__).parent.parent)"],
+                               capture_output=True, text=True)
+    except OSError as exc:
+        ap.error(f"cannot run {args.numpy_engine_python} ({exc.strerror}); give a Python executable")
     if probe.returncode != 0:
         ap.error(f"{args.numpy_engine_python} cannot import nvmkit; install the a01bd7b checkout in it")
     numpy_script = Path(probe.stdout.strip()) / "benchmarks" / "bench_crossbar.py"
