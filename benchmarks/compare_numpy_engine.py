@@ -15,8 +15,8 @@ other (the other way round in every second run), each in a process of its own. T
 the same noise (both build them from ``--seed 0``). A case's ratio, for both engines, is taken
 against one digital time: the fastest digital pass of that run pair, so the two ratios differ
 only by the engines' own times. Timings of separate processes spread more than timings taken in
-turn in one process (the large cases by up to 30% here), so the summary also takes each side's
-best over all runs, against the fastest digital pass of all runs.
+turn in one process, so the summary also takes each side's best over all runs, against the
+fastest digital pass of all runs.
 """
 
 from __future__ import annotations
@@ -43,11 +43,14 @@ def _bench(python: str, script: Path, flags: list[str]) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([python, str(script), *flags, "--json"], capture_output=True, text=True,
                           env=env, cwd=script.parent.parent)
-    if proc.returncode not in (0, 1):  # 1: a target missed, still a result
+    try:  # exit status 1 is a missed target (still a result) or a crash: the JSON tells
+        result = json.loads(proc.stdout)
+        result["cases"]
+    except (json.JSONDecodeError, KeyError, TypeError):
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"error: {script} failed ({tail}); check that --numpy-engine-python is the "
-                         "Python of a checkout of a01bd7b with its package installed")
-    return json.loads(proc.stdout)
+                         "Python of a checkout of a01bd7b with its package installed") from None
+    return result
 
 
 def one_pair(numpy_python: str, numpy_script: Path, repeats: int, new_first: bool) -> list[dict]:
@@ -63,6 +66,11 @@ def one_pair(numpy_python: str, numpy_script: Path, repeats: int, new_first: boo
         old, new = old_bench(), new_bench()
     old_by = {c["case"]: c for c in old["cases"]}
     new_by = {c["case"]: c for c in new["cases"]}
+    missing = [name for name in CASES if name not in old_by] + \
+              [name for name in CASES.values() if name not in new_by]
+    if missing:
+        raise SystemExit(f"error: no case {missing[0]!r} in a bench's output; the numpy engine's "
+                         "bench must be the one of commit a01bd7b")
     rows = []
     for old_name, new_name in CASES.items():
         o, n = old_by[old_name], new_by[new_name]
@@ -86,6 +94,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.runs < 1:
         ap.error("--runs must be 1 or more")
+    if args.repeats < 1:
+        ap.error("--repeats must be 1 or more")
     try:
         probe = subprocess.run([args.numpy_engine_python, "-I", "-c",  # -I: not the cwd's nvmkit
                                 "import nvmkit, pathlib; print(pathlib.Path(nvmkit.__file__).parent.parent)"],

@@ -281,9 +281,11 @@ class AnalogDense(AnalogLayer):
         k = self._k()
         inner = tuple(x.shape[1:-1])
         y = self.cores[0].forward(xops.group_trials(x, k), self.kernel, self.bias)
-        # the activation acts on each value alone, so before ungrouping: nothing stands between
-        # this layer's ungroup and a following analog layer's group (see group_trials)
-        return xops.ungroup_trials(self.activation(y), k, (*inner, self.units))
+        # Keras activations act along the last axis only (softmax, glu, which halves it), so
+        # before ungrouping: then nothing stands between this layer's ungroup and a following
+        # analog layer's group, and TensorFlow cancels the two (see group_trials)
+        y = self.activation(y)
+        return xops.ungroup_trials(y, k, (*inner, y.shape[-1]))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)

@@ -99,8 +99,8 @@ def standard_normal(shape, seed, dtype="float32"):
     ``r * cos(theta)`` and ``r * sin(theta)`` from each (radius, angle) pair.
 
     Bits: the random numbers dominate a noisy read's cost (TensorFlow's Philox takes several ns
-    a word on a CPU), so a pair spends 40 bits instead of two 32-bit uniforms. Every three words
-    give two pairs: each of the first two words gives a radius from its high 24 bits, read as a
+    a word on a CPU), so a pair takes 48 bits (40 used) instead of two 32-bit uniforms. Every
+    three words give two pairs: each of the first two words gives a radius from its high 24 bits, read as a
     signed ``k`` in [-2^23, 2^23): ``u = (k + 2^23 + 1) / 2^24`` in (0, 1] and
     ``r = sqrt(-2 ln u)`` (so |z| <= 5.77: probability 8e-9 of a normal sample beyond); the
     third word gives both angles, 16 bits each, at the centres of
@@ -110,7 +110,9 @@ def standard_normal(shape, seed, dtype="float32"):
     by at most 2^-24; ``tests/test_engine_physics.py`` computes the first against the exact CDF.
     """
     shape, n, words = normal_words_shape(shape)
-    z = box_muller_words(random_words(words, seed), dtype)
+    z = box_muller_words(random_words(words, seed))
+    if keras.backend.standardize_dtype(dtype) != "float32":  # e.g. float16 outputs (mixed precision)
+        z = ops.cast(z, dtype)
     return ops.reshape(ops.reshape(z, (-1,))[:n], shape)
 
 
@@ -125,8 +127,11 @@ def normal_words_shape(shape):
     return shape, n, ops.stack([3, (n + 3) // 4])
 
 
-def box_muller_words(w, dtype="float32"):
-    """(3, q) int32 random words -> (4, q) standard normals (see :func:`standard_normal`)."""
+def box_muller_words(w):
+    """(3, q) int32 random words -> (4, q) float32 standard normals (see
+    :func:`standard_normal`). Always float32: ``u`` below is exact there, and a 16-bit float
+    cannot even hold ``k``."""
+    dtype = "float32"
     k = ops.cast(ops.right_shift(w[:2], 8), dtype)  # arithmetic shift: k in [-2^23, 2^23)
     u = k * (2.0**-24) + (0.5 + 2.0**-24)  # (k + 2^23 + 1) / 2^24, exact in float32
     r = ops.sqrt(-2.0 * ops.log(u))
@@ -319,18 +324,18 @@ def _rows_only(m, r0, hi):
 
 def _add_read_noise(y, seed, sd=None, row_sd=None, col_sd=None):
     """One tile's partial sums plus their read noise, drawn afresh at this read: std ``sd`` per
-    output, or ``row_sd * col_sd`` (an input vector's norm times a column's cell std), which is
-    applied as ``row_sd * (z * col_sd)`` so that no outputs-sized std tensor is built. The noise
-    is a constant to the gradient (training sees the noisy forward pass)."""
+    output, or ``row_sd * col_sd`` (an input vector's norm times a column's cell std), applied
+    as ``row_sd * (z * col_sd)``: TensorFlow multiplies by a row or a column vector faster than
+    it forms their outer product (the benchmark MLP's profile). The noise is a constant to the
+    gradient (training sees the noisy forward pass)."""
     z = standard_normal(ops.shape(y), seed, y.dtype)
     noise = sd * z if sd is not None else row_sd * (z * col_sd)
     return y + ops.stop_gradient(noise)
 
 
 def sum_of_squares(x):
-    """``sum(x**2)`` over the last axis, kept. On TensorFlow through its fused Euclidean norm,
-    one pass over ``x`` instead of a square and a sum (1.0 against 3.5 ms for the benchmark
-    MLP's 10,000 x 784 input); Keras has no such op."""
+    """``sum(x**2)`` over the last axis, kept. On TensorFlow through its fused Euclidean norm:
+    one pass over ``x`` instead of a square and a sum, which Keras has no op for."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
