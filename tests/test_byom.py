@@ -5,6 +5,7 @@ converted graph for any model."""
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -468,3 +469,22 @@ def test_rebase_paths_keeps_absolute_and_home_paths_when_reading(tmp_path, monke
     (tmp_path / "linked").symlink_to(tmp_path / "real", target_is_directory=True)
     written = rebase_paths({"dataset": {"file": "linked/d.npz"}}, target=tmp_path / "out")
     assert written["dataset"]["file"] == "../linked/d.npz"
+
+
+def test_rebase_paths_writes_a_path_on_another_drive_absolute(tmp_path, monkeypatch):
+    """Windows: a result written to D: naming a file on C: cannot name it relatively, and a path
+    relative to the working folder would be read from D: later: the absolute path must be
+    written. Simulated with a drive split that puts the target on its own drive. Fails if the
+    cross-drive branch returns the path relative to the working folder or the source."""
+    import nvmkit.workflow.config as config
+
+    target = str(tmp_path / "out")
+    real_split = os.path.splitdrive
+    monkeypatch.setattr(config.os.path, "splitdrive",
+                        lambda p: ("D:", p) if str(p).startswith(target) else ("C:", p))
+    monkeypatch.chdir(tmp_path)
+    assert real_split(target) == ("", target)  # POSIX: no drives of its own
+    written = config.rebase_paths({"dataset": {"file": "sub/a.npz"}}, target=target)
+    assert written["dataset"]["file"] == str(tmp_path / "sub" / "a.npz")
+    read = config.rebase_paths({"model": {"file": "m.keras"}}, source="cfg", target=target)
+    assert read["model"]["file"] == str(tmp_path / "cfg" / "m.keras")

@@ -225,7 +225,8 @@ def rebase_paths(config: dict, source: str | Path | None = None, target: str | P
     runs from any working folder. The paths: ``dataset.file``, ``dataset.data_dir``, ``model.file``,
     ``output`` and each plugin's ``path_params``. An absolute path and one starting with ``~`` are
     kept as they are, read or written; a relative one is joined to ``source`` when read, and
-    written relative to ``target`` (unless it lies on another drive, on Windows), with ``/``.
+    written relative to ``target`` with ``/`` (or absolute when it lies on another drive, on
+    Windows).
     """
     import copy
 
@@ -275,7 +276,7 @@ def _rebase_path(path: str, source: str | Path | None, target: str | Path | None
     # file's absolute path through its own links (so a linked data folder stays named as given)
     here, there = os.path.abspath(joined), os.path.realpath(target)
     if os.path.splitdrive(here)[0].lower() != os.path.splitdrive(there)[0].lower():
-        return str(joined)  # no relative path leads to another drive
+        return here  # no relative path leads to another drive (Windows): the absolute one
     return Path(os.path.relpath(here, there)).as_posix()
 
 
