@@ -428,7 +428,8 @@ def test_random_words_every_bit_is_fair(portable):
     the two-randint fallback of other backends. 2^21 words leave a given value out of a half
     with probability (1 - 2^-16)^(2^21) = e^-32, so a false failure has odds below 2^17 e^-32 =
     2e-9. Fails on a generator that joins the halves wrongly (a shift by 15), drops the high
-    half, or never draws a value (randint's exclusive upper bound: 0xffff missing)."""
+    half, draws both halves from one stream, or never draws a value (randint's exclusive upper
+    bound: 0xffff missing)."""
     from nvmkit.engine import ops as xops
 
     draw = xops._words_from_randint if portable else xops.random_words
@@ -440,6 +441,9 @@ def test_random_words_every_bit_is_fair(portable):
     assert np.all(np.abs(bits.mean(axis=0) - 0.5) < Z * np.sqrt(0.25 / n))
     for half in (u & 0xFFFF, u >> 16):
         assert np.unique(half).size == 1 << 16
+    # the halves come from separate draws: equal halves have probability 2^-16 (about 32 of the
+    # 2^21 words, Poisson sd 6); 1e-4 (about 210) fails a generator whose halves share a stream
+    assert np.mean((u & 0xFFFF) == (u >> 16)) < 1e-4
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",

@@ -325,9 +325,8 @@ def _rows_only(m, r0, hi):
 def _add_read_noise(y, seed, sd=None, row_sd=None, col_sd=None):
     """One tile's partial sums plus their read noise, drawn afresh at this read: std ``sd`` per
     output, or ``row_sd * col_sd`` (an input vector's norm times a column's cell std), applied
-    as ``row_sd * (z * col_sd)``: TensorFlow multiplies by a row or a column vector faster than
-    it forms their outer product (the benchmark MLP's profile). The noise is a constant to the
-    gradient (training sees the noisy forward pass)."""
+    as ``row_sd * (z * col_sd)`` so that the std is never formed as an outer product of its own.
+    The noise is a constant to the gradient (training sees the noisy forward pass)."""
     z = standard_normal(ops.shape(y), seed, y.dtype)
     noise = sd * z if sd is not None else row_sd * (z * col_sd)
     return y + ops.stop_gradient(noise)
