@@ -254,6 +254,35 @@ def test_results_cli_prints_table_csv_and_json(tmp_path):
     assert bad.exit_code == 2 and "no results database" in bad.output
 
 
+def test_results_table_shows_a_swept_plugin_parameter(tmp_path):
+    """The bug: `nvmkit results` showed the device by name only, so the rows of a sweep over a device
+    parameter (docs/plugins.md, "Sweeping over a plugin") looked alike but for their accuracies.
+    Fails if a row's swept value is missing from its line, or if the noise level (shown in the noise
+    column) or the absent noise of a noise-free row is repeated as a setting."""
+    db_path, _ = _fake_rows(tmp_path, """
+        [experiment]
+        name = "d"
+        [base]
+        trials = 3
+        dataset.source = "sample"
+        device.name = "synaptic"
+        [grid]
+        "device.params.sigma_syn" = [0.01, 0.05]
+        noise = ["gaussian:0.1", "none"]
+        """)
+    text = CliRunner().invoke(_app(), ["results", "--db", str(db_path)], env={"COLUMNS": "200"},
+                              catch_exceptions=False).output
+    lines = [t for t in text.splitlines() if t.startswith("│ ")]
+    assert len(lines) == 4, text
+    assert sorted(("sigma_syn=0.01" in t, "sigma_syn=0.05" in t) for t in lines) == [(False, True)] * 2 + [(True, False)] * 2, text
+    assert "sigma=" not in text and "noise=" not in text, text
+    # a sweep that varies only what the columns show gets no settings column
+    (tmp_path / "plain").mkdir()
+    plain, _ = _fake_rows(tmp_path / "plain")
+    assert "settings" not in CliRunner().invoke(_app(), ["results", "--db", str(plain)],
+                                                env={"COLUMNS": "200"}).output
+
+
 def _capture_figures(monkeypatch, *modules) -> dict:
     """Keep every Figure the plot functions save (by file stem), to read back what they drew."""
     figures = {}

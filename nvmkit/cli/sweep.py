@@ -159,9 +159,16 @@ def _print_table(console, rows, db) -> None:
     """One line per row; columns equal in every row move to the caption to keep the table narrow."""
     from rich.table import Table
 
+    from nvmkit.sweeps.plots import varying_settings
+
     scenarios = [s for s in SCENARIOS if any(s in r["accuracy"] for r in rows)]
+    # what the other columns show; the noise column shows the level, the first noise parameter
+    shown = {"network.name", "device.name", "noise.name", "training.sigma_neu", "seed"}
+    shown |= {f"noise.params.{next(iter(params))}" for r in rows
+              if (params := ((r["config"] or {}).get("noise") or {}).get("params"))}
+    settings = varying_settings(rows, shown)
     cells = []
-    for r in rows:
+    for r, setting in zip(rows, settings):
         noise = (f"{r['noise']}:{r['noise_level']:g}" if r["noise"] and r["noise_level"] is not None
                  else (r["noise"] or "none"))
         cell = {
@@ -169,6 +176,8 @@ def _print_table(console, rows, db) -> None:
             "data": f"{r['dataset']}{' (sample)' if r['sample'] else ''}", "noise": noise,
             "sigma_neu": "" if r["sigma_neu"] is None else f"{r['sigma_neu']:g}", "seed": str(r["seed"]),
         }
+        if any(settings):  # what else the sweep varied (a device parameter): rows must differ visibly
+            cell["settings"] = setting
         for s in scenarios:
             a = r["accuracy"].get(s)
             if not a:
@@ -190,7 +199,7 @@ def _print_table(console, rows, db) -> None:
                   caption=f"all rows: {escape(caption)}" if caption else None)
     shown = [c for c in cols if c not in fixed]
     for c in shown:
-        table.add_column(c, justify="left" if c in ("network", "device", "data", "noise") else "right")
+        table.add_column(c, justify="left" if c in ("network", "device", "data", "noise", "settings") else "right")
     for cell in cells:
         table.add_row(*(escape(cell[c]) for c in shown))  # names and specs are the user's text
     # piped into a file or pager: no terminal width to respect, so do not truncate the numbers

@@ -252,12 +252,25 @@ class _Labels:
         return self._markers[dev]
 
 
-def _varies(key: str, flats: list[dict[str, str]]) -> bool:
-    """Whether ``key`` takes several values; a plugin parameter only among rows of the same plugin
-    (an MLP has no time_steps: that does not make time_steps tell RNN curves apart)."""
+def varying_settings(rows: list[dict], shown: Sequence[str] = ()) -> list[str]:
+    """For each row, ``key=value`` text of the configuration entries that vary among ``rows``
+    (a swept device parameter, a drift time), leaving out the keys in ``shown`` (exact keys, which
+    the caller shows in columns of their own) and those that never tell rows apart (``_NEVER``)."""
+    flats = [_flat(r["config"]) for r in rows]
+    keys = list(OrderedDict.fromkeys(k for f in flats for k in f))
+    # "null" = absent: a row without test-set noise records noise = null, not a missing noise.name
+    varying = [k for k in keys if k not in shown and not any(_under(k, p) for p in _NEVER)
+               and _varies(k, flats, missing="null")]
+    return [", ".join(f"{_short_key(k, varying)}={_plain(f[k])}" for k in varying if k in f) for f in flats]
+
+
+def _varies(key: str, flats: list[dict[str, str]], missing: str | None = None) -> bool:
+    """Whether ``key`` takes several values (``missing`` where a row lacks it); a plugin parameter
+    only among rows of the same plugin (an MLP has no time_steps: that does not make time_steps
+    tell RNN curves apart)."""
     head, sep, _ = key.partition(".params.")
     groups = _groupby(flats, lambda f: f.get(f"{head}.name")) if sep else {None: flats}
-    return any(len({f.get(key) for f in g}) > 1 for g in groups.values())
+    return any(len({f.get(key, missing) for f in g}) > 1 for g in groups.values())
 
 
 def _flat(config: dict, prefix: str = "") -> dict[str, str]:
