@@ -218,6 +218,9 @@ def test_mac_energy_sources_in_order():
     # physics: 2 cells at g_min + 0.1 range = 2 uS: V^2 G t = 0.04 * 2e-6 * 5e-9 = 4e-16 J each
     e, src, core = est.mac_energy(_Cell())
     assert e == pytest.approx(2 * 0.04 * 2e-6 * 5e-9) and src.startswith("cell physics") and not core
+    # the source names the conductance it used: without it, `nvmkit energy`'s per-MAC figure did not
+    # follow from the cell read energy at g_max that `nvmkit devices show` prints beside it
+    assert "2 x cell_read_energy at G = 2 uS" in src, src
     e, _, _ = est.mac_energy(_Cell(), devices_per_weight=1)  # offset mapping: mid-range cell
     assert e == pytest.approx(0.04 * 6e-6 * 5e-9)
     assert est.mac_energy(_Named())[0] == DEFAULT_ENERGY_PER_MAC["reram"]

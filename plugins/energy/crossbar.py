@@ -124,7 +124,9 @@ class CrossbarEnergy(EnergyEstimator):
         cell = float(device.cell_read_energy(g))
         if not math.isfinite(cell) or cell < 0:
             raise ConfigError(f"device '{device.name}': cell_read_energy gave {cell!r}; set energy_per_mac")
-        return devices_per_weight * cell, f"{_CELL_PHYSICS} (devices_per_weight x cell_read_energy)", False
+        # the conductance in the text: `devices show` prints the cell energy at g_max, not at this G
+        return (devices_per_weight * cell,
+                f"{_CELL_PHYSICS} ({devices_per_weight} x cell_read_energy at G = {g:.4g} {device.units})", False)
 
     def converters_priced(self, includes_periphery: bool) -> bool:
         if self.converters == "auto":
