@@ -195,3 +195,47 @@ def test_architecture_map_matches_the_package():
     assert not stale, f"docs/architecture.md names modules that do not exist: {stale}"
     unmapped = sorted(m for m in modules if not any(fnmatch.fnmatch(m, n) for n in named))
     assert not unmapped, f"add these nvmkit modules to the table in docs/architecture.md: {unmapped}"
+
+
+def _parse_cli(args: list[str]) -> None:
+    """Parse a command line as `nvmkit` would, down to its subcommand's options, without running it:
+    an unknown option or a stray argument raises a UsageError (of the click that typer brings; typer
+    0.29 vendors its own, hence no isinstance checks against `click` here)."""
+    import typer
+
+    from nvmkit.cli import app
+
+    cmd, name, ctx = typer.main.get_command(app), "nvmkit", None
+    while True:
+        ctx = cmd.make_context(name, args, parent=ctx)
+        rest = [*ctx._protected_args, *ctx.args] if hasattr(cmd, "resolve_command") else []  # a group
+        if not rest:
+            return
+        name, cmd, args = cmd.resolve_command(ctx, rest)
+
+
+def test_plugins_doc_commands_parse(tmp_path, monkeypatch):
+    """Every nvmkit command line docs/plugins.md shows is accepted by the CLI as written (options and
+    arguments; what they name is checked by the tests above). The bug it catches: the guide told
+    users `nvmkit results --db results.db network=rnn noise=none`, which stops with "unexpected
+    extra argument" (filters are `--filter KEY=VALUE`). A span in running text may name a command
+    without its required arguments (`nvmkit devices fit`), never with a wrong one."""
+    import shlex
+
+    text = (DOC.parent / "plugins.md").read_text()
+    lines = [line.split("#")[0] for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M)
+             for line in block.splitlines() if line.startswith("nvmkit ")]
+    # spans with placeholders (`nvmkit run --network/--device`, `check [NAME] [--kind KIND]`) are syntax
+    spans = [s for s in re.findall(r"`(nvmkit [^`]*)`", text) if not re.search(r"/--|\b[A-Z]{3,}\b", s)]
+    assert len(lines) >= 9 and any("results" in s for s in spans)
+    monkeypatch.chdir(tmp_path)
+    for file in ("pcm-lite.toml", "point.toml", "result.json"):  # files the guide's commands name
+        (tmp_path / file).write_text("")
+    for command in [*lines, *spans]:
+        args = shlex.split(command.split(">")[0])[1:]  # the shell redirection is not nvmkit's
+        try:
+            _parse_cli(args)
+        except Exception as e:  # noqa: BLE001 - click's exceptions, from whichever click typer uses
+            if type(e).__name__ == "MissingParameter" and command in spans:
+                continue
+            raise AssertionError(f"docs/plugins.md: `{command}` is refused by the CLI: {e}") from e

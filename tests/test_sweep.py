@@ -276,6 +276,8 @@ def test_results_table_shows_a_swept_plugin_parameter(tmp_path):
     assert len(lines) == 4, text
     assert sorted(("sigma_syn=0.01" in t, "sigma_syn=0.05" in t) for t in lines) == [(False, True)] * 2 + [(True, False)] * 2, text
     assert "sigma=" not in text and "noise=" not in text, text
+    none = CliRunner().invoke(_app(), ["results", "--db", str(db_path), "--filter", "network=rnn"])
+    assert none.exit_code == 0 and none.output.splitlines()[0] == f"0 rows in {db_path}", none.output
     # a sweep that varies only what the columns show gets no settings column
     (tmp_path / "plain").mkdir()
     plain, _ = _fake_rows(tmp_path / "plain")

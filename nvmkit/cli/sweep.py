@@ -161,6 +161,9 @@ def _print_table(console, rows, db) -> None:
 
     from nvmkit.sweeps.plots import varying_settings
 
+    if not rows:  # a table of no rows is its title squeezed into the one "id" column's width
+        console.print(f"0 rows in {escape(str(db))}", highlight=False)
+        return
     scenarios = [s for s in SCENARIOS if any(s in r["accuracy"] for r in rows)]
     # what the other columns show; the noise column shows the level, the first noise parameter
     shown = {"network.name", "device.name", "noise.name", "training.sigma_neu", "seed"}
