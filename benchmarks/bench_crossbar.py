@@ -88,7 +88,7 @@ def main(argv=None) -> int:
                     help="seconds to wait before each timed call (default 0.3; see SETTLE_SECONDS)")
     ap.add_argument("--noise-parts", action="store_true",
                     help="also time where the MLP read-noise pass spends its time: the pass with its "
-                         "normal draw replaced by a uniform draw, and by ones")
+                         "normals replaced by ones after drawing the same random words, and by ones alone")
     args = ap.parse_args(argv)
     if args.settle < 0:
         ap.error("--settle must be 0 or more seconds")
