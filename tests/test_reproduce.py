@@ -428,6 +428,8 @@ def test_noise_training_claims_follow_the_rows():
     assert ss.claim_cnn_test_noise(test_noise(0.02)).verdict == ss.HOLDS
     assert ss.claim_cnn_test_noise(test_noise(-0.05)).verdict == ss.FAILS
     assert "gaussian 0.3: 50.00" in ss.claim_rnn_test_noise(test_noise(0.02)).evidence
+    # the reference cell is internal noise without test-set noise (0.85), which is not the clean network
+    assert "internal noise only 85.00; at the highest level" in ss.claim_rnn_test_noise(test_noise(0.02)).evidence
 
 
 def test_time_step_claims_follow_the_rows():

@@ -411,14 +411,15 @@ def _plain_at_top(tn: list[dict], net: str) -> str:
     parts = []
     for ds in values(tn, "dataset"):
         rows = [r for r in tn if r["dataset"] == ds and r["network"] == net]
-        clean = cell(rows, "internal", sigma_neu=0.0, noise=None)
+        # the reference is the device's internal noise without test-set noise, not the clean network
+        internal = cell(rows, "internal", sigma_neu=0.0, noise=None)
         tops = {}
         for name, level in test_noise_settings(rows):
             tops[name] = max(level, tops.get(name, level))
         shown = [f"{n} {lv:g}: {_fmt(cell(rows, 'both', sigma_neu=0.0, noise=n, noise_level=lv), False)}"
                  for n, lv in tops.items()]
         if shown:
-            parts.append(f"plain {NET_LABEL.get(net, net)} on {DATA_LABEL.get(ds, ds)}, clean {_fmt(clean, False)}; "
+            parts.append(f"plain {NET_LABEL.get(net, net)} on {DATA_LABEL.get(ds, ds)}, internal noise only {_fmt(internal, False)}; "
                          "at the highest level " + ", ".join(shown))
     return "; ".join(parts)
 
