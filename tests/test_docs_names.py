@@ -85,3 +85,24 @@ def test_architecture_lists_every_bundled_plugin():
         bundled = {n for n in registry.names(kind)
                    if registry.info(kind, n).cls.__module__.startswith("nvmkit_plugins.")}
         assert listed.get(heading) == bundled, (heading, listed.get(heading), bundled)
+
+
+def test_files_and_links_the_docs_name_exist():
+    """A path the README or a guide names (`benchmarks/bench_crossbar.py`, `tests/x.py::test_y`, a
+    relative link) is there: a moved file leaves its number without the command beside it."""
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = []
+    for doc in docs:
+        text = doc.read_text()
+        for token in re.findall(r"`([^`\s]+)`", text):
+            path = re.match(r"^((?:nvmkit|benchmarks|scripts|examples|tests|experiments|plugins|docs)/[\w./-]*)"
+                            r"(?:::(\w+))?", token)
+            if not path:
+                continue
+            file = ROOT / path.group(1).rstrip("/")
+            if not file.exists() or (path.group(2) and f"def {path.group(2)}(" not in file.read_text()):
+                missing.append(f"{doc.name}: {token}")
+        for link in re.findall(r"\]\(([^)#\s]+)", text):
+            if not link.startswith(("http://", "https://")) and not (doc.parent / link).exists():
+                missing.append(f"{doc.name}: link {link}")
+    assert not missing, missing
