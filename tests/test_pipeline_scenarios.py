@@ -40,3 +40,23 @@ def test_internal_scenario_runs_on_the_configured_device(noisy_run):
     assert len(set(internal["per_trial"])) > 1  # each trial programs its own copy
     assert acc["both"]["per_trial"] != acc["external"]["per_trial"]
     assert acc["both"]["mean"] < acc["external"]["mean"] - 5 * math.sqrt(0.25 / n)
+
+
+def test_training_seed_in_the_configuration_seeds_the_training(tmp_path, monkeypatch):
+    """A recorded configuration re-runs as it is: `training.seed = 3` in a run of seed 7 trains the
+    model seed 3 trains. Fails if the run's seed silently wins over training.seed (the result would
+    record training.seed 3 for a model trained from seed 7): the first two runs would then train
+    two different models into two cache files."""
+    monkeypatch.setenv("NVMKIT_CACHE_DIR", str(tmp_path))
+    base = {"trials": 1, "scenarios": ["digital"], "dataset": {"name": "mnist", "source": "sample"},
+            "network": {"name": "mlp", "params": {"hidden": [16]}}, "energy": None}
+
+    def digital(seed, training_seed=None):
+        training = {"epochs": 1, **({"seed": training_seed} if training_seed is not None else {})}
+        return pipeline.run({**base, "seed": seed, "training": training}).accuracy["digital"]["mean"]
+
+    by_training_seed = digital(7, training_seed=3)
+    assert digital(3) == by_training_seed
+    assert len(list(tmp_path.glob("*.keras"))) == 1  # the second run loaded the first one's model
+    digital(7)  # the run's own seed, when training.seed is not given: another model
+    assert len(list(tmp_path.glob("*.keras"))) == 2

@@ -141,15 +141,18 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
         epochs_trained += 1
 
     train_started = time.perf_counter()
+    # training.seed, when given, seeds the training (what the recorded configuration says); the
+    # run's seed does otherwise. train() lets its seed argument win over the config's.
+    train_seed = cfg.seed if cfg.training.seed is None else cfg.training.seed
     if user_model is None:
-        model = train(comps.network, ds, cfg.training, seed=cfg.seed, reporter=reporter,
+        model = train(comps.network, ds, cfg.training, seed=train_seed, reporter=reporter,
                       progress=count_epoch)
         mapper = comps.network
         x_test = ds.x_test
     else:
         model = user_model
         if cfg.training.epochs is not None:  # training asked for: continue from the user's weights
-            fine_tune(model, feed.prepare(ds.x_train), ds.y_train, cfg.training, seed=cfg.seed,
+            fine_tune(model, feed.prepare(ds.x_train), ds.y_train, cfg.training, seed=train_seed,
                       reporter=reporter, progress=count_epoch)
         mapper = feed
         x_test = feed.noise_view(ds.x_test)  # the injectors' (N, H, W); feed.prepare undoes it
