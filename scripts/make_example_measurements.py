@@ -11,6 +11,7 @@ Both come from nvmkit's SONOS model (Agrawal et al., IEDM 2022; ``nvmkit devices
 Run from the repository root: ``python scripts/make_example_measurements.py``. Deterministic.
 """
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DAY = 86400.0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    # no options; parsed so that --help explains the script instead of rewriting both files
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     sonos = create_from_spec("device", "sonos")
     cells = sample_measurements(sonos, targets=[50, 200, 400, 800, 1200], cells=300, reads=2,
                                 times=[0.0, 1 * DAY, 5 * DAY], seed=2022)
