@@ -76,9 +76,14 @@ def test_plugins_json_lists_bundled_plugins():
 
 def test_end_to_end_run_writes_a_complete_result(tmp_path, monkeypatch):
     monkeypatch.setenv("NVMKIT_CACHE_DIR", str(tmp_path / "cache"))
+    # source "auto" with no full data anywhere: the embedded sample, which the record must name
+    # (bug: it recorded "auto", and a rerun where the full data lies picked the full test set)
+    (tmp_path / "no-data").mkdir()
+    monkeypatch.setenv("NVMKIT_DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-data"))
     out = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "nvmkit", "run", "--source", "sample", "--epochs", "2", "--trials", "2",
+        [sys.executable, "-m", "nvmkit", "run", "--epochs", "2", "--trials", "2",
          "--seed", "5", "--noise", "gaussian:0.1", "-o", str(out)],
         capture_output=True, text=True, timeout=600,
     )
@@ -86,6 +91,7 @@ def test_end_to_end_run_writes_a_complete_result(tmp_path, monkeypatch):
     assert "internal (device)" in proc.stdout and "sample" in proc.stdout
     r = json.loads(out.read_text())
     assert r["seed"] == 5 and r["data_label"] == "sample" and r["dataset"]["sample"] is True
+    assert r["config"]["dataset"]["source"] == "sample"
     assert r["nvmkit_version"] and r["config"]["device"]["params"]["sigma_syn"] == 0.025
     for scenario in ("digital", "internal", "external", "both"):
         acc = r["accuracy"][scenario]

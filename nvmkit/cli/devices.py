@@ -23,6 +23,12 @@ def _fmt(value) -> str:
 def _device(spec: str, params: list[str] | None):
     from nvmkit.core.registry import create_from_spec
 
+    from nvmkit.core.errors import ConfigError
+
+    for p in params or []:  # without '=' the spec grammar would read it as the first parameter's value
+        key, eq, _ = p.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--param {p!r}: write key=value, e.g. --param levels=64")
     extra = ",".join(params or [])
     if extra:
         spec = f"{spec},{extra}" if ":" in spec else f"{spec}:{extra}"

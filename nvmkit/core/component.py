@@ -131,6 +131,20 @@ def check_int(owner: str, name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+#: the largest seed: Keras seeds its generators (and numpy's legacy one) with 32 bits
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(owner: str, name: str, value) -> int:
+    """A seed every generator accepts: an integer in 0..2**32 - 1. A larger one would pass numpy's
+    SeedSequence but stop ``keras.utils.set_random_seed`` with a traceback after the run started."""
+    if isinstance(value, bool) or not isinstance(value, int) and not (
+        isinstance(value, float) and value.is_integer()
+    ) or not 0 <= int(value) <= SEED_MAX:
+        raise ConfigError(f"{owner}: {name} must be an integer in 0..{SEED_MAX} (2**32 - 1), got {value!r}")
+    return int(value)
+
+
 def _number(owner: str, name: str, value) -> float:
     try:
         v = float(value)

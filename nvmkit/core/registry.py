@@ -168,7 +168,8 @@ class Registry:
             broken = [p for p, msg in self.load_errors.items() if name in p or f"{kind} '{name}'" in msg]
             if broken:
                 hint = f" (plugin {broken[0]!r} failed to load: {self.load_errors[broken[0]]})"
-            raise PluginError(f"unknown {kind} '{name}'{hint}; known {kind}s: {known}") from None
+            plural = "energy estimators" if kind == "energy" else f"{kind}s"
+            raise PluginError(f"unknown {kind} '{name}'{hint}; known {plural}: {known}") from None
 
     def get(self, kind: str, name: str) -> type:
         return self.info(kind, name).cls

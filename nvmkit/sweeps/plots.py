@@ -33,11 +33,14 @@ _MARKERS = "osD^vP*X"
 
 def plot_all(rows: list[dict], out_dir: str | Path, kinds: Iterable[str] = KINDS,
              scenario: str | None = None, x: str = "noise_level") -> list[Path]:
-    out = _out_dir(out_dir)
-    written: list[Path] = []
     for kind in kinds:
         if kind not in KINDS:
             raise ConfigError(f"unknown plot kind {kind!r}; choose one of: {', '.join(KINDS)}, all")
+    if "accuracy" in kinds:  # before the folder is made: a mistyped key leaves nothing behind
+        _check_x(rows, x)
+    out = _out_dir(out_dir)
+    written: list[Path] = []
+    for kind in kinds:
         if kind == "accuracy":
             written += plot_accuracy(rows, out, scenario=scenario, x=x)
         elif kind == "energy":
@@ -57,6 +60,7 @@ def plot_accuracy(rows: list[dict], out_dir: str | Path, scenario: str | None = 
     ``device.params.sigma_syn`` for the seed's regularisation sweeps), with a panel per test-set
     noise setting.
     """
+    _check_x(rows, x)
     out = _out_dir(out_dir)
     by_level = x == "noise_level"
     if by_level and not any(r.get("noise") for r in rows):
@@ -90,7 +94,7 @@ def plot_accuracy(rows: list[dict], out_dir: str | Path, scenario: str | None = 
                 else:
                     continue
                 xv = x_of(r)
-                if isinstance(xv, (int, float)) and not isinstance(xv, bool):
+                if _is_number(xv):
                     curves.setdefault(labels.key(r), {}).setdefault(float(xv), []).extend(_trials(acc))
             for ckey, by_x in curves.items():
                 xs = sorted(by_x)
@@ -296,6 +300,26 @@ def _short_key(key: str, all_keys: Sequence[str]) -> str:
 def _plain(v: str) -> str:
     value = json.loads(v)
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_x(rows: list[dict], x: str) -> None:
+    """Refuse an x axis that no row holds a number at: a mistyped key would otherwise drop the
+    accuracy figure without a word."""
+    if x == "noise_level" or any(_is_number(_lookup(r["config"], x)) for r in rows):
+        return
+    values: dict[str, set] = {}
+    for r in rows:
+        for key, text in _flat(r["config"]).items():
+            values.setdefault(key, set()).add(text)
+    numeric = [k for k, v in values.items()
+               if len(v) > 1 and all(_is_number(json.loads(t)) for t in v if t != "null")]
+    hint = ", ".join(numeric[:8]) if numeric else "e.g. device.params.sigma_syn"
+    raise ConfigError(f"--x {x}: no row has a number at that configuration key; use noise_level or a "
+                      f"dotted key whose value varies among the rows ({hint})")
 
 
 def _lookup(config: dict, dotted: str):

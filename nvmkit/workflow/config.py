@@ -9,7 +9,7 @@ from typing import Any
 
 import dataclasses
 
-from nvmkit.core.component import check_fraction, check_int, check_nonnegative, check_positive
+from nvmkit.core.component import check_fraction, check_int, check_nonnegative, check_positive, check_seed
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.errors import ConfigError
 from nvmkit.core.network import NetworkMapper
@@ -121,7 +121,7 @@ class TrainingConfig(Params):
         if self.validation_split >= 1:
             raise ConfigError("training.validation_split must be below 1, e.g. 0.1")
         if self.seed is not None:
-            self.seed = check_int("training", "seed", self.seed, 0)
+            self.seed = check_seed("training", "seed", self.seed)
 
     def resolved(self, mapper: NetworkMapper) -> "TrainingConfig":
         """A copy with every ``None`` training setting filled from ``mapper.training_defaults``."""
@@ -170,7 +170,7 @@ class RunConfig(Params):
 
     def validate(self) -> None:
         self.trials = check_int("run", "trials", self.trials, 1)
-        self.seed = check_int("run", "seed", self.seed, 0)
+        self.seed = check_seed("run", "seed", self.seed)
         self.batch_size = check_int("run", "batch_size", self.batch_size, 1)
         bad = [s for s in self.scenarios if s not in SCENARIOS]
         if bad or not self.scenarios:
@@ -305,7 +305,7 @@ def result_config(text: str, source: str) -> dict:
     """The configuration recorded in a result JSON, ready to run again.
 
     Its ``output`` is dropped: re-running a result writes only where the new run is told to (-o),
-    never over the result it was read from.
+    never over the result it was read from. Its data is the kind it ran on (sample or full).
     """
     import json
 
@@ -320,6 +320,12 @@ def result_config(text: str, source: str) -> dict:
                           "written by nvmkit run -o, or a TOML configuration")
     config = dict(config)
     config.pop("output", None)
+    # a result written before runs recorded the kind of data they used says source "auto", which
+    # could pick other data here: take the kind its dataset record names
+    table, record = config.get("dataset"), data.get("dataset")
+    if isinstance(table, dict) and table.get("source") == "auto" and not table.get("file") \
+            and isinstance(record, dict) and isinstance(record.get("sample"), bool):
+        config["dataset"] = {**table, "source": "sample" if record["sample"] else "full"}
     return config
 
 

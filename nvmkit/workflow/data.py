@@ -414,19 +414,21 @@ def _check_user_split(x: np.ndarray, y: np.ndarray, where: str, split: str) -> N
 
 
 def _scale_user(x: np.ndarray, scaling: str, where: str, split: str) -> np.ndarray:
-    if scaling == "none":
+    if scaling == "none" or np.issubdtype(x.dtype, np.floating):
+        # checked first in either scaling: a NaN has no place in [0, 1], and declaring scaling
+        # "none" (the fix the range error names) would not make it usable either
         out = x.astype(np.float32)
         if not np.isfinite(out).all():
             raise DataError(f"{where}: {split} holds NaN or infinite values; clean the data")
-        return out
+        if scaling == "none":
+            return out
     if x.dtype == np.uint8:
         return _scale(x)
     if np.issubdtype(x.dtype, np.integer):
         raise DataError(f"{where}: {split} is {x.dtype}; scaling 'auto' takes uint8 pixels (divided by 255) "
                         "or floats in [0, 1]; convert the file, or declare dataset.scaling = \"none\"")
-    out = x.astype(np.float32)
-    if not np.isfinite(out).all() or out.min() < 0 or out.max() > 1:
-        raise DataError(f"{where}: {split} values span {float(np.nanmin(out)):.4g}..{float(np.nanmax(out)):.4g}, "
+    if out.min() < 0 or out.max() > 1:
+        raise DataError(f"{where}: {split} values span {float(out.min()):.4g}..{float(out.max()):.4g}, "
                         "outside [0, 1]; scale them to [0, 1], or declare dataset.scaling = \"none\" "
                         "to feed them unchanged (test-set noise is then unavailable)")
     return out

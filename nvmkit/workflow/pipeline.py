@@ -124,6 +124,9 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
                                 sha256=resolved["dataset"]["sha256"])
         else:
             ds = load_dataset(cfg.dataset.name, cfg.dataset.data_dir, source=cfg.dataset.source)
+            # "auto" names no data: rerun elsewhere (full data in NVMKIT_DATA_DIR or Keras's cache,
+            # or none) it would pick other images. The record says which kind this run used.
+            resolved["dataset"]["source"] = "sample" if ds.is_sample else "full"
     user_model = None
     if cfg.model is not None:  # checked before any work: the file, the data's shape, the labels
         with reporter.step("loading model"):

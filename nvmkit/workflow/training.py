@@ -38,7 +38,7 @@ import numpy as np
 
 from nvmkit.core import layers as _layers  # noqa: F401  (registers PreActivationNoiseRNNCell for loading)
 from nvmkit.core.atomic import atomic_write
-from nvmkit.core.component import check_int
+from nvmkit.core.component import check_seed
 from nvmkit.core.errors import ConfigError
 from nvmkit.core.network import NetworkMapper
 from nvmkit.engine.evaluate import keras_outputs
@@ -74,7 +74,7 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
         use_cache = bool(getattr(config, "use_cache", True)) if not isinstance(config, dict) \
             else bool(config.get("use_cache", True))
     cfg = TrainingConfig.coerce(config)
-    seed = check_int("train", "seed", seed if seed is not None else (cfg.seed or 0), 0)
+    seed = check_seed("train", "seed", seed if seed is not None else (cfg.seed or 0))
     cfg = cfg.resolved(mapper).replace(seed=seed)
     x_train, y_train, name, is_sample = _unpack(data, dataset_name)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -339,7 +339,7 @@ def fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, config=None, *, 
     if cfg.sigma_neu or cfg.sigma_syn_target:
         raise ConfigError("training.sigma_neu / sigma_syn_target add noise layers to a bundled network; "
                           "a model file trains as it is built (remove them)")
-    seed = check_int("fine_tune", "seed", seed if seed is not None else (cfg.seed or 0), 0)
+    seed = check_seed("fine_tune", "seed", seed if seed is not None else (cfg.seed or 0))
     keras.utils.set_random_seed(seed)
     probabilities = _ends_in_softmax(model)
     rate = cfg.learning_rate

@@ -1,0 +1,133 @@
+"""Mistakes a user makes at the command line, found by an adversarial audit of the CLI: each is
+refused in one line that names the fix, before any work, or no longer misleads.
+
+Each test names, in its docstring, the bug it catches. Nothing here trains a network."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nvmkit.core.errors import DataError
+
+
+def invoke(*args):
+    from nvmkit.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(res, needle):
+    text = res.output.strip()
+    assert res.exit_code == 2, res.output
+    assert needle in text and "Traceback" not in text and len(text.splitlines()) == 1, text
+
+
+# -- seeds -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args", [["--seed", 2**32], ["--set", f"seed={2**32}"],
+                                  ["--set", f"training.seed={2**40}"]])
+def test_a_seed_keras_cannot_take_is_refused_before_any_work(args):
+    """Bug: a seed of 2**32 or more passed validation (and --dry-run), then stopped the run after
+    loading the data with keras.utils.set_random_seed's traceback ("Seed must be between 0 and
+    2**32 - 1")."""
+    _one_line_error(invoke("run", *args, "--dry-run"), "must be an integer in 0..4294967295")
+
+
+def test_the_largest_seed_keras_takes_is_accepted():
+    """Bug the bound would bring: an off-by-one refusing 2**32 - 1, a seed Keras takes."""
+    res = invoke("run", "--seed", 2**32 - 1, "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert f"seed = {2**32 - 1}" in res.output
+
+
+# -- data files ----------------------------------------------------------------------------------------
+def test_nan_in_float_data_is_named_without_a_warning_or_a_useless_fix(tmp_path):
+    """Bug: float inputs holding NaN under scaling "auto" printed numpy's 'All-NaN slice' warning
+    above the error, called the values 'span nan..nan' and proposed scaling = "none", which then
+    refused the same file for its NaN."""
+    path = tmp_path / "nan.npz"
+    x = np.full((10, 4), np.nan, dtype=np.float32)
+    np.savez(path, x_train=x, y_train=np.arange(10) % 2, x_test=np.zeros((5, 4), np.float32),
+             y_test=np.arange(5) % 2)
+    from nvmkit.workflow.data import load_data_file
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would now fail the test
+        with pytest.raises(DataError) as err:
+            load_data_file(path)
+    assert "x_train holds NaN or infinite values" in str(err.value)
+    assert "scaling" not in str(err.value)
+
+
+def test_float_data_outside_the_unit_range_is_still_refused_with_its_span(tmp_path):
+    """Bug the NaN check could bring: finite floats outside [0, 1] let through under "auto"."""
+    path = tmp_path / "big.npz"
+    np.savez(path, x_train=np.full((4, 3), 2.0, np.float32), y_train=np.arange(4) % 2,
+             x_test=np.zeros((2, 3), np.float32), y_test=np.arange(2))
+    from nvmkit.workflow.data import load_data_file
+
+    with pytest.raises(DataError, match=r"values span 2\.\.2, outside \[0, 1\]"):
+        load_data_file(path)
+
+
+# -- a recorded result runs again on the same data -----------------------------------------------------
+@pytest.mark.parametrize("sample,source", [(True, "sample"), (False, "full")])
+def test_rerunning_an_auto_source_result_uses_the_kind_of_data_it_ran_on(tmp_path, sample, source):
+    """Bug: a result recorded dataset.source = "auto", so `nvmkit run result.json` on a machine with
+    the full data in NVMKIT_DATA_DIR (or Keras's cache) evaluated a sample run on the full test
+    set (or the reverse): other images, other accuracies, from a 'recorded configuration'."""
+    from nvmkit.workflow.config import RunConfig
+
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({
+        "config": {"dataset": {"name": "mnist", "data_dir": None, "source": "auto"}, "trials": 2, "seed": 3},
+        "seed": 3, "accuracy": {}, "dataset": {"name": "mnist", "sample": sample}}))
+    cfg = RunConfig.from_file(path)
+    assert cfg.dataset.source == source and cfg.seed == 3 and cfg.trials == 2
+
+
+# -- plot ----------------------------------------------------------------------------------------------
+def test_plot_with_an_x_key_no_row_holds_is_an_error_and_makes_no_folder(tmp_path, monkeypatch):
+    """Bug: `plot --x device.params.sigma` (a typo of sigma_syn) skipped the accuracy figure without
+    a word and wrote the others; with --kind accuracy it blamed the rows for lacking test-set noise."""
+    from nvmkit.sweeps.resultsdb import ResultsDB
+    from nvmkit.sweeps.experiment import parse_experiment
+    from nvmkit.sweeps.sweep import run_sweep
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    grid = ('[experiment]\nname = "t"\n[base]\ntrials = 2\ndataset.source = "sample"\n'
+            '[grid]\n"device.params.sigma_syn" = [0.01, 0.05]\n')
+    db = tmp_path / "r.db"
+    with ResultsDB(db) as rdb:
+        run_sweep(parse_experiment(grid, "exp.toml").points(), rdb, workers=1, runner="sweep_fake:run")
+    out = tmp_path / "plots"
+    for kind in ("all", "accuracy"):
+        res = invoke("plot", "--db", db, "--out", out, "--kind", kind, "--x", "device.params.sigma")
+        _one_line_error(res, "--x device.params.sigma: no row has a number at that configuration key")
+        assert "device.params.sigma_syn" in res.output  # the key that does vary is named
+    assert not out.exists()
+    res = invoke("plot", "--db", db, "--out", out, "--kind", "accuracy", "--x", "device.params.sigma_syn")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.suffix for p in out.iterdir()) == [".png", ".svg"]
+
+
+# -- devices show ------------------------------------------------------------------------------------
+def test_devices_show_param_without_equals_is_refused(tmp_path):
+    """Bug: `devices show sonos -p 64` (key forgotten) was read as the device's first parameter
+    and failed with 'levels must be an integer >= 2, got ...' for `-p foo`, or silently set levels
+    for `-p 64`."""
+    for bad in ("64", "=64"):
+        _one_line_error(invoke("devices", "show", "sonos", "-p", bad), "write key=value")
+    res = invoke("devices", "show", "sonos", "-p", "levels=64", "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["levels"] == 64, res.output
+
+
+# -- unknown plugins -----------------------------------------------------------------------------------
+def test_an_unknown_energy_estimator_lists_the_known_ones_in_words():
+    """Bug: the list of known estimators was headed 'known energys'."""
+    _one_line_error(invoke("energy", "--estimator", "nope"), "known energy estimators: crossbar")
