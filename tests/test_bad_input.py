@@ -131,3 +131,20 @@ def test_devices_show_param_without_equals_is_refused(tmp_path):
 def test_an_unknown_energy_estimator_lists_the_known_ones_in_words():
     """Bug: the list of known estimators was headed 'known energys'."""
     _one_line_error(invoke("energy", "--estimator", "nope"), "known energy estimators: crossbar")
+
+
+# -- executor options ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["sweep", "reproduce"])
+@pytest.mark.parametrize("args,needle", [
+    (["--scheduler", "tcp://127.0.0.1:9"], "add --executor dask, or drop --scheduler"),
+    (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "--workers", "4"], "drop --workers"),
+])
+def test_an_option_of_the_other_executor_is_refused(tmp_path, command, args, needle):
+    """Bug: `sweep --scheduler ADDR` without --executor dask ran every point on this machine, and
+    `--executor dask --workers 4` ignored the 4, both without a word."""
+    exp = tmp_path / "exp.toml"
+    exp.write_text('[base]\ntrials = 2\ndataset.source = "sample"\n[grid]\nseed = [1, 2]\n')
+    first = [command, exp, "--db", tmp_path / "r.db"] if command == "sweep" else \
+        [command, "--quick", "--out", tmp_path / "out"]
+    _one_line_error(invoke(*first, *args, "--dry-run"), needle)
+    assert list(tmp_path.iterdir()) == [exp]

@@ -51,6 +51,13 @@ def check_executor(executor: str, scheduler: str | None, workers: int | None) ->
         raise ConfigError("--executor dask needs --scheduler ADDRESS, e.g. tcp://10.0.0.5:8786")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    # an option of the other executor would be ignored without a word: the user meant something
+    if executor == "local" and scheduler:
+        raise ConfigError("--scheduler is the Dask scheduler's address; add --executor dask, or drop --scheduler "
+                          "to run on this machine's cores")
+    if executor == "dask" and workers is not None:
+        raise ConfigError("--workers counts local processes; with --executor dask the cluster's workers run "
+                          "the points: drop --workers")
 
 def run_point(config: dict) -> dict:
     """The default point runner: one pipeline run, as a plain dict."""
