@@ -148,3 +148,16 @@ def test_an_option_of_the_other_executor_is_refused(tmp_path, command, args, nee
         [command, "--quick", "--out", tmp_path / "out"]
     _one_line_error(invoke(*first, *args, "--dry-run"), needle)
     assert list(tmp_path.iterdir()) == [exp]
+
+
+def test_a_result_whose_two_seeds_were_edited_apart_is_refused(tmp_path):
+    """Bug: editing a result's top-level "seed" (the one seen first) reran it under config.seed,
+    the other one, without a word."""
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"config": {"seed": 0, "trials": 2}, "seed": 7, "accuracy": {},
+                                "dataset": {"name": "mnist", "sample": True}}))
+    _one_line_error(invoke("run", path, "--dry-run"), "seed (7) and config.seed (0) differ")
+    path.write_text(json.dumps({"config": {"seed": 7, "trials": 2}, "seed": 7, "accuracy": {},
+                                "dataset": {"name": "mnist", "sample": True}}))
+    res = invoke("run", path, "--dry-run")
+    assert res.exit_code == 0 and "seed = 7" in res.output, res.output

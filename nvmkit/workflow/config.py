@@ -320,6 +320,12 @@ def result_config(text: str, source: str) -> dict:
                           "written by nvmkit run -o, or a TOML configuration")
     config = dict(config)
     config.pop("output", None)
+    # the run writes its seed twice (config.seed and seed, at the top, where it is seen first): a
+    # hand edit of one of them would rerun under the other seed without a word
+    top = data.get("seed")
+    if "seed" in config and top is not None and top != config["seed"]:
+        raise ConfigError(f"{source}: seed ({top!r}) and config.seed ({config['seed']!r}) differ, so "
+                          "the file was edited; set both to the seed to run")
     # a result written before runs recorded the kind of data they used says source "auto", which
     # could pick other data here: take the kind its dataset record names
     table, record = config.get("dataset"), data.get("dataset")
