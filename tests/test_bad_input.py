@@ -161,3 +161,30 @@ def test_a_result_whose_two_seeds_were_edited_apart_is_refused(tmp_path):
                                 "dataset": {"name": "mnist", "sample": True}}))
     res = invoke("run", path, "--dry-run")
     assert res.exit_code == 0 and "seed = 7" in res.output, res.output
+
+
+# -- reproduce's report folder -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["report.md", "results.md", "summary.json"])
+def test_reproduce_refuses_a_folder_holding_a_users_report_file(tmp_path, monkeypatch, name):
+    """Bug: `nvmkit reproduce --out docs` ran every point, then replaced docs/results.md (or any
+    report.md, summary.json of the user's) with its own."""
+    from nvmkit.sweeps.sweep import RUNNER_ENV
+
+    monkeypatch.setenv(RUNNER_ENV, "sweep_fake:run")
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    out = tmp_path / "docs"
+    out.mkdir()
+    mine = out / name
+    mine.write_text("# my notes\n")
+    res = invoke("reproduce", "--quick", "--out", out, "--workers", 1)
+    _one_line_error(res, f"{mine} exists and is not a report nvmkit wrote")
+    assert mine.read_text() == "# my notes\n" and sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_a_report_nvmkit_wrote_is_recognised_as_its_own(tmp_path):
+    """Bug the refusal could bring: a rerun into the same --out refused its own earlier report."""
+    from nvmkit.reproduction.reproduce import check_report_files, write_report
+
+    files, _ = write_report([], tmp_path, {})
+    assert {"report.md", "results.md", "summary.json"} <= {p.name for p in files}
+    check_report_files(tmp_path)  # raises ConfigError if any of them is taken for a user's file
