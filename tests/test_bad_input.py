@@ -188,3 +188,29 @@ def test_a_report_nvmkit_wrote_is_recognised_as_its_own(tmp_path):
     files, _ = write_report([], tmp_path, {})
     assert {"report.md", "results.md", "summary.json"} <= {p.name for p in files}
     check_report_files(tmp_path)  # raises ConfigError if any of them is taken for a user's file
+
+
+# -- results filters -----------------------------------------------------------------------------------
+def test_a_filter_on_a_configuration_key_no_row_holds_is_an_error(tmp_path, monkeypatch):
+    """Bug: `results --filter training.epoch=2` (for training.epochs) printed an empty table, as if
+    no such run had been made, and `plot` blamed the filters' values."""
+    from nvmkit.sweeps.resultsdb import ResultsDB
+    from nvmkit.sweeps.experiment import parse_experiment
+    from nvmkit.sweeps.sweep import run_sweep
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    grid = '[base]\ntrials = 2\ndataset.source = "sample"\ntraining.epochs = 2\n[grid]\nseed = [1, 2]\n'
+    db = tmp_path / "r.db"
+    with ResultsDB(db) as rdb:
+        run_sweep(parse_experiment(grid, "exp.toml").points(), rdb, workers=1, runner="sweep_fake:run")
+    for command in (["results"], ["results", "--csv"], ["plot", "--out", tmp_path / "plots"]):
+        _one_line_error(invoke(*command, "--db", db, "--filter", "training.epoch=2"),
+                        "no row's configuration has the key training.epoch; did you mean training.epochs")
+    res = invoke("results", "--db", db, "--csv", "--filter", "training.epochs=2")
+    assert res.exit_code == 0 and len(res.output.splitlines()) == 3, res.output  # header + 2 rows
+    # an absent key compared with none is a real question (rows without it): still answered
+    res = invoke("results", "--db", db, "--csv", "--filter", "training.nothing=none")
+    assert res.exit_code == 0 and len(res.output.splitlines()) == 3, res.output
+    # a key recorded as null (training.seed: the run's seed applies) exists: no error, no match
+    res = invoke("results", "--db", db, "--csv", "--filter", "training.seed=1")
+    assert res.exit_code == 0 and len(res.output.splitlines()) == 1, res.output

@@ -151,6 +151,8 @@ class ResultsDB:
             clause, value = _filter_clause(f)
             where.append(clause)
             args.extend(value)
+            if clause.startswith("json_extract(") and " IS " not in clause:  # a dotted key compared with a value
+                self._check_config_key(f, value[0])
         sql = "SELECT * FROM results" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
         out = []
         for r in self.conn.execute(sql, args):
@@ -162,6 +164,22 @@ class ResultsDB:
             out.append(d)
         return out
 
+    def _check_config_key(self, text: str, path: str) -> None:
+        """Refuse a filter on a configuration key no row holds (a typo such as training.epoch):
+        it would match nothing and show an empty table as if no run had been made."""
+        present = "SELECT 1 FROM results WHERE json_type(config, ?) IS NOT NULL LIMIT 1"
+        if self.conn.execute(present, [path]).fetchone() or not self.conn.execute(
+                "SELECT 1 FROM results LIMIT 1").fetchone():
+            return
+        import difflib
+
+        keys: set[str] = set()
+        for (config,) in self.conn.execute("SELECT config FROM results LIMIT 100"):
+            keys.update(_dotted_keys(json.loads(config)))
+        close = difflib.get_close_matches(path[2:], sorted(keys), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}?" if close else "check its spelling (nvmkit results --json shows every key)"
+        raise ConfigError(f"filter {text!r}: no row's configuration has the key {path[2:]}; {hint}")
+
     def history(self) -> list[dict[str, Any]]:
         """What past points measured, oldest first: the basis of sweep time estimates. One dict per
         row: ``network``, ``model_key``, ``wall_time_s``, ``timing`` (see
@@ -169,6 +187,15 @@ class ResultsDB:
         timing = "timing" if "timing" in self.columns else "NULL"
         return [{"network": r[0], "model_key": r[1], "wall_time_s": r[2], "timing": json.loads(r[3]) if r[3] else None}
                 for r in self.conn.execute(f"SELECT network, model_key, wall_time_s, {timing} FROM results ORDER BY id")]
+
+
+def _dotted_keys(config, prefix: str = ""):
+    for k, v in (config.items() if isinstance(config, dict) else ()):
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict) and v:
+            yield from _dotted_keys(v, key)
+        elif prefix:  # a filter's dotted key has at least one dot
+            yield key
 
 
 def check_db_path(path: str | Path) -> Path:
