@@ -214,3 +214,57 @@ def test_a_filter_on_a_configuration_key_no_row_holds_is_an_error(tmp_path, monk
     # a key recorded as null (training.seed: the run's seed applies) exists: no error, no match
     res = invoke("results", "--db", db, "--csv", "--filter", "training.seed=1")
     assert res.exit_code == 0 and len(res.output.splitlines()) == 1, res.output
+
+
+# -- a user's model ------------------------------------------------------------------------------------
+def test_a_model_named_with_a_space_or_brackets_runs(tmp_path):
+    """Bug: a model saved as keras.Sequential(..., name="my model [v2]") loaded, then `nvmkit run
+    --model` stopped with TensorFlow's traceback "'my model [v2]' is not a valid root scope name"
+    at its first prediction (deployed as it is, or trained further)."""
+    import keras
+
+    from nvmkit.workflow.user_model import load_model_file
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="my model [v2]")
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = load_model_file(path)
+    assert loaded.name == "my_model__v2_"
+    x = np.random.default_rng(0).random((2, 4), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model(x).numpy(), rtol=1e-6)
+
+
+# -- Rich markup in the user's names -------------------------------------------------------------------
+def test_a_study_named_with_markup_reproduces(tmp_path, monkeypatch):
+    """Bug: a study .toml named "my [/] study" stopped `nvmkit reproduce` with rich's MarkupError
+    traceback (its progress bar read the name as markup), after the database was created."""
+    from importlib import resources
+
+    from nvmkit.sweeps.sweep import RUNNER_ENV
+
+    monkeypatch.setenv(RUNNER_ENV, "sweep_fake:run")
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    text = resources.files("nvmkit.reproduction.studies").joinpath("seed-quick.toml").read_text()
+    study = tmp_path / "study.toml"
+    study.write_text(text.replace('name = "seed-quick"', 'name = "my [/] study [bold]"', 1))
+    res = invoke("reproduce", "--study", study, "--section", "result1", "--out", tmp_path / "out",
+                 "--workers", 1)
+    assert res.exit_code == 0, res.output
+    assert "reproduce my [/] study [bold]" in res.output
+
+
+def test_progress_steps_show_names_as_text(tmp_path):
+    """Bug: a run's progress steps (e.g. 'training NAME', NAME from the user's model) were rich
+    markup: '[/]' raised MarkupError, '[bold]' vanished."""
+    from rich.console import Console
+
+    from nvmkit.workflow.report import RichReporter
+
+    console = Console(file=open(tmp_path / "out.txt", "w"), width=200, force_terminal=False)
+    with RichReporter(console) as reporter:
+        with reporter.step("loading [/] model [bold]"):
+            pass
+        reporter.start_task("training net[red] (1 epochs)", 1)(1)
+    console.file.close()
+    text = (tmp_path / "out.txt").read_text()
+    assert "loading [/] model [bold]" in text and "training net[red] (1 epochs)" in text

@@ -53,7 +53,7 @@ def reproduce(
         def on_plan(plan, db_path):
             nonlocal task
             _print_plan(progress.console, plan, db_path, executor, workers, history_db=db_path)
-            task = progress.add_task(f"reproduce {plan.study.name}", total=len(plan.todo))
+            task = progress.add_task(f"reproduce {escape(plan.study.name)}", total=len(plan.todo))
 
         def on_done(outcome):
             progress.console.print(outcome_line(outcome, wall=False), highlight=False)

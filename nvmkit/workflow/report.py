@@ -157,12 +157,17 @@ class RichReporter(NullReporter):
 
     @contextlib.contextmanager
     def step(self, description: str):
-        task = self.progress.add_task(description, total=1)
+        from rich.markup import escape
+
+        # descriptions carry the user's names (a model's, a file's): text, never markup
+        task = self.progress.add_task(escape(description), total=1)
         yield
         self.progress.update(task, completed=1)
 
     def start_task(self, description: str, total: int | None):
-        task = self.progress.add_task(description, total=total)
+        from rich.markup import escape
+
+        task = self.progress.add_task(escape(description), total=total)
 
         def advance(advance=1, **info):
             self.progress.update(task, advance=advance)

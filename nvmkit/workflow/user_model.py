@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,16 @@ def load_model_file(path: str | os.PathLike, sha256: str | None = None):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ConfigError(f"{p} is not a loadable Keras model ({first}); save it again with "
                           "model.save('model.keras')") from None
+    if not _SCOPE_NAME.match(model.name):
+        # Keras saves any name ("my model") but TensorFlow runs a model only under a name that is a
+        # valid root scope: predict, fit and the converted copy would all stop with a traceback. The
+        # name is no part of the computation (the result names the file by SHA-256).
+        model.name = re.sub(r"[^A-Za-z0-9_.\-]", "_", model.name).lstrip("_-") or "model"
     return model
+
+
+#: TensorFlow's pattern for a root name scope (tensorflow/python/framework/ops.py)
+_SCOPE_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
 
 @dataclass(frozen=True)
