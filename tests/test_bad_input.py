@@ -268,3 +268,25 @@ def test_progress_steps_show_names_as_text(tmp_path):
     console.file.close()
     text = (tmp_path / "out.txt").read_text()
     assert "loading [/] model [bold]" in text and "training net[red] (1 epochs)" in text
+
+
+# -- two options for one key ---------------------------------------------------------------------------
+@pytest.mark.parametrize("args,needle", [
+    (["--network", "rnn:time_steps=7", "-T", "4"],
+     "--time-steps 4 and --network rnn:time_steps=7 give network.params.time_steps two values"),
+    (["--seed", "3", "--set", "seed=4"], "--set seed=4 and --seed give seed two values"),
+    (["--set", "trials=3", "--set", "trials=4"], "--set trials=4 and --set trials=3 give trials two values"),
+    (["--device", "reram:levels=8", "--set", "device.params.levels=16"],
+     "--set device.params.levels=16 and --device reram:levels=8 give device.params.levels two values"),
+])
+def test_two_options_giving_one_key_two_values_are_refused(args, needle):
+    """Bug: `run --network rnn:time_steps=7 -T 4` ran T = 4 (and --seed 3 --set seed=4 ran seed 4):
+    whichever option was applied last won without a word."""
+    _one_line_error(invoke("run", *args, "--dry-run"), needle)
+
+
+def test_two_options_giving_one_key_the_same_value_are_accepted():
+    """Bug the refusal could bring: a repeated, agreeing option refused."""
+    res = invoke("run", "--network", "rnn:time_steps=7", "-T", "7", "--seed", "3", "--set", "seed=3", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "time_steps = 7" in res.output and "\nseed = 3\n" in res.output

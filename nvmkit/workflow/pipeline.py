@@ -12,17 +12,34 @@ from nvmkit.core.spec import parse_value
 from nvmkit.workflow.report import NullReporter, RunResult, check_output_path
 
 
+#: the command-line option behind a key of apply_overrides' values, where its name is not the key's
+_FLAGS = {"dataset.file": "--dataset", "dataset.name": "--dataset", "dataset.source": "--source/--data-dir"}
+
+
 def apply_overrides(data: dict, values: dict[str, Any], *, network=None, device=None, noise=None,
                     energy=None, time_steps=None, sets=(), no_cache=False) -> dict:
-    """Fold command-line values into a config dict (flags win over the file)."""
+    """Fold command-line values into a config dict (flags win over the file).
+
+    Two options of one command line that give one key different values are refused: whichever
+    came last would win without a word (``--network rnn:time_steps=7 -T 4``)."""
+    given: dict[str, tuple[str, Any]] = {}  # key -> (the option that gave it, its value)
+
+    def give(key: str, value, option: str) -> None:
+        if key in given and given[key][1] != value:
+            raise ConfigError(f"{option} and {given[key][0]} give {key} two values; keep one")
+        given[key] = (option, value)
+        set_path(data, key, value)
+
     for key, value in values.items():
         if value is not None:
-            set_path(data, key, value)
+            give(key, value, _FLAGS.get(key) or "--" + key.rsplit(".", 1)[-1].replace("_", "-"))
     for key, spec in (("network", network), ("device", device), ("noise", noise), ("energy", energy)):
         if spec is not None:  # a spec replaces the file's whole table: its params belong to its plugin
             data[key] = plugin_table(key, spec)
+            for name, value in ((data[key] or {}).get("params") or {}).items():
+                given[f"{key}.params.{name}"] = (f"--{key} {spec}", value)
     if time_steps is not None:
-        set_path(data, "network.params.time_steps", time_steps)
+        give("network.params.time_steps", time_steps, f"--time-steps {time_steps}")
     if no_cache:
         set_path(data, "training.use_cache", False)
     for item in sets:
@@ -33,7 +50,7 @@ def apply_overrides(data: dict, values: dict[str, Any], *, network=None, device=
             value = parse_value(raw)
         except ConfigError as exc:
             raise ConfigError(f"--set {item!r}: {exc}") from None
-        set_path(data, key.strip(), value)
+        give(key.strip(), value, f"--set {item}")
     return data
 
 
