@@ -290,3 +290,25 @@ def test_two_options_giving_one_key_the_same_value_are_accepted():
     res = invoke("run", "--network", "rnn:time_steps=7", "-T", "7", "--seed", "3", "--set", "seed=3", "--dry-run")
     assert res.exit_code == 0, res.output
     assert "time_steps = 7" in res.output and "\nseed = 3\n" in res.output
+
+
+# -- files from other editors and mixed-up paths -------------------------------------------------------
+def test_a_configuration_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Bug: a TOML file saved by a Windows editor (UTF-8 with BOM) was refused as 'not valid TOML
+    (Invalid statement at line 1, column 1)', a syntax error the user cannot see."""
+    cfg = tmp_path / "run.toml"
+    cfg.write_bytes("\ufefftrials = 2\n".encode("utf-8"))
+    res = invoke("run", cfg, "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("trials = 2\n"), res.output
+
+
+def test_a_data_file_given_as_data_dir_is_named_as_a_file(tmp_path):
+    """Bug: `--data-dir mnist.npz` said 'data directory mnist.npz does not exist' of a file that
+    exists."""
+    from nvmkit.workflow.data import load_dataset
+
+    path = tmp_path / "mnist.npz"
+    path.write_bytes(b"PK")
+    with pytest.raises(DataError, match=r"mnist\.npz is a file; pass the folder that holds it"):
+        load_dataset("mnist", path)

@@ -91,7 +91,9 @@ def load_toml(text: str, source: str = "<string>") -> dict:
 def read_text_file(path, what: str) -> str:
     """The text of a configuration file, or a one-line ConfigError naming the path to check."""
     try:
-        return Path(path).read_text()
+        # UTF-8 whatever the locale (TOML is UTF-8); "-sig" drops the byte-order mark Windows editors
+        # write, which TOML parsers refuse as "invalid statement"
+        return Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not a UTF-8 text file"
         raise ConfigError(f"cannot read {what} file {path}: {reason}; check the path") from None

@@ -107,6 +107,9 @@ def load_dataset(
 
     if data_dir is not None:
         folder = Path(data_dir).expanduser()
+        if folder.is_file():
+            raise DataError(f"--data-dir {folder} is a file; pass the folder that holds it (Keras cache layout: "
+                            f"{_LAYOUT[name]}), or a data file of your own as --dataset {folder}")
         if not folder.is_dir():
             raise DataError(
                 f"data directory {folder} does not exist; pass an existing folder to --data-dir "
