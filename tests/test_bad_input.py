@@ -6,6 +6,7 @@ Each test names, in its docstring, the bug it catches. Nothing here trains a net
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -312,3 +313,39 @@ def test_a_data_file_given_as_data_dir_is_named_as_a_file(tmp_path):
     path.write_bytes(b"PK")
     with pytest.raises(DataError, match=r"mnist\.npz is a file; pass the folder that holds it"):
         load_dataset("mnist", path)
+
+
+# -- SIGTERM -------------------------------------------------------------------------------------------
+def test_sigterm_stops_an_in_process_sweep_like_ctrl_c(tmp_path):
+    """Bug: SIGTERM stopped a pool sweep like Ctrl-C (exit 130, resume hint), but a --workers 1 sweep
+    died on the spot (killed by the signal, no hint, its -wal/-shm files left beside the database).
+    The test stands in its own SIGTERM handler for Python's default, so that without the fix the
+    signal is a failing point the sweep carries on past, not the death of pytest."""
+    import signal
+
+    from nvmkit.sweeps.experiment import parse_experiment
+    from nvmkit.sweeps.resultsdb import ResultsDB
+    from nvmkit.sweeps.sweep import run_sweep
+
+    class Died(Exception):
+        pass
+
+    def die(signum, frame):
+        raise Died
+
+    ran = []
+
+    def runner(config):
+        ran.append(config["seed"])
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("the signal did not stop the point")
+
+    points = parse_experiment('[base]\ntrials = 2\n[grid]\nseed = [1, 2, 3]\n', "exp.toml").points()
+    before = signal.signal(signal.SIGTERM, die)
+    try:
+        with ResultsDB(tmp_path / "r.db") as db, pytest.raises(KeyboardInterrupt):
+            run_sweep(points, db, workers=1, runner=runner)
+        assert signal.getsignal(signal.SIGTERM) is die  # the handler before the sweep is back
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert len(ran) == 1  # stopped at the first point, not carried on

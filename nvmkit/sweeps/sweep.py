@@ -325,7 +325,8 @@ def run_sweep(points: list[Point], db: ResultsDB, *, executor: str = "local", wo
         if n < 1:
             raise ConfigError(f"--workers must be >= 1, got {n}")
         if n == 1 or len(todo) == 1:
-            _run_sequential(todo, load_runner(spec), finish)
+            with _sigterm_as_interrupt():  # as a pool sweep: stop, close the database, say how to resume
+                _run_sequential(todo, load_runner(spec), finish)
         else:
             _run_pool(todo, min(n, len(todo)), spec, finish)
     summary.wall_time_s = time.perf_counter() - started
@@ -367,8 +368,8 @@ def _run_pool(todo: list[Point], workers: int, spec, finish) -> None:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM stops a pool sweep the way Ctrl-C does (workers terminated, finished rows kept), not
-    by Python's default of dying on the spot. Only the main thread may set signal handlers."""
+    """SIGTERM stops a sweep the way Ctrl-C does (pool workers terminated, finished rows kept, the
+    database closed), not by Python's default of dying on the spot. Only the main thread may set signal handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
