@@ -349,3 +349,20 @@ def test_sigterm_stops_an_in_process_sweep_like_ctrl_c(tmp_path):
     finally:
         signal.signal(signal.SIGTERM, before)
     assert len(ran) == 1  # stopped at the first point, not carried on
+
+
+@pytest.mark.parametrize("command", [["run", "--dry-run"], ["sweep", "EXP", "--workers", "1"],
+                                     ["reproduce", "--study", "seed-quick", "--section", "result1", "--out", "OUT"]])
+def test_a_missing_data_dir_is_refused_before_any_point(tmp_path, monkeypatch, command):
+    """Bug: `sweep --data-dir /typo` created the database and failed every point on the missing
+    folder one by one ('10 of 10 points failed'); `run --dry-run` and `reproduce` said nothing."""
+    from nvmkit.sweeps.sweep import RUNNER_ENV
+
+    monkeypatch.setenv(RUNNER_ENV, "no_such_module:run")  # a point that ran would fail otherwise
+    exp = tmp_path / "exp.toml"
+    exp.write_text('[base]\ntrials = 2\n[grid]\nseed = [1, 2]\n')
+    args = [str(exp) if a == "EXP" else str(tmp_path / "out") if a == "OUT" else a for a in command]
+    _one_line_error(invoke(*args, "--db", tmp_path / "r.db", "--data-dir", tmp_path / "typo")
+                    if command[0] != "run" else invoke(*args, "--data-dir", tmp_path / "typo"),
+                    f"data directory {tmp_path / 'typo'} does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml"]

@@ -71,6 +71,10 @@ def run(
         "training.sigma_neu": sigma_neu,
         "output": str(output) if output else None,
     }
+    if data_dir is not None:  # checked now, not after the dry run said all is well
+        from nvmkit.workflow.data import check_data_dir
+
+        check_data_dir(data_dir)
     if data_dir and source is None:
         overrides["dataset.source"] = "full"
     pipeline.apply_overrides(data, overrides, network=network, device=device, noise=noise,

@@ -44,6 +44,10 @@ def sweep(
     from nvmkit.sweeps.sweep import check_executor, estimate_seconds, estimate_text, plan_sweep
 
     check_executor(executor, scheduler, workers)
+    if data_dir is not None:  # else every point would fail on it, one by one
+        from nvmkit.workflow.data import check_data_dir
+
+        check_data_dir(data_dir)
     if not dry_run:  # the database is the sweep's output: a place it cannot be written fails now
         check_db_path(db)
     exp = load_experiment(experiment)

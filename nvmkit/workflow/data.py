@@ -106,15 +106,7 @@ def load_dataset(
         return load_sample(name)
 
     if data_dir is not None:
-        folder = Path(data_dir).expanduser()
-        if folder.is_file():
-            raise DataError(f"--data-dir {folder} is a file; pass the folder that holds it (Keras cache layout: "
-                            f"{_LAYOUT[name]}), or a data file of your own as --dataset {folder}")
-        if not folder.is_dir():
-            raise DataError(
-                f"data directory {folder} does not exist; pass an existing folder to --data-dir "
-                f"(Keras cache layout: {_LAYOUT[name]})"
-            )
+        folder = check_data_dir(data_dir, _LAYOUT[name])
         found = _read_folder(name, folder)
         if found is None:
             raise DataError(
@@ -130,6 +122,19 @@ def load_dataset(
     if source == "auto":
         return load_sample(name)
     return _as_dataset(name, _download(name), is_sample=False, source=DOWNLOAD_SOURCE)
+
+
+def check_data_dir(data_dir: str | os.PathLike, layout: str = "mnist.npz") -> Path:
+    """The data folder a user named, or a DataError that names the fix: a command checks its
+    --data-dir before any work, rather than each point of a sweep failing on it."""
+    folder = Path(data_dir).expanduser()
+    if folder.is_file():
+        raise DataError(f"--data-dir {folder} is a file; pass the folder that holds it (Keras cache layout: "
+                        f"{layout}), or a data file of your own as --dataset {folder}")
+    if not folder.is_dir():
+        raise DataError(f"data directory {folder} does not exist; pass an existing folder to --data-dir "
+                        f"(Keras cache layout: {layout})")
+    return folder
 
 
 def load_sample(name: str) -> Dataset:
