@@ -366,3 +366,20 @@ def test_a_missing_data_dir_is_refused_before_any_point(tmp_path, monkeypatch, c
                     if command[0] != "run" else invoke(*args, "--data-dir", tmp_path / "typo"),
                     f"data directory {tmp_path / 'typo'} does not exist")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml"]
+
+
+def test_a_set_of_a_key_the_grid_varies_is_refused(tmp_path):
+    """Bug: `sweep exp.toml --set seed=9` over [grid] seed = [1, 2] ran seeds 1 and 2 (the grid's
+    value wins over a [base] override) without a word; `reproduce --set training.sigma_neu=0.2`
+    was ignored in the sections that vary it."""
+    exp = tmp_path / "exp.toml"
+    exp.write_text('[base]\ntrials = 2\n[grid]\nseed = [1, 2]\n[[points]]\n"network.name" = "mlp"\n')
+    db = tmp_path / "r.db"
+    _one_line_error(invoke("sweep", exp, "--db", db, "--dry-run", "--set", "seed=9"),
+                    f"--set seed=9: {exp} sets seed in [grid], which wins over a [base] override")
+    _one_line_error(invoke("sweep", exp, "--db", db, "--dry-run", "--set", "network.name=cnn"),
+                    "sets network.name in [[points]]")
+    _one_line_error(invoke("reproduce", "--quick", "--dry-run", "--set", "training.sigma_neu=0.2"),
+                    "sets training.sigma_neu in [grid]")
+    res = invoke("sweep", exp, "--db", db, "--dry-run", "--set", "trials=3")  # a key no point sets
+    assert res.exit_code == 0, res.output

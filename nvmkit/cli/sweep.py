@@ -51,6 +51,7 @@ def sweep(
     if not dry_run:  # the database is the sweep's output: a place it cannot be written fails now
         check_db_path(db)
     exp = load_experiment(experiment)
+    exp.check_base_overrides(set_)
     # absolute: [base] paths are read from the experiment's folder, a command line's from this one
     overrides = {"dataset.data_dir": str(data_dir.expanduser().absolute()) if data_dir else None}
     if data_dir:

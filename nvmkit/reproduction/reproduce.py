@@ -82,6 +82,7 @@ def plan_reproduction(study: str | Path | None = None, *, quick: bool = False, d
         overrides = {"dataset.data_dir": str(Path(data_dir).expanduser().absolute()), "dataset.source": "full"}
     out = []
     for sec in chosen:
+        sec.experiment.check_base_overrides(sets)
         pipeline.apply_overrides(sec.experiment.base, overrides, sets=sets)
         out.append((sec, sec.experiment.points(registry)))
     st.sections = chosen

@@ -78,6 +78,17 @@ class Experiment:
     #: the folder relative paths in the file are read from (its own; None: the working folder)
     folder: str | None = None
 
+    def check_base_overrides(self, sets) -> None:
+        """Refuse a ``--set KEY=VALUE`` (a [base] override) of a key the [grid] or [[points]] set:
+        each point's own value would win over it without a word."""
+        varied = [(k, "[grid]") for k in self.grid] + [(k, "[[points]]") for p in self.points_spec for k in p]
+        for item in sets:
+            key = item.partition("=")[0].strip()
+            for other, where in varied:
+                if key == other or key.startswith(other + ".") or other.startswith(key + "."):
+                    raise ConfigError(f"--set {item}: {self.path} sets {other} in {where}, which wins over a [base] "
+                                      f"override; change it there, or drop --set")
+
     def assignments(self) -> list[dict[str, Any]]:
         """The (unvalidated) assignments of every point, in file order."""
         return [a for _, a in self._expand()]
