@@ -11,34 +11,55 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from nvmkit.core.version import __version__
 
-# The public API, gathered from the levels below (core -> engine -> workflow); nothing below imports
-# this module's names back, so the order here is the order of the levels.
-from nvmkit.core.errors import ConfigError, DataError, NvmkitError, PluginError
-from nvmkit.core.component import Component, check_fraction, check_int, check_nonnegative, check_positive
-from nvmkit.core.device import Device, check_flag
-from nvmkit.core.energy import EnergyEstimator, EnergyReport, EnergyTerm
-from nvmkit.core.footprint import LayerFootprint, TileShape
-from nvmkit.core.hookspecs import hookimpl
-from nvmkit.core._quiet import quiet_stderr as _quiet_stderr
+# The public API, gathered from the levels below (core -> engine -> workflow) and imported on first
+# use (PEP 562): `nvmkit --help`, `nvmkit results` and a plugin's `from nvmkit import Device` need
+# no TensorFlow, which takes seconds to import (and a Ctrl-C during that import is a traceback).
+# Nothing below imports this module's names back, so the order here is the order of the levels.
+_EXPORTS = {
+    "nvmkit.core.errors": ("ConfigError", "DataError", "NvmkitError", "PluginError"),
+    "nvmkit.core.component": ("Component", "check_fraction", "check_int", "check_nonnegative", "check_positive"),
+    "nvmkit.core.device": ("Device", "check_flag"),
+    "nvmkit.core.energy": ("EnergyEstimator", "EnergyReport", "EnergyTerm"),
+    "nvmkit.core.footprint": ("LayerFootprint", "TileShape"),
+    "nvmkit.core.hookspecs": ("hookimpl",),
+    "nvmkit.core.layers": ("PreActivationNoiseRNNCell", "initializer", "relu_block"),
+    "nvmkit.core.network": ("NetworkMapper", "as_images", "check_sequence", "site_sigmas"),
+    "nvmkit.core.noise": ("NoiseInjector",),
+    "nvmkit.core.registry": ("create_from_spec", "get_registry"),
+    "nvmkit.fit": ("DeviceTable", "FitResult", "Measurements", "fit_device", "load_device_table",
+                   "read_measurements"),
+    "nvmkit.engine.crossbar_config": ("ConverterConfig", "CrossbarConfig", "MappingConfig", "NonIdealityConfig"),
+    "nvmkit.engine.crossbar": ("Crossbar", "ProgrammedCrossbar"),
+    "nvmkit.engine.convert": ("analog_footprint", "analog_layers", "calibrate_converters", "convert",
+                              "describe_analog", "repeat_trials", "reprogram"),
+    "nvmkit.engine.evaluate": ("AccuracyResult", "digital_accuracy", "monte_carlo"),
+    "nvmkit.engine.conformance": ("CheckResult", "check_class", "check_plugin"),
+    "nvmkit.workflow.config": ("DataConfig", "ModelConfig", "PluginRef", "RunConfig", "TrainingConfig"),
+    "nvmkit.workflow.data": ("load_data_file", "load_dataset"),
+    "nvmkit.workflow.user_model": ("load_model_file",),
+    "nvmkit.reproduction.energy_table": ("energy_report",),
+    "nvmkit.workflow.pipeline": ("resolve", "run"),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
-with _quiet_stderr():  # the network building blocks are Keras layers: importing Keras is noisy
-    from nvmkit.core.layers import (PreActivationNoiseRNNCell, as_images, check_sequence, initializer,
-                                    relu_block, site_sigmas)
-from nvmkit.core.network import NetworkMapper
-from nvmkit.core.noise import NoiseInjector
-from nvmkit.core.registry import create_from_spec, get_registry
-from nvmkit.fit import DeviceTable, FitResult, Measurements, fit_device, load_device_table, read_measurements
-from nvmkit.engine.crossbar_config import ConverterConfig, CrossbarConfig, MappingConfig, NonIdealityConfig
-from nvmkit.engine.crossbar import Crossbar, ProgrammedCrossbar
-from nvmkit.engine.convert import (analog_footprint, analog_layers, calibrate_converters, convert,
-                                   describe_analog, repeat_trials, reprogram)
-from nvmkit.engine.evaluate import AccuracyResult, digital_accuracy, monte_carlo
-from nvmkit.engine.conformance import CheckResult, check_class, check_plugin
-from nvmkit.workflow.config import DataConfig, ModelConfig, PluginRef, RunConfig, TrainingConfig
-from nvmkit.workflow.data import load_data_file, load_dataset
-from nvmkit.workflow.user_model import load_model_file
-from nvmkit.reproduction.energy_table import energy_report
-from nvmkit.workflow.pipeline import resolve, run
+
+def __getattr__(name: str):
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nvmkit' has no attribute {name!r}")
+    import importlib
+
+    from nvmkit.core._quiet import quiet_stderr
+
+    with quiet_stderr():  # the modules that import Keras print TensorFlow's start-up chatter
+        value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOME))
+
 
 __all__ = [
     "__version__",

@@ -136,3 +136,40 @@ def test_the_checker_sees_upward_and_relative_imports(tmp_path):
     (core / "bad.py").write_text("from . import errors\ndef f():\n    from nvmkit.cli import app\n")
     found = _imports(core / "bad.py", tmp_path)
     assert {"nvmkit.cli.app", "nvmkit.core.errors"} <= found
+
+
+def test_commands_that_need_no_keras_do_not_import_tensorflow():
+    """`import nvmkit` is lazy (PEP 562) and the bundled network plugins import Keras in ``build``,
+    so the CLI's help, the results table and the device listing (which loads every plugin) start
+    without TensorFlow, which takes seconds to import. The bugs it catches: a public name imported
+    eagerly again in nvmkit/__init__.py, a CLI module or a plugin importing Keras at its top."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from nvmkit.cli import app\n"
+             "from typer.testing import CliRunner\n"
+             "for args in (['--help'], ['devices', 'list'], ['devices', 'show', 'sonos'], ['plugins']):\n"
+             "    r = CliRunner().invoke(app, args)\n"
+             "    assert r.exit_code == 0, (args, r.output)\n"
+             "import nvmkit\n"
+             "nvmkit.Device, nvmkit.NetworkMapper, nvmkit.as_images, nvmkit.check_sequence\n"
+             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_every_public_name_resolves_to_its_module():
+    """Each name of ``nvmkit.__all__`` is found by the lazy loader and is the object its module
+    defines (a name mapped to the wrong module, or left out of the map, fails here)."""
+    import importlib
+
+    import nvmkit
+
+    for name in nvmkit.__all__:
+        value = getattr(nvmkit, name)
+        if name != "__version__":
+            assert getattr(importlib.import_module(nvmkit._HOME[name]), name) is value
+    with pytest.raises(AttributeError):
+        nvmkit.not_a_public_name  # noqa: B018

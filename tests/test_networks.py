@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from nvmkit.core.errors import ConfigError
-from nvmkit.core.layers import PreActivationNoiseRNNCell, as_images
+from nvmkit.core.layers import PreActivationNoiseRNNCell
+from nvmkit.core.network import as_images
 from nvmkit.core.registry import get_registry
 
 # the layer vocabulary the deploy side understands (the contract between the two halves of issue 4)

@@ -10,10 +10,7 @@ cell of its own because its pre-activation exists only inside the time loop.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import keras
-import numpy as np
 
 from nvmkit.core.component import check_nonnegative
 from nvmkit.core.errors import ConfigError
@@ -76,22 +73,6 @@ class PreActivationNoiseRNNCell(keras.layers.Layer):
         }
 
 
-def site_sigmas(owner: str, sigma_neu, sites: int) -> list[float]:
-    """Expand ``sigma_neu`` (one value or one per noise site) to a list of ``sites`` stds."""
-    if sigma_neu is None:
-        sigma_neu = 0.0
-    if isinstance(sigma_neu, (list, tuple, np.ndarray)):
-        values = list(np.asarray(sigma_neu, dtype=float).reshape(-1))
-        if len(values) != sites:
-            raise ConfigError(
-                f"{owner}: sigma_neu has {len(values)} values for {sites} noise sites; "
-                f"give one value or exactly {sites}"
-            )
-    else:
-        values = [sigma_neu] * sites
-    return [check_nonnegative(owner, "sigma_neu", v) for v in values]
-
-
 def relu_block(sigma: float, seed: int) -> list[keras.layers.Layer]:
     """The layers that follow a linear Dense/Conv2D: optional training-only noise, then ReLU."""
     noise = [keras.layers.GaussianNoise(sigma, seed=seed)] if sigma > 0 else []
@@ -101,34 +82,3 @@ def relu_block(sigma: float, seed: int) -> list[keras.layers.Layer]:
 def initializer(seed: int, kind: str = "glorot_uniform"):
     """A seeded initializer, so a model's initial weights depend only on the mapper's seed."""
     return keras.initializers.get({"class_name": kind, "config": {"seed": int(seed)}})
-
-
-def as_images(x: np.ndarray, owner: str) -> np.ndarray:
-    """Images ``(N, H, W)`` or ``(N, H, W, 1)`` as float32 in [0, 1] (uint8 pixels are scaled)."""
-    x = np.asarray(x)
-    if np.issubdtype(x.dtype, np.integer):
-        x = x.astype(np.float32) / np.float32(255.0)
-    x = x.astype(np.float32, copy=False)
-    if x.ndim == 4 and x.shape[-1] == 1:
-        x = x[..., 0]
-    if x.ndim != 3:
-        raise ConfigError(f"{owner}: expected images shaped (N, H, W), got {x.shape}; "
-                          "pass a batch of single-channel images")
-    return x
-
-
-def check_sequence(owner: str, name: str, values: Sequence, minimum: int = 1,
-                   allow_empty: bool = False) -> list[int]:
-    """A list of positive integer widths (hidden sizes, filter counts)."""
-    if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
-        values = [values]
-    if not isinstance(values, (list, tuple)) or (not values and not allow_empty):
-        raise ConfigError(f"{owner}: {name} must be a {'' if allow_empty else 'non-empty '}list of "
-                          f"integers >= {minimum}, got {values!r}")
-    out = []
-    for v in values:
-        if (isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or not np.isfinite(v)
-                or int(v) != v or v < minimum):
-            raise ConfigError(f"{owner}: {name} must hold integers >= {minimum}, got {values!r}")
-        out.append(int(v))
-    return out

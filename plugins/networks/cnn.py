@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import keras
 
-from nvmkit import ConfigError, NetworkMapper, as_images, check_fraction, check_int, check_sequence, hookimpl, initializer, relu_block, site_sigmas
+from nvmkit import ConfigError, NetworkMapper, as_images, check_fraction, check_int, check_sequence, hookimpl, site_sigmas
 
 PADDINGS = ("valid", "same")
 
@@ -37,6 +36,12 @@ class CNN(NetworkMapper):
             raise ConfigError(f"{owner}: dropout must be below 1, got {dropout}")
 
     def build(self, input_shape, num_classes, sigma_neu=0.0, seed=0):
+        # here, not at the top: listing devices loads every plugin and needs no Keras (nvmkit's
+        # building blocks first: their import keeps TensorFlow's start-up chatter off stderr)
+        from nvmkit import initializer, relu_block
+
+        import keras
+
         owner = f"network '{self.name}'"
         sigmas = site_sigmas(owner, sigma_neu, self.noise_sites())
         h, w = int(input_shape[0]), int(input_shape[1])

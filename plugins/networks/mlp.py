@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import keras
 import numpy as np
 
-from nvmkit import NetworkMapper, as_images, check_sequence, hookimpl, initializer, relu_block, site_sigmas
+from nvmkit import NetworkMapper, as_images, check_sequence, hookimpl, site_sigmas
 
 
 class MLP(NetworkMapper):
@@ -24,6 +23,12 @@ class MLP(NetworkMapper):
         self.hidden = check_sequence(f"network '{self.name}'", "hidden", hidden)
 
     def build(self, input_shape, num_classes, sigma_neu=0.0, seed=0):
+        # here, not at the top: listing devices loads every plugin and needs no Keras (nvmkit's
+        # building blocks first: their import keeps TensorFlow's start-up chatter off stderr)
+        from nvmkit import initializer, relu_block
+
+        import keras
+
         sigmas = site_sigmas(f"network '{self.name}'", sigma_neu, self.noise_sites())
         layers: list = [keras.Input((int(np.prod(input_shape)),))]
         for i, (width, sigma) in enumerate(zip(self.hidden, sigmas)):

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import keras
 import numpy as np
 
-from nvmkit import ConfigError, NetworkMapper, PreActivationNoiseRNNCell, as_images, check_int, hookimpl, initializer, site_sigmas
+from nvmkit import ConfigError, NetworkMapper, as_images, check_int, hookimpl, site_sigmas
 
 PIXELS = 28 * 28
 
@@ -42,6 +41,12 @@ class RNN(NetworkMapper):
         self.units = check_int(owner, "units", units, 1)
 
     def build(self, input_shape, num_classes, sigma_neu=0.0, seed=0):
+        # here, not at the top: listing devices loads every plugin and needs no Keras (nvmkit's
+        # building blocks first: their import keeps TensorFlow's start-up chatter off stderr)
+        from nvmkit import PreActivationNoiseRNNCell, initializer
+
+        import keras
+
         owner = f"network '{self.name}'"
         (sigma,) = site_sigmas(owner, sigma_neu, self.noise_sites())
         pixels = int(np.prod(input_shape))
