@@ -450,3 +450,24 @@ def test_energy_of_an_abstract_device_is_not_printed_as_joules():
     assert "not physical" in text and "nJ" not in text
     assert f"{est.estimate(fp, reg.get('device', 'reram')()).total * 1e9:.4g} nJ" in printed(
         est.estimate(fp, reg.get("device", "reram")()))
+
+
+@pytest.mark.parametrize("raised, replayed", [("KeyboardInterrupt", False), ("ValueError", True)])
+def test_keras_start_up_chatter_is_replayed_only_for_a_failed_import(raised, replayed):
+    """While Keras loads, TensorFlow's chatter on file descriptor 2 is held back and replayed only if
+    the import fails (it may explain the failure); a Ctrl-C during the import shows none of it. The
+    bugs it catches: chatter replayed after a Ctrl-C (it was), or swallowed on a real failure."""
+    import subprocess
+    import sys
+
+    probe = ("import os\n"
+             "from nvmkit.core._quiet import quiet_stderr\n"
+             "try:\n"
+             "    with quiet_stderr():\n"
+             "        os.write(2, b'oneDNN chatter')\n"
+             f"        raise {raised}\n"
+             f"except {raised}:\n"
+             "    pass\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert ("oneDNN chatter" in out.stderr) is replayed

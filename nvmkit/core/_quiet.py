@@ -27,6 +27,8 @@ def quiet_stderr():
             if "tensorflow" in sys.modules:
                 # the first device query prints a CUDA error on machines without a GPU
                 sys.modules["tensorflow"].config.list_physical_devices()
+        except KeyboardInterrupt:  # the user stopped it: the chatter explains nothing
+            raise
         except BaseException:
             os.dup2(saved, 2)
             sink.seek(0)
