@@ -208,3 +208,22 @@ def test_gru_on_mnist_rows(mnist):
     bad = keras.Sequential([keras.Input((28, 28)), L.GRU(4, reset_after=False)])
     with pytest.raises(ConfigError, match="reset_after"):
         convert(bad, IdealDevice(), IDEAL)
+
+
+def test_trials_that_cannot_fit_in_memory_are_refused_before_allocation(monkeypatch):
+    """K programmed copies are held at once; a trial count whose copies exceed the machine's memory
+    is a one-line error naming how many trials fit, raised before any variable is made (the bug:
+    --trials 1e9 passed validation and died of memory, or swapped, after the training)."""
+    import keras
+
+    import nvmkit.engine.convert as conv
+    from nvmkit import ConfigError, CrossbarConfig, convert
+    from nvmkit_plugins.devices.generic import GenericDevice
+
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(5)])  # 55 weights
+    monkeypatch.setattr(conv, "machine_memory", lambda: 55 * 4 * 2 * 100)  # room for 100 trials
+    with pytest.raises(ConfigError, match=r"use fewer trials \(the copies of 100 alone fill it\)"):
+        convert(model, GenericDevice(), CrossbarConfig(), trials=101)
+    assert convert(model, GenericDevice(), CrossbarConfig(), trials=100).layers[-1].trials == 100
+    monkeypatch.setattr(conv, "machine_memory", lambda: None)  # an OS that does not say: no check
+    convert(model, GenericDevice(), CrossbarConfig(), trials=101)

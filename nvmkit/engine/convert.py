@@ -66,6 +66,7 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
     if not isinstance(model, (keras.Sequential, keras.Model)) or not _is_graph(model):
         raise ConfigError(f"convert: model '{getattr(model, 'name', model)}' must be a built "
                           "Sequential or functional Keras model (call it on keras.Input first)")
+    check_trials_fit(model.count_params(), int(trials), "convert")
     folds = _batchnorm_folds(model) if fold_batchnorm else {}
     folded_bn = {bn.name for bn in folds.values()}
     originals: dict[int, keras.layers.Layer] = {}
@@ -340,6 +341,34 @@ def calibrate_converters(model, x, batch_size: int = 256) -> None:
     finally:
         for layer in layers:
             layer.ideal = False
+
+
+#: float32 arrays of the weights' shape each trial keeps: the programmed conductances' deviation
+#: and, with state-dependent read noise, the cells' read variance (see ``layers.AnalogLayer``)
+_ARRAYS_PER_WEIGHT_AND_TRIAL = 2
+
+
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say: Windows)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_trials_fit(n_weights: int, trials: int, owner: str) -> None:
+    """Refuse, before anything is allocated, ``trials`` programmed copies of ``n_weights`` weights
+    that could not fit in this machine's memory: they are held at once (one batched read for all
+    trials), so the run would otherwise die of memory after training, or swap for hours."""
+    total = machine_memory()
+    need = n_weights * trials * 4 * _ARRAYS_PER_WEIGHT_AND_TRIAL
+    if total is not None and need > total:
+        raise ConfigError(f"{owner}: trials={trials} holds {trials} programmed copies of {n_weights:,} "
+                          f"weights, about {need / 2**30:,.0f} GiB, more than this machine's "
+                          f"{total / 2**30:,.0f} GiB of memory; use fewer trials (the copies of "
+                          f"{max(total // (n_weights * 4 * _ARRAYS_PER_WEIGHT_AND_TRIAL), 1):,} alone fill it)")
 
 
 def repeat_trials(x, trials: int) -> np.ndarray:
