@@ -61,6 +61,64 @@ def __dir__():
     return sorted(set(globals()) | set(_HOME))
 
 
+# A converted model saved as .keras loads with keras.saving.load_model once nvmkit is imported
+# (docs/api.md): Keras finds a custom class only if its module has registered it. Those modules
+# import TensorFlow, so they are imported with Keras, not with nvmkit: now if Keras is loaded,
+# else right after the first `import keras`, under the same start-up quieting as nvmkit's own.
+_KERAS_CLASS_MODULES = ("nvmkit.core.layers", "nvmkit.engine.convert")
+
+
+def _register_keras_classes() -> None:
+    import importlib
+
+    for module in _KERAS_CLASS_MODULES:
+        importlib.import_module(module)
+
+
+class _KerasImportHook:
+    """A one-shot import finder (PEP 451): it lets the normal finders locate ``keras`` and runs
+    :func:`_register_keras_classes` after the module has executed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        import importlib.util
+        import sys
+
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_register(module):
+            from nvmkit.core._quiet import quiet_stderr
+
+            with quiet_stderr():
+                exec_module(module)
+                _register_keras_classes()
+
+        loader.exec_module = exec_then_register
+        return spec
+
+
+def _install_keras_hook() -> None:
+    import sys
+
+    if "keras" in sys.modules:
+        from nvmkit.core._quiet import quiet_stderr
+
+        with quiet_stderr():
+            _register_keras_classes()
+    elif not any(isinstance(f, _KerasImportHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _KerasImportHook())
+
+
+_install_keras_hook()
+
+
 __all__ = [
     "__version__",
     "Component",

@@ -488,3 +488,12 @@ def test_rebase_paths_writes_a_path_on_another_drive_absolute(tmp_path, monkeypa
     assert written["dataset"]["file"] == str(tmp_path / "sub" / "a.npz")
     read = config.rebase_paths({"model": {"file": "m.keras"}}, source="cfg", target=target)
     assert read["model"]["file"] == str(tmp_path / "cfg" / "m.keras")
+
+
+def test_a_model_files_trials_beyond_memory_are_refused_before_fine_tuning(files, tmp_path):
+    """A user's model is counted before any work: --trials 10**9 with --epochs is refused before
+    the fine-tuning (the bug: the training ran, then the programming died of memory)."""
+    res = invoke("run", "--model", files["model"], "--dataset", files["data"], "--epochs", 2,
+                 "--trials", 10**9, "--noise", "none", "--energy", "none", "-o", tmp_path / "r.json")
+    assert res.exit_code == 2, res.output
+    assert "use fewer trials" in res.output and "training" not in res.output, res.output

@@ -221,7 +221,7 @@ def test_trials_that_cannot_fit_in_memory_are_refused_before_allocation(monkeypa
     from nvmkit_plugins.devices.generic import GenericDevice
 
     model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(5)])  # 55 weights
-    monkeypatch.setattr(conv, "machine_memory", lambda: 55 * 4 * 2 * 100)  # room for 100 trials
+    monkeypatch.setattr(conv, "machine_memory", lambda: 55 * 4 * 100)  # room for 100 trials
     with pytest.raises(ConfigError, match=r"use fewer trials \(the copies of 100 alone fill it\)"):
         convert(model, GenericDevice(), CrossbarConfig(), trials=101)
     assert convert(model, GenericDevice(), CrossbarConfig(), trials=100).layers[-1].trials == 100

@@ -196,3 +196,27 @@ def test_xla_compiled_predict_matches_and_fit_runs():
     noisy.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
     loss = noisy.fit(xr, yr, epochs=1, batch_size=8, verbose=0).history["loss"][0]
     assert np.isfinite(loss)
+
+
+@pytest.mark.parametrize("imports", ["import nvmkit, keras", "import keras, nvmkit"])
+def test_a_saved_model_loads_in_a_fresh_process_after_import_nvmkit(tmp_path, imports):
+    """docs/api.md: a converted model (and a network with nvmkit's RNN cell) loads in safe mode once
+    nvmkit is imported, whichever of nvmkit and Keras comes first. ``import nvmkit`` is lazy, so the
+    classes register when Keras is imported; a test in this process cannot see that (every class
+    is registered here already). The bug it catches: AnalogModel 'could not be located'."""
+    import subprocess
+    import sys
+
+    from nvmkit.core.layers import PreActivationNoiseRNNCell
+
+    dense = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    convert(dense, ReRAM(), trials=2).save(tmp_path / "analog.keras")
+    cell = PreActivationNoiseRNNCell(4, 0.1, seed=1)
+    keras.Sequential([keras.Input((3, 5)), keras.layers.RNN(cell)]).save(tmp_path / "rnn.keras")
+    probe = (f"{imports}\n"
+             f"a = keras.saving.load_model({str(tmp_path / 'analog.keras')!r}, safe_mode=True)\n"
+             f"r = keras.saving.load_model({str(tmp_path / 'rnn.keras')!r}, safe_mode=True)\n"
+             "print(type(a).__name__, type(r.layers[0].cell).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["AnalogModel", "PreActivationNoiseRNNCell"]

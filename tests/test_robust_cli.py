@@ -471,3 +471,25 @@ def test_keras_start_up_chatter_is_replayed_only_for_a_failed_import(raised, rep
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert ("oneDNN chatter" in out.stderr) is replayed
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line_and_exit_130(monkeypatch, capsys):
+    """The console script enters through nvmkit.__main__, which imports the command modules inside
+    main: a Ctrl-C during that import ends with "Aborted!" and exit 130 (the bug: the traceback of
+    the import machinery, when the import ran at the script's top)."""
+    import builtins
+
+    import nvmkit.__main__ as entry
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "nvmkit.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        entry.main()
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.strip() == "Aborted!"

@@ -66,7 +66,7 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
     if not isinstance(model, (keras.Sequential, keras.Model)) or not _is_graph(model):
         raise ConfigError(f"convert: model '{getattr(model, 'name', model)}' must be a built "
                           "Sequential or functional Keras model (call it on keras.Input first)")
-    check_trials_fit(model.count_params(), int(trials), "convert")
+    check_trials_fit(analog_weight_count(model), int(trials), "convert")
     folds = _batchnorm_folds(model) if fold_batchnorm else {}
     folded_bn = {bn.name for bn in folds.values()}
     originals: dict[int, keras.layers.Layer] = {}
@@ -343,9 +343,19 @@ def calibrate_converters(model, x, batch_size: int = 256) -> None:
             layer.ideal = False
 
 
-#: float32 arrays of the weights' shape each trial keeps: the programmed conductances' deviation
-#: and, with state-dependent read noise, the cells' read variance (see ``layers.AnalogLayer``)
-_ARRAYS_PER_WEIGHT_AND_TRIAL = 2
+def analog_weight_count(model) -> int:
+    """The weights (and biases) of the layers :func:`convert` puts on crossbars: each trial holds
+    a float32 copy of their programming deviation, and of their read variance where the device's
+    read noise depends on the cell (``layers.AnalogLayer``)."""
+    return sum(int(np.prod(v.shape)) for layer in _all_layers(model)
+               if type(layer).__name__ in ANALOG or _recurrent_kind(layer) is not None
+               for v in layer.weights)
+
+
+#: float32 arrays of the weights' shape that every trial holds whatever the device: the programmed
+#: conductances' deviation (the read variance comes on top for state-dependent read noise), so
+#: the check below refuses only what cannot fit
+_ARRAYS_PER_WEIGHT_AND_TRIAL = 1
 
 
 def machine_memory() -> int | None:
@@ -366,7 +376,7 @@ def check_trials_fit(n_weights: int, trials: int, owner: str) -> None:
     need = n_weights * trials * 4 * _ARRAYS_PER_WEIGHT_AND_TRIAL
     if total is not None and need > total:
         raise ConfigError(f"{owner}: trials={trials} holds {trials} programmed copies of {n_weights:,} "
-                          f"weights, about {need / 2**30:,.0f} GiB, more than this machine's "
+                          f"weights, at least {need / 2**30:,.0f} GiB, more than this machine's "
                           f"{total / 2**30:,.0f} GiB of memory; use fewer trials (the copies of "
                           f"{max(total // (n_weights * 4 * _ARRAYS_PER_WEIGHT_AND_TRIAL), 1):,} alone fill it)")
 

@@ -120,7 +120,7 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
     from nvmkit.core._quiet import import_keras
 
     import_keras()
-    from nvmkit.engine.convert import analog_footprint, check_trials_fit, convert
+    from nvmkit.engine.convert import analog_footprint, analog_weight_count, check_trials_fit, convert
     from nvmkit.engine.crossbar_config import CrossbarConfig
     from nvmkit.workflow.data import load_data_file, load_dataset
     from nvmkit.engine.evaluate import digital_accuracy, monte_carlo
@@ -160,14 +160,11 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
         nonlocal epochs_trained
         epochs_trained += 1
 
-    if any(s in ("internal", "external", "both") for s in cfg.scenarios):
-        # trials x the weights must fit in memory: say so now, not after the training
-        if user_model is not None:
-            n_weights = user_model.count_params()
-        else:
-            x_one = comps.network.prepare(ds.x_train[:1])
-            n_weights = comps.network.build(tuple(x_one.shape[1:]), int(ds.y_train.max()) + 1).count_params()
-        check_trials_fit(n_weights, cfg.trials, "run")
+    if user_model is not None and any(s != "digital" for s in cfg.scenarios):
+        # trials x the weights must fit in memory: say so before fine-tuning (a bundled network
+        # is checked by convert, after its training: a model built here only to count would
+        # shift the Keras layer names the result records)
+        check_trials_fit(analog_weight_count(user_model), cfg.trials, "run")
 
     train_started = time.perf_counter()
     # training.seed, when given, seeds the training (what the recorded configuration says); the
