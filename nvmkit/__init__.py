@@ -64,7 +64,8 @@ def __dir__():
 # A converted model saved as .keras loads with keras.saving.load_model once nvmkit is imported
 # (docs/api.md): Keras finds a custom class only if its module has registered it. Those modules
 # import TensorFlow, so they are imported with Keras, not with nvmkit: now if Keras is loaded,
-# else right after the first `import keras`, under the same start-up quieting as nvmkit's own.
+# else right after the first `import keras`; TensorFlow and Keras imported after nvmkit keep
+# their start-up chatter off stderr, as nvmkit's own imports of them do.
 _KERAS_CLASS_MODULES = ("nvmkit.core.layers", "nvmkit.engine.convert")
 
 
@@ -76,31 +77,40 @@ def _register_keras_classes() -> None:
 
 
 class _KerasImportHook:
-    """A one-shot import finder (PEP 451): it lets the normal finders locate ``keras`` and runs
-    :func:`_register_keras_classes` after the module has executed."""
+    """An import finder (PEP 451) for ``tensorflow`` and ``keras``: it lets the normal finders
+    locate them and executes them under :func:`nvmkit.core._quiet.quiet_stderr`; after ``keras``
+    it runs :func:`_register_keras_classes` and leaves ``sys.meta_path``."""
+
+    _busy = False  # set while the normal finders run, so that this finder does not ask itself
 
     def find_spec(self, name, path=None, target=None):
-        if name != "keras":
+        if name not in ("tensorflow", "keras") or self._busy:
             return None
         import importlib.util
         import sys
 
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self._busy = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._busy = False
         loader = getattr(spec, "loader", None)
         if loader is None or not hasattr(loader, "exec_module"):
             return spec
         exec_module = loader.exec_module
+        hook = self
 
-        def exec_then_register(module):
+        def exec_quietly(module):
             from nvmkit.core._quiet import quiet_stderr
 
-            with quiet_stderr():
+            with quiet_stderr(executing_tensorflow=name == "tensorflow"):
                 exec_module(module)
-                _register_keras_classes()
+                if name == "keras":
+                    if hook in sys.meta_path:
+                        sys.meta_path.remove(hook)
+                    _register_keras_classes()
 
-        loader.exec_module = exec_then_register
+        loader.exec_module = exec_quietly
         return spec
 
 

@@ -493,3 +493,19 @@ def test_ctrl_c_while_the_commands_load_is_one_line_and_exit_130(monkeypatch, ca
         entry.main()
     assert stop.value.code == 130
     assert capsys.readouterr().err.strip() == "Aborted!"
+
+
+def test_tensorflow_and_keras_imported_after_nvmkit_start_quietly():
+    """`import nvmkit` no longer imports TensorFlow, so it hooks the later imports: a script's own
+    `import tensorflow` / `import keras` keep TensorFlow's start-up lines (oneDNN, CUDA) off
+    stderr, as they were when nvmkit imported Keras itself, and Keras gets nvmkit's classes. The
+    bug it catches: the hook executing TensorFlow unquieted (it is in sys.modules while it runs).
+    On a machine where TensorFlow prints nothing at start-up this cannot tell; here it does."""
+    import subprocess
+    import sys
+
+    probe = ("import nvmkit\nimport tensorflow\nimport keras\n"
+             "print(keras.saving.get_registered_object('nvmkit>AnalogModel').__name__)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "AnalogModel" and out.stderr == "", out.stderr

@@ -14,8 +14,10 @@ import tempfile
 
 
 @contextlib.contextmanager
-def quiet_stderr():
-    if "tensorflow" in sys.modules:  # the chatter happens once per process
+def quiet_stderr(executing_tensorflow: bool = False):
+    """``executing_tensorflow``: the block runs TensorFlow's own module, which the import system
+    has already put in ``sys.modules`` (nvmkit's import hook, ``nvmkit/__init__.py``)."""
+    if "tensorflow" in sys.modules and not executing_tensorflow:  # the chatter happens once per process
         yield
         return
     sys.stderr.flush()
