@@ -79,7 +79,8 @@ def _register_keras_classes() -> None:
 class _KerasImportHook:
     """An import finder (PEP 451) for ``tensorflow`` and ``keras``: it lets the normal finders
     locate them and executes them under :func:`nvmkit.core._quiet.quiet_stderr`; after ``keras``
-    it runs :func:`_register_keras_classes` and leaves ``sys.meta_path``."""
+    it runs :func:`_register_keras_classes`; once both are loaded it leaves ``sys.meta_path`` (under
+    the JAX backend Keras comes without TensorFlow, which nvmkit may import later)."""
 
     _busy = False  # set while the normal finders run, so that this finder does not ask itself
 
@@ -106,9 +107,9 @@ class _KerasImportHook:
             with quiet_stderr(executing_tensorflow=name == "tensorflow"):
                 exec_module(module)
                 if name == "keras":
-                    if hook in sys.meta_path:
-                        sys.meta_path.remove(hook)
                     _register_keras_classes()
+            if "keras" in sys.modules and "tensorflow" in sys.modules and hook in sys.meta_path:
+                sys.meta_path.remove(hook)  # both started: nothing left to do
 
         loader.exec_module = exec_quietly
         return spec
