@@ -65,6 +65,16 @@ def command(group: typer.Typer, name: str | None = None, **kwargs):
     return decorate
 
 
+def data_folder(data_dir):
+    """A command's --data-dir, checked before any work (else a sweep's every point fails on it, one
+    by one, or a dry run says all is well), with ``~`` expanded; None when not given."""
+    if data_dir is None:
+        return None
+    from nvmkit.workflow.data import check_data_dir
+
+    return check_data_dir(data_dir)
+
+
 def cores() -> int:
     """Local worker processes by default: one per core."""
     return os.cpu_count() or 1

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from nvmkit.cli.app import app, command, console, cores, err_console, progress_bar
+from nvmkit.cli.app import app, command, console, cores, data_folder, err_console, progress_bar
 from nvmkit.cli.sweep import outcome_line
 from nvmkit.core.formatting import duration
 
@@ -33,10 +33,7 @@ def reproduce(
     from nvmkit.sweeps.sweep import check_executor
 
     check_executor(executor, scheduler, workers)
-    if data_dir is not None:  # else every point would fail on it, one by one
-        from nvmkit.workflow.data import check_data_dir
-
-        check_data_dir(data_dir)
+    data_dir = data_folder(data_dir)
     command = rep.command_line(quick=quick, data_dir=data_dir, out=out, db=db, executor=executor, workers=workers,
                                scheduler=scheduler, study=study, sections=section, sets=set_)
     if dry_run:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from nvmkit.cli.app import app, command, console
+from nvmkit.cli.app import app, command, console, data_folder
 
 @command(app)
 def run(
@@ -59,6 +59,7 @@ def run(
         from nvmkit.workflow.config import dataset_table
 
         dataset_table(dataset)  # a folder is refused with the fix
+    data_dir = data_folder(data_dir)
     overrides = {
         "dataset.file": dataset if dataset is not None and is_data_file(dataset) else None,
         "dataset.name": dataset if dataset is not None and not is_data_file(dataset) else None,
@@ -71,10 +72,6 @@ def run(
         "training.sigma_neu": sigma_neu,
         "output": str(output) if output else None,
     }
-    if data_dir is not None:  # checked now, not after the dry run said all is well
-        from nvmkit.workflow.data import check_data_dir
-
-        check_data_dir(data_dir)
     if data_dir and source is None:
         overrides["dataset.source"] = "full"
     pipeline.apply_overrides(data, overrides, network=network, device=device, noise=noise,

@@ -14,7 +14,7 @@ import typer
 
 from rich.markup import escape
 
-from nvmkit.cli.app import app, command, console, cores, err_console, make_console, progress_bar
+from nvmkit.cli.app import app, command, console, cores, data_folder, err_console, make_console, progress_bar
 from nvmkit.core.formatting import duration
 from nvmkit.workflow.config import SCENARIOS
 from nvmkit.core.errors import ConfigError
@@ -44,16 +44,13 @@ def sweep(
     from nvmkit.sweeps.sweep import check_executor, estimate_seconds, estimate_text, plan_sweep
 
     check_executor(executor, scheduler, workers)
-    if data_dir is not None:  # else every point would fail on it, one by one
-        from nvmkit.workflow.data import check_data_dir
-
-        check_data_dir(data_dir)
+    data_dir = data_folder(data_dir)
     if not dry_run:  # the database is the sweep's output: a place it cannot be written fails now
         check_db_path(db)
     exp = load_experiment(experiment)
     exp.check_base_overrides(set_)
     # absolute: [base] paths are read from the experiment's folder, a command line's from this one
-    overrides = {"dataset.data_dir": str(data_dir.expanduser().absolute()) if data_dir else None}
+    overrides = {"dataset.data_dir": str(data_dir.absolute()) if data_dir else None}
     if data_dir:
         overrides["dataset.source"] = "full"
     pipeline.apply_overrides(exp.base, overrides, sets=set_)

@@ -138,11 +138,14 @@ SEED_MAX = 2**32 - 1
 def check_seed(owner: str, name: str, value) -> int:
     """A seed every generator accepts: an integer in 0..2**32 - 1. A larger one would pass numpy's
     SeedSequence but stop ``keras.utils.set_random_seed`` with a traceback after the run started."""
-    if isinstance(value, bool) or not isinstance(value, int) and not (
-        isinstance(value, float) and value.is_integer()
-    ) or not 0 <= int(value) <= SEED_MAX:
-        raise ConfigError(f"{owner}: {name} must be an integer in 0..{SEED_MAX} (2**32 - 1), got {value!r}")
-    return int(value)
+    message = f"{owner}: {name} must be an integer in 0..{SEED_MAX} (2**32 - 1), got {value!r}"
+    try:
+        seed = check_int(owner, name, value, 0)
+    except ConfigError:
+        raise ConfigError(message) from None
+    if seed > SEED_MAX:
+        raise ConfigError(message)
+    return seed
 
 
 def _number(owner: str, name: str, value) -> float:
