@@ -22,6 +22,7 @@ Keras seed generator seeded from ``SeedSequence(seed, spawn_key=(2, layer index)
 from __future__ import annotations
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -31,7 +32,8 @@ from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError
 from nvmkit.engine.layers import (PACKAGE, AnalogConv, AnalogDense, AnalogDepthwiseConv2D,
-                                  AnalogLayer, AnalogRecurrent, FoldedBatchNormalization)
+                                  AnalogLayer, AnalogRecurrent, AnalogTimeDistributed,
+                                  FoldedBatchNormalization)
 
 F32 = np.float32
 _PROGRAM, _READ = 0, 2
@@ -41,9 +43,48 @@ ANALOG = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
 #: recurrent layers on crossbars (also keras.layers.RNN around one of these cells)
 RECURRENT = {"SimpleRNN": "simple", "LSTM": "lstm", "GRU": "gru", "SimpleRNNCell": "simple",
              "LSTMCell": "lstm", "GRUCell": "gru", "PreActivationNoiseRNNCell": "simple"}
-#: weight layers that cannot be mapped (yet): refused rather than silently kept digital
-_REFUSED = ("Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
-            "SeparableConv1D", "DepthwiseConv1D", "EinsumDense", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "MultiHeadAttention")
+#: weight layers that cannot be mapped (yet): refused rather than silently kept digital, each
+#: with what to do instead
+_REFUSED = {
+    "Conv3D": "replace it by Conv2D layers (e.g. TimeDistributed(Conv2D) per frame)",
+    "Conv1DTranspose": "replace it by UpSampling1D followed by Conv1D",
+    "Conv2DTranspose": "replace it by UpSampling2D followed by Conv2D",
+    "Conv3DTranspose": "replace it by UpSampling3D followed by TimeDistributed(Conv2D)",
+    "SeparableConv1D": "replace it by Conv1D(filters=channels, groups=channels) followed by a "
+                       "1x1 Conv1D",
+    "DepthwiseConv1D": "replace it by Conv1D(filters=channels * depth_multiplier, "
+                       "groups=channels)",
+    "EinsumDense": "replace it by Dense (it acts on the last axis)",
+    "RNN": "use one keras.layers.RNN (or SimpleRNN/LSTM/GRU layer) per cell; RNN takes a "
+           "SimpleRNNCell, LSTMCell or GRUCell",
+    "Bidirectional": "replace Bidirectional(LSTM) by two LSTMs (the second with "
+                     "go_backwards=True) and a Concatenate",
+    "ConvLSTM1D": "replace it by TimeDistributed(Conv1D) followed by an LSTM",
+    "ConvLSTM2D": "replace it by TimeDistributed(Conv2D) followed by an LSTM",
+    "ConvLSTM3D": "replace it by TimeDistributed(Conv3D) followed by an LSTM",
+    "MultiHeadAttention": "build the attention from Dense projections and a digital "
+                          "keras.layers.Attention",
+}
+#: layers with weights that run digitally by design (docs/api.md's layer table): normalisations,
+#: look-up tables and per-channel scales are not matrix products
+DIGITAL_WEIGHT_LAYERS = ("BatchNormalization", "LayerNormalization", "GroupNormalization",
+                         "UnitNormalization", "Normalization", "Embedding", "PReLU",
+                         "Discretization", "IntegerLookup", "StringLookup", "TextVectorization",
+                         "Hashing", "CategoryEncoding", "RMSNormalization")
+
+
+def supported_weight_layers() -> str:
+    """The weight layers :func:`convert` puts on crossbars, as messages list them."""
+    return ", ".join([*ANALOG, "Conv1D/Conv2D(groups>1)", "SimpleRNN", "LSTM", "GRU",
+                      "RNN(SimpleRNNCell|LSTMCell|GRUCell)", "TimeDistributed(any of these)"])
+
+
+def refusal(layer) -> str:
+    """The one-line error for a weight layer that cannot go on crossbars."""
+    cls = type(layer).__name__
+    advice = _REFUSED.get(cls, "replace it by supported layers")
+    return (f"convert: layer '{layer.name}' ({cls}) cannot be put on crossbars; {advice} "
+            f"(supported weight layers: {supported_weight_layers()})")
 
 
 def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, trials: int = 1,
@@ -67,26 +108,44 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
         raise ConfigError(f"convert: model '{getattr(model, 'name', model)}' must be a built "
                           "Sequential or functional Keras model (call it on keras.Input first)")
     check_trials_fit(analog_weight_count(model), int(trials), "convert")
-    folds = _batchnorm_folds(model) if fold_batchnorm else {}
-    folded_bn = {bn.name for bn in folds.values()}
+    folds = _batchnorm_folds(model) if fold_batchnorm else {}  # id(weight layer) -> its BN
+    folded_bn = {id(bn) for bn in folds.values()}
     originals: dict[int, keras.layers.Layer] = {}
     counter = iter(range(1 << 30))
+    digital_warnings: list[str] = []
     common = {"device": device, "crossbar": config, "trials": int(trials)}
 
     def clone(layer):
         cls = type(layer).__name__
-        if layer.name in folded_bn:
+        if id(layer) in folded_bn:
             new = FoldedBatchNormalization(name=layer.name)
         elif cls in ANALOG:
             new = _analog_twin(layer, {**common, "seed": _read_seed(seed, next(counter))},
-                               force_bias=layer.name in folds)
+                               force_bias=id(layer) in folds)
         elif _recurrent_kind(layer) is not None:
             new = _recurrent_twin(layer, {**common, "seed": _read_seed(seed, next(counter))})
+        elif cls == "TimeDistributed" and _holds_weight_layer(layer.layer):
+            # the wrapper only folds time into the batch: its layer (or model) goes on crossbars
+            inner = layer.layer
+            inner_new = (keras.models.clone_model(inner, clone_function=clone, recursive=True)
+                         if isinstance(inner, keras.Model) else clone(inner))
+            new = AnalogTimeDistributed(inner_new, name=layer.name)
         elif cls in _REFUSED:
-            raise ConfigError(f"convert: layer '{layer.name}' ({cls}) cannot be put on crossbars yet; "
-                              f"supported weight layers: {', '.join(ANALOG)}")
+            raise ConfigError(refusal(layer))
         else:
+            held = [sub for sub in layer._flatten_layers(include_self=False, recursive=True)
+                    if _is_weight_layer(sub)]
+            if held:
+                raise ConfigError(
+                    f"convert: layer '{layer.name}' ({cls}) holds the weight layer "
+                    f"'{held[0].name}' ({type(held[0]).__name__}), which would run digitally "
+                    f"inside it; take it out of the wrapper (TimeDistributed is mapped) "
+                    f"(supported weight layers: {supported_weight_layers()})")
             new = layer.__class__.from_config(layer.get_config())
+            if cls not in DIGITAL_WEIGHT_LAYERS and any(len(v.shape) >= 2 for v in layer.weights):
+                digital_warnings.append(f"layer '{layer.name}' ({cls}) holds a weight matrix "
+                                        "and runs digitally: nvmkit maps only the weight layers "
+                                        "of docs/api.md's layer table")
         originals[id(new)] = layer
         return new
 
@@ -109,9 +168,11 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
         if old is None:
             continue
         if isinstance(new, AnalogLayer):
-            _copy_analog_weights(old, new, folds.get(old.name))
+            _copy_analog_weights(old, new, folds.get(id(old)))
         elif old.weights and not isinstance(new, FoldedBatchNormalization):
-            new.set_weights(old.get_weights())
+            _copy_digital_state(old, new)
+    for line in digital_warnings:
+        warnings.warn(f"convert: {line}", UserWarning, stacklevel=2)
     reprogram(out, seed)
     if needs_calibration(out):
         if calibration_data is None:
@@ -134,43 +195,99 @@ def _read_seed(seed: int, index: int) -> int:
 
 
 def _all_layers(model) -> list:
-    """Every layer, nested models expanded, in the model's order."""
+    """Every layer, nested models and the inside of nvmkit's wrappers expanded, in order."""
     out = []
     for layer in model.layers:
-        out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+        out.extend(_expand(layer))
     return out
 
 
+def _expand(layer) -> list:
+    if isinstance(layer, keras.Model):
+        return _all_layers(layer)
+    if isinstance(layer, AnalogTimeDistributed):
+        return _expand(layer.layer)
+    return [layer]
+
+
 def analog_layers(model) -> list[AnalogLayer]:
-    """The model's analog layers in order (nested models included)."""
+    """The model's analog layers in order (nested models and wrapped layers included)."""
     return [layer for layer in _all_layers(model) if isinstance(layer, AnalogLayer)]
 
 
-def _producer(layer):
-    """The single layer whose output ``layer`` reads, or None."""
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
-        return None
-    return nodes[0].input_tensors[0]._keras_history.operation
+def _is_weight_layer(layer) -> bool:
+    """A layer whose matrix product belongs on crossbars (mapped, or refused)."""
+    cls = type(layer).__name__
+    return (cls in ANALOG or cls in _REFUSED or _recurrent_kind(layer) is not None
+            or cls == "TimeDistributed" and _holds_weight_layer(layer.layer))
+
+
+def _holds_weight_layer(layer) -> bool:
+    if isinstance(layer, keras.Model):
+        return any(_is_weight_layer(sub) for sub in _user_layers(layer))
+    return _is_weight_layer(layer)
+
+
+def _user_layers(model) -> list:
+    """Every layer of a user's model, nested models and TimeDistributed's layer expanded."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(_user_layers(layer))
+        elif type(layer).__name__ == "TimeDistributed":
+            inner = layer.layer
+            out.extend(_user_layers(inner) if isinstance(inner, keras.Model) else [inner])
+        else:
+            out.append(layer)
+    return out
+
+
+def _graph_models(model) -> list:
+    """``model`` and every model nested in it, TimeDistributed's included: each has a graph of
+    its own."""
+    out = [model]
+    for layer in model.layers:
+        if type(layer).__name__ == "TimeDistributed":
+            layer = layer.layer
+        if isinstance(layer, keras.Model):
+            out.extend(_graph_models(layer))
+    return out
 
 
 def _batchnorm_folds(model) -> dict:
-    """weight layer name -> the BatchNormalization folded into it."""
+    """id(weight layer) -> the BatchNormalization folded into it.
+
+    Read from each (nested) model's own graph and keyed by layer identity, not name: names
+    repeat across nested models (two instances of one Keras application base), and a layer's
+    ``_inbound_nodes`` also hold calls outside the graph (Keras rebuilds a loaded Sequential
+    model layer by layer, leaving extra nodes)."""
     folds = {}
-    for layer in _all_layers(model):
-        if type(layer).__name__ != "BatchNormalization":
-            continue
-        src = _producer(layer)
-        if src is None or type(src).__name__ not in ANALOG:
-            continue
-        ndim = len(layer.input.shape)
-        if layer.axis not in (-1, ndim - 1):
-            continue
-        if getattr(src.activation, "__name__", "") != "linear":
-            continue
-        if len(src._inbound_nodes) != 1 or len(getattr(src, "_outbound_nodes", [])) != 1:
-            continue
-        folds[src.name] = layer
+    for sub in _graph_models(model):
+        graph = getattr(sub, "_functional", None) or sub  # a Sequential keeps its graph aside
+        nodes = [n for depth in getattr(graph, "_nodes_by_depth", {}).values() for n in depth]
+        calls: dict[int, int] = {}  # id(layer) -> its calls in this graph
+        readers: dict[int, int] = {}  # id(tensor) -> the calls that read it
+        for node in nodes:
+            calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
+            for t in node.input_tensors:
+                readers[id(t)] = readers.get(id(t), 0) + 1
+        for t in graph.outputs:  # a model output is read from outside
+            readers[id(t)] = readers.get(id(t), 0) + 1
+        for node in nodes:
+            bn = node.operation
+            if type(bn).__name__ != "BatchNormalization" or calls[id(bn)] != 1:
+                continue
+            if len(node.input_tensors) != 1:
+                continue
+            t = node.input_tensors[0]
+            src = t._keras_history.operation
+            if type(src).__name__ not in ANALOG or calls.get(id(src), 0) != 1 or readers[id(t)] != 1:
+                continue
+            if bn.axis not in (-1, len(t.shape) - 1):
+                continue
+            if getattr(src.activation, "__name__", "") != "linear":
+                continue
+            folds[id(src)] = bn
     return folds
 
 
@@ -184,14 +301,22 @@ def _analog_twin(layer, common: dict, force_bias: bool = False) -> AnalogLayer:
     if cls != "Dense" and c.get("data_format", "channels_last") != "channels_last":
         raise ConfigError(f"convert: layer '{name}' ({cls}) uses {c['data_format']}; build the model "
                           "channels_last")
-    if cls in ("Conv1D", "Conv2D", "SeparableConv2D") and c.get("groups", 1) != 1:
-        raise ConfigError(f"convert: layer '{name}' ({cls}) uses groups={c['groups']}; only "
-                          "groups=1 can be put on crossbars")
+    groups = int(c.get("groups", 1) or 1)
+    if cls == "SeparableConv2D" and groups != 1:
+        raise ConfigError(f"convert: layer '{name}' (SeparableConv2D) uses groups={groups}; "
+                          "replace it by DepthwiseConv2D followed by Conv2D(groups=...)")
     if cls == "Dense":
         return AnalogDense(c["units"], act, c["use_bias"], name=name, **common)
+    if cls == "Conv2D" and groups > 1 and layer.kernel.shape[-2] == 1:
+        # one input channel per group: a depthwise convolution (ConvNeXt's), one crossbar of
+        # kh*kw rows per channel, filters / channels columns each
+        return AnalogDepthwiseConv2D(c["kernel_size"], c["strides"], c["padding"],
+                                     c["filters"] // groups, c["dilation_rate"], act, c["use_bias"],
+                                     name=name, **common)
     if cls in ("Conv1D", "Conv2D"):
         return AnalogConv(1 if cls == "Conv1D" else 2, c["filters"], c["kernel_size"], c["strides"],
-                          c["padding"], c["dilation_rate"], act, c["use_bias"], name=name, **common)
+                          c["padding"], c["dilation_rate"], act, c["use_bias"], groups=groups,
+                          name=name, **common)
     return AnalogDepthwiseConv2D(
         c["kernel_size"], c["strides"], c["padding"], c["depth_multiplier"], c["dilation_rate"], act,
         c["use_bias"], pointwise_filters=c["filters"] if cls == "SeparableConv2D" else None,
@@ -245,6 +370,11 @@ def _copy_analog_weights(old, new: AnalogLayer, bn) -> None:
     elif cls == "DepthwiseConv2D":
         main = {"depthwise_kernel": old.kernel}
         last = "depthwise_kernel"
+    elif isinstance(new, AnalogDepthwiseConv2D):  # Conv2D(groups=channels): (kh, kw, 1, C*mult)
+        kh, kw, _, f = old.kernel.shape
+        main = {"depthwise_kernel": _np(old.kernel).reshape(kh, kw, new.input_channels, -1)}
+        last = "depthwise_kernel"
+        cls = "DepthwiseConv2D"
     else:
         main = {"kernel": old.kernel}
         last = "kernel"
@@ -270,6 +400,21 @@ def _copy_analog_weights(old, new: AnalogLayer, bn) -> None:
             raise ConfigError(f"convert: layer '{old.name}' has no bias to fold "
                               f"'{bn.name}' into; report this as a bug")
         new.bias.assign(bias)
+
+
+def _copy_digital_state(old, new) -> None:
+    """Everything the user's digital layer computes with: its weights, then whatever state it
+    derives from them or keeps beside them, restored the way Keras's own saving restores it
+    (``save_own_variables`` / ``load_own_variables``: ``Normalization`` derives the mean and
+    variance it applies in ``finalize_state``, look-up layers keep their vocabulary)."""
+    new.set_weights(old.get_weights())
+    base = keras.layers.Layer.load_own_variables
+    for o, n in zip(old._flatten_layers(include_self=True, recursive=True),
+                    new._flatten_layers(include_self=True, recursive=True)):
+        if type(n).load_own_variables is not base:
+            store: dict = {}
+            o.save_own_variables(store)
+            n.load_own_variables(store)
 
 
 def _np(v) -> np.ndarray:
@@ -326,28 +471,59 @@ def calibrate_converters(model, x, batch_size: int = 256) -> None:
     for layer in layers:
         layer.ideal = True
     try:
-        try:
-            taps = keras.Model(model.inputs, [layer.input for layer in layers])
-        except (AttributeError, ValueError) as e:
-            raise ConfigError(f"calibrate: the analog layers' inputs cannot be tapped ({e}); "
-                              "set converters.dac_range/adc_range instead") from None
-        seen = taps.predict(np.asarray(x, F32), batch_size=batch_size, verbose=0)
-        if len(layers) == 1:
-            seen = [seen]
-        for layer, xin in zip(layers, seen):
-            inputs = layer.core_inputs(np.asarray(xin, F32))  # the float pass inside the layer
-            for (core, w, b), xc in zip(layer.core_weights(), inputs):
-                core.calibrate(xc, core.crossbar(w, b))
+        _calibrate_graph(model, np.asarray(x, F32), batch_size)
     finally:
         for layer in layers:
             layer.ideal = False
+
+
+def _sites(model) -> list:
+    """The analog layers and analog wrappers read directly by ``model``'s graph (nested models
+    expanded: their layers' inputs can be tapped from the outer inputs)."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(_sites(layer))
+        elif isinstance(layer, (AnalogLayer, AnalogTimeDistributed)):
+            out.append(layer)
+    return out
+
+
+def _calibrate_graph(model, x, batch_size: int) -> None:
+    sites = _sites(model)
+    if not sites:
+        return
+    try:
+        taps = keras.Model(model.inputs, [site.input for site in sites])
+    except (AttributeError, ValueError) as e:
+        raise ConfigError(f"calibrate: the analog layers' inputs cannot be tapped ({e}); "
+                          "set converters.dac_range/adc_range instead") from None
+    seen = taps.predict(x, batch_size=batch_size, verbose=0)
+    if len(sites) == 1:
+        seen = [seen]
+    for site, xin in zip(sites, seen):
+        _calibrate_site(site, np.asarray(xin, F32), batch_size)
+
+
+def _calibrate_site(site, x, batch_size: int) -> None:
+    if isinstance(site, AnalogTimeDistributed):  # every time step is a sample of the layer
+        x = x.reshape(-1, *x.shape[2:])
+        inner = site.layer
+        if isinstance(inner, keras.Model):
+            _calibrate_graph(inner, x, batch_size)
+        else:
+            _calibrate_site(inner, x, batch_size)
+        return
+    inputs = site.core_inputs(x)  # the float pass inside the layer
+    for (core, w, b), xc in zip(site.core_weights(), inputs):
+        core.calibrate(xc, core.crossbar(w, b))
 
 
 def analog_weight_count(model) -> int:
     """The weights (and biases) of the layers :func:`convert` puts on crossbars: each trial holds
     a float32 copy of their programming deviation, and of their read variance where the device's
     read noise depends on the cell (``layers.AnalogLayer``)."""
-    return sum(int(np.prod(v.shape)) for layer in _all_layers(model)
+    return sum(int(np.prod(v.shape)) for layer in _user_layers(model)
                if type(layer).__name__ in ANALOG or _recurrent_kind(layer) is not None
                for v in layer.weights)
 
@@ -427,14 +603,13 @@ def analog_footprint(model) -> list:
 
     out: list = []
     last = None  # index in ``out`` of an analog footprint whose neurons a ReLU may be
-    for layer in _all_layers(model):
+    for layer, in_shape, o_shape, repeat in _footprint_sites(model):
         cls = type(layer).__name__
         if cls in _TRAINING_ONLY:
             continue
-        o_shape = tuple(layer.output.shape[1:])
-        size = math.prod(d or 1 for d in o_shape)
+        size = math.prod(d or 1 for d in o_shape) * repeat
         if isinstance(layer, AnalogLayer):
-            fps, act = _analog_footprints(layer, LayerFootprint)
+            fps, act = _analog_footprints(layer, LayerFootprint, in_shape, o_shape, repeat)
             out.extend(fps)
             last = len(out) - 1 if act == "linear" else None
             if act == "relu":
@@ -468,6 +643,27 @@ def analog_footprint(model) -> list:
     return out
 
 
+def _footprint_sites(model, repeat: int = 1) -> list:
+    """(layer, input shape, output shape, uses per inference) of every layer, nested models and
+    analog wrappers expanded: a layer inside TimeDistributed runs once per time step, on the
+    wrapper's shapes without the time axis."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(_footprint_sites(layer, repeat))
+        elif isinstance(layer, AnalogTimeDistributed):
+            steps = int(layer.input.shape[1]) * repeat
+            inner = layer.layer
+            if isinstance(inner, keras.Model):
+                out.extend(_footprint_sites(inner, steps))
+            else:
+                out.append((inner, tuple(layer.input.shape[2:]), tuple(layer.output.shape[2:]), steps))
+        else:
+            out.append((layer, tuple(layer.input.shape[1:]) if not isinstance(layer.input, (list, tuple))
+                        else None, tuple(layer.output.shape[1:]), repeat))
+    return out
+
+
 def _activation_of(layer) -> str | None:
     cls = type(layer).__name__
     if cls == "ReLU":
@@ -486,12 +682,10 @@ def _with_activations(fp, n: int):
     return dataclasses.replace(fp, activations=fp.activations + n)
 
 
-def _analog_footprints(layer, LayerFootprint) -> tuple[list, str]:
+def _analog_footprints(layer, LayerFootprint, in_shape, o_shape, repeat: int) -> tuple[list, str]:
     from nvmkit.core.footprint import TileShape
 
     act = getattr(layer.activation, "__name__", "linear")
-    in_shape = tuple(layer.input.shape[1:])
-    o_shape = tuple(layer.output.shape[1:])
     dpw = 2 if layer.crossbar_config.mapping.scheme == "differential" else 1
     fps = []
     for i, core in enumerate(layer.cores):
@@ -499,8 +693,8 @@ def _analog_footprints(layer, LayerFootprint) -> tuple[list, str]:
         name = layer.name if i == 0 else f"{layer.name}/{core.tag.rstrip('_')}"
         common = {"tiles": tiles, "devices_per_weight": dpw, "n_in": core.rows, "n_out": core.n_out}
         if isinstance(layer, AnalogDense):
-            fps.append(LayerFootprint(name, "dense", reads_per_inference=math.prod(in_shape[:-1]),
-                                      **common))
+            fps.append(LayerFootprint(name, "dense",
+                                      reads_per_inference=math.prod(in_shape[:-1]) * repeat, **common))
         elif isinstance(layer, AnalogRecurrent):
             steps = in_shape[0]
             extra = {"time_steps": steps, "hidden": layer.units, "inputs_per_step": in_shape[-1]}
@@ -508,22 +702,26 @@ def _analog_footprints(layer, LayerFootprint) -> tuple[list, str]:
                 extra["cell"] = layer.kind
             acts = layer.units * steps if (layer.kind == "simple" and act == "relu") else 0
             ops_ = 0 if acts or i else layer.units * steps * {"simple": 1, "lstm": 5, "gru": 3}[layer.kind]
-            fps.append(LayerFootprint(name, "rnn", reads_per_inference=steps, activations=acts,
-                                      digital_ops=ops_, extra=extra, **common))
+            fps.append(LayerFootprint(name, "rnn", reads_per_inference=steps * repeat,
+                                      activations=acts * repeat, digital_ops=ops_ * repeat,
+                                      extra=extra, **common))
         else:
             positions = math.prod(o_shape[:-1])
             kernel = list(layer.kernel_size) if not isinstance(layer, AnalogConv) or layer.rank == 2 \
                 else [1, *layer.kernel_size]
+            groups = getattr(layer, "groups", 1)  # a group's crossbar reads its channels only
             extra = {"kernel": kernel, "strides": list(getattr(layer, "strides", ())),
-                     "padding": layer.padding, "in_channels": int(in_shape[-1]),
-                     "filters": int(o_shape[-1]), "output_positions": positions}
+                     "padding": layer.padding, "in_channels": int(in_shape[-1]) // groups,
+                     "filters": int(o_shape[-1]) // groups, "output_positions": positions}
+            if groups > 1:
+                extra["groups"] = groups
             if isinstance(layer, AnalogConv) and layer.rank == 1:
                 extra = {**extra, "kernel": list(layer.kernel_size)}
             if core.depthwise is not None:
                 extra["depthwise"] = True
                 common["n_in"] = core.rows  # per channel crossbar; MACs: see n_out
-            fps.append(LayerFootprint(name, "conv", reads_per_inference=positions, extra=extra,
-                                      **common))
+            fps.append(LayerFootprint(name, "conv", reads_per_inference=positions * repeat,
+                                      extra=extra, **common))
     if isinstance(layer, AnalogRecurrent):
         act = "linear"  # the recurrent nonlinearities are counted on the layer itself
     return fps, act

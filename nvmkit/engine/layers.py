@@ -268,6 +268,7 @@ class AnalogDense(AnalogLayer):
         self.units = int(units)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
+        self.supports_masking = True  # as keras.layers.Dense: a mask passes through
 
     def build(self, input_shape):
         n_in = int(input_shape[-1])
@@ -307,11 +308,20 @@ class AnalogDense(AnalogLayer):
 class AnalogConv(AnalogLayer):
     """Conv1D / Conv2D (channels last) on crossbars, mapped kernel-wise (im2col, as ISAAC,
     Shafiee et al., ISCA 2016): one crossbar of ``prod(kernel) * C_in (+ bias)`` rows by
-    ``filters`` columns, read once per output position (each position its own read noise)."""
+    ``filters`` columns, read once per output position (each position its own read noise).
+
+    ``groups = G > 1`` (Keras's grouped convolution: input channels and filters split into G
+    groups, group g's filters reading only group g's channels) maps each group on a crossbar of
+    its own, ``prod(kernel) * C_in / G (+ bias)`` rows by ``filters / G`` columns, read with its
+    own converters and noise; nothing is stored for the zero blocks between groups."""
 
     def __init__(self, rank: int, filters: int, kernel_size, strides=1, padding="valid",
-                 dilation_rate=1, activation=None, use_bias: bool = True, **kwargs):
+                 dilation_rate=1, activation=None, use_bias: bool = True, groups: int = 1,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.groups = int(groups)
+        if self.groups < 1 or filters % self.groups:
+            raise ConfigError(f"{self.name}: groups must be >= 1 and divide filters ({filters})")
         if rank not in (1, 2):
             raise ConfigError(f"{self.name}: AnalogConv handles 1-D and 2-D convolutions, got rank {rank}")
         self.rank = rank
@@ -330,12 +340,20 @@ class AnalogConv(AnalogLayer):
         return self.kernel_size, self.strides, self.dilation_rate
 
     def build(self, input_shape):
-        c_in = int(input_shape[-1])
-        self.kernel = self.add_weight(name="kernel", shape=(*self.kernel_size, c_in, self.filters),
+        c_in, g = int(input_shape[-1]), self.groups
+        if c_in % g:
+            raise ConfigError(f"{self.name}: groups={g} must divide the input channels ({c_in})")
+        self.kernel = self.add_weight(name="kernel",
+                                      shape=(*self.kernel_size, c_in // g, self.filters),
                                       initializer="glorot_uniform")
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") \
             if self.use_bias else None
-        self.cores = [_Core(self, "", math.prod(self.kernel_size) * c_in, self.filters, self.use_bias)]
+        rows = math.prod(self.kernel_size) * (c_in // g)
+        if g == 1:
+            self.cores = [_Core(self, "", rows, self.filters, self.use_bias)]
+        else:
+            self.cores = [_Core(self, f"group{i}_", rows, self.filters // g, self.use_bias)
+                          for i in range(g)]
 
     def _patches(self, x):
         if self.rank == 1:
@@ -353,11 +371,21 @@ class AnalogConv(AnalogLayer):
             padding = "valid"
         return ops.conv(images, kern, strides=strides, padding=padding, dilation_rate=dil)
 
+    def _group_matrices(self, kernel, bias):
+        """[(channels slice, kernel2d, bias)] per core: group g reads its channels only."""
+        g = self.groups
+        if g == 1:
+            return [(None, ops.reshape(kernel, (-1, self.filters)), bias)]
+        cg, fg = kernel.shape[-2], self.filters // g
+        return [((i * cg, (i + 1) * cg), ops.reshape(kernel[..., i * fg:(i + 1) * fg], (-1, fg)),
+                 None if bias is None else bias[i * fg:(i + 1) * fg]) for i in range(g)]
+
     def call(self, x, training=None, mask=None):
         if self.rank == 1:
             x = ops.expand_dims(x, 1)
-        kernel2d = ops.reshape(self.kernel, (-1, self.filters))
-        y = self.cores[0].forward_conv(x, kernel2d, self.bias, self._conv)
+        ys = [core.forward_conv(x if ch is None else x[..., ch[0]:ch[1]], k2d, b, self._conv)
+              for core, (ch, k2d, b) in zip(self.cores, self._group_matrices(self.kernel, self.bias))]
+        y = ys[0] if len(ys) == 1 else ops.concatenate(ys, axis=-1)
         if self.rank == 1:
             y = ops.squeeze(y, 1)
         return self.activation(y)
@@ -371,14 +399,20 @@ class AnalogConv(AnalogLayer):
 
     def core_weights(self):
         b = None if self.bias is None else self.bias.numpy()
-        return [(self.cores[0], self.kernel.numpy().reshape(-1, self.filters), b)]
+        return [(core, np.asarray(k2d), bb) for core, (_, k2d, bb)
+                in zip(self.cores, self._group_matrices(self.kernel.numpy(), b))]
 
     def core_inputs(self, x):
-        p = ops.convert_to_numpy(self._patches(ops.convert_to_tensor(x)))
-        return [p.reshape(-1, p.shape[-1])]
+        out = []
+        for _, (ch, _, _) in zip(self.cores, self._group_matrices(self.kernel.numpy(), None)):
+            xs = x if ch is None else x[..., ch[0]:ch[1]]
+            p = ops.convert_to_numpy(self._patches(ops.convert_to_tensor(xs)))
+            out.append(p.reshape(-1, p.shape[-1]))
+        return out
 
     def get_config(self):
         return {**super().get_config(), "rank": self.rank, "filters": self.filters,
+                "groups": self.groups,
                 "kernel_size": self.kernel_size, "strides": self.strides,
                 "padding": self.padding, "dilation_rate": self.dilation_rate,
                 "activation": keras.activations.serialize(self.activation),
@@ -409,6 +443,7 @@ class AnalogDepthwiseConv2D(AnalogLayer):
 
     def build(self, input_shape):
         c, mult = int(input_shape[-1]), self.depth_multiplier
+        self.input_channels = c
         kh, kw = self.kernel_size
         self.depthwise_kernel = self.add_weight(name="depthwise_kernel", shape=(kh, kw, c, mult),
                                                 initializer="glorot_uniform")
@@ -524,6 +559,9 @@ class AnalogRecurrent(AnalogLayer):
         self.recurrent_activation = keras.activations.get(recurrent_activation)
         self.use_bias = bool(use_bias)
         self.return_sequences, self.go_backwards = bool(return_sequences), bool(go_backwards)
+        # a masked time step keeps the state (and repeats the last output), as Keras's RNN
+        # layers do (keras.layers.RNN, zero_output_for_mask=False)
+        self.supports_masking = True
 
     @property
     def gates(self) -> int:
@@ -553,11 +591,14 @@ class AnalogRecurrent(AnalogLayer):
             return [(self.kernel, b[0]), (self.recurrent_kernel, b[1])]
         return [(ops.concatenate([self.kernel, self.recurrent_kernel], axis=0), self.bias)]
 
-    def _run(self, x, k, collect=None):
+    def _run(self, x, k, collect=None, mask=None):
         """x (B*K, T, n) -> (K, B, T, H) sequence (or (K, B, H)); ``collect`` gets each core's
-        inputs (calibration)."""
+        inputs (calibration); ``mask`` (B*K, T): False steps keep the state."""
         t_steps, n, h = x.shape[1], x.shape[2], self.units
         xg = ops.reshape(xops.group_trials(x, k), (k, -1, t_steps, n))
+        if mask is not None:  # (K, B, T, 1), the layout of xg
+            m = ops.cast(ops.expand_dims(mask, -1), x.dtype)
+            mask = ops.reshape(xops.group_trials(m, k), (k, -1, t_steps, 1)) > 0.5
         mats = self._matrices()
         state = ops.zeros((k, ops.shape(xg)[1], h), dtype=x.dtype)
         cell = ops.zeros_like(state) if self.kind == "lstm" else None
@@ -565,6 +606,7 @@ class AnalogRecurrent(AnalogLayer):
         order = range(t_steps - 1, -1, -1) if self.go_backwards else range(t_steps)
         for t in order:
             xt = xg[:, :, t]
+            before = (state, cell)
             if self.kind == "gru":
                 if collect is not None:
                     collect[0].append(xt)
@@ -589,16 +631,18 @@ class AnalogRecurrent(AnalogLayer):
                     o = self.recurrent_activation(zz[..., 3 * h:])
                     cell = f * cell + i * c
                     state = o * self.activation(cell)
+            if mask is not None:
+                keep = mask[:, :, t]
+                state = ops.where(keep, state, before[0])
+                if cell is not None:
+                    cell = ops.where(keep, cell, before[1])
             if self.return_sequences:
                 outs.append(state)
         return ops.stack(outs, axis=2) if self.return_sequences else state
 
     def call(self, x, training=None, mask=None):
-        if mask is not None:
-            raise ConfigError(f"{self.name}: masked sequences (Masking, Embedding(mask_zero=True)) "
-                              "are not handled on crossbars; remove the mask or pad with zeros")
         k = self._k()
-        y = self._run(x, k)
+        y = self._run(x, k, mask=mask)
         if self.return_sequences:
             t = y.shape[2]
             return xops.ungroup_trials(ops.reshape(y, (k, -1, self.units)), k, (t, self.units))
@@ -608,6 +652,9 @@ class AnalogRecurrent(AnalogLayer):
         if self.return_sequences:
             return (input_shape[0], input_shape[1], self.units)
         return (input_shape[0], self.units)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
 
     def core_weights(self):
         out = []
@@ -628,3 +675,53 @@ class AnalogRecurrent(AnalogLayer):
                 "recurrent_activation": keras.activations.serialize(self.recurrent_activation),
                 "use_bias": self.use_bias, "return_sequences": self.return_sequences,
                 "go_backwards": self.go_backwards}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AnalogTimeDistributed(keras.layers.Wrapper):
+    """keras.layers.TimeDistributed around an analog layer (or a model holding analog layers):
+    the wrapped layer reads every time step of every sample on the same crossbars.
+
+    The wrapper only folds time into the batch, (N, T, ...) -> (N * T, ...), and back. With K
+    Monte Carlo trials the batch holds each sample K times (sample-major, trial-minor,
+    :mod:`nvmkit.engine.ops`), so the fold moves the trial axis inside: rows (b, k, t) become
+    (b, t, k), each time step a sample of its own with its K trials together, which is the
+    layout every analog layer reads (a plain reshape would hand trial k's time steps to other
+    trials' crossbars)."""
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(layer, **kwargs)
+        self.supports_masking = True
+
+    def _trials(self) -> int:
+        inner = [self.layer] if isinstance(self.layer, AnalogLayer) else [
+            sub for sub in self.layer._flatten_layers(include_self=False, recursive=True)
+            if isinstance(sub, AnalogLayer)]
+        return inner[0]._k() if inner else 1
+
+    def build(self, input_shape):
+        if input_shape[1] is None:
+            raise ConfigError(f"{self.name}: the number of time steps must be fixed; give "
+                              "keras.Input a shape with the time steps")
+        if not self.layer.built:
+            self.layer.build((None, *input_shape[2:]))
+        self.built = True
+
+    def call(self, x, training=None, mask=None):
+        k, t = self._trials(), x.shape[1]
+        rest = tuple(x.shape[2:])
+        if k > 1:
+            x = ops.transpose(ops.reshape(x, (-1, k, t, *rest)), (0, 2, 1, *range(3, 3 + len(rest))))
+        y = self.layer(ops.reshape(x, (-1, *rest)), training=training)
+        out = tuple(y.shape[1:])
+        if k > 1:
+            y = ops.reshape(y, (-1, t, k, *out))
+            y = ops.transpose(y, (0, 2, 1, *range(3, 3 + len(out))))
+        return ops.reshape(y, (-1, t, *out))
+
+    def compute_output_shape(self, input_shape):
+        inner = self.layer.compute_output_shape((input_shape[0], *input_shape[2:]))
+        return (input_shape[0], input_shape[1], *inner[1:])
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
