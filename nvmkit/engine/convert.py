@@ -133,7 +133,8 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
         elif cls in _REFUSED:
             raise ConfigError(refusal(layer))
         else:
-            held = [sub for sub in layer._flatten_layers(include_self=False, recursive=True)
+            held = [sub for sub in (layer._flatten_layers(include_self=False, recursive=True)
+                                    if isinstance(layer, keras.layers.Layer) else ())
                     if _is_weight_layer(sub)]
             if held:
                 raise ConfigError(
@@ -142,7 +143,8 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
                     f"inside it; take it out of the wrapper (TimeDistributed is mapped) "
                     f"(supported weight layers: {supported_weight_layers()})")
             new = layer.__class__.from_config(layer.get_config())
-            if cls not in DIGITAL_WEIGHT_LAYERS and any(len(v.shape) >= 2 for v in layer.weights):
+            if cls not in DIGITAL_WEIGHT_LAYERS and any(len(v.shape) >= 2
+                                                        for v in getattr(layer, "weights", ())):
                 digital_warnings.append(f"layer '{layer.name}' ({cls}) holds a weight matrix "
                                         "and runs digitally: nvmkit maps only the weight layers "
                                         "of docs/api.md's layer table")
