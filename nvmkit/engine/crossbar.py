@@ -308,7 +308,7 @@ class Crossbar:
           6, 2023).
         """
         ch, ni, conv, d = self.config.chip, self.config.nonideal, self.config.converters, self.device
-        cells, shape = len(self.targets), (1, len(self.targets), *self.targets[0].shape)
+        shape = (1, len(self.targets), *self.targets[0].shape)  # one chip, every cell kind
         chip = Chip()
         if ch.varies:
             lo = np.full(shape, F32(d.g_min), dtype=F32)

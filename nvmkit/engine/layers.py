@@ -11,7 +11,10 @@ copies lives beside them in non-trainable variables, in weight units:
   step moves the analog weights with it (the delta acts as frozen device noise);
 - ``*read_sd`` (K, 1, cols) or ``*read_var`` (K, rows, cols): per-weight read noise, drawn
   afresh at every read (see :mod:`nvmkit.engine.ops`);
-- ``*dac_range``, ``*dac_signed``, ``*adc_range``: converter full scales calibrated on data.
+- ``*dac_range``, ``*dac_signed``, ``*adc_range``: converter full scales calibrated on data;
+- ``*chip_g_lo``, ``*chip_g_hi``, ``*chip_stuck``, ``*chip_adc_offset``, ``*chip_adc_gain``: what the
+  chip keeps when reprogrammed (each cell's range, stuck cells, each column ADC's offset and
+  gain error; :class:`nvmkit.engine.crossbar.Chip`), only for the effects switched on.
 
 :func:`nvmkit.engine.convert.reprogram` redraws the state from a seed; everything is saved in the
 ``.keras`` file, so a loaded model reads the same programmed hardware.
