@@ -28,7 +28,8 @@ _EXPORTS = {
     "nvmkit.core.registry": ("create_from_spec", "get_registry"),
     "nvmkit.fit": ("DeviceTable", "FitResult", "Measurements", "fit_device", "load_device_table",
                    "read_measurements"),
-    "nvmkit.engine.crossbar_config": ("ConverterConfig", "CrossbarConfig", "MappingConfig", "NonIdealityConfig"),
+    "nvmkit.engine.crossbar_config": ("ChipConfig", "ConverterConfig", "CrossbarConfig", "MappingConfig",
+                                      "NonIdealityConfig"),
     "nvmkit.engine.crossbar": ("Crossbar", "ProgrammedCrossbar"),
     "nvmkit.engine.convert": ("analog_footprint", "analog_layers", "calibrate_converters", "convert",
                               "describe_analog", "repeat_trials", "reprogram"),
@@ -132,6 +133,7 @@ _install_keras_hook()
 
 __all__ = [
     "__version__",
+    "ChipConfig",
     "Component",
     "ConfigError",
     "ConverterConfig",

@@ -15,8 +15,8 @@ import pytest
 
 from nvmkit.engine.crossbar import Crossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
-from nvmkit.engine.convert import (analog_layers, calibrate_converters, convert, repeat_trials,
-                                   reprogram)
+from nvmkit.engine.convert import (analog_layers, calibrate_converters, convert, draw_chips,
+                                   repeat_trials, reprogram)
 from nvmkit_plugins.devices.generic import GenericDevice
 from nvmkit_plugins.devices.ideal import IdealDevice
 from nvmkit_plugins.devices.reram import ReRAM
@@ -52,10 +52,12 @@ def layer_weights(analog, index=None):
 
 
 def reference_programming(w, b, device, config, trials, seed=SEED):
-    """The numpy Crossbar programmed with the streams convert() documents."""
+    """The numpy Crossbar programmed with the streams convert() documents (the chip: stuck cells,
+    from the chip streams (3, k, crossbar 0, effect))."""
     xb = Crossbar(w, b, device, config)
     gens = [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, k))) for k in range(trials)]
-    per = [xb.program(g, 1) for g in gens]
+    chips = draw_chips(xb, seed, 0, trials)
+    per = [xb.program(g, 1, chip=chips.select(k)) for k, g in enumerate(gens)]
     states = [np.concatenate([p.states[j] for p in per]) for j in range(xb.devices_per_weight)]
     return xb, states
 

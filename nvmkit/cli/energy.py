@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.markup import escape
@@ -33,16 +33,47 @@ def energy_command(
     assumptions: str = typer.Option("all", "--assumptions",
                                     help="For --seed-table/--sensitivity: seed, default or all."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    set_: List[str] = typer.Option([], "--set",
+                                   help="A crossbar setting, as in nvmkit run: --set crossbar.converters.adc_bits=8 "
+                                        "(the ADCs' bits set what a conversion costs)."),
 ):
     """Energy per inference of a network on a device, broken down by layer and component."""
-    _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json, model)
+    _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json, model, set_)
 
 
-def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json, model=None):
+def crossbar_from_sets(sets):
+    """The CrossbarConfig that ``--set crossbar.KEY=VALUE`` items give (None without any)."""
+    from nvmkit.core.errors import ConfigError
+    from nvmkit.core.spec import parse_value
+    from nvmkit.engine.crossbar_config import CrossbarConfig
+    from nvmkit.workflow.config import set_path
+
+    if not sets:
+        return None
+    data: dict = {}
+    for item in sets:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not key.startswith("crossbar.") or key == "crossbar.":
+            raise ConfigError(f"--set {item!r}: nvmkit energy takes crossbar settings, "
+                              "e.g. --set crossbar.converters.adc_bits=8")
+        try:
+            set_path(data, key, parse_value(raw))
+        except ConfigError as exc:
+            raise ConfigError(f"--set {item!r}: {exc}") from None
+    return CrossbarConfig.from_dict(data["crossbar"], "crossbar")
+
+
+def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json, model=None,
+            sets=()):
     from nvmkit.reproduction import energy_table as et
     from nvmkit.core.errors import ConfigError
     from nvmkit.core.registry import spec_params
 
+    crossbar = crossbar_from_sets(sets)
+    if crossbar is not None and (seed_table or sensitivity):
+        raise ConfigError("--set prices one network on the crossbar you set; --seed-table and "
+                          "--sensitivity use the seed's: give one or the other")
     if model is not None and network is not None:  # as `nvmkit run` refuses the pair
         raise ConfigError("--model prices your model file in place of a network plugin; drop --network, "
                           "or drop --model")
@@ -51,7 +82,8 @@ def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as
         raise ConfigError("--model prices your model; --seed-table and --sensitivity price the seed's "
                           "networks: give one or the other")
     if not (seed_table or sensitivity):
-        report = et.energy_report(network, device, estimator, model=str(model) if model else None)
+        report = et.energy_report(network, device, estimator, model=str(model) if model else None,
+                                  crossbar=crossbar)
         if as_json:
             print(json.dumps(report.to_dict(), indent=2))
         else:

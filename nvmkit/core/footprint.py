@@ -34,6 +34,7 @@ class LayerFootprint:
     activations: int = 0  # neuron activations (ReLU outputs) per inference
     digital_ops: int = 0  # max-pool comparisons, softmax exponentials, ... per inference
     extra: dict = field(default_factory=dict)
+    adc_bits: int | None = None  # resolution of the column ADCs; None: an ideal converter (unstated)
 
     @property
     def macs_per_inference(self) -> int:

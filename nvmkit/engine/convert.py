@@ -16,7 +16,10 @@ is sample ``b`` on trial ``k``.
 Random streams, all from ``seed`` (as :mod:`nvmkit.engine.evaluate`): trial ``k`` programs every
 crossbar, in layer order, from ``SeedSequence(seed, spawn_key=(0, k))``, so a trial's programming
 does not depend on how many trials run together; each layer's read noise comes from its own
-Keras seed generator seeded from ``SeedSequence(seed, spawn_key=(2, layer index))``.
+Keras seed generator seeded from ``SeedSequence(seed, spawn_key=(2, layer index))``. What a chip
+keeps (stuck cells, range variation, ADC offsets and gains; ``crossbar.chip``) comes from
+``SeedSequence(seed, spawn_key=(3, chip, crossbar index, effect))``: chip ``k`` for trial ``k``
+when every trial is a new chip, chip 0 for all trials when they reprogram the same chip.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import warnings
 import keras
 import numpy as np
 
-from nvmkit.engine.crossbar import ProgrammedCrossbar
+from nvmkit.engine.crossbar import Chip, ProgrammedCrossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError
@@ -36,7 +39,7 @@ from nvmkit.engine.layers import (PACKAGE, AnalogConv, AnalogDense, AnalogDepthw
                                   FoldedBatchNormalization)
 
 F32 = np.float32
-_PROGRAM, _READ = 0, 2
+_PROGRAM, _READ, _CHIP = 0, 2, 3
 
 #: Keras weight layers that :func:`convert` puts on crossbars
 ANALOG = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
@@ -435,10 +438,12 @@ def _bn_affine(bn):
 
 # -- programming and calibration -----------------------------------------------------------------
 
-def reprogram(model, seed: int) -> None:
+def reprogram(model, seed: int, *, keep_chip: bool = False) -> None:
     """Redraw the programmed state of every analog layer from ``seed`` (see the module
     docstring), from the layers' current (user) weights; resets each layer's read-noise
-    stream."""
+    stream. The chips (``crossbar.chip``: stuck cells, range variation, ADC offsets) are drawn
+    from ``seed`` too, unless ``keep_chip``: then the chips the model holds (those it was last
+    programmed on, saved with it) are reprogrammed."""
     layers = analog_layers(model)
     if not layers:
         return
@@ -448,16 +453,35 @@ def reprogram(model, seed: int) -> None:
                           "convert the model once with one trials value")
     k = trials.pop()
     cores = [(core, core.crossbar(w, b), w, b) for layer in layers for core, w, b in layer.core_weights()]
+    chips = [core.stored_chip() if keep_chip else draw_chips(xb, seed, i, k)
+             for i, (core, xb, _, _) in enumerate(cores)]
     gens = [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_PROGRAM, t)))
             for t in range(k)]
-    per_trial = [[xb.program(g, 1) for _, xb, _, _ in cores] for g in gens]
+    per_trial = [[xb.program(g, 1, chip=chip.select(t)) for (_, xb, _, _), chip in zip(cores, chips)]
+                 for t, g in enumerate(gens)]
     for i, (core, xb, w, b) in enumerate(cores):
         states = [np.concatenate([p[i].states[j] for p in per_trial]) for j in range(xb.devices_per_weight)]
         user = np.vstack([w, b[None]]) if core.bias_row else w
         core.assign(ProgrammedCrossbar(xb, states), user.astype(F32))
+        core.assign_chip(chips[i])
     for i, layer in enumerate(layers):
         layer.seed_generator.state.assign(
             np.array([_read_seed(seed, i), 0]).astype(layer.seed_generator.state.dtype))
+
+
+def chip_streams(seed: int, chip: int, index: int):
+    """``effect -> Generator``: the streams of chip ``chip`` of the ``index``-th crossbar (in the
+    model's order of analog layers and their cores), ``SeedSequence(seed, spawn_key=(3, chip,
+    index, effect))``."""
+    return lambda effect: np.random.default_rng(
+        np.random.SeedSequence(seed, spawn_key=(_CHIP, chip, index, effect)))
+
+
+def draw_chips(xbar, seed: int, index: int, trials: int) -> Chip:
+    """The chips of crossbar ``xbar`` (the ``index``-th of the model) for ``trials`` trials: one
+    chip for all trials (``chip.trials = "same-chip"``) or chip ``k`` for trial ``k``."""
+    n = 1 if xbar.config.chip.trials == "same-chip" else trials
+    return Chip.stack([xbar.draw_chip(chip_streams(seed, c, index)) for c in range(n)])
 
 
 def needs_calibration(model) -> bool:
@@ -693,7 +717,8 @@ def _analog_footprints(layer, LayerFootprint, in_shape, o_shape, repeat: int) ->
     for i, core in enumerate(layer.cores):
         tiles = tuple(TileShape(r, c) for r, c in core.tiles())
         name = layer.name if i == 0 else f"{layer.name}/{core.tag.rstrip('_')}"
-        common = {"tiles": tiles, "devices_per_weight": dpw, "n_in": core.rows, "n_out": core.n_out}
+        common = {"tiles": tiles, "devices_per_weight": dpw, "n_in": core.rows, "n_out": core.n_out,
+                  "adc_bits": core.adc_bits}
         if isinstance(layer, AnalogDense):
             fps.append(LayerFootprint(name, "dense",
                                       reads_per_inference=math.prod(in_shape[:-1]) * repeat, **common))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from typing import Callable
 
 import numpy as np
 
@@ -116,7 +118,8 @@ class Crossbar:
         self.config = config or CrossbarConfig()
         # the sections validate on construction; re-check here because a caller may have set a
         # field afterwards (config.converters.adc_bits = 256 would otherwise reach the engine)
-        for section in (self.config.mapping, self.config.nonideal, self.config.converters):
+        for section in (self.config.mapping, self.config.nonideal, self.config.converters,
+                        self.config.chip):
             section.validate()
         w = np.asarray(weights, dtype=F32)
         if w.ndim != 2 or 0 in w.shape:
@@ -199,9 +202,22 @@ class Crossbar:
         return sigma * F32(self.sigma_scale) if self.sigma_scale != 1.0 else sigma
 
     # -- programming ------------------------------------------------------------------------
-    def program(self, rng: np.random.Generator, trials: int = 1) -> "ProgrammedCrossbar":
-        """Draw the programmed conductances of ``trials`` independent programmings."""
+    def program(self, rng: np.random.Generator, trials: int = 1,
+                chip: "Chip | None" = None) -> "ProgrammedCrossbar":
+        """Draw the programmed conductances of ``trials`` independent programmings.
+
+        ``chip``: the chip programmed (:meth:`draw_chip`; one for all trials, or one per trial):
+        each cell's own range and its stuck cells. None: each trial is a new chip drawn from
+        ``rng`` (stuck cells as the engine always drew them, after the drift).
+        """
         trials = check_int(self.name, "trials", trials, 1)
+        legacy_stuck = chip is None
+        if chip is None:
+            chip = Chip.stack([self.draw_chip(lambda _effect: rng, stuck=False, adc=False)
+                               for _ in range(trials)]) if self.config.chip.varies else Chip()
+        elif chip.chips not in (0, 1, trials):
+            raise ConfigError(f"{self.name}: a chip for {chip.chips} trials cannot program {trials}; "
+                              "give one chip or one per trial")
         ni, d = self.config.nonideal, self.device
         t = ni.drift_time
         g_min, g_max = F32(d.g_min), F32(d.g_max)
@@ -214,8 +230,9 @@ class Crossbar:
         # The power-law drift model always acts per cell (multiplicative).
         mean_first = t > 0 and ni.drift_model == "device" and d.spread_measured_after_drift
         states = []
-        for target in self.targets:
+        for i, target in enumerate(self.targets):
             shape = (trials, *target.shape)
+            lo, hi, target = self._cell_range(chip, i, target)  # this chip's cells (target if uniform)
             g = None
             if ni.programming_error:
                 sigma = self._checked_sigma(d.programming_sigma(target, t), "programming")
@@ -224,21 +241,122 @@ class Crossbar:
                     g *= sigma
                     g += target
             if g is None:
-                g = np.repeat(target[None], trials, axis=0)
+                g = np.repeat(target[None], trials, axis=0) if lo is None else \
+                    np.broadcast_to(target, shape).copy()
             if ni.clip_conductance and d.bounded:
-                np.clip(g, g_min, g_max, out=g)
+                if lo is None:
+                    np.clip(g, g_min, g_max, out=g)
+                else:
+                    np.clip(g, lo, hi, out=g)
             if mean_first:
                 g += np.asarray(d.drift(target.copy(), t), dtype=F32) - target
                 if d.bounded:  # a conductance (or read current) cannot change sign
                     np.maximum(g, F32(0), out=g)
             elif t > 0:
                 g = self._drift(g, t, rng)
-            if ni.stuck_at_gmin or ni.stuck_at_gmax:
+            if chip.stuck is not None:
+                g = _stick(g, chip.stuck[:, i], g_min if lo is None else lo, g_max if hi is None else hi)
+            elif legacy_stuck and (ni.stuck_at_gmin or ni.stuck_at_gmax):
                 u = rng.random(shape, dtype=F32)
                 g[u < F32(ni.stuck_at_gmin)] = g_min
                 g[u >= F32(1 - ni.stuck_at_gmax)] = g_max
             states.append(g)
         return ProgrammedCrossbar(self, states)
+
+    def _cell_range(self, chip: "Chip", i: int, target: np.ndarray):
+        """(Gmin, Gmax, target) of cell kind ``i`` on ``chip``: (None, None, target) on a uniform
+        chip; else each cell's own range (C, rows, cols) and the target moved into it: a target
+        at fraction f of the device's range lands at fraction f of the cell's (open-loop
+        programming to a level, see :meth:`draw_chip`)."""
+        if chip.g_lo is None:
+            return None, None, target
+        lo, hi = chip.g_lo[:, i], chip.g_hi[:, i]
+        frac = (target - F32(self.device.g_min)) / F32(self.device.g_range)
+        return lo, hi, lo + frac * (hi - lo)
+
+    # -- the chip: what stays when a chip is reprogrammed --------------------------------------
+    def draw_chip(self, streams: Callable[[int], np.random.Generator], *, stuck: bool = True,
+                  adc: bool = True) -> "Chip":
+        """One chip's fixed quantities for this crossbar; ``streams(effect)`` gives the generator of
+        each effect (``CHIP_EFFECTS``), so that switching one effect on does not move the draws of
+        another. Only what the configuration switches on is drawn (nothing by default).
+
+        - **Range spread** (``chip.gmin_spread``, ``gmax_spread``): each cell's Gmin and Gmax are
+          lognormal around the device's, ``G exp(sigma z)`` (median the device's value): the
+          cell-to-cell distributions of the low and high resistance states of oxide ReRAM are
+          close to lognormal (Ambrogio et al., "Statistical fluctuations in HfOx resistive-switching
+          memory, Part I", IEEE TED 61(8), 2014: the resistance distributions after set and
+          reset). A cell's Gmax is kept >= its Gmin. Open-loop programming is
+          assumed: a level at fraction f of the device's range lands at fraction f of the cell's;
+          the programming error (the device's, at the cell's target) comes on top, clipping and
+          stuck cells use the cell's own bounds.
+        - **Spatially correlated variation** multiplies every conductance of a region (both ends
+          of a cell's range): ``tile_spread``, one lognormal factor per tile (array-to-array
+          spread); ``gradient``, a linear ramp across each tile, ``1 + gradient (cos a * u +
+          sin a * v)`` with ``u, v`` in [-1/2, 1/2] the cell's position across the tile's rows and
+          columns and the direction ``a`` uniform per tile: the distance term of Pelgrom's
+          mismatch model, a parameter that changes linearly across the die (Pelgrom, Duinmaijer and
+          Welbers, "Matching properties of MOS transistors", IEEE JSSC 24(5), 1989).
+        - **Stuck cells** (``nonideal.stuck_at_gmin``/``stuck_at_gmax``): one uniform draw per cell.
+        - **ADC offset and gain error** (``converters.adc_offset``, ``adc_gain_error``): one normal
+          draw per column of each row tile (each tile column has its own ADC), in LSB and as a
+          relative gain. Offset and gain error are the static errors defined by IEEE Std
+          1241-2010 (terminology and test methods for ADCs); device mismatch makes them differ
+          from column to column and stay put (Pelgrom 1989), which is why in-memory chips correct
+          each column's ADC output by its own affine map (Le Gallo et al., "A 64-core
+          mixed-signal in-memory compute chip based on phase-change memory", Nature Electronics
+          6, 2023).
+        """
+        ch, ni, conv, d = self.config.chip, self.config.nonideal, self.config.converters, self.device
+        shape = (1, len(self.targets), *self.targets[0].shape)  # one chip, every cell kind
+        chip = Chip()
+        if ch.varies:
+            lo = np.full(shape, F32(d.g_min), dtype=F32)
+            hi = np.full(shape, F32(d.g_max), dtype=F32)
+            if ch.gmin_spread:
+                lo *= np.exp(standard_normal(streams(CHIP_EFFECTS["gmin"]), shape) * F32(ch.gmin_spread))
+            if ch.gmax_spread:
+                hi *= np.exp(standard_normal(streams(CHIP_EFFECTS["gmax"]), shape) * F32(ch.gmax_spread))
+            s = self._spatial_factor(streams)
+            if s is not None:
+                lo *= s
+                hi *= s
+            np.maximum(hi, lo, out=hi)
+            chip.g_lo, chip.g_hi = lo, hi
+        if stuck and (ni.stuck_at_gmin or ni.stuck_at_gmax):
+            u = streams(CHIP_EFFECTS["stuck"]).random(shape, dtype=F32)
+            mask = np.zeros(shape, dtype=np.int8)
+            mask[u < F32(ni.stuck_at_gmin)] = STUCK_AT_GMIN
+            mask[u >= F32(1 - ni.stuck_at_gmax)] = STUCK_AT_GMAX
+            chip.stuck = mask
+        adc_shape = (1, len(self.row_blocks), self.n_out)
+        if adc and conv.adc_offset:
+            chip.adc_offset = standard_normal(streams(CHIP_EFFECTS["adc_offset"]), adc_shape) * F32(conv.adc_offset)
+        if adc and conv.adc_gain_error:
+            chip.adc_gain = standard_normal(streams(CHIP_EFFECTS["adc_gain"]), adc_shape) * F32(conv.adc_gain_error)
+        return chip
+
+    def _spatial_factor(self, streams) -> np.ndarray | None:
+        """(rows, cols) factor of the spatially correlated variation, None when it is off."""
+        ch, m = self.config.chip, self.config.mapping
+        if not (ch.tile_spread or ch.gradient):
+            return None
+        tr, tc = m.tile_rows, m.tile_cols
+        r_tile, r_in = np.divmod(np.arange(self.rows), tr)
+        c_tile, c_in = np.divmod(np.arange(self.n_out), tc)
+        tiles = (int(r_tile[-1]) + 1, int(c_tile[-1]) + 1)
+        s = np.ones((self.rows, self.n_out), dtype=F32)
+        if ch.tile_spread:
+            f = np.exp(standard_normal(streams(CHIP_EFFECTS["tile"]), tiles) * F32(ch.tile_spread))
+            s *= f[r_tile[:, None], c_tile[None, :]]
+        if ch.gradient:
+            a = streams(CHIP_EFFECTS["gradient"]).uniform(0.0, 2.0 * np.pi, tiles)
+            u = ((r_in + 0.5) / tr - 0.5).astype(F32)[:, None]  # the tile's physical size: a
+            v = ((c_in + 0.5) / tc - 0.5).astype(F32)[None, :]  # partial tile sits in its corner
+            cos, sin = np.cos(a).astype(F32), np.sin(a).astype(F32)
+            ramp = cos[r_tile[:, None], c_tile[None, :]] * u + sin[r_tile[:, None], c_tile[None, :]] * v
+            s *= F32(1) + F32(ch.gradient) * ramp
+        return s
 
     def _drift(self, g: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
         """Drift acting on each programmed cell: the power law, or the device's own drift."""
@@ -255,6 +373,46 @@ class Crossbar:
         if d.bounded:  # a conductance (or read current) cannot change sign
             np.maximum(g, F32(0), out=g)
         return g
+
+
+#: the stream of each per-chip effect (a chip's SeedSequence spawn key ends with it)
+CHIP_EFFECTS = {"gmin": 0, "gmax": 1, "tile": 2, "gradient": 3, "stuck": 4, "adc_offset": 5, "adc_gain": 6}
+STUCK_AT_GMIN, STUCK_AT_GMAX = 1, 2  # codes of Chip.stuck (0: a working cell)
+
+
+@dataclass
+class Chip:
+    """What a chip keeps when it is reprogrammed, for one crossbar, for C chips (the first axis;
+    C = 1 when all trials program the same chip). Each field is None when its effect is off."""
+
+    g_lo: np.ndarray | None = None  # (C, cells, rows, cols): each cell's own Gmin, device units
+    g_hi: np.ndarray | None = None  # (C, cells, rows, cols): each cell's own Gmax
+    stuck: np.ndarray | None = None  # (C, cells, rows, cols) int8: STUCK_AT_GMIN/GMAX, 0 working
+    adc_offset: np.ndarray | None = None  # (C, row tiles, cols): each column ADC's offset, LSB
+    adc_gain: np.ndarray | None = None  # (C, row tiles, cols): its relative gain error
+
+    def arrays(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @property
+    def chips(self) -> int:
+        """C, or 0 for a chip without any per-chip quantity."""
+        return next((a.shape[0] for a in self.arrays().values()), 0)
+
+    def select(self, k: int) -> "Chip":
+        """Chip ``k`` (a one-chip Chip); with a single chip, that chip for every ``k``."""
+        return Chip(**{n: a[k:k + 1] if a.shape[0] > 1 else a for n, a in self.arrays().items()})
+
+    @staticmethod
+    def stack(chips: "list[Chip]") -> "Chip":
+        names = chips[0].arrays() if chips else {}
+        return Chip(**{n: np.concatenate([getattr(c, n) for c in chips]) for n in names})
+
+
+def _stick(g: np.ndarray, mask: np.ndarray, lo, hi) -> np.ndarray:
+    """``g`` with the stuck cells of ``mask`` (C, rows, cols) at their Gmin or Gmax."""
+    g = np.where(mask == STUCK_AT_GMIN, lo, g)
+    return np.where(mask == STUCK_AT_GMAX, hi, g).astype(F32, copy=False)
 
 
 class ProgrammedCrossbar:

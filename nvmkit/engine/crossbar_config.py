@@ -102,6 +102,15 @@ class ConverterConfig(Params):
     # (weight x input), i.e. the column current already divided by the mapping's gain.
     dac_range: float | None = None
     adc_range: float | None = None
+    # Errors of each column's ADC (docs/api.md, "Converter errors"), all in its own LSB. Offset and
+    # gain error are fixed per chip (one draw per column of each tile, chip.trials says whether a
+    # Monte Carlo trial is a new chip); the input-referred noise is drawn afresh at every conversion.
+    adc_offset: float = 0.0  # std of a column ADC's offset, LSB
+    adc_gain_error: float = 0.0  # std of a column ADC's relative gain error (0.01 = 1%)
+    adc_noise: float = 0.0  # std of the input-referred noise of one conversion, LSB
+    # calibrated ADC full scale = adc_headroom x max |ideal partial sum| (> 1 leaves room for the
+    # offsets, gain errors and noise above; < 1 clips the largest sums for a finer step)
+    adc_headroom: float = 1.0
 
     def validate(self) -> None:
         for name in ("dac_bits", "adc_bits"):
@@ -118,6 +127,64 @@ class ConverterConfig(Params):
             v = getattr(self, name)
             if v is not None and check_nonnegative("converters", name, v) == 0:
                 raise ConfigError(f"converters.{name} must be > 0 (or omitted to calibrate)")
+        self._validate_adc_errors()
+
+    def _validate_adc_errors(self) -> None:
+        for name in ("adc_offset", "adc_gain_error", "adc_noise"):
+            v = check_nonnegative("converters", name, getattr(self, name))
+            setattr(self, name, v)
+            if v and self.adc_bits is None:
+                raise ConfigError(f"converters.{name} models a real ADC; set converters.adc_bits too "
+                                  "(an ideal converter has no errors)")
+        if self.adc_gain_error >= 0.2:
+            raise ConfigError(f"converters.adc_gain_error is a relative std (0.01 = 1%); got "
+                              f"{self.adc_gain_error}, give a value below 0.2")
+        if check_nonnegative("converters", "adc_headroom", self.adc_headroom) == 0:
+            raise ConfigError("converters.adc_headroom must be > 0 (1.0: the calibrated peak is full scale)")
+        self.adc_headroom = float(self.adc_headroom)
+
+
+CHIP_TRIALS = ("new-chip", "same-chip")
+
+
+@dataclass
+class ChipConfig(Params):
+    """What is fixed when a chip is made, and whether a Monte Carlo trial is a new chip.
+
+    ``trials = "new-chip"`` (default): every trial is another chip, its stuck cells, variation and
+    ADC offsets and gains drawn anew (chip k from the run's seed, spawn key (3, k)), as the
+    engine always drew stuck cells. ``"same-chip"``: the trials reprogram one chip (spawn key
+    (3, 0) for all): only the programming error and the read noise differ between trials, so
+    their spread is the programming's alone. Trial 0 is the same chip in both modes.
+
+    Cell-to-cell spread of the range (lognormal, median the device's Gmin/Gmax): ``gmin_spread`` and
+    ``gmax_spread`` are the std of ln Gmin and ln Gmax over cells. Spatially correlated variation
+    multiplies every conductance of a region: ``tile_spread`` the std of ln of one factor per tile,
+    ``gradient`` a linear ramp across each tile whose end-to-end change along its (random) direction
+    is ``gradient`` (0.1 = 10%). The model and its sources: :meth:`nvmkit.engine.crossbar.Crossbar.draw_chip`.
+    """
+
+    trials: str = "new-chip"
+    gmin_spread: float = 0.0
+    gmax_spread: float = 0.0
+    tile_spread: float = 0.0
+    gradient: float = 0.0
+
+    def validate(self) -> None:
+        if self.trials not in CHIP_TRIALS:
+            raise ConfigError(f"chip.trials must be one of {', '.join(CHIP_TRIALS)}, got {self.trials!r}")
+        for name in ("gmin_spread", "gmax_spread", "tile_spread"):
+            v = check_nonnegative("chip", name, getattr(self, name))
+            if v > 1:
+                raise ConfigError(f"chip.{name} is the std of ln G (0.1 = about 10%); got {v}, give "
+                                  "a value in [0, 1]")
+            setattr(self, name, v)
+        self.gradient = check_fraction("chip", "gradient", self.gradient)
+
+    @property
+    def varies(self) -> bool:
+        """Whether any cell's range differs from the device's."""
+        return bool(self.gmin_spread or self.gmax_spread or self.tile_spread or self.gradient)
 
 
 @dataclass
@@ -125,6 +192,7 @@ class CrossbarConfig(Params):
     mapping: MappingConfig = field(default_factory=MappingConfig)
     nonideal: NonIdealityConfig = field(default_factory=NonIdealityConfig)
     converters: ConverterConfig = field(default_factory=ConverterConfig)
+    chip: ChipConfig = field(default_factory=ChipConfig)
 
     @classmethod
     def preset(cls, name: str) -> "CrossbarConfig":

@@ -7,7 +7,8 @@ the test set goes through in batches.
 
 Random streams, all derived from ``seed`` with :class:`numpy.random.SeedSequence`:
 ``spawn_key=(0, k)`` programs trial k, ``(1, k)`` draws trial k's test-set noise, ``(2, layer)``
-seeds each analog layer's read noise. Trial k's programming and test-set noise therefore do not
+seeds each analog layer's read noise, ``(3, chip, crossbar, effect)`` draws what a chip keeps
+(``crossbar.chip``: chip k for trial k, or chip 0 for all trials). Trial k's programming and test-set noise therefore do not
 depend on how many trials run together; read noise (consumed in batch order) depends on the
 trial count and the batch size, so results are reproducible for a given (seed, trials, batch
 size).

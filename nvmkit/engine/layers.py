@@ -11,7 +11,10 @@ copies lives beside them in non-trainable variables, in weight units:
   step moves the analog weights with it (the delta acts as frozen device noise);
 - ``*read_sd`` (K, 1, cols) or ``*read_var`` (K, rows, cols): per-weight read noise, drawn
   afresh at every read (see :mod:`nvmkit.engine.ops`);
-- ``*dac_range``, ``*dac_signed``, ``*adc_range``: converter full scales calibrated on data.
+- ``*dac_range``, ``*dac_signed``, ``*adc_range``: converter full scales calibrated on data;
+- ``*chip_g_lo``, ``*chip_g_hi``, ``*chip_stuck``, ``*chip_adc_offset``, ``*chip_adc_gain``: what the
+  chip keeps when reprogrammed (each cell's range, stuck cells, each column ADC's offset and
+  gain error; :class:`nvmkit.engine.crossbar.Chip`), only for the effects switched on.
 
 :func:`nvmkit.engine.convert.reprogram` redraws the state from a seed; everything is saved in the
 ``.keras`` file, so a loaded model reads the same programmed hardware.
@@ -25,7 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from nvmkit.engine.crossbar import Crossbar, ProgrammedCrossbar
+from nvmkit.engine.crossbar import Chip, Crossbar, ProgrammedCrossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError, NvmkitError
@@ -97,6 +100,45 @@ class _Core:
             self.adc_range = layer.add_weight(
                 name=f"{tag}adc_range", shape=(), trainable=False,
                 initializer=keras.initializers.Constant(conv.adc_range or 0.0))
+        self.chip_vars = self._chip_variables(layer, cfg)
+        self.adc_offset = self.chip_vars.get("adc_offset")
+        self.adc_gain = self.chip_vars.get("adc_gain")
+        self.adc_noise = conv.adc_noise
+
+    def _chip_variables(self, layer: "AnalogLayer", cfg: CrossbarConfig) -> dict:
+        """Non-trainable variables for what the chip keeps when reprogrammed (only the effects
+        switched on: none by default), one chip for all trials or one per trial (``chip.trials``):
+        each cell's own Gmin/Gmax, the stuck cells, each column ADC's offset and gain error
+        (:class:`nvmkit.engine.crossbar.Chip`). Saved in the .keras file with the programmed state."""
+        c = 1 if cfg.chip.trials == "same-chip" else layer.trials
+        cells = 2 if cfg.mapping.scheme == "differential" else 1
+        ni, conv = cfg.nonideal, cfg.converters
+        cell, adc = (c, cells, self.rows, self.n_out), (c, len(self.blocks), self.n_out)
+        wanted = {"g_lo": (cell, "float32", cfg.chip.varies), "g_hi": (cell, "float32", cfg.chip.varies),
+                  "stuck": (cell, "int8", bool(ni.stuck_at_gmin or ni.stuck_at_gmax)),
+                  "adc_offset": (adc, "float32", bool(conv.adc_offset)),
+                  "adc_gain": (adc, "float32", bool(conv.adc_gain_error))}
+        return {name: layer.add_weight(name=f"{self.tag}chip_{name}", shape=shape, dtype=dtype,
+                                       initializer="zeros", trainable=False)
+                for name, (shape, dtype, on) in wanted.items() if on}
+
+    def assign_chip(self, chip: Chip) -> None:
+        """Store ``chip`` (as many chips as the variables hold)."""
+        for name, var in self.chip_vars.items():
+            value = getattr(chip, name)
+            if value is None or value.shape[0] not in (1, var.shape[0]):
+                raise NvmkitError(f"{self.layer.name}: the chip lacks {name} for {var.shape[0]} "
+                                  "chip(s); report it as a bug")
+            var.assign(np.broadcast_to(value, var.shape).astype(var.dtype))
+
+    def stored_chip(self) -> Chip:
+        """The chip the variables hold (the one the model was last programmed on)."""
+        return Chip(**{name: np.asarray(var.numpy()) for name, var in self.chip_vars.items()})
+
+    def _adc_errors(self, st: dict):
+        if st["adc_offset"] is None and st["adc_gain"] is None and not self.adc_noise:
+            return None
+        return xops.AdcErrors(st["adc_offset"], st["adc_gain"], self.adc_noise)
 
     # -- the read -----------------------------------------------------------------------------
     def matrix(self, kernel2d, bias):
@@ -109,7 +151,8 @@ class _Core:
         """The programmed state and converter ranges as tensors. Read through ``.value``: the
         JAX backend (jax >= 0.9) no longer turns a Keras variable into an array inside its own
         jitted ops (``__jax_array__`` during abstractification), and it is a no-op elsewhere."""
-        names = ("delta", "read_sd", "read_var", "dac_range", "dac_signed", "adc_range")
+        names = ("delta", "read_sd", "read_var", "dac_range", "dac_signed", "adc_range",
+                 "adc_offset", "adc_gain")
         return {n: (None if getattr(self, n) is None else getattr(self, n).value) for n in names}
 
     def forward(self, x, kernel2d, bias):
@@ -123,7 +166,8 @@ class _Core:
             x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"])
         y = xops.read(x, w, n_in=self.n_in, bias_row=self.bias_row, blocks=self.blocks,
                       seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
-                      adc_range=st["adc_range"], adc_bits=self.adc_bits, depthwise=self.depthwise)
+                      adc_range=st["adc_range"], adc_bits=self.adc_bits, depthwise=self.depthwise,
+                      adc_errors=self._adc_errors(st))
         return y + bias if self.digital_bias else y
 
     def forward_conv(self, x, kernel2d, bias, conv):
@@ -140,7 +184,7 @@ class _Core:
                            bias_row=self.bias_row, blocks=self.blocks,
                            seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
                            adc_range=st["adc_range"], adc_bits=self.adc_bits,
-                           depthwise=self.depthwise is not None)
+                           depthwise=self.depthwise is not None, adc_errors=self._adc_errors(st))
         return y + bias if self.digital_bias else y
 
     # -- programming and calibration (numpy, once per trial) ----------------------------------
@@ -196,7 +240,7 @@ class _Core:
                     if self.bias_row and r1 > self.n_in:
                         y = y + ideal[self.n_in]
                     peak = max(peak, float(np.abs(y).max()))
-            self.adc_range.assign(peak or 1.0)
+            self.adc_range.assign((peak * conv.adc_headroom) or 1.0)
 
     def needs_calibration(self) -> bool:
         return any(v is not None and float(v.numpy()) == 0.0 for v in (self.dac_range, self.adc_range))

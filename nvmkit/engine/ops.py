@@ -181,7 +181,7 @@ def _product(x, w, depthwise: tuple[int, int] | None):
 
 
 def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd=None,
-         adc_range=None, adc_bits: int | None = None, depthwise=None):
+         adc_range=None, adc_bits: int | None = None, depthwise=None, adc_errors=None):
     """One analog read of every tile.
 
     ``x`` (K|1, M, inputs) after the DAC; ``w`` (K|1, rows, cols) effective weights in weight
@@ -189,6 +189,7 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
     (K, rows, cols) per-weight read variance, or ``col_sd`` (K, 1, cols) when it does not depend
     on the row; ``blocks`` the row tiles [(r0, r1), ...] in weight rows. ``depthwise=(C, mult)``:
     each channel has its own crossbar of the same rows (inputs are (row, channel) pairs).
+    ``adc_errors``: the ADCs' offsets, gain errors and noise (:class:`AdcErrors`), or None.
     Returns (K, M, cols) in weight units.
     """
     noisy = seed is not None and (var is not None or col_sd is not None)
@@ -196,7 +197,7 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
         blocks = [(0, blocks[-1][1])]  # tiles add exactly without an ADC (see module docstring)
     per_row = 1 if depthwise is None else depthwise[0]
     out = None
-    for r0, r1 in blocks:
+    for block, (r0, r1) in enumerate(blocks):
         hi = min(r1, n_in)
         xs = x if (r0, hi) == (0, n_in) else x[..., r0 * per_row:hi * per_row]
         y = _product(xs, w[:, r0:hi], depthwise)
@@ -215,6 +216,8 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
                 if has_bias:
                     s2 = s2 + ops.expand_dims(v[:, -1], 1)
                 y = _add_read_noise(y, seed, sd=ops.sqrt(s2))
+        if adc_errors is not None:
+            y = adc_errors.apply(y, block, adc_range, adc_bits, seed)
         y = _adc(y, adc_range, adc_bits)
         out = y if out is None else out + y
     return out
@@ -256,7 +259,8 @@ def window_geometry(in_hw, size, strides, dilation, padding):
 
 
 def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, seed=None, var=None,
-              col_sd=None, adc_range=None, adc_bits: int | None = None, depthwise: bool = False):
+              col_sd=None, adc_range=None, adc_bits: int | None = None, depthwise: bool = False,
+              adc_errors=None):
     """The analog read of a convolution without im2col: the same physics as :func:`read`, with
     each product a convolution (the crossbar read once per output position).
 
@@ -281,7 +285,7 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
     for k, xk in enumerate(parts):
         wk = w[k] if w.shape[0] > 1 else w[0]
         out = None
-        for r0, r1 in blocks:
+        for block, (r0, r1) in enumerate(blocks):
             hi = min(r1, n_in)
             whole = (r0, hi) == (0, n_in)
             y = conv(xk, wk[:n_in] if whole else _rows_only(wk[:n_in], r0, hi))
@@ -303,6 +307,8 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
                     if has_bias:
                         s2 = s2 + vk[n_in]
                     y = _add_read_noise(y, seed, sd=ops.sqrt(s2))
+            if adc_errors is not None:
+                y = adc_errors.apply(y, block, adc_range, adc_bits, seed, trial=k)
             y = _adc(y, adc_range, adc_bits)
             out = y if out is None else out + y
         outs.append(out)
@@ -345,3 +351,39 @@ def sum_of_squares(x):
 def _adc(y, adc_range, adc_bits):
     """Each tile's partial sums through its own signed ADC (none: ideal converter)."""
     return y if adc_bits is None else quantize(y, adc_range, adc_bits, True)
+
+
+class AdcErrors:
+    """The errors of every column's ADC, applied to a tile's partial sums before they are
+    converted: ``(1 + gain) y + (offset + noise z) LSB``, with ``offset`` and ``gain`` fixed per
+    chip (K|1, row tiles, cols) and ``z`` a standard normal drawn afresh at every conversion (the
+    input-referred noise, ``noise`` in LSB). LSB = full scale / (2^(b-1) - 1), the signed ADC's
+    step (:func:`quantize`). The model, its sources and where the per-chip values come from:
+    :meth:`nvmkit.engine.crossbar.Crossbar.draw_chip`; the definitions are IEEE Std 1241-2010's.
+
+    The gain error scales the partial sum and its gradient alike (a real linear error); offsets and
+    noise are constants of the backward pass.
+    """
+
+    def __init__(self, offset=None, gain=None, noise: float = 0.0):
+        self.offset, self.gain, self.noise = offset, gain, float(noise)
+
+    def apply(self, y, block: int, full_scale, bits: int, seed, trial: int | None = None):
+        """Tile ``block``'s partial sums ``y`` as its ADCs take them: (K|1, M, cols) from
+        :func:`read`, or (..., cols) of trial ``trial`` from :func:`read_conv`."""
+        lsb = full_scale / float(2 ** (bits - 1) - 1)
+        if self.gain is not None:
+            y = y * (1.0 + self._column(self.gain, block, trial))
+        if self.offset is not None:
+            y = y + self._column(self.offset, block, trial) * lsb
+        if self.noise:
+            z = standard_normal(ops.shape(y), seed, y.dtype)
+            y = y + ops.stop_gradient(z * (self.noise * lsb))
+        return y
+
+    @staticmethod
+    def _column(v, block: int, trial: int | None):
+        """(K|1, 1, cols) of row tile ``block`` for the trial-grouped read; (cols,) of one trial."""
+        if trial is None:
+            return v[:, block:block + 1, :]
+        return v[trial if v.shape[0] > 1 else 0, block]

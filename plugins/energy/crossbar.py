@@ -21,6 +21,12 @@ DEFAULT_ENERGY_PER_MAC = {
 # 1 GS/s in B. Murmann, "ADC Performance Survey 1997-2023". ISAAC (Shafiee et al., ISCA 2016)
 # budgets 2 mW for an 8-bit 1.28 GS/s ADC: 1.6 pJ per conversion, the same order.
 ADC_ENERGY = 2**8 * 5e-15
+ADC_REFERENCE_BITS = 8  # the resolution ADC_ENERGY is quoted at
+# How a conversion's energy grows with the ADC's resolution b (at a fixed figure of merit):
+# "walden": E = FOM_W 2^b, the Walden figure of merit P / (2^ENOB f_s) (R. H. Walden, "Analog-to-
+# digital converter survey and analysis", IEEE JSAC 17(4), 1999), with FOM_W = 5 fJ/step from
+# Murmann's survey as above; "fixed": every conversion costs adc_energy whatever its bits.
+ADC_SCALINGS = ("walden", "fixed")
 # Row driver / DAC: ISAAC budgets 4 mW for its 8 x 128 one-bit DACs, each driving one row per
 # 100 ns crossbar cycle: 4 mW x 100 ns / 1024 = 0.39 pJ per driven row and read.
 DAC_ENERGY = 4e-3 * 100e-9 / 1024
@@ -58,6 +64,12 @@ class CrossbarEnergy(EnergyEstimator):
       whose ``energy_per_mac`` is derived in a property or whose ``energy_per_mac_scope`` is
       ``"array"`` (an optional device attribute; ``"core"`` otherwise).
       ``"explicit"`` always adds them, ``"included"`` never does.
+      A conversion's energy follows the ADC's resolution ``b`` (the footprint's ``adc_bits``):
+      ``adc_scaling="walden"`` (default) prices it at ``adc_energy x 2^(b - adc_reference_bits)``,
+      i.e. a constant Walden figure of merit ``E / 2^b`` (Walden, IEEE JSAC 1999) of
+      ``adc_energy / 2^8`` = 5 fJ per conversion step (8-bit SAR ADCs near 1 GS/s in Murmann's ADC
+      Performance Survey 1997-2023): each bit doubles it. An ideal converter (no bits in the
+      footprint) is priced at ``adc_reference_bits``. ``"fixed"``: ``adc_energy`` per conversion.
     - **neuron**: ReLU activations x ``activation_energy`` (30 fJ: one 8-bit add, Horowitz,
       ISSCC 2014). **digital**: max-pool comparisons and softmax steps x ``digital_op_energy``.
 
@@ -76,6 +88,9 @@ class CrossbarEnergy(EnergyEstimator):
         "activation_energy": "30 fJ, one 8-bit add in 45 nm CMOS (Horowitz, ISSCC 2014)",
         "adc_energy": "1.28 pJ = 2^8 x 5 fJ/step, 8-bit SAR near 1 GS/s (Murmann ADC survey 1997-2023); "
                       "ISAAC (Shafiee et al., ISCA 2016): 1.6 pJ",
+        "adc_scaling": "walden: x2 per bit at a constant Walden figure of merit (Walden, IEEE JSAC 1999; "
+                       "5 fJ/step from Murmann's ADC survey 1997-2023)",
+        "adc_reference_bits": "8: the resolution adc_energy is quoted at (Murmann ADC survey 1997-2023)",
         "dac_energy": "0.39 pJ per driven row and read: ISAAC's 1-bit DACs, 4 mW / 1024 x 100 ns "
                       "(Shafiee et al., ISCA 2016)",
         "digital_op_energy": "30 fJ, one 8-bit add in 45 nm CMOS (Horowitz, ISSCC 2014)",
@@ -88,7 +103,8 @@ class CrossbarEnergy(EnergyEstimator):
                  adc_energy: float = ADC_ENERGY, dac_energy: float = DAC_ENERGY,
                  digital_op_energy: float = DIGITAL_OP_ENERGY, converters: str = "auto",
                  conv_mapping: str = "im2col", mean_conductance: float = 0.1,
-                 tile_rows: int = 1152, tile_cols: int = 256):
+                 tile_rows: int = 1152, tile_cols: int = 256, adc_scaling: str = "walden",
+                 adc_reference_bits: int = ADC_REFERENCE_BITS):
         owner = f"energy estimator '{self.name}'"
         self.energy_per_mac = None if energy_per_mac is None else check_positive(owner, "energy_per_mac", energy_per_mac)
         self.activation_energy = check_nonnegative(owner, "activation_energy", activation_energy)
@@ -103,6 +119,10 @@ class CrossbarEnergy(EnergyEstimator):
         self.mean_conductance = check_fraction(owner, "mean_conductance", mean_conductance)
         self.tile_rows = check_int(owner, "tile_rows", tile_rows)
         self.tile_cols = check_int(owner, "tile_cols", tile_cols)
+        if adc_scaling not in ADC_SCALINGS:
+            raise ConfigError(f"{owner}: adc_scaling must be one of {', '.join(ADC_SCALINGS)}, got {adc_scaling!r}")
+        self.adc_scaling = adc_scaling
+        self.adc_reference_bits = check_int(owner, "adc_reference_bits", adc_reference_bits)
 
     # -- unit energies -------------------------------------------------------------------------
     def mac_energy(self, device: Device, devices_per_weight: int = 2) -> tuple[float, str, bool]:
@@ -127,6 +147,14 @@ class CrossbarEnergy(EnergyEstimator):
         # the conductance in the text: `devices show` prints the cell energy at g_max, not at this G
         return (devices_per_weight * cell,
                 f"{_CELL_PHYSICS} ({devices_per_weight} x cell_read_energy at G = {g:.4g} {device.units})", False)
+
+    def conversion_energy(self, bits: int | None) -> float:
+        """J per conversion of a ``bits``-bit ADC (None: an ideal converter, priced at
+        ``adc_reference_bits``): ``adc_energy x 2^(bits - adc_reference_bits)`` under the Walden
+        law, ``adc_energy`` when fixed."""
+        if bits is None or self.adc_scaling == "fixed":
+            return self.adc_energy
+        return self.adc_energy * 2.0 ** (int(bits) - self.adc_reference_bits)
 
     def converters_priced(self, includes_periphery: bool) -> bool:
         if self.converters == "auto":
@@ -192,7 +220,8 @@ class CrossbarEnergy(EnergyEstimator):
                 terms += [
                     EnergyTerm(fp.name, "vmm", macs, e_mac, "MAC"),
                     EnergyTerm(fp.name, "dac", rows, self.dac_energy if priced else 0.0, "row drive" + tag),
-                    EnergyTerm(fp.name, "adc", cols, self.adc_energy if priced else 0.0, "conversion" + tag),
+                    EnergyTerm(fp.name, "adc", cols, self.conversion_energy(fp.adc_bits) if priced else 0.0,
+                               _conversion(fp.adc_bits) + tag),
                 ]
             if fp.activations:
                 terms.append(EnergyTerm(fp.name, "neuron", fp.activations, self.activation_energy,
@@ -206,6 +235,10 @@ class CrossbarEnergy(EnergyEstimator):
             notes["physical"] = (f"device '{device.name}' has abstract conductances (no unit): its cell read "
                                  "energy is not physical; use a device with units or set energy_per_mac")
         return EnergyReport(self.name, device.name, terms, notes, physical=physical)
+
+
+def _conversion(bits: int | None) -> str:
+    return "conversion" if bits is None else f"{int(bits)}-bit conversion"
 
 
 @hookimpl
