@@ -283,3 +283,71 @@ def test_read_noise_std_of_every_trial(rng, device):
         mean = np.append(x[0], 1.0).astype(np.float64) @ weights[k]
         np.testing.assert_array_less(np.abs(got.mean(axis=0) - mean), Z * sd / np.sqrt(n) + 1e-4)
     assert not np.allclose(weights[0], weights[1])  # the trials' copies differ
+
+
+# -- measurement files: time units read from a hand-written file --------------------------------------
+
+def test_a_hand_written_measurement_file_in_days_reads_as_seconds(tmp_path):
+    """Bug: a file's ``days`` read as 3600 s. The other tests write their files with the same
+    table they read them with, so a wrong factor cancels; this file is written by hand: 2 days
+    is 172,800 s, 1.5 days 129,600 s (and hours 3,600 s, minutes 60 s)."""
+    from nvmkit.fit import read_measurements
+
+    path = tmp_path / "cells.csv"
+    path.write_text("# units: uS\n# time_units: days\n"
+                    "target,measured,cell,time\n"
+                    "50,50.5,a,0\n50,50.1,a,2\n50,50.0,a,1.5\n"
+                    "90,89.0,b,0\n90,88.7,b,2\n90,88.8,b,1.5\n")
+    m = read_measurements(path)
+    np.testing.assert_array_equal(m.time, [0.0, 172800.0, 129600.0, 0.0, 172800.0, 129600.0])
+    np.testing.assert_array_equal(m.times, [0.0, 129600.0, 172800.0])
+    for unit, seconds in (("h", 3600.0), ("min", 60.0), ("s", 1.0)):
+        other = tmp_path / f"cells-{unit}.csv"
+        other.write_text(path.read_text().replace("time_units: days", f"time_units: {unit}"))
+        np.testing.assert_array_equal(read_measurements(other).time, m.time / 86400.0 * seconds)
+
+
+# -- the fit's statistics against a hand computation ---------------------------------------------------
+
+def test_fit_statistics_of_a_tiny_file_match_a_hand_computation(tmp_path):
+    """Bug: the between-cell variance with ddof=0. Three targets, three cells each, two reads per
+    cell, all at t = 0; worked by hand for target 100 (the other two the same way):
+
+    - cells a (101, 103), b (97, 99), c (100, 100): means 102, 98, 100, grand mean 100;
+    - read noise pooled within cells: (1 + 1 + 1 + 1 + 0 + 0) / (1 + 1 + 1) = 4/3;
+    - between-cell variance of the means: (4 + 4 + 0) / (3 - 1) = 4 (ddof=0 would give 8/3);
+    - each mean still carries read noise 4/3 * mean(1/n) = 2/3, so the programming spread is
+      sqrt(4 - 2/3) = sqrt(10/3) (ddof=0: sqrt(2));
+    - the mean's 95% CI: 100 +- t(0.975, 2) sqrt(4 / 3), t(0.975, 2) = 4.302652729911275.
+
+    min_dof=1 keeps every direct estimate in the table (no smoothing)."""
+    from nvmkit import fit_device
+
+    rows = {100: {"a": (101, 103), "b": (97, 99), "c": (100, 100)},
+            200: {"d": (204, 206), "e": (196, 194), "f": (200, 201)},
+            300: {"g": (310, 310), "h": (290, 292), "i": (303, 301)}}
+    lines = ["# units: uS", "target,measured,cell,read"]
+    for target, cells in rows.items():
+        for cell, reads in cells.items():
+            lines += [f"{target},{v},{cell},{i}" for i, v in enumerate(reads)]
+    path = tmp_path / "tiny.csv"
+    path.write_text("\n".join(lines) + "\n")
+    fit = fit_device(path, min_dof=1)
+    t2 = 4.302652729911275
+    # target 100 worked above; 200: means 205, 195, 200.5 (grand 200.1667), within SS 2 + 2 + 0.5;
+    # 300: means 310, 291, 302 (grand 301), within SS 0 + 2 + 2
+    read_var = np.array([4 / 3, 4.5 / 3, 4 / 3])
+    between = np.array([
+        4.0,
+        ((205 - 600.5 / 3) ** 2 + (195 - 600.5 / 3) ** 2 + (200.5 - 600.5 / 3) ** 2) / 2,
+        (81 + 100 + 1) / 2,
+    ])
+    means = np.array([100.0, 600.5 / 3, 301.0])
+    np.testing.assert_allclose(fit.read_direct, np.sqrt(read_var), rtol=1e-12)
+    np.testing.assert_allclose(fit.mean[0], means, rtol=1e-12)
+    np.testing.assert_allclose(fit.prog_direct[0], np.sqrt(between - read_var / 2), rtol=1e-12)
+    assert fit.prog_direct[0, 0] == pytest.approx(np.sqrt(10 / 3), rel=1e-12)
+    half = t2 * np.sqrt(between / 3)
+    np.testing.assert_allclose(fit.mean_ci[0], np.stack([means - half, means + half], axis=1), rtol=1e-9)
+    np.testing.assert_allclose(fit.table.programming_sigma[0], fit.prog_direct[0], rtol=1e-12)
+    np.testing.assert_allclose(fit.table.read_sigma, fit.read_direct, rtol=1e-12)
