@@ -175,11 +175,12 @@ def test_monte_carlo_trials_equal_a_per_trial_reference_forward_pass():
     np.testing.assert_allclose(new.per_trial, reference, atol=2 / len(x))
 
 
-def test_xla_compiled_predict_matches_and_fit_runs():
+def test_xla_compiled_predict_matches_and_fit_learns():
     """Keras compiles with XLA by default on a GPU (``jit_compile="auto"``), so every op of the
     read must be XLA-compilable: fails if one is not (a shape known only at run time where XLA
-    needs a constant, a numpy call inside ``call``), or if the compiled read differs from the
-    graph one. Runs XLA on the CPU, the same compiler path a GPU takes."""
+    needs a constant, a numpy call inside ``call``), if the compiled read differs from the
+    graph one, or if compiled training does not learn (a gradient cut in the compiled read).
+    Runs XLA on the CPU, the same compiler path a GPU takes."""
     x = np.random.default_rng(1).random((8, 8, 8, 1)).astype("f4")
     y = np.arange(8) % 3
     m = small_cnn()
@@ -192,10 +193,23 @@ def test_xla_compiled_predict_matches_and_fit_runs():
     xla = convert(m, SONOS(), c, trials=2, seed=5, calibration_data=x)
     xla.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
     np.testing.assert_allclose(xla.predict(xr, verbose=0, batch_size=16), want, rtol=1e-5, atol=1e-6)
+    # XLA-compiled training through every device effect (programming error, read noise) must
+    # learn: the band task of the gradient test above, 64 images, 2 trials each. A model that
+    # did not train stays near the majority class's share p0 (22/64 here); a binomial fraction
+    # of 64 decisions has std sqrt(p0 (1 - p0) / 64) = 0.06, so above p0 + 5 std (0.64) it learned
+    # (the two trials' rows of an image are not independent: 64, not 128, decisions counted)
+    xt = np.random.default_rng(1).random((64, 8, 8, 1)).astype("f4")
+    bands = np.stack([xt[:, :3].sum((1, 2, 3)), xt[:, 3:5].sum((1, 2, 3)) * 1.5,
+                      xt[:, 5:].sum((1, 2, 3))], 1)
+    yt = bands.argmax(1)
+    p0 = np.bincount(yt).max() / len(yt)
     noisy = convert(m, SONOS(), CrossbarConfig(), trials=2, seed=5)
-    noisy.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
-    loss = noisy.fit(xr, yr, epochs=1, batch_size=8, verbose=0).history["loss"][0]
-    assert np.isfinite(loss)
+    noisy.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", jit_compile=True)
+    xtr, ytr = repeat_trials(xt, 2), np.repeat(yt, 2)
+    loss = noisy.fit(xtr, ytr, epochs=10, batch_size=16, verbose=0, shuffle=False).history["loss"]
+    assert np.isfinite(loss).all()
+    accuracy = np.mean(noisy.predict(xtr, batch_size=16, verbose=0).argmax(-1) == ytr)
+    assert accuracy > p0 + 5 * np.sqrt(p0 * (1 - p0) / len(yt)), (accuracy, p0, loss)
 
 
 @pytest.mark.parametrize("imports", ["import nvmkit, keras", "import keras, nvmkit"])

@@ -1,5 +1,8 @@
 """Monte Carlo accuracy: agreement with Keras, reproducibility, trial independence, statistics."""
 
+import math
+import statistics
+
 import keras
 import numpy as np
 import pytest
@@ -70,7 +73,7 @@ def test_ideal_device_matches_keras_accuracy(rnn_task):
     assert onehot.mean == ref and np.isnan(onehot.ci95[0]) and onehot.std == 0
 
 
-def test_reproducible_under_seed_and_ci_contains_mean(rnn_task):
+def test_reproducible_under_seed_and_ci_is_the_t_interval_of_the_trials(rnn_task):
     model, x, y = rnn_task
     net = convert(model, Both(0.05), NOCLIP, trials=5)
     run = lambda seed: monte_carlo(net, x, y, trials=5, seed=seed, injector=AddNoise(),  # noqa: E731
@@ -79,12 +82,16 @@ def test_reproducible_under_seed_and_ci_contains_mean(rnn_task):
     assert a.per_trial == b.per_trial and a.to_dict() == b.to_dict()
     assert a.per_trial != c.per_trial
     assert len(set(a.per_trial)) > 1  # trials differ
-    lo, hi = a.ci95
-    assert lo < a.mean < hi
+    # the interval computed here from the per-trial accuracies alone (statistics module, a
+    # tabulated quantile), not from the result's own mean and std: fails on a wrong centre, a
+    # ddof=0 std or a normal quantile in place of Student's t
+    mean, sd = statistics.fmean(a.per_trial), statistics.stdev(a.per_trial)
     t_975_4dof = 2.7764451  # Student t quantile, 4 degrees of freedom
-    assert hi - lo == pytest.approx(2 * t_975_4dof * a.std / np.sqrt(5), rel=1e-6)
-    assert a.mean == pytest.approx(np.mean(a.per_trial))
-    assert a.std == pytest.approx(np.std(a.per_trial, ddof=1))
+    half = t_975_4dof * sd / math.sqrt(5)
+    assert 0 < mean - half and mean + half < 1  # not clipped to [0, 1] here
+    assert a.ci95 == pytest.approx((mean - half, mean + half), rel=1e-6)
+    assert a.mean == pytest.approx(mean, rel=1e-12)
+    assert a.std == pytest.approx(sd, rel=1e-9)
 
 
 def test_noise_lowers_accuracy(rnn_task):
@@ -175,8 +182,23 @@ def test_bad_arguments():
 def test_result_round_trip():
     r = AccuracyResult.from_trials([0.9, 0.92, 0.91], n_test=100)
     d = r.to_dict()
-    assert d["ci95"][0] < d["mean"] < d["ci95"][1] and d["ci_method"] == "student-t"
+    assert d["ci95"] == list(r.ci95) and d["mean"] == r.mean and d["ci_method"] == "student-t"
     assert "91.00%" in str(r)
+
+
+def test_ci95_of_a_known_case():
+    """Accuracies 0.90, 0.92, 0.91: mean 0.91, sample std 0.01 exactly (squared deviations
+    1e-4 + 1e-4 + 0 over 2 degrees of freedom). With 2 degrees of freedom Student's t has a
+    closed-form quantile: its CDF is 1/2 + t / (2 sqrt(2 + t^2)), so t_p = (2p - 1) / sqrt(2 p
+    (1 - p)) = 4.3027 for p = 0.975. Fails on a ddof=0 std (0.0082), a normal quantile (1.96),
+    the wrong degrees of freedom (t for 3: 3.18) or a wrong centre."""
+    r = AccuracyResult.from_trials([0.90, 0.92, 0.91], n_test=100)
+    p = 0.975
+    t = (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+    assert t == pytest.approx(4.302652729749462, rel=1e-12)  # printed tables: 4.303
+    half = t * 0.01 / math.sqrt(3)
+    assert r.ci95 == pytest.approx((0.91 - half, 0.91 + half), rel=1e-9)
+    assert (r.mean, r.std) == pytest.approx((0.91, 0.01), rel=1e-9)
 
 
 def test_ci95_stays_within_0_and_1():

@@ -8,14 +8,16 @@ module once. Nothing here imports a command module, so the CLI's imports run one
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import warnings
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from nvmkit.core.errors import NvmkitError
+from nvmkit.core.errors import NvmkitError, NvmkitWarning
 from nvmkit.workflow.report import progress_bar  # noqa: F401  (shared by the commands)
 
 app = typer.Typer(
@@ -41,13 +43,37 @@ console = make_console()
 err_console = make_console(stderr=True)
 
 
+@contextlib.contextmanager
+def warnings_as_lines():
+    """While a command runs, print each of nvmkit's own warnings (:class:`NvmkitWarning`) as one
+    line on stderr, ``warning: ...``, as the commands' own warnings read, instead of Python's
+    format (nvmkit's source file and line, the category, the line of code). Other warnings keep
+    Python's format; the warnings filters (``-W``, ``PYTHONWARNINGS``) still decide what is shown."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, NvmkitWarning):
+            make_console(stderr=True).print(f"[yellow]warning:[/] {escape(str(message))}",
+                                            highlight=False, soft_wrap=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def user_errors(fn):
-    """Report an NvmkitError raised by ``fn`` as one line on stderr and exit 2."""
+    """Report an NvmkitError raised by ``fn`` as one line on stderr and exit 2; nvmkit's warnings
+    as one line each (:func:`warnings_as_lines`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with warnings_as_lines():
+                return fn(*args, **kwargs)
         except NvmkitError as exc:
             make_console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None

@@ -19,3 +19,9 @@ class PluginError(NvmkitError, LookupError):
 
 class DataError(NvmkitError, OSError):
     """A data set is missing, truncated or corrupt."""
+
+
+class NvmkitWarning(UserWarning):
+    """Something the user should know that does not stop the work (a cached model retrained, a
+    cache that cannot be written). The CLI prints it as one line, ``warning: ...``, not in
+    Python's warning format with nvmkit's source file in front of it."""

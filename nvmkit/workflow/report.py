@@ -186,8 +186,10 @@ def print_result(console, result: RunResult) -> None:
 
     net = network_label(cfg)
     kind = "data file" if result.dataset.get("sha256") else f"{result.label} data"
+    # a data file of feature vectors holds samples, not images
+    things = "samples" if len(result.dataset.get("sample_shape") or (0, 0)) == 1 else "images"
     title = (f"{net} on {cfg['device']['name']} | {result.dataset['name']} "
-             f"({kind}, {result.dataset['n_test']} test images) | seed {result.seed}")
+             f"({kind}, {result.dataset['n_test']} test {things}) | seed {result.seed}")
     table = Table(title=escape(title))
     for col in ("scenario", "accuracy (mean ± std)", "95% CI", "trials"):
         table.add_column(col)

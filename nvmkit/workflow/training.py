@@ -39,7 +39,7 @@ import numpy as np
 from nvmkit.core import layers as _layers  # noqa: F401  (registers PreActivationNoiseRNNCell for loading)
 from nvmkit.core.atomic import atomic_write
 from nvmkit.core.component import check_seed
-from nvmkit.core.errors import ConfigError
+from nvmkit.core.errors import ConfigError, NvmkitWarning
 from nvmkit.core.network import NetworkMapper
 from nvmkit.engine.evaluate import keras_outputs
 from nvmkit.workflow.config import TrainingConfig
@@ -272,14 +272,40 @@ def _load(path: Path, reporter) -> keras.Model | None:
         else contextlib.nullcontext()
     with step:
         try:
-            return keras.saving.load_model(path, safe_mode=True)
+            foreign = not_a_keras_zip(path)
+            if foreign is None:
+                return keras.saving.load_model(path, safe_mode=True)
+            why = f"unreadable: {foreign}"
         except Exception as exc:  # a truncated, foreign or unsafe file: retrain and overwrite it
             if _refused_as_unsafe(exc):
                 why = "refused by Keras's safe mode as unsafe (it would run code when loaded); not loaded"
             else:
-                why = f"unreadable ({type(exc).__name__})"
-            warnings.warn(f"cached model {path} is {why}; retraining and replacing it", stacklevel=3)
-            return None
+                first = (str(exc).strip().splitlines() or [""])[0][:150]
+                why = f"unreadable ({type(exc).__name__}{': ' + first if first else ''})"
+        warnings.warn(f"cached model {path} is {why}; retraining and replacing it", NvmkitWarning,
+                      stacklevel=3)
+        return None
+
+
+#: the first bytes of a zip archive (a .keras file is one) and of an HDF5 file (Keras 2's .h5)
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+HDF5_MODEL = "an HDF5 file (Keras 2's .h5 format), not a .keras (zip) file"
+
+
+def not_a_keras_zip(path) -> str | None:
+    """None when the file at ``path`` starts as a zip archive, as a ``.keras`` file does; else
+    what it is, in words. Keras answers any other file with a misleading "File not found"
+    (an HDF5 model saved under a .keras name among them). OSError when it cannot be read."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(_HDF5_MAGIC))
+    if head.startswith(_ZIP_MAGIC):
+        return None
+    if head.startswith(_HDF5_MAGIC):
+        return HDF5_MODEL
+    if not head:
+        return "an empty file, not a .keras (zip) file"
+    return "not a .keras (zip) file"
 
 
 def _refused_as_unsafe(exc: Exception) -> bool:
@@ -299,7 +325,7 @@ def _save_atomic(model: keras.Model, path: Path, info: dict) -> None:
         atomic_write(path.with_suffix(".json"), json.dumps(info, indent=2))
     except OSError as exc:
         warnings.warn(f"cannot write the model cache in {path.parent} ({exc.strerror or exc}); "
-                      f"set {CACHE_ENV} to a writable folder", stacklevel=3)
+                      f"set {CACHE_ENV} to a writable folder", NvmkitWarning, stacklevel=3)
 
 
 def _unpack(data, dataset_name: str | None):

@@ -34,7 +34,7 @@ def load_model_file(path: str | os.PathLike, sha256: str | None = None):
     """The Keras model in ``path`` (a ``.keras`` file), loaded in safe mode."""
     from nvmkit.core._quiet import import_keras
     from nvmkit.workflow.data import file_sha256
-    from nvmkit.workflow.training import _refused_as_unsafe, check_keras_version
+    from nvmkit.workflow.training import HDF5_MODEL, _refused_as_unsafe, check_keras_version, not_a_keras_zip
 
     keras = import_keras()
     p = Path(path).expanduser()
@@ -43,14 +43,18 @@ def load_model_file(path: str | os.PathLike, sha256: str | None = None):
     if p.suffix.lower() not in MODEL_SUFFIXES:
         raise ConfigError(f"model file {p} is not a .keras file; save the model with "
                           "model.save('model.keras') (Keras 3 format)")
-    # a .keras file is a zip archive; Keras answers anything else (a text file) with "File not found"
+    # a .keras file is a zip archive; Keras answers anything else (a text file, an HDF5 model
+    # under a .keras name) with "File not found"
     try:
-        with open(p, "rb") as fh:
-            head = fh.read(4)
+        foreign = not_a_keras_zip(p)
     except OSError as exc:
         raise ConfigError(f"cannot read model file {p} ({exc.strerror or exc}); check its permissions") from None
-    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        raise ConfigError(f"model file {p} is not a .keras (zip) file; save the model with "
+    if foreign == HDF5_MODEL:
+        raise ConfigError(f"model file {p} is {foreign}; if you trust it (HDF5 models load without "
+                          "safe mode), rename it to .h5 and save it again in Keras 3's format: "
+                          "keras.saving.load_model('model.h5').save('model.keras')")
+    if foreign is not None:
+        raise ConfigError(f"model file {p} is {foreign}; save the model with "
                           "model.save('model.keras') (Keras 3 format)")
     digest = file_sha256(p)
     if sha256 is not None and sha256 != digest:
