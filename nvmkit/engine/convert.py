@@ -33,7 +33,7 @@ import numpy as np
 from nvmkit.engine.crossbar import Chip, ProgrammedCrossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
-from nvmkit.core.errors import ConfigError
+from nvmkit.core.errors import ConfigError, NvmkitWarning
 from nvmkit.engine.layers import (PACKAGE, AnalogConv, AnalogDense, AnalogDepthwiseConv2D,
                                   AnalogLayer, AnalogRecurrent, AnalogTimeDistributed,
                                   FoldedBatchNormalization)
@@ -177,7 +177,7 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
         elif old.weights and not isinstance(new, FoldedBatchNormalization):
             _copy_digital_state(old, new)
     for line in digital_warnings:
-        warnings.warn(f"convert: {line}", UserWarning, stacklevel=2)
+        warnings.warn(f"convert: {line}", NvmkitWarning, stacklevel=2)
     reprogram(out, seed)
     if needs_calibration(out):
         if calibration_data is None:
