@@ -112,21 +112,23 @@ class _Core:
         names = ("delta", "read_sd", "read_var", "dac_range", "dac_signed", "adc_range")
         return {n: (None if getattr(self, n) is None else getattr(self, n).value) for n in names}
 
-    def forward(self, x, kernel2d, bias):
-        """x (K|1, M, inputs) -> (K|1, M, n_out)."""
+    def forward(self, x, kernel2d, bias, training=None):
+        """x (K|1, M, inputs) -> (K|1, M, n_out). ``training``: the layer's call flag (the
+        converters build their straight-through gradient only when it is set)."""
         if self.layer.ideal:  # the float reference: the user's weights, no device, no converters
             y = xops._product(x, ops.expand_dims(kernel2d, 0), self.depthwise)
             return y + bias if self.has_bias else y
         st = self._state()
         w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
         if self.dac_bits is not None:
-            x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"])
+            x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"], training)
         y = xops.read(x, w, n_in=self.n_in, bias_row=self.bias_row, blocks=self.blocks,
                       seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
-                      adc_range=st["adc_range"], adc_bits=self.adc_bits, depthwise=self.depthwise)
+                      adc_range=st["adc_range"], adc_bits=self.adc_bits, depthwise=self.depthwise,
+                      training=training)
         return y + bias if self.digital_bias else y
 
-    def forward_conv(self, x, kernel2d, bias, conv):
+    def forward_conv(self, x, kernel2d, bias, conv, training=None):
         """Images x (B*K, H, W, C) -> (B*K, Ho, Wo, n_out); ``conv(images, matrix)`` is the
         layer's convolution by a weight matrix (see :func:`nvmkit.engine.ops.read_conv`)."""
         if self.layer.ideal:
@@ -135,12 +137,12 @@ class _Core:
         st = self._state()
         w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
         if self.dac_bits is not None:
-            x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"])
+            x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"], training)
         y = xops.read_conv(x, w, trials=self.layer.trials, conv=conv, n_in=self.n_in,
                            bias_row=self.bias_row, blocks=self.blocks,
                            seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
                            adc_range=st["adc_range"], adc_bits=self.adc_bits,
-                           depthwise=self.depthwise is not None)
+                           depthwise=self.depthwise is not None, training=training)
         return y + bias if self.digital_bias else y
 
     # -- programming and calibration (numpy, once per trial) ----------------------------------
@@ -280,7 +282,7 @@ class AnalogDense(AnalogLayer):
     def call(self, x, training=None, mask=None):
         k = self._k()
         inner = tuple(x.shape[1:-1])
-        y = self.cores[0].forward(xops.group_trials(x, k), self.kernel, self.bias)
+        y = self.cores[0].forward(xops.group_trials(x, k), self.kernel, self.bias, training)
         # Keras activations act along the last axis only (softmax, glu, which halves it), so
         # before ungrouping: then nothing stands between this layer's ungroup and a following
         # analog layer's group, and TensorFlow cancels the two (see group_trials)
@@ -357,7 +359,7 @@ class AnalogConv(AnalogLayer):
         if self.rank == 1:
             x = ops.expand_dims(x, 1)
         kernel2d = ops.reshape(self.kernel, (-1, self.filters))
-        y = self.cores[0].forward_conv(x, kernel2d, self.bias, self._conv)
+        y = self.cores[0].forward_conv(x, kernel2d, self.bias, self._conv, training)
         if self.rank == 1:
             y = ops.squeeze(y, 1)
         return self.activation(y)
@@ -442,11 +444,12 @@ class AnalogDepthwiseConv2D(AnalogLayer):
     def call(self, x, training=None, mask=None):
         k = self._k()
         sep = self.pointwise_filters is not None
-        y = self.cores[0].forward_conv(x, self._dw_matrix(), None if sep else self.bias, self._conv)
+        y = self.cores[0].forward_conv(x, self._dw_matrix(), None if sep else self.bias, self._conv,
+                                       training)
         if sep:
             inner = tuple(y.shape[1:-1])
             pw = ops.reshape(self.pointwise_kernel, (-1, self.pointwise_filters))
-            y = self.cores[1].forward(xops.group_trials(y, k), pw, self.bias)
+            y = self.cores[1].forward(xops.group_trials(y, k), pw, self.bias, training)
             y = xops.ungroup_trials(y, k, (*inner, self.pointwise_filters))
         return self.activation(y)
 
@@ -553,7 +556,7 @@ class AnalogRecurrent(AnalogLayer):
             return [(self.kernel, b[0]), (self.recurrent_kernel, b[1])]
         return [(ops.concatenate([self.kernel, self.recurrent_kernel], axis=0), self.bias)]
 
-    def _run(self, x, k, collect=None):
+    def _run(self, x, k, collect=None, training=None):
         """x (B*K, T, n) -> (K, B, T, H) sequence (or (K, B, H)); ``collect`` gets each core's
         inputs (calibration)."""
         t_steps, n, h = x.shape[1], x.shape[2], self.units
@@ -569,8 +572,8 @@ class AnalogRecurrent(AnalogLayer):
                 if collect is not None:
                     collect[0].append(xt)
                     collect[1].append(state)
-                zx = self.cores[0].forward(xt, *mats[0])
-                zh = self.cores[1].forward(state, *mats[1])
+                zx = self.cores[0].forward(xt, *mats[0], training)
+                zh = self.cores[1].forward(state, *mats[1], training)
                 z = self.recurrent_activation(zx[..., :h] + zh[..., :h])
                 r = self.recurrent_activation(zx[..., h:2 * h] + zh[..., h:2 * h])
                 cand = self.activation(zx[..., 2 * h:] + r * zh[..., 2 * h:])
@@ -579,7 +582,7 @@ class AnalogRecurrent(AnalogLayer):
                 inp = ops.concatenate([xt, state], axis=-1)
                 if collect is not None:
                     collect[0].append(inp)
-                zz = self.cores[0].forward(inp, *mats[0])
+                zz = self.cores[0].forward(inp, *mats[0], training)
                 if self.kind == "simple":
                     state = self.activation(zz)
                 else:  # Keras's gate order: input, forget, cell, output
@@ -598,7 +601,7 @@ class AnalogRecurrent(AnalogLayer):
             raise ConfigError(f"{self.name}: masked sequences (Masking, Embedding(mask_zero=True)) "
                               "are not handled on crossbars; remove the mask or pad with zeros")
         k = self._k()
-        y = self._run(x, k)
+        y = self._run(x, k, training=training)
         if self.return_sequences:
             t = y.shape[2]
             return xops.ungroup_trials(ops.reshape(y, (k, -1, self.units)), k, (t, self.units))

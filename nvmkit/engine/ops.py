@@ -26,6 +26,10 @@ its own, as in hardware.
 
 Straight-through gradients: converters round in the forward pass and pass the gradient
 unchanged (Bengio et al., arXiv:1308.3432, 2013); read noise is a constant of the backward pass.
+The straight-through expression costs two extra passes over the tensor per converter, so it is
+built only when the layer is called with ``training`` true (Keras's ``fit`` does; a custom
+training loop must call the model with ``training=True``, as for Dropout); at inference the
+converter returns the rounded value itself, bit-identical to the straight-through forward value.
 """
 
 from __future__ import annotations
@@ -146,8 +150,15 @@ def straight_through(v, q):
     return ops.stop_gradient(q) + (v - ops.stop_gradient(v))
 
 
-def quantize(v, full_scale, bits: int, signed):
-    """Round ``v`` to a converter's levels, straight-through.
+def builds_gradient(training) -> bool:
+    """Whether a call with this ``training`` flag needs the straight-through expression: a
+    Python True, or a flag only known at run time (a tensor); None and False are inference."""
+    return training is not None and training is not False
+
+
+def quantize(v, full_scale, bits: int, signed, training=True):
+    """Round ``v`` to a converter's levels, straight-through when ``training`` (see
+    :func:`builds_gradient`; at inference the rounded value itself, the same numbers).
 
     Unsigned: 2^b levels on [0, R]. Signed: 2^b - 1 levels on [-R, R], one of them exactly 0
     (sign-magnitude, as CrossSim's converters; with 2^b levels an exact 0 would sit on a
@@ -163,7 +174,7 @@ def quantize(v, full_scale, bits: int, signed):
         lo = -full_scale * s
     step = full_scale / levels
     q = ops.round(ops.clip(v, lo, full_scale) / step) * step
-    return straight_through(v, q)
+    return straight_through(v, q) if builds_gradient(training) else q
 
 
 def _product(x, w, depthwise: tuple[int, int] | None):
@@ -181,7 +192,7 @@ def _product(x, w, depthwise: tuple[int, int] | None):
 
 
 def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd=None,
-         adc_range=None, adc_bits: int | None = None, depthwise=None):
+         adc_range=None, adc_bits: int | None = None, depthwise=None, training=True):
     """One analog read of every tile.
 
     ``x`` (K|1, M, inputs) after the DAC; ``w`` (K|1, rows, cols) effective weights in weight
@@ -189,6 +200,7 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
     (K, rows, cols) per-weight read variance, or ``col_sd`` (K, 1, cols) when it does not depend
     on the row; ``blocks`` the row tiles [(r0, r1), ...] in weight rows. ``depthwise=(C, mult)``:
     each channel has its own crossbar of the same rows (inputs are (row, channel) pairs).
+    ``training``: whether the ADC builds its straight-through gradient (:func:`quantize`).
     Returns (K, M, cols) in weight units.
     """
     noisy = seed is not None and (var is not None or col_sd is not None)
@@ -215,7 +227,7 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
                 if has_bias:
                     s2 = s2 + ops.expand_dims(v[:, -1], 1)
                 y = _add_read_noise(y, seed, sd=ops.sqrt(s2))
-        y = _adc(y, adc_range, adc_bits)
+        y = _adc(y, adc_range, adc_bits, training)
         out = y if out is None else out + y
     return out
 
@@ -256,7 +268,8 @@ def window_geometry(in_hw, size, strides, dilation, padding):
 
 
 def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, seed=None, var=None,
-              col_sd=None, adc_range=None, adc_bits: int | None = None, depthwise: bool = False):
+              col_sd=None, adc_range=None, adc_bits: int | None = None, depthwise: bool = False,
+              training=True):
     """The analog read of a convolution without im2col: the same physics as :func:`read`, with
     each product a convolution (the crossbar read once per output position).
 
@@ -303,7 +316,7 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
                     if has_bias:
                         s2 = s2 + vk[n_in]
                     y = _add_read_noise(y, seed, sd=ops.sqrt(s2))
-            y = _adc(y, adc_range, adc_bits)
+            y = _adc(y, adc_range, adc_bits, training)
             out = y if out is None else out + y
         outs.append(out)
     if trials == 1:
@@ -342,6 +355,6 @@ def sum_of_squares(x):
     return ops.sum(ops.square(x), axis=-1, keepdims=True)
 
 
-def _adc(y, adc_range, adc_bits):
+def _adc(y, adc_range, adc_bits, training=True):
     """Each tile's partial sums through its own signed ADC (none: ideal converter)."""
-    return y if adc_bits is None else quantize(y, adc_range, adc_bits, True)
+    return y if adc_bits is None else quantize(y, adc_range, adc_bits, True, training)
