@@ -11,7 +11,9 @@ copies lives beside them in non-trainable variables, in weight units:
   step moves the analog weights with it (the delta acts as frozen device noise);
 - ``*read_sd`` (K, 1, cols) or ``*read_var`` (K, rows, cols): per-weight read noise, drawn
   afresh at every read (see :mod:`nvmkit.engine.ops`);
-- ``*dac_range``, ``*dac_signed``, ``*adc_range``: converter full scales calibrated on data.
+- ``*dac_range``, ``*dac_signed``, ``*adc_range``: converter full scales calibrated on data;
+- ``*drift_scale`` (K,), with ``crossbar.nonideal.drift_compensation = "global"`` only: each
+  trial's output scale from the reference reads at programming and at ``drift_time``.
 
 :func:`nvmkit.engine.convert.reprogram` redraws the state from a seed; everything is saved in the
 ``.keras`` file, so a loaded model reads the same programmed hardware.
@@ -91,12 +93,17 @@ class _Core:
             self.dac_range = layer.add_weight(
                 name=f"{tag}dac_range", shape=(), trainable=False,
                 initializer=keras.initializers.Constant(conv.dac_range or 0.0))
-            self.dac_signed = layer.add_weight(name=f"{tag}dac_signed", shape=(), trainable=False,
-                                               initializer="zeros")
+            self.dac_signed = layer.add_weight(
+                name=f"{tag}dac_signed", shape=(), trainable=False,
+                initializer=keras.initializers.Constant(float(conv.dac_sign == "signed")))
         if conv.adc_bits is not None:
             self.adc_range = layer.add_weight(
                 name=f"{tag}adc_range", shape=(), trainable=False,
                 initializer=keras.initializers.Constant(conv.adc_range or 0.0))
+        self.drift_scale = None
+        if cfg.nonideal.drift_compensation != "none":
+            self.drift_scale = layer.add_weight(name=f"{tag}drift_scale", shape=(k,),
+                                                initializer="ones", trainable=False)
 
     # -- the read -----------------------------------------------------------------------------
     def matrix(self, kernel2d, bias):
@@ -109,7 +116,7 @@ class _Core:
         """The programmed state and converter ranges as tensors. Read through ``.value``: the
         JAX backend (jax >= 0.9) no longer turns a Keras variable into an array inside its own
         jitted ops (``__jax_array__`` during abstractification), and it is a no-op elsewhere."""
-        names = ("delta", "read_sd", "read_var", "dac_range", "dac_signed", "adc_range")
+        names = ("delta", "read_sd", "read_var", "dac_range", "dac_signed", "adc_range", "drift_scale")
         return {n: (None if getattr(self, n) is None else getattr(self, n).value) for n in names}
 
     def forward(self, x, kernel2d, bias, training=None):
@@ -126,6 +133,8 @@ class _Core:
                       seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
                       adc_range=st["adc_range"], adc_bits=self.adc_bits, depthwise=self.depthwise,
                       training=training)
+        if st["drift_scale"] is not None:  # (K|1, M, n_out): one scale per trial's block
+            y = y * ops.reshape(st["drift_scale"], (-1, 1, 1))
         return y + bias if self.digital_bias else y
 
     def forward_conv(self, x, kernel2d, bias, conv, training=None):
@@ -143,6 +152,8 @@ class _Core:
                            seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
                            adc_range=st["adc_range"], adc_bits=self.adc_bits,
                            depthwise=self.depthwise is not None, training=training)
+        if st["drift_scale"] is not None:
+            y = _scale_per_trial(y, st["drift_scale"], self.layer.trials)
         return y + bias if self.digital_bias else y
 
     # -- programming and calibration (numpy, once per trial) ----------------------------------
@@ -167,6 +178,9 @@ class _Core:
         elif var is not None or col is not None:
             raise NvmkitError(f"{self.layer.name}: device '{self.layer.device.name}' gave read "
                               "noise it did not show when probed; report it as a bug")
+        if self.drift_scale is not None:
+            scale = programmed.drift_scale
+            self.drift_scale.assign(np.ones(self.drift_scale.shape, F32) if scale is None else scale)
 
     def calibrate(self, x: np.ndarray, xbar: Crossbar) -> None:
         """DAC: max |x| (and whether x is signed). ADC: max |ideal partial sum| over row tiles,
@@ -176,7 +190,7 @@ class _Core:
         if self.dac_range is not None:
             if conv.dac_range is None:
                 self.dac_range.assign(float(np.abs(x).max()) or 1.0)
-            signed = bool(x.min() < 0)
+            signed = conv.dac_sign == "signed" or (conv.dac_sign == "data" and bool(x.min() < 0))
             if signed and self.dac_bits < 2:
                 raise ConfigError(f"{self.layer.name}: a signed DAC needs at least 2 bits; set "
                                   "converters.dac_bits >= 2")
@@ -212,6 +226,15 @@ class _Core:
             per = [(r1 - r0, min(j + tc, mult) - j) for r0, r1 in self.blocks
                    for j in range(0, mult, tc)] * c
         return per
+
+
+def _scale_per_trial(y, scale, trials: int):
+    """Images y (B*K, ...) in sample-major order, each trial's rows times its ``scale[k]``."""
+    if trials == 1:
+        return y * scale[0]
+    y5 = ops.reshape(y, (-1, trials, *y.shape[1:]))
+    y5 = y5 * ops.reshape(scale, (1, trials) + (1,) * (len(y.shape) - 1))
+    return ops.reshape(y5, (-1, *y.shape[1:]))
 
 
 class AnalogLayer(keras.layers.Layer):
