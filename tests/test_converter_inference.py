@@ -41,8 +41,8 @@ def test_inference_without_the_straight_through_expression_is_bit_identical(whic
     monte_carlo run it) the MLP and the LSTM are bit-identical too; the CNN's conv -> dense
     stack with several ADC row tiles is not: TensorFlow's graph optimiser (Grappler's arithmetic
     stage; equal with it switched off) rewrites the lighter graph differently, by 1-2 float32
-    ulps (docs/plugins.md, "Converters"). Fails if the inference path rounds differently (e.g.
-    a rounding of v instead of the clipped v, or a different step)."""
+    ulps (docs/plugins.md, "The engine's conventions"). Fails if the inference path rounds
+    differently (e.g. a rounding of v instead of the clipped v, or a different step)."""
     model, x = _models()[which]
     analog = convert(model, ReRAM(), CFG, trials=2, seed=1, calibration_data=x)
     xr = repeat_trials(x, 2)

@@ -114,6 +114,7 @@ def test_compensation_is_off_by_default_and_idle_without_drift():
 def test_compensation_round_trips_and_refuses_an_unknown_mode(tmp_path):
     c = cfg(drift_compensation="global", drift_time=DAY)
     assert CrossbarConfig.from_dict(c.to_dict()) == c
+    assert cfg(drift_compensation=None).nonideal.drift_compensation == "none"  # --set ...=none
     with pytest.raises(ConfigError, match="drift_compensation must be one of none, global"):
         cfg(drift_compensation="per-tile")
     w = np.random.default_rng(3).normal(size=(12, 4)).astype(np.float32)

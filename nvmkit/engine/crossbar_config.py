@@ -116,6 +116,8 @@ class NonIdealityConfig(Params):
         if self.clip_floor not in CLIP_FLOORS:
             raise ConfigError(f"nonideal.clip_floor must be one of {', '.join(CLIP_FLOORS)}, "
                               f"got {self.clip_floor!r}")
+        if self.drift_compensation is None:  # `--set ...drift_compensation=none` reads as None
+            self.drift_compensation = "none"
         if self.drift_compensation not in DRIFT_COMPENSATIONS:
             raise ConfigError(f"nonideal.drift_compensation must be one of "
                               f"{', '.join(DRIFT_COMPENSATIONS)}, got {self.drift_compensation!r}")
