@@ -1,5 +1,9 @@
 """Speed of the analog forward pass against the digital one (issue 3's Speed target, issue 11's point 9).
 
+Targets (ratio to the digital pass, issue 21, point 9): the MLP with read noise at most 1.5, the
+MLP through 8-bit converters alone (no device effect; calibrated on its own inputs) at most 1.3,
+the default CNN with SONOS at most 3; the other MLP cases at most 3 (issue 3).
+
 Every case runs through the engine (``nvmkit.convert``: programming once in numpy, the read in
 Keras ops) under ``tf.function`` (as ``predict`` does), against the digital forward pass of the
 same Keras model timed in the same run (the faster of Keras and, for the MLP, numpy). Cases: a
@@ -102,7 +106,7 @@ def main(argv=None) -> int:
         "sigma_of_range": SIGMA,
         "repeats": max(2, args.repeats // 2),
         "cases": rows,
-        "all_targets_met": all(r["ratio"] < 3 for r in rows if r.get("target")),
+        "all_targets_met": all(r["ratio"] <= r["target"] for r in rows if r.get("target")),
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -111,12 +115,12 @@ def main(argv=None) -> int:
               "ratio to the digital pass of the same model")
         print(f"{'case':46s} {'digital ms':>10s} {'analog ms':>10s} {'ratio':>6s}  digital baseline")
         for r in rows:
-            mark = " (target < 3)" if r.get("target") else ""
+            mark = f" (target <= {r['target']:g})" if r.get("target") else ""
             dig = "-" if r["digital_seconds"] is None else f"{1e3 * r['digital_seconds']:.1f}"
             ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
             print(f"{r['case']:46s} {dig:>10s} {1e3 * r['seconds']:10.1f} "
                   f"{ratio:>6s}  {r.get('digital_baseline', '')}{mark}")
-        print("all target ratios < 3:", "yes" if result["all_targets_met"] else "NO")
+        print("all target ratios met:", "yes" if result["all_targets_met"] else "NO")
     return 0 if result["all_targets_met"] else 1
 
 
@@ -163,19 +167,24 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         {"nonideal": {"programming_error": prog, "read_noise": read}})
     x_mlp = rng.random((args.batch, SIZES[0]), dtype=np.float32)
     x_img = rng.random((2000, 28, 28, 1), dtype=np.float32)
-    cases = [  # label, model, x, device, config, trials, numpy digital, a target case
-        ("MLP programming error", mlp, x_mlp, generic, cfg(True, False), 1, True, True),
-        ("MLP read noise", mlp, x_mlp, generic, cfg(False, True), 1, True, True),
-        ("MLP both", mlp, x_mlp, generic, cfg(True, True), 1, True, True),
-        ("MLP both, state-dependent read noise (SONOS)", mlp, x_mlp, SONOS(), cfg(True, True), 1, True, False),
+    conv8 = CrossbarConfig.from_dict({  # the converters alone (issue 21, point 9)
+        "nonideal": {"programming_error": False, "read_noise": False, "quantize": False,
+                     "clip_conductance": False},
+        "converters": {"dac_bits": 8, "adc_bits": 8}})
+    cases = [  # label, model, x, device, config, trials, numpy digital, target ratio (or None)
+        ("MLP programming error", mlp, x_mlp, generic, cfg(True, False), 1, True, 3),
+        ("MLP read noise", mlp, x_mlp, generic, cfg(False, True), 1, True, 1.5),
+        ("MLP both", mlp, x_mlp, generic, cfg(True, True), 1, True, 3),
+        ("MLP 8-bit DAC and ADC, no device effect", mlp, x_mlp, generic, conv8, 1, True, 1.3),
+        ("MLP both, state-dependent read noise (SONOS)", mlp, x_mlp, SONOS(), cfg(True, True), 1, True, None),
         # all 10,000 inputs x 10 trials, as the former numpy engine's case: with 1,000 inputs ten
         # Keras passes took 27 ms against 45 ms for one pass over the same 10,000 rows (a small-
         # batch advantage, likely the CPU cache, that the analog pass over B*K rows cannot have)
-        ("MLP both, 10 trials at once", mlp, x_mlp, generic, cfg(True, True), 10, True, False),
-        ("CNN both (SONOS)", cnn, x_img, SONOS(), cfg(True, True), 1, False, False),
-        ("CNN both (SONOS), 10 trials at once", cnn, x_img[:200], SONOS(), cfg(True, True), 10, False, False),
-        ("ResNet-style CNN both (SONOS)", resnet, x_img[:1000], SONOS(), cfg(True, True), 1, False, False),
-        ("2-layer LSTM both (SONOS)", lstm, x_img[:1000, ..., 0], SONOS(), cfg(True, True), 1, False, False),
+        ("MLP both, 10 trials at once", mlp, x_mlp, generic, cfg(True, True), 10, True, None),
+        ("CNN both (SONOS)", cnn, x_img, SONOS(), cfg(True, True), 1, False, 3),
+        ("CNN both (SONOS), 10 trials at once", cnn, x_img[:200], SONOS(), cfg(True, True), 10, False, None),
+        ("ResNet-style CNN both (SONOS)", resnet, x_img[:1000], SONOS(), cfg(True, True), 1, False, None),
+        ("2-layer LSTM both (SONOS)", lstm, x_img[:1000, ..., 0], SONOS(), cfg(True, True), 1, False, None),
     ]
     rows = []
     if args.mlp_only:
@@ -184,7 +193,8 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         xt = tf.constant(x)
         xr = tf.constant(repeat_trials(x, k))
         digital_fn = tf.function(lambda z, m=model: m(z, training=False))
-        analog = convert(model, device, config, trials=k, seed=args.seed)
+        analog = convert(model, device, config, trials=k, seed=args.seed,
+                         calibration_data=x[:2000] if config.converters.adc_bits else None)
         fn = tf.function(lambda z, m=analog: m(z, training=False))
         fns = {"analog": lambda: fn(xr).numpy(),
                "keras": lambda: [digital_fn(xt).numpy() for _ in range(k)]}

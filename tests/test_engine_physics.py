@@ -367,60 +367,7 @@ def test_standard_normal_moments_and_reproducibility():
     np.testing.assert_array_equal(a, np.asarray(xops.standard_normal((7,), keras.random.SeedGenerator(9))))
 
 
-def _box_muller_reference(w: np.ndarray) -> np.ndarray:
-    """The transform of standard_normal's docstring, in float64 from the words' bit fields."""
-    w = w.astype(np.int64)  # the int32 words, sign-extended
-    u = ((w[:2] >> 8) + 2**23 + 1) / 2.0**24  # signed high 24 bits of the radius words -> (0, 1]
-    r = np.sqrt(-2.0 * np.log(u))
-    w2 = w[2] & 0xFFFFFFFF
-    j = np.stack([w2 & 0xFFFF, w2 >> 16])  # the angle word's two halves
-    theta = 2.0 * np.pi * (j + 0.5) / 65536
-    return np.concatenate([r * np.cos(theta), r * np.sin(theta)])
-
-
-def test_box_muller_words_matches_a_float64_reference():
-    """The float32 transform against the bit fields read in float64, on random words plus the
-    extremes (radius word 0x7fffffff: r = 0; 0x80000000: the cap, sqrt(48 ln 2) = 5.77). Fails on
-    overlapping or shifted bit fields (a radius reading angle bits), a logical/arithmetic shift
-    mix-up (negative words), or a wrong angle or radius scale."""
-    from nvmkit.engine import ops as xops
-
-    rng = np.random.default_rng(0)
-    w = rng.integers(-2**31, 2**31, size=(3, 4096), dtype=np.int64).astype(np.int32)
-    w[0, :3] = [2**31 - 1, -2**31, -1]
-    got = np.asarray(xops.box_muller_words(keras.ops.convert_to_tensor(w))).astype(np.float64)
-    want = _box_muller_reference(w)
-    assert got.shape == (4, 4096)
-    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
-    r = np.hypot(got[0], got[2])  # the first radius word's pairs: (cos, sin) rows 0 and 2
-    assert r[0] == 0 and abs(r[1] - np.sqrt(48 * np.log(2))) < 1e-5  # u = 1, u = 2^-24
-
-
-def test_normal_sampler_angle_grid_leaves_the_cdf_within_its_stated_bound():
-    """The exact CDF of r*cos(theta) over the angles the implementation produces (all 2^16 of
-    them, read back from box_muller_words) against the normal CDF: at most 5.2e-6 apart, as the
-    docstring states (an 8-bit angle gives 1.3e-3). The radius is taken continuous here (its
-    24-bit grid adds at most 2^-24). Fails if the angles are not 2^16 evenly spaced arc centres
-    covering the circle (e.g. a half circle, fewer bits, or 0 and pi/2 on the grid, which puts
-    an atom at z = 0)."""
-    from scipy.special import ndtr
-
-    from nvmkit.engine import ops as xops
-
-    j = np.arange(65536, dtype=np.int64)
-    w = np.stack([np.full(65536, 1 << 30), np.full(65536, 1 << 30), j | (j << 16)])
-    z = np.asarray(xops.box_muller_words(keras.ops.convert_to_tensor(w.astype(np.uint32).view(np.int32))))
-    z = z.astype(np.float64)
-    theta = np.sort(np.mod(np.arctan2(z[2], z[0]), 2 * np.pi))
-    np.testing.assert_allclose(theta, 2 * np.pi * (j + 0.5) / 65536, atol=3e-6)  # the grid itself
-    c = np.cos(theta)[:, None]
-    t = np.concatenate([np.logspace(-8, -2, 300), -np.logspace(-8, -2, 300), np.linspace(-6, 6, 241)])
-    worst = 0.0
-    for part in np.array_split(t, 12):  # P(R c <= t), R Rayleigh, exactly, per angle
-        q = np.exp(-0.5 * np.square(part[None, :] / c))
-        F = np.where(c > 0, np.where(part > 0, 1 - q, 0.0), np.where(part < 0, q, 1.0)).mean(axis=0)
-        worst = max(worst, float(np.abs(F - ndtr(part)).max()))
-    assert worst < 5.2e-6
+# The sampler's bit layout, exact CDF and tails: tests/test_sampler.py
 
 
 @pytest.mark.parametrize("portable", [False, True], ids=["backend", "randint"])

@@ -462,7 +462,9 @@ def reprogram(model, seed: int, *, keep_chip: bool = False) -> None:
     for i, (core, xb, w, b) in enumerate(cores):
         states = [np.concatenate([p[i].states[j] for p in per_trial]) for j in range(xb.devices_per_weight)]
         user = np.vstack([w, b[None]]) if core.bias_row else w
-        core.assign(ProgrammedCrossbar(xb, states), user.astype(F32))
+        scale = None if per_trial[0][i].drift_scale is None else \
+            np.concatenate([p[i].drift_scale for p in per_trial])
+        core.assign(ProgrammedCrossbar(xb, states, drift_scale=scale), user.astype(F32))
         core.assign_chip(chips[i])
     for i, layer in enumerate(layers):
         layer.seed_generator.state.assign(

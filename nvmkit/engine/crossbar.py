@@ -229,15 +229,19 @@ class Crossbar:
         # - drawn at programming (default): the device's drift acts on each programmed cell.
         # The power-law drift model always acts per cell (multiplicative).
         mean_first = t > 0 and ni.drift_model == "device" and d.spread_measured_after_drift
-        states = []
+        compensate = t > 0 and ni.drift_compensation != "none"
+        floor = g_min if ni.clip_floor == "g_min" else F32(0)
+        states, states_t0 = [], []
         for i, target in enumerate(self.targets):
             shape = (trials, *target.shape)
             lo, hi, target = self._cell_range(chip, i, target)  # this chip's cells (target if uniform)
-            g = None
+            g = z = None
             if ni.programming_error:
                 sigma = self._checked_sigma(d.programming_sigma(target, t), "programming")
                 if np.any(sigma):
                     g = standard_normal(rng, shape)
+                    if compensate and mean_first:
+                        z = g.copy()  # each cell's deviate, for its state at t0 (_state_at_t0)
                     g *= sigma
                     g += target
             if g is None:
@@ -245,23 +249,55 @@ class Crossbar:
                     np.broadcast_to(target, shape).copy()
             if ni.clip_conductance and d.bounded:
                 if lo is None:
-                    np.clip(g, g_min, g_max, out=g)
-                else:
-                    np.clip(g, lo, hi, out=g)
+                    np.clip(g, floor, g_max, out=g)
+                else:  # the cell's own range; its floor 0 or its own Gmin (clip_floor)
+                    np.clip(g, F32(0) if ni.clip_floor == "zero" else lo, hi, out=g)
+            if compensate:
+                states_t0.append(self._state_at_t0(target, g, z, mean_first, floor))
             if mean_first:
                 g += np.asarray(d.drift(target.copy(), t), dtype=F32) - target
                 if d.bounded:  # a conductance (or read current) cannot change sign
                     np.maximum(g, F32(0), out=g)
             elif t > 0:
                 g = self._drift(g, t, rng)
-            if chip.stuck is not None:
+            if chip.stuck is not None:  # a stuck cell is stuck from programming on
                 g = _stick(g, chip.stuck[:, i], g_min if lo is None else lo, g_max if hi is None else hi)
+                if compensate:
+                    states_t0[-1] = _stick(states_t0[-1], chip.stuck[:, i], g_min if lo is None else lo,
+                                           g_max if hi is None else hi)
             elif legacy_stuck and (ni.stuck_at_gmin or ni.stuck_at_gmax):
                 u = rng.random(shape, dtype=F32)
-                g[u < F32(ni.stuck_at_gmin)] = g_min
-                g[u >= F32(1 - ni.stuck_at_gmax)] = g_max
+                for s in [g, *states_t0[-1:]]:  # a stuck cell is stuck from programming on
+                    s[u < F32(ni.stuck_at_gmin)] = g_min
+                    s[u >= F32(1 - ni.stuck_at_gmax)] = g_max
             states.append(g)
-        return ProgrammedCrossbar(self, states)
+        scale = self.drift_compensation(states_t0, states) if compensate else None
+        return ProgrammedCrossbar(self, states, drift_scale=scale)
+
+    # -- drift compensation (NonIdealityConfig.drift_compensation) -----------------------------
+    def _state_at_t0(self, target, g, z, mean_first: bool, floor) -> np.ndarray:
+        """The cells as programmed, before any drift: the state the reference read at t0 sees.
+        Drift acting on each cell: the programmed (clipped) state itself. A spread measured
+        after drift (SONOS): the same cells' deviates ``z`` at the spread of t = 0."""
+        if not mean_first:
+            return g.copy()
+        if z is None:
+            return np.repeat(target[None], g.shape[0], axis=0)
+        d, ni = self.device, self.config.nonideal
+        g0 = z * self._checked_sigma(d.programming_sigma(target, 0.0), "programming") + target
+        if ni.clip_conductance and d.bounded:
+            np.clip(g0, floor, F32(d.g_max), out=g0)
+        return g0
+
+    def drift_compensation(self, states_t0: list[np.ndarray], states: list[np.ndarray]) -> np.ndarray:
+        """Global drift compensation, per trial: ``m0 / mt`` with ``m`` the mean |output| of a
+        reference read with one-hot inputs on every row (the mean |weight| of the array) as
+        programmed (``states_t0``) and as read at ``drift_time`` (``states``); 1 where the
+        drifted read is 0. (K,) float32."""
+        m0 = np.abs(self._to_weight(states_t0)).mean(axis=(1, 2), dtype=np.float64)
+        mt = np.abs(self._to_weight(states)).mean(axis=(1, 2), dtype=np.float64)
+        ok = mt > 0
+        return np.where(ok, m0 / np.where(ok, mt, 1), 1).astype(F32)
 
     def _cell_range(self, chip: "Chip", i: int, target: np.ndarray):
         """(Gmin, Gmax, target) of cell kind ``i`` on ``chip``: (None, None, target) on a uniform
@@ -420,10 +456,12 @@ class ProgrammedCrossbar:
     read variance, as the analog layers keep it (``_var`` (K, rows, cols), or ``_col_sd`` (K, cols)
     when it does not depend on the row; both None without read noise)."""
 
-    def __init__(self, crossbar: Crossbar, states: list[np.ndarray]):
+    def __init__(self, crossbar: Crossbar, states: list[np.ndarray], drift_scale=None):
         self.xbar = crossbar
         self.states = states  # each (K, rows, cols), in device units
         self.trials = states[0].shape[0]
+        #: (K,) output scale of global drift compensation, or None (off, or no drift)
+        self.drift_scale = None if drift_scale is None else np.asarray(drift_scale, F32).reshape(-1)
         self._w = crossbar._to_weight(states)  # (K, rows, cols) in weight units
         d, ni = crossbar.device, crossbar.config.nonideal
         self._var = None  # (K, rows, cols): per-weight read variance, weight units squared

@@ -25,7 +25,9 @@ class MappingConfig(Params):
 
     # "differential": W = (G+ - G-) Wmax / (Gmax - Gmin), zero weight = both cells at Gmin;
     # "offset": one cell per weight, W = (G - (Gmin + Gmax)/2) 2 Wmax / (Gmax - Gmin), the
-    # mid-range current subtracted by an ideal reference column
+    # mid-range current subtracted by an ideal reference column: noiseless, undrifted, exact
+    # (a reference column of real cells would add its own programming error, read noise and
+    # drift to every output of the tile; docs/plugins.md, "Conventions")
     scheme: str = "differential"
     bias: str = "row"  # "row": an extra crossbar row driven at full scale; "digital": added after the ADC
     clip_percentile: float = 100.0  # map |W| up to this percentile to Gmax and clip beyond; 100 = max
@@ -45,6 +47,10 @@ class MappingConfig(Params):
 
 
 DRIFT_MODELS = ("device", "power-law")
+#: where programming clips a cell from below: at 0 (a conductance cannot be negative) or at g_min
+CLIP_FLOORS = ("zero", "g_min")
+#: "global": each layer's output rescaled per trial by a reference read (see NonIdealityConfig)
+DRIFT_COMPENSATIONS = ("none", "global")
 
 
 @dataclass
@@ -59,6 +65,22 @@ class NonIdealityConfig(Params):
     G(t) = G(t0) (t / t0)^-nu for t > t0, nu ~ N(drift_nu, drift_nu_sigma) per cell: the
     phase-change-memory law (Ielmini et al., IEEE TED 2007; nu ~ 0.05 and a cell-to-cell spread
     of nu in Joshi et al., Nat. Commun. 2020), usable for any device as a what-if.
+
+    ``clip_floor``: programming clips each cell to [floor, Gmax]. "zero" (default since issue
+    21): only a negative conductance (or read current) is impossible; a cell aimed at Gmin can
+    land below it, as write-verify leaves it within its spread either side of the target.
+    "g_min" (the former default): clip at Gmin. In a differential pair the idle cell of every
+    nonzero weight sits at Gmin, so clipping there keeps only its upward errors: it rectifies
+    them into a bias toward zero (ReRAM at 50 uS: an error e of std 4.33 uS becomes max(e, 0),
+    of mean 1.73 uS and std 2.53 uS, every nonzero weight pulled toward 0 by about 1% of Wmax).
+    The ceiling stays Gmax, the top of the device's programming window.
+
+    ``drift_compensation = "global"``: global drift compensation (Joshi et al., Nat. Commun.
+    2020; Le Gallo et al., IEEE TED 2018; aihwkit's GlobalDriftCompensation): each core's output
+    is multiplied, per trial, by ``a = m0 / mt``, where ``m0`` is the mean |output| of a
+    reference read of the array as programmed (one-hot inputs on every row, the bias row
+    included: the mean |programmed weight|) and ``mt`` that of the same read at ``drift_time``.
+    The reference reads are taken without read noise (a chip averages them). Off by default.
     """
 
     programming_error: bool = True  # sampled once per programming (per Monte Carlo trial)
@@ -72,6 +94,8 @@ class NonIdealityConfig(Params):
     drift_t0: float = 1.0  # s, time after programming at which the power law starts
     stuck_at_gmin: float = 0.0  # fraction of cells stuck at Gmin
     stuck_at_gmax: float = 0.0  # fraction of cells stuck at Gmax
+    clip_floor: str = "zero"  # "zero" or "g_min" (see above)
+    drift_compensation: str = "none"  # "none" or "global" (see above)
 
     def validate(self) -> None:
         for name in ("programming_error", "read_noise", "quantize", "clip_conductance"):
@@ -89,11 +113,30 @@ class NonIdealityConfig(Params):
         self.stuck_at_gmax = check_fraction("nonideal", "stuck_at_gmax", self.stuck_at_gmax)
         if self.stuck_at_gmin + self.stuck_at_gmax > 1:
             raise ConfigError("nonideal.stuck_at_gmin + stuck_at_gmax must not exceed 1")
+        if self.clip_floor not in CLIP_FLOORS:
+            raise ConfigError(f"nonideal.clip_floor must be one of {', '.join(CLIP_FLOORS)}, "
+                              f"got {self.clip_floor!r}")
+        if self.drift_compensation is None:  # `--set ...drift_compensation=none` reads as None
+            self.drift_compensation = "none"
+        if self.drift_compensation not in DRIFT_COMPENSATIONS:
+            raise ConfigError(f"nonideal.drift_compensation must be one of "
+                              f"{', '.join(DRIFT_COMPENSATIONS)}, got {self.drift_compensation!r}")
+
+
+DAC_SIGNS = ("data", "signed", "unsigned")
 
 
 @dataclass
 class ConverterConfig(Params):
-    """DAC on every driven row, ADC on every read column (per tile). None = ideal converter."""
+    """DAC on every driven row, ADC on every read column (per tile). None = ideal converter.
+
+    ``dac_sign``: "data" (default) makes a DAC signed when its calibration inputs hold a negative
+    value, else unsigned (2^b levels on [0, R]: a negative input reads as 0). A first layer
+    calibrated on clean images (pixels in [0, 1]) is therefore unsigned, and the negative pixels
+    that Gaussian test-set noise makes are cut to 0 by it, as a unipolar input driver would.
+    "signed" keeps them (2^b - 1 levels on [-R, R]: one bit of resolution less); "unsigned"
+    forces the unipolar DAC.
+    """
 
     dac_bits: int | None = None
     adc_bits: int | None = None
@@ -111,6 +154,7 @@ class ConverterConfig(Params):
     # calibrated ADC full scale = adc_headroom x max |ideal partial sum| (> 1 leaves room for the
     # offsets, gain errors and noise above; < 1 clips the largest sums for a finer step)
     adc_headroom: float = 1.0
+    dac_sign: str = "data"  # "data", "signed" or "unsigned" (see above)
 
     def validate(self) -> None:
         for name in ("dac_bits", "adc_bits"):
@@ -127,6 +171,11 @@ class ConverterConfig(Params):
             v = getattr(self, name)
             if v is not None and check_nonnegative("converters", name, v) == 0:
                 raise ConfigError(f"converters.{name} must be > 0 (or omitted to calibrate)")
+        if self.dac_sign not in DAC_SIGNS:
+            raise ConfigError(f"converters.dac_sign must be one of {', '.join(DAC_SIGNS)}, "
+                              f"got {self.dac_sign!r}")
+        if self.dac_sign == "signed" and self.dac_bits == 1:
+            raise ConfigError("converters.dac_sign = 'signed' needs dac_bits >= 2 (one bit is the sign)")
         self._validate_adc_errors()
 
     def _validate_adc_errors(self) -> None:

@@ -15,6 +15,8 @@ copies lives beside them in non-trainable variables, in weight units:
 - ``*chip_g_lo``, ``*chip_g_hi``, ``*chip_stuck``, ``*chip_adc_offset``, ``*chip_adc_gain``: what the
   chip keeps when reprogrammed (each cell's range, stuck cells, each column ADC's offset and
   gain error; :class:`nvmkit.engine.crossbar.Chip`), only for the effects switched on.
+- ``*drift_scale`` (K,), with ``crossbar.nonideal.drift_compensation = "global"`` only: each
+  trial's output scale from the reference reads at programming and at ``drift_time``.
 
 :func:`nvmkit.engine.convert.reprogram` redraws the state from a seed; everything is saved in the
 ``.keras`` file, so a loaded model reads the same programmed hardware.
@@ -94,8 +96,9 @@ class _Core:
             self.dac_range = layer.add_weight(
                 name=f"{tag}dac_range", shape=(), trainable=False,
                 initializer=keras.initializers.Constant(conv.dac_range or 0.0))
-            self.dac_signed = layer.add_weight(name=f"{tag}dac_signed", shape=(), trainable=False,
-                                               initializer="zeros")
+            self.dac_signed = layer.add_weight(
+                name=f"{tag}dac_signed", shape=(), trainable=False,
+                initializer=keras.initializers.Constant(float(conv.dac_sign == "signed")))
         if conv.adc_bits is not None:
             self.adc_range = layer.add_weight(
                 name=f"{tag}adc_range", shape=(), trainable=False,
@@ -139,6 +142,10 @@ class _Core:
         if st["adc_offset"] is None and st["adc_gain"] is None and not self.adc_noise:
             return None
         return xops.AdcErrors(st["adc_offset"], st["adc_gain"], self.adc_noise)
+        self.drift_scale = None
+        if cfg.nonideal.drift_compensation != "none":
+            self.drift_scale = layer.add_weight(name=f"{tag}drift_scale", shape=(k,),
+                                                initializer="ones", trainable=False)
 
     # -- the read -----------------------------------------------------------------------------
     def matrix(self, kernel2d, bias):
@@ -152,25 +159,28 @@ class _Core:
         JAX backend (jax >= 0.9) no longer turns a Keras variable into an array inside its own
         jitted ops (``__jax_array__`` during abstractification), and it is a no-op elsewhere."""
         names = ("delta", "read_sd", "read_var", "dac_range", "dac_signed", "adc_range",
-                 "adc_offset", "adc_gain")
+                 "adc_offset", "adc_gain", "drift_scale")
         return {n: (None if getattr(self, n) is None else getattr(self, n).value) for n in names}
 
-    def forward(self, x, kernel2d, bias):
-        """x (K|1, M, inputs) -> (K|1, M, n_out)."""
+    def forward(self, x, kernel2d, bias, training=None):
+        """x (K|1, M, inputs) -> (K|1, M, n_out). ``training``: the layer's call flag (the
+        converters build their straight-through gradient only when it is set)."""
         if self.layer.ideal:  # the float reference: the user's weights, no device, no converters
             y = xops._product(x, ops.expand_dims(kernel2d, 0), self.depthwise)
             return y + bias if self.has_bias else y
         st = self._state()
         w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
         if self.dac_bits is not None:
-            x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"])
+            x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"], training)
         y = xops.read(x, w, n_in=self.n_in, bias_row=self.bias_row, blocks=self.blocks,
                       seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
                       adc_range=st["adc_range"], adc_bits=self.adc_bits, depthwise=self.depthwise,
-                      adc_errors=self._adc_errors(st))
+                      adc_errors=self._adc_errors(st), training=training)
+        if st["drift_scale"] is not None:  # (K|1, M, n_out): one scale per trial's block
+            y = y * ops.reshape(st["drift_scale"], (-1, 1, 1))
         return y + bias if self.digital_bias else y
 
-    def forward_conv(self, x, kernel2d, bias, conv):
+    def forward_conv(self, x, kernel2d, bias, conv, training=None):
         """Images x (B*K, H, W, C) -> (B*K, Ho, Wo, n_out); ``conv(images, matrix)`` is the
         layer's convolution by a weight matrix (see :func:`nvmkit.engine.ops.read_conv`)."""
         if self.layer.ideal:
@@ -179,12 +189,15 @@ class _Core:
         st = self._state()
         w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
         if self.dac_bits is not None:
-            x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"])
+            x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"], training)
         y = xops.read_conv(x, w, trials=self.layer.trials, conv=conv, n_in=self.n_in,
                            bias_row=self.bias_row, blocks=self.blocks,
                            seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
                            adc_range=st["adc_range"], adc_bits=self.adc_bits,
-                           depthwise=self.depthwise is not None, adc_errors=self._adc_errors(st))
+                           depthwise=self.depthwise is not None, adc_errors=self._adc_errors(st),
+                           training=training)
+        if st["drift_scale"] is not None:
+            y = _scale_per_trial(y, st["drift_scale"], self.layer.trials)
         return y + bias if self.digital_bias else y
 
     # -- programming and calibration (numpy, once per trial) ----------------------------------
@@ -209,6 +222,9 @@ class _Core:
         elif var is not None or col is not None:
             raise NvmkitError(f"{self.layer.name}: device '{self.layer.device.name}' gave read "
                               "noise it did not show when probed; report it as a bug")
+        if self.drift_scale is not None:
+            scale = programmed.drift_scale
+            self.drift_scale.assign(np.ones(self.drift_scale.shape, F32) if scale is None else scale)
 
     def calibrate(self, x: np.ndarray, xbar: Crossbar) -> None:
         """DAC: max |x| (and whether x is signed). ADC: max |ideal partial sum| over row tiles,
@@ -218,7 +234,7 @@ class _Core:
         if self.dac_range is not None:
             if conv.dac_range is None:
                 self.dac_range.assign(float(np.abs(x).max()) or 1.0)
-            signed = bool(x.min() < 0)
+            signed = conv.dac_sign == "signed" or (conv.dac_sign == "data" and bool(x.min() < 0))
             if signed and self.dac_bits < 2:
                 raise ConfigError(f"{self.layer.name}: a signed DAC needs at least 2 bits; set "
                                   "converters.dac_bits >= 2")
@@ -254,6 +270,15 @@ class _Core:
             per = [(r1 - r0, min(j + tc, mult) - j) for r0, r1 in self.blocks
                    for j in range(0, mult, tc)] * c
         return per
+
+
+def _scale_per_trial(y, scale, trials: int):
+    """Images y (B*K, ...) in sample-major order, each trial's rows times its ``scale[k]``."""
+    if trials == 1:
+        return y * scale[0]
+    y5 = ops.reshape(y, (-1, trials, *y.shape[1:]))
+    y5 = y5 * ops.reshape(scale, (1, trials) + (1,) * (len(y.shape) - 1))
+    return ops.reshape(y5, (-1, *y.shape[1:]))
 
 
 class AnalogLayer(keras.layers.Layer):
@@ -325,7 +350,7 @@ class AnalogDense(AnalogLayer):
     def call(self, x, training=None, mask=None):
         k = self._k()
         inner = tuple(x.shape[1:-1])
-        y = self.cores[0].forward(xops.group_trials(x, k), self.kernel, self.bias)
+        y = self.cores[0].forward(xops.group_trials(x, k), self.kernel, self.bias, training)
         # Keras activations act along the last axis only (softmax, glu, which halves it), so
         # before ungrouping: then nothing stands between this layer's ungroup and a following
         # analog layer's group, and TensorFlow cancels the two (see group_trials)
@@ -427,7 +452,7 @@ class AnalogConv(AnalogLayer):
     def call(self, x, training=None, mask=None):
         if self.rank == 1:
             x = ops.expand_dims(x, 1)
-        ys = [core.forward_conv(x if ch is None else x[..., ch[0]:ch[1]], k2d, b, self._conv)
+        ys = [core.forward_conv(x if ch is None else x[..., ch[0]:ch[1]], k2d, b, self._conv, training)
               for core, (ch, k2d, b) in zip(self.cores, self._group_matrices(self.kernel, self.bias))]
         y = ys[0] if len(ys) == 1 else ops.concatenate(ys, axis=-1)
         if self.rank == 1:
@@ -521,11 +546,12 @@ class AnalogDepthwiseConv2D(AnalogLayer):
     def call(self, x, training=None, mask=None):
         k = self._k()
         sep = self.pointwise_filters is not None
-        y = self.cores[0].forward_conv(x, self._dw_matrix(), None if sep else self.bias, self._conv)
+        y = self.cores[0].forward_conv(x, self._dw_matrix(), None if sep else self.bias, self._conv,
+                                       training)
         if sep:
             inner = tuple(y.shape[1:-1])
             pw = ops.reshape(self.pointwise_kernel, (-1, self.pointwise_filters))
-            y = self.cores[1].forward(xops.group_trials(y, k), pw, self.bias)
+            y = self.cores[1].forward(xops.group_trials(y, k), pw, self.bias, training)
             y = xops.ungroup_trials(y, k, (*inner, self.pointwise_filters))
         return self.activation(y)
 
@@ -635,7 +661,7 @@ class AnalogRecurrent(AnalogLayer):
             return [(self.kernel, b[0]), (self.recurrent_kernel, b[1])]
         return [(ops.concatenate([self.kernel, self.recurrent_kernel], axis=0), self.bias)]
 
-    def _run(self, x, k, collect=None, mask=None):
+    def _run(self, x, k, collect=None, mask=None, training=None):
         """x (B*K, T, n) -> (K, B, T, H) sequence (or (K, B, H)); ``collect`` gets each core's
         inputs (calibration); ``mask`` (B*K, T): False steps keep the state."""
         t_steps, n, h = x.shape[1], x.shape[2], self.units
@@ -655,8 +681,8 @@ class AnalogRecurrent(AnalogLayer):
                 if collect is not None:
                     collect[0].append(xt)
                     collect[1].append(state)
-                zx = self.cores[0].forward(xt, *mats[0])
-                zh = self.cores[1].forward(state, *mats[1])
+                zx = self.cores[0].forward(xt, *mats[0], training)
+                zh = self.cores[1].forward(state, *mats[1], training)
                 z = self.recurrent_activation(zx[..., :h] + zh[..., :h])
                 r = self.recurrent_activation(zx[..., h:2 * h] + zh[..., h:2 * h])
                 cand = self.activation(zx[..., 2 * h:] + r * zh[..., 2 * h:])
@@ -665,7 +691,7 @@ class AnalogRecurrent(AnalogLayer):
                 inp = ops.concatenate([xt, state], axis=-1)
                 if collect is not None:
                     collect[0].append(inp)
-                zz = self.cores[0].forward(inp, *mats[0])
+                zz = self.cores[0].forward(inp, *mats[0], training)
                 if self.kind == "simple":
                     state = self.activation(zz)
                 else:  # Keras's gate order: input, forget, cell, output
@@ -686,7 +712,7 @@ class AnalogRecurrent(AnalogLayer):
 
     def call(self, x, training=None, mask=None):
         k = self._k()
-        y = self._run(x, k, mask=mask)
+        y = self._run(x, k, mask=mask, training=training)
         if self.return_sequences:
             t = y.shape[2]
             return xops.ungroup_trials(ops.reshape(y, (k, -1, self.units)), k, (t, self.units))

@@ -13,16 +13,22 @@ class GenericDevice(Device):
     """Generic cell: range, levels, programming and read spread, power-law drift all parameters.
 
     Programming error std: sqrt((sigma_prog (Gmax - Gmin))^2 + (sigma_prog_rel G)^2): a
-    state-independent part, a fraction of the range as in the seed's 2.5% "realistic" internal
-    noise, and a multiplicative part proportional to the conductance. Read noise has the same two
-    parts, drawn on every read. Drift: G(t) = G (t / drift_t0)^-drift_nu for t > drift_t0, the
+    state-independent part, a fraction of the range, and a multiplicative part proportional to
+    the conductance. Read noise has the same two parts, drawn on every read.
+
+    The spreads are per device (per cell), not per weight: with the default differential pair a
+    weight is the difference of two cells, so ``sigma_prog = 0.025`` gives each weight a std of
+    sqrt(2) x 2.5% of (Gmax - Gmin) = 3.5% of Wmax, i.e. 1.8% of the weight range Wmax - Wmin
+    (with the offset scheme, one cell a weight: 2.5% of the weight range). The seed's 2.5%
+    "realistic" internal noise is per weight: that is the ``synaptic`` device. Drift: G(t) = G (t / drift_t0)^-drift_nu for t > drift_t0, the
     power law of phase-change memory (Ielmini et al., IEEE TED 2007).
     """
 
     name = "generic"
     units = "uS"
     citations: ClassVar[dict[str, str]] = {
-        "sigma_prog": "free parameter; 0.025 = the seed's 'realistic' 2.5% of range",
+        "sigma_prog": "free parameter, per device (cell): 0.025 gives 1.8% of the weight range per "
+                      "weight with differential pairs; the seed's per-weight 2.5% is 'synaptic'",
         "sigma_prog_rel": "free parameter (state-proportional part)",
         "sigma_read": "free parameter",
         "sigma_read_rel": "free parameter (state-proportional part)",

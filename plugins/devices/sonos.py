@@ -30,6 +30,10 @@ DRIFT_POLY = np.array([
     [1.15294e00, 1.03149e-02, -6.05199e-05, 1.76086e-08, -6.46690e-09, 3.39044e-11,
      -7.53872e-14, 8.98185e-17, -6.00346e-20, 2.12615e-23, -3.11099e-27],
 ])
+# The degree-10 drift polynomials bend away above about 1450 nA (day 1: -45 nA at 1450 nA,
+# -246 nA at 1600 nA; nothing in the fitted data falls that steeply), so they are evaluated at
+# min(I, DRIFT_FIT_MAX): above it a cell's mean shift is that of a 1450 nA cell.
+DRIFT_FIT_MAX = 1450.0  # nA
 # Read noise sigma_I = A (1 - exp(-I / B)), time independent (Fig. 11(b)):
 READ_A, READ_B = 12.58037, 215.36557
 
@@ -49,7 +53,9 @@ class SONOS(Device):
     - read noise sigma_I = 12.580 (1 - exp(-I/215.37)) nA, drawn on every read;
     - drift: the mean current moves by a measured, state-dependent amount (a degree-10
       polynomial in I per day, interpolated linearly in time; the mean of mid and high currents
-      falls by tens of nA within days).
+      falls by tens of nA within days). Above 1450 nA the degree-10 polynomials diverge (at
+      1600 nA the day-1 fit gives -246 nA against -45 nA at 1450 nA), so the shift is clamped
+      there: a cell above 1450 nA moves as a 1450 nA cell does.
 
     The fits cover 0 to 5 days; a longer ``drift_time`` is refused unless
     ``extrapolate_drift`` is set (then they are extended linearly from the 4-5 day trend).
@@ -72,7 +78,8 @@ class SONOS(Device):
         "energy_per_mac": "20 fJ/MAC from 100 TOPS/W, Agrawal et al., IMW 2020",
         "programming_sigma": "A (1 - exp(-I/B)); A, B at 0-5 days, Agrawal et al., IEDM 2022, Fig. 10(a)",
         "read_sigma": "12.580 (1 - exp(-I/215.37)) nA, Agrawal et al., IEDM 2022, Fig. 11(b)",
-        "drift": "degree-10 polynomial mean shift per day, Agrawal et al., IEDM 2022, Fig. 10(b)",
+        "drift": "degree-10 polynomial mean shift per day, Agrawal et al., IEDM 2022, Fig. 10(b); "
+                 "clamped: above 1450 nA, where the polynomials diverge, the shift of a 1450 nA cell",
     }
     param_units: ClassVar[dict[str, str]] = {
         "i_max": "nA", "read_voltage": "V", "read_time": "s", "energy_per_mac": "J",
@@ -130,7 +137,8 @@ class SONOS(Device):
             return g
         coeffs = self._at(days, DRIFT_POLY)
         # float64: the degree-10 terms cancel to ~1e-5 relative at 1600 nA
-        shift = np.polynomial.polynomial.polyval(np.asarray(g, dtype=np.float64), coeffs)
+        at = np.minimum(np.asarray(g, dtype=np.float64), DRIFT_FIT_MAX)
+        shift = np.polynomial.polynomial.polyval(at, coeffs)
         return (g + shift).astype(np.float32)
 
 
