@@ -95,9 +95,18 @@ def test_clipping_and_stuck_cells_use_the_cells_own_bounds():
     touch each bound), and a stuck cell sits at its own Gmin or Gmax (fails if the device's
     nominal bounds are used)."""
     dev = GenericDevice(sigma_prog=0.3, g_min=G_MIN, g_max=G_MAX)
+    settings = {"read_noise": False, "quantize": False, "stuck_at_gmin": 0.05, "stuck_at_gmax": 0.05}
+    # the default floor is 0 (a cell can land below its own Gmin, never below 0)
     xb = Crossbar(columns(3000, [0.0, 0.5, 1.0]), None, dev,
-                  cfg(nonideal={"read_noise": False, "quantize": False, "stuck_at_gmin": 0.05,
-                                "stuck_at_gmax": 0.05},
+                  cfg(nonideal=settings, chip={"gmin_spread": 0.3, "gmax_spread": 0.3}))
+    chip = one_chip(xb)
+    for i, g in enumerate(xb.program(np.random.default_rng(1), 2, chip=chip).states):
+        lo, hi = chip.g_lo[:, i], chip.g_hi[:, i]
+        free = chip.stuck[:, i] == 0
+        assert np.all(g >= 0) and np.all(g <= hi) and np.any((g < lo) & free)
+    # clip_floor = "g_min", the alternative: every cell inside its own [Gmin, Gmax]
+    xb = Crossbar(columns(3000, [0.0, 0.5, 1.0]), None, dev,
+                  cfg(nonideal={**settings, "clip_floor": "g_min"},
                       chip={"gmin_spread": 0.3, "gmax_spread": 0.3}))
     chip = one_chip(xb)
     states = xb.program(np.random.default_rng(1), 2, chip=chip).states

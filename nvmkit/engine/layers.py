@@ -107,6 +107,10 @@ class _Core:
         self.adc_offset = self.chip_vars.get("adc_offset")
         self.adc_gain = self.chip_vars.get("adc_gain")
         self.adc_noise = conv.adc_noise
+        self.drift_scale = None
+        if cfg.nonideal.drift_compensation != "none":
+            self.drift_scale = layer.add_weight(name=f"{tag}drift_scale", shape=(k,),
+                                                initializer="ones", trainable=False)
 
     def _chip_variables(self, layer: "AnalogLayer", cfg: CrossbarConfig) -> dict:
         """Non-trainable variables for what the chip keeps when reprogrammed (only the effects
@@ -142,10 +146,6 @@ class _Core:
         if st["adc_offset"] is None and st["adc_gain"] is None and not self.adc_noise:
             return None
         return xops.AdcErrors(st["adc_offset"], st["adc_gain"], self.adc_noise)
-        self.drift_scale = None
-        if cfg.nonideal.drift_compensation != "none":
-            self.drift_scale = layer.add_weight(name=f"{tag}drift_scale", shape=(k,),
-                                                initializer="ones", trainable=False)
 
     # -- the read -----------------------------------------------------------------------------
     def matrix(self, kernel2d, bias):
