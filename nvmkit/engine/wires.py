@@ -60,6 +60,10 @@ from nvmkit.core.errors import ConfigError
 #: error is then at most kappa^2 / (1 - kappa) = 5% of a column's full-scale current.
 MAX_DROP = 0.2
 
+#: Words of the refusal's message that say a point lies beyond the model (``nvmkit reproduce`` tells
+#: such points from failures by them).
+OUT_OF_RANGE = "the first-order IR-drop model is valid for"
+
 
 def error_bound(kappa: float) -> float:
     """The first-order model's output error as a fraction of the column's full-scale current."""
@@ -207,7 +211,7 @@ class WireModel:
         if not kappa <= MAX_DROP:
             raise ConfigError(
                 f"{owner}: wire resistance drops up to {kappa:.0%} of the drive across a cell of its "
-                f"{self.tile_rows} x {self.tile_cols} tiles, beyond the {MAX_DROP:.0%} the first-order IR-drop "
-                "model is valid for; use smaller tiles (mapping.tile_rows, mapping.tile_cols) or lower "
+                f"{self.tile_rows} x {self.tile_cols} tiles, beyond the {MAX_DROP:.0%} {OUT_OF_RANGE}; "
+                "use smaller tiles (mapping.tile_rows, mapping.tile_cols) or lower "
                 "wires.row_resistance / wires.col_resistance")
         return kappa
