@@ -386,6 +386,12 @@ def test_refuses_abstract_devices_and_negative_resistance():
     w = np.ones((3, 2), np.float32)
     with pytest.raises(ConfigError, match="siemens"):
         convert(dense_model(w), SynapticNoise(), wire_cfg(), trials=1, seed=0)
+    from nvmkit.workflow.config import RunConfig
+    from nvmkit.workflow.pipeline import resolve
+
+    with pytest.raises(ConfigError, match="siemens"):  # a run says so before it loads data or trains
+        resolve(RunConfig.from_dict({"device": "synaptic", "crossbar": {"wires": {"col_resistance": 1.0}}}))
+    resolve(RunConfig.from_dict({"device": "sonos", "crossbar": {"wires": {"col_resistance": 1.0}}}))
     with pytest.raises(ConfigError, match="row_resistance"):
         CrossbarConfig.from_dict({"wires": {"row_resistance": -1.0}})
     with pytest.raises(ConfigError, match="unknown key"):
@@ -397,3 +403,97 @@ def test_wire_config_round_trip():
     assert CrossbarConfig.from_toml(cfg.to_toml()) == cfg
     assert CrossbarConfig().wires.on is False and cfg.wires.on
     assert CrossbarConfig.preset("wires-22nm").wires.row_resistance == pytest.approx(2.46)
+
+
+# -- the tile-size study (nvmkit/reproduction/tile_study.py, the report's section 5) ----------------
+def _fake_wired(config: dict) -> dict:
+    """A point runner for the study tests: accuracy falls with the tile's rows times the wire
+    resistance, energy falls with the tile (fewer conversions), and a point past rows x ohm = 500
+    is refused with the engine's own message."""
+    from nvmkit.reproduction.tile_study import resistance_of, tile_of
+
+    rows, cols = tile_of(config)
+    r = resistance_of(config)[0]
+    if rows * r > 500:
+        raise ConfigError(f"dense: wire resistance drops up to {rows * r / 1000:.0%} of the drive across a cell "
+                          f"of its {rows} x {cols} tiles, beyond the 20% {wires.OUT_OF_RANGE}; use smaller tiles")
+    acc = 0.95 - 1e-5 * rows * r
+    per = [acc - 0.001, acc, acc + 0.001]
+    adc = 1000 * (-(-1152 // rows))
+    energy = 1e-9 + 1e-12 * adc
+    return {"config": config, "seed": 0, "accuracy": {
+                "digital": {"mean": 0.96, "std": 0.0, "per_trial": [0.96], "trials": 1},
+                "internal": {"mean": acc, "std": 0.001, "per_trial": per, "trials": 3}},
+            "dataset": {"name": "mnist", "sample": True, "source": "fake", "n_train": 0, "n_test": 0},
+            "energy": {"estimator": "fake", "total_J": energy, "by_component_J": {},
+                       "terms": [{"layer": "dense", "component": "adc", "count": adc, "unit_energy": 1e-12}]},
+            "versions": {"nvmkit": "test"}, "wall_time_s": 0.01}
+
+
+STUDY = """
+[study]
+name = "tiles"
+[base]
+seed = 0
+trials = 3
+dataset.source = "sample"
+device = "sonos"
+[sections.tiles]
+kind = "tile_size"
+note = "a test"
+[sections.tiles.base]
+noise = "none"
+scenarios = ["digital", "internal"]
+[sections.tiles.grid]
+"network.name" = ["mlp"]
+"crossbar.mapping.tile_rows" = [64, 256, 1152]
+"crossbar.wires.row_resistance" = [0.0, 0.3, 1.0]
+"crossbar.wires.col_resistance" = [0.0, 0.3, 1.0]
+"""
+
+
+def test_tile_study_report_winners_and_refusals(tmp_path):
+    """Refused points are the study's 'beyond' cells, not failures (the command succeeds); the
+    winner at each resistance is the least-energy tile within the margin of the best accuracy
+    (a winner by accuracy alone, or by energy alone, differs here); summary.json says the same."""
+    import json
+
+    from nvmkit.reproduction import tile_study
+    from nvmkit.reproduction.reproduce import reproduce
+
+    path = tmp_path / "tiles.toml"
+    path.write_text(STUDY)
+    result = reproduce(tmp_path / "out", study=path, workers=1, runner="test_wires:_fake_wired")
+    # rows x ohm > 500: 1152 x 0.3 is not (346) but 1152 x 1 is, and for r_row != r_col the row
+    # resistance counts: refused (1152, r_row = 1) x 3 column values
+    assert not result.failed and len(result.refused) == 3
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## 5. Tile size against wire resistance" in report and "beyond (115% drop)" in report
+    assert "points failed" not in report and "3 points lie beyond" in report
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    win = {tuple(e["wires_ohm"]): e for e in summary["tile_size"]}
+    # no wires: every tile at 0.95; the largest tile has the fewest conversions
+    assert win[(0.0, 0.0)]["winner"] == [1152, 256] and win[(0.0, 0.0)]["beyond_model"] == []
+    # 0.3 ohm: 1152 rows lose 0.35 points (within 0.5 of the best), so it still wins on energy
+    assert win[(0.3, 0.3)]["winner"] == [1152, 256]
+    # 1 ohm: 1152 refused; 256 loses 0.26 points, within the margin, and has fewer conversions than 64
+    assert win[(1.0, 1.0)]["winner"] == [256, 256] and win[(1.0, 1.0)]["beyond_model"] == [[1152, 256]]
+    assert tile_study.MARGIN_POINTS == 0.5  # the margin the cases above were built around
+    assert (tmp_path / "out" / "plots" / "tile_size.png").stat().st_size > 1000
+    assert "## Tile size against wire resistance" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_tile_winner_needs_the_accuracy_margin():
+    """A tile that loses more than the margin does not win, however cheap it is."""
+    from nvmkit.reproduction import tile_study
+    from nvmkit.reproduction.seed_study import Stat
+
+    def cell(rows, acc, energy):
+        return tile_study.TileCell("mlp", "mnist", (rows, 256), (1.0, 1.0), Stat(acc, 0.0, 3), None, energy,
+                                   None, None, False)
+
+    table = [cell(64, 0.950, 3e-9), cell(256, 0.944, 2e-9), cell(1152, 0.900, 1e-9)]
+    (_, _, _, win, beyond), = tile_study.winners(table)
+    assert win.tile == (64, 256) and beyond == []  # 256 lost 0.6 points, 1152 five
+    table[1] = cell(256, 0.946, 2e-9)
+    assert tile_study.winners(table)[0][3].tile == (256, 256)

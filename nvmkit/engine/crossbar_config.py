@@ -176,6 +176,9 @@ PRESETS: dict[str, dict] = {
                            "clip_conductance": False}},
     # 8-bit converters, as in Sandia's SONOS inference accelerator analysis (Xiao et al., TCAS-I 2022)
     "converters-8bit": {"converters": {"dac_bits": 8, "adc_bits": 8}},
-    # every device effect plus the IR drop of 22 nm copper wires (WIRE_22NM, 2.46 ohm per segment)
-    "wires-22nm": {"wires": {"row_resistance": round(WIRE_22NM, 2), "col_resistance": round(WIRE_22NM, 2)}},
+    # every device effect plus the IR drop of 22 nm copper wires (WIRE_22NM, 2.46 ohm per segment) on
+    # 64 x 64 tiles, short enough for the first-order model (nvmkit/engine/wires.py) with SONOS-class
+    # cells (the seed's networks drop at most ~8% there); ReRAM's 50-225 uS cells need smaller tiles
+    "wires-22nm": {"mapping": {"tile_rows": 64, "tile_cols": 64},
+                   "wires": {"row_resistance": round(WIRE_22NM, 2), "col_resistance": round(WIRE_22NM, 2)}},
 }
