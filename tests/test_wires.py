@@ -373,12 +373,31 @@ def test_conv_and_rnn_read_through_the_wires(tmp_path):
 
 # -- what the engine refuses -----------------------------------------------------------------------
 def test_refuses_a_drop_beyond_the_model_range():
-    w = np.random.default_rng(0).normal(0, 0.3, (64, 8)).astype(np.float32)
+    """One line naming the fix, and the layer with the largest drop (not the first one beyond)."""
+    model = keras.Sequential([keras.Input((63,)), L.Dense(127, name="first"), L.Dense(8, name="second")])
+    cfg = wire_cfg(2.5, 2.5, tile_rows=128, tile_cols=8)
     with pytest.raises(ConfigError) as err:
-        convert(dense_model(w), ReRAM(), wire_cfg(2.5, 2.5, tile_rows=64, tile_cols=8), trials=1, seed=0)
+        convert(model, ReRAM(), cfg, trials=2, seed=0)
     msg = str(err.value)
-    assert "\n" not in msg and "first-order" in msg and "tile_rows" in msg
+    assert "\n" not in msg and wires.OUT_OF_RANGE in msg and "tile_rows" in msg
+    assert msg.startswith("second:")  # 128 rows drop more than the first layer's 64, both beyond
+    drops = {}
+    for name in ("first", "second"):
+        layer = model.get_layer(name)
+        w, b = layer.get_weights()
+        from test_engine_physics import reference_programming
+
+        xb, states = reference_programming(w, b, ReRAM(), cfg, 2, seed=0)
+        g = xb.current_to_weight
+        prog = (states[0] - states[1]) * g
+        common = (states[0] + states[1]) * g - np.abs(prog)
+        ref = wires.WireModel(rows=w.shape[0] + 1, cols=w.shape[1], tile_rows=128, tile_cols=8,
+                              differential=True, row_resistance=2.5, col_resistance=2.5)
+        drops[name] = ref.max_drop(prog, common, 1e-6 / g)
+    assert wires.MAX_DROP < drops["first"] < drops["second"]
+    assert f"{drops['second']:.0%}" in msg
     # smaller tiles bring the same wires within range
+    w = np.random.default_rng(0).normal(0, 0.3, (64, 8)).astype(np.float32)
     convert(dense_model(w), ReRAM(), wire_cfg(2.5, 2.5, tile_rows=4, tile_cols=2), trials=1, seed=0)
 
 

@@ -30,6 +30,7 @@ from nvmkit.engine.crossbar import ProgrammedCrossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError
+from nvmkit.engine import wires
 from nvmkit.engine.layers import (PACKAGE, AnalogConv, AnalogDense, AnalogDepthwiseConv2D,
                                   AnalogLayer, AnalogRecurrent, FoldedBatchNormalization)
 
@@ -308,6 +309,9 @@ def reprogram(model, seed: int) -> None:
         states = [np.concatenate([p[i].states[j] for p in per_trial]) for j in range(xb.devices_per_weight)]
         user = np.vstack([w, b[None]]) if core.bias_row else w
         core.assign(ProgrammedCrossbar(xb, states), user.astype(F32))
+    # wire resistance: the largest drop of the whole programming must lie within the IR-drop model
+    wires.check_range([(f"{core.layer.name}{core.tag}", core.wires, core.wire_kappa)
+                       for core, *_ in cores if core.wires is not None])
     for i, layer in enumerate(layers):
         layer.seed_generator.state.assign(
             np.array([_read_seed(seed, i), 0]).astype(layer.seed_generator.state.dtype))

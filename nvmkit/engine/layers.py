@@ -85,7 +85,7 @@ class _Core:
         elif layer.noise_mode == "cell":
             self.read_var = layer.add_weight(name=f"{tag}read_var", shape=(k, self.rows, n_out),
                                              initializer="zeros", trainable=False)
-        self.wires = self.wire_common = self.wire_siemens = None
+        self.wires = self.wire_common = self.wire_siemens = self.wire_kappa = None
         if cfg.wires.on:
             self._build_wires(layer, cfg, k)
         conv = cfg.converters
@@ -198,9 +198,8 @@ class _Core:
                               "noise it did not show when probed; report it as a bug")
 
     def _assign_wires(self, programmed: ProgrammedCrossbar) -> None:
-        """The programmed cells' part that the weights do not carry, and siemens per weight unit;
-        refuses a state whose first-order drop is beyond the model's range
-        (:meth:`nvmkit.engine.wires.WireModel.check`)."""
+        """The programmed cells' part that the weights do not carry, siemens per weight unit, and the
+        state's largest first-order drop ``wire_kappa`` (:func:`nvmkit.engine.wires.check_range`)."""
         xb = programmed.xbar
         w = programmed.weights()
         gain = F32(xb.current_to_weight)
@@ -209,7 +208,7 @@ class _Core:
         else:
             common = np.full((1, 1, 1), F32(xb.g_offset) * gain, dtype=F32)
         siemens = xwires.siemens_per_unit(self.layer.device, self.layer.name) / xb.current_to_weight
-        self.wires.check(w, common, F32(siemens), f"{self.layer.name}{self.tag}")
+        self.wire_kappa = self.wires.max_drop(w, common, F32(siemens))  # checked by reprogram
         self.wire_common.assign(common.astype(F32))
         self.wire_siemens.assign(siemens)
 

@@ -205,13 +205,17 @@ class WireModel:
         """``kappa``: the largest first-order fractional drop across a cell of any tile and trial."""
         return float(np.max(self.drops(w, common, siemens)))
 
-    def check(self, w, common, siemens, owner: str) -> float:
-        """``kappa`` of a programmed state, or a ConfigError when it exceeds :data:`MAX_DROP`."""
-        kappa = self.max_drop(w, common, siemens)
-        if not kappa <= MAX_DROP:
-            raise ConfigError(
-                f"{owner}: wire resistance drops up to {kappa:.0%} of the drive across a cell of its "
-                f"{self.tile_rows} x {self.tile_cols} tiles, beyond the {MAX_DROP:.0%} {OUT_OF_RANGE}; "
-                "use smaller tiles (mapping.tile_rows, mapping.tile_cols) or lower "
-                "wires.row_resistance / wires.col_resistance")
-        return kappa
+
+
+def check_range(drops: list[tuple[str, "WireModel", float]]) -> None:
+    """Refuse a programming whose largest first-order drop (``kappa``, over every layer's tiles and
+    trials: ``(layer, model, kappa)`` triples) exceeds :data:`MAX_DROP`, naming that layer."""
+    if not drops:
+        return
+    owner, model, kappa = max(drops, key=lambda d: d[2])
+    if not kappa <= MAX_DROP:
+        raise ConfigError(
+            f"{owner}: wire resistance drops up to {kappa:.0%} of the drive across a cell of its "
+            f"{model.tile_rows} x {model.tile_cols} tiles, beyond the {MAX_DROP:.0%} {OUT_OF_RANGE}; "
+            "use smaller tiles (mapping.tile_rows, mapping.tile_cols) or lower wires.row_resistance / "
+            "wires.col_resistance")
