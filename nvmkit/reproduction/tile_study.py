@@ -206,9 +206,13 @@ def plot_tile_size(table: list[TileCell], out: Path) -> list[Path]:
                             yerr=[100 * c.internal.std for c in pts], marker="o", markersize=4, capsize=3,
                             color=f"C{k}", label=f"wires {_res_label(res)}")
             gone = [c for c in group if c.resistance == res and c.refused is not None]
-            if gone:
-                ax.scatter([xs[c.tile] for c in gone], [0.02] * len(gone), marker="x", color=f"C{k}",
+            if gone:  # at the foot of the panel, one height per resistance
+                ax.scatter([xs[c.tile] for c in gone], [0.03 + 0.045 * k] * len(gone), marker="x", color=f"C{k}",
                            transform=ax.get_xaxis_transform(), clip_on=False)
+        lo, hi = ax.get_ylim()  # at least 2 points tall, so that the trials' spread does not look like a cliff
+        if hi - lo < 2.0:
+            mid = (lo + hi) / 2
+            ax.set_ylim(mid - 1.0, mid + 1.0)
         ax.set_xticks(range(len(tiles)), [f"{r}×{c}" for r, c in tiles], rotation=30, fontsize="small")
         ax.set_xlabel("tile (rows × columns); x: beyond the IR-drop model")
         ax.set_ylabel("accuracy under internal noise (%)")
