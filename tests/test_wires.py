@@ -516,3 +516,17 @@ def test_tile_winner_needs_the_accuracy_margin():
     assert win.tile == (64, 256) and beyond == []  # 256 lost 0.6 points, 1152 five
     table[1] = cell(256, 0.946, 2e-9)
     assert tile_study.winners(table)[0][3].tile == (256, 256)
+
+
+def test_ideal_wires_keep_the_point_keys_of_earlier_results():
+    """A results database written before the wires section existed still finds its points: ideal
+    wires leave a point's identity (and key) as it was; any resistance makes a new point."""
+    from nvmkit.sweeps.experiment import identity, point_key
+    from nvmkit.workflow.config import RunConfig
+    from nvmkit.workflow.pipeline import resolve
+
+    resolved = resolve(RunConfig.from_dict({"device": "sonos"}))
+    before = {**resolved, "crossbar": {k: v for k, v in resolved["crossbar"].items() if k != "wires"}}
+    assert "wires" in resolved["crossbar"] and point_key(resolved) == point_key(before)
+    wired = resolve(RunConfig.from_dict({"device": "sonos", "crossbar": {"wires": {"row_resistance": 0.1}}}))
+    assert point_key(wired) != point_key(resolved) and "wires" in identity(wired)["crossbar"]
