@@ -167,6 +167,8 @@ def test_first_order_within_its_bound(kappa, r_row, r_col):
     v = rng.uniform(-1, 1, (64, 7))  # signed inputs, |V| <= 1
     err = np.abs(v @ eff - v @ exact).max(axis=0)
     assert np.all(err <= bound(kappa, pairs, 7)), (err, bound(kappa, pairs, 7))
+    # the worst input of |V| <= 1 for each column: every row at +-1 with the sign of its error
+    assert np.all(np.abs(eff - exact).sum(axis=0) <= bound(kappa, pairs, 7))
     # the drop it models is real: the ideal product misses it by ~kappa, the model by ~kappa^2
     ideal = pairs[..., 0] - pairs[..., 1]
     drop = np.abs(v @ exact - v @ ideal).max()

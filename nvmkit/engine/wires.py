@@ -38,9 +38,9 @@ differentiable in the weights (training sees the drop).
 per cell: the first-order output of every physical column is within
 ``kappa^2 / (1 - kappa) * max_i |V_i| * sum_i G_ip`` of the exact one, i.e. that fraction of the
 column's current at full-scale input. The engine refuses programmed states with ``kappa`` above
-:data:`MAX_DROP` = 0.2 (bound 5%; at 0.2 the error measured against the nodal solve of
-``tests/test_wires.py`` is about a fifth of the bound). Smaller tiles or lower wire resistance
-bring ``kappa`` down.
+:data:`MAX_DROP` = 0.2 (bound 5%); ``tests/test_wires.py`` checks the bound against a nodal solve
+of small arrays for the worst input sign pattern. Smaller tiles or lower wire resistance bring
+``kappa`` down.
 
 Conductances reach siemens through the device's ``units`` (``uS``; a read current in ``nA`` at
 ``read_voltage`` is ``I / V``); a device with abstract conductances (``physical_units = False``,
@@ -183,8 +183,6 @@ class WireModel:
         ``w`` minus each pair's ``G+ D+ - G- D-`` (or ``G D`` for the offset scheme), in weight
         units. ``common`` (K|1, rows, cols) as in :func:`pair_conductances`; ``siemens`` siemens
         per weight unit (a scalar tensor: it changes with each programming's weight scale)."""
-        from keras import ops
-
         pair = pair_conductances(w, common, self.differential)
         d = pair.shape[-1]
         cells = self._tiles(pair)
@@ -204,7 +202,6 @@ class WireModel:
     def max_drop(self, w, common, siemens) -> float:
         """``kappa``: the largest first-order fractional drop across a cell of any tile and trial."""
         return float(np.max(self.drops(w, common, siemens)))
-
 
 
 def check_range(drops: list[tuple[str, "WireModel", float]]) -> None:
