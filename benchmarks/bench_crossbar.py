@@ -11,7 +11,8 @@ same Keras model timed in the same run (the faster of Keras and, for the MLP, nu
 from [0, 1] with programming error, read noise and both at 2.5% of the conductance range
 (generic device, differential pairs, bias row, 1152 x 256 tiles; the targets), state-dependent
 read noise (the SONOS fits, where the output-space variance needs the extra ``x**2`` product),
-10 Monte Carlo trials at once on the 10,000 inputs, the default CNN (32-64 conv, dense 128), a small ResNet-style CNN
+the same with the IR drop of 0.5-ohm wire segments on 256 x 256 tiles (SONOS; issue 21's target:
+at most 3x the digital pass), 10 Monte Carlo trials at once on the 10,000 inputs, the default CNN (32-64 conv, dense 128), a small ResNet-style CNN
 and a two-layer LSTM on 28 x 28 inputs. ``--mnist-eval`` adds the full 10,000-image evaluation
 of the default CNN with 10 trials.
 
@@ -165,6 +166,9 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
     generic = GenericDevice(sigma_prog=SIGMA, sigma_read=SIGMA)
     cfg = lambda prog, read: CrossbarConfig.from_dict(  # noqa: E731
         {"nonideal": {"programming_error": prog, "read_noise": read}})
+    wired = CrossbarConfig.from_dict({"mapping": {"tile_rows": 256, "tile_cols": 256},
+                                      "wires": {"row_resistance": 0.5, "col_resistance": 0.5}})
+    unwired = CrossbarConfig.from_dict({"mapping": {"tile_rows": 256, "tile_cols": 256}})
     x_mlp = rng.random((args.batch, SIZES[0]), dtype=np.float32)
     x_img = rng.random((2000, 28, 28, 1), dtype=np.float32)
     conv8 = CrossbarConfig.from_dict({  # the converters alone (issue 21, point 9)
@@ -177,6 +181,9 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         ("MLP both", mlp, x_mlp, generic, cfg(True, True), 1, True, 3),
         ("MLP 8-bit DAC and ADC, no device effect", mlp, x_mlp, generic, conv8, 1, True, 1.3),
         ("MLP both, state-dependent read noise (SONOS)", mlp, x_mlp, SONOS(), cfg(True, True), 1, True, None),
+        # issue 21: the IR drop of 0.5-ohm wire segments on 256 x 256 tiles, first order (wires.py)
+        ("MLP both + IR drop (SONOS, 0.5 ohm, 256x256 tiles)", mlp, x_mlp, SONOS(), wired, 1, True, 3),
+        ("MLP both (SONOS, 256x256 tiles), ideal wires", mlp, x_mlp, SONOS(), unwired, 1, True, None),
         # all 10,000 inputs x 10 trials, as the former numpy engine's case: with 1,000 inputs ten
         # Keras passes took 27 ms against 45 ms for one pass over the same 10,000 rows (a small-
         # batch advantage, likely the CPU cache, that the analog pass over B*K rows cannot have)

@@ -26,9 +26,10 @@ from test_sweep import _capture_figures
 
 FAKE = "sweep_fake:run"
 SECTION_HEADINGS = ("## 1. Result 1", "## 2. Regularisation sweeps", "## 3. Test-set noise sweeps",
-                    "## 4. Time steps of the RNN", "## 5. Energy per inference", "## 6. The seed's claims",
-                    "## 7. How this report was made")
-PLOTS = ("result1", "regularisation", "time_steps", "energy_vs_seed", "test_noise/accuracy_fashion-mnist__sample_both")
+                    "## 4. Time steps of the RNN", "## 5. Tile size against wire resistance",
+                    "## 6. Energy per inference", "## 7. The seed's claims", "## 8. How this report was made")
+PLOTS = ("result1", "regularisation", "time_steps", "energy_vs_seed", "test_noise/accuracy_fashion-mnist__sample_both",
+         "tile_size")
 
 
 # -- the bundled studies -----------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def _assert_cell(text: str, expected: tuple[float, ...], where) -> None:
 
 def test_report_has_every_section_plot_and_file(quick_report):
     out, result = quick_report
-    assert result.computed == 61 and result.reused == 0 and not result.failed
+    assert result.computed == 73 and result.reused == 0 and not result.failed
     report = (out / "report.md").read_text()
     for heading in SECTION_HEADINGS:
         assert heading in report, heading
@@ -329,7 +330,7 @@ def test_report_verdicts_follow_the_rows(quick_report):
 def test_rerun_resumes_from_the_database(quick_report, tmp_path):
     out, _ = quick_report
     again = reproduce(tmp_path / "again", quick=True, workers=1, runner=FAKE, db=out / "results.db")
-    assert again.computed == 0 and again.reused == 61
+    assert again.computed == 0 and again.reused == 73
     assert (tmp_path / "again" / "report.md").is_file()
 
 
@@ -462,7 +463,7 @@ def test_cli_runs_the_study_and_writes_the_report(tmp_path, monkeypatch, quick_r
                                       "--db", str(out / "results.db")])
     assert res.exit_code == 0, res.output
     output = " ".join(res.output.split())  # rich wraps lines at the terminal width
-    assert "report:" in output and "0 points computed, 61 reused" in output
+    assert "report:" in output and "0 points computed, 73 reused" in output
     assert "seed-quick" in output and "test_noise_clean" in output  # the plan table
     text = (tmp_path / "r" / "report.md").read_text()
     assert f"`{command_line(quick=True, out=tmp_path / 'r', db=out / 'results.db', workers=1)}`" in text
@@ -473,7 +474,7 @@ def test_cli_dry_run_and_user_errors(tmp_path):
     res = runner.invoke(_app(), ["reproduce", "--quick", "--dry-run", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     output = " ".join(res.output.split())
-    assert "61 distinct points" in output and "61 to run" in output
+    assert "73 distinct points" in output and "73 to run" in output
     assert not (tmp_path / "report.md").exists()
     res = runner.invoke(_app(), ["reproduce", "--quick", "--section", "nope", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "no section 'nope'" in res.output

@@ -34,6 +34,7 @@ from nvmkit.engine.crossbar import Chip, ProgrammedCrossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError, NvmkitWarning
+from nvmkit.engine import wires
 from nvmkit.engine.layers import (PACKAGE, AnalogConv, AnalogDense, AnalogDepthwiseConv2D,
                                   AnalogLayer, AnalogRecurrent, AnalogTimeDistributed,
                                   FoldedBatchNormalization)
@@ -466,6 +467,9 @@ def reprogram(model, seed: int, *, keep_chip: bool = False) -> None:
             np.concatenate([p[i].drift_scale for p in per_trial])
         core.assign(ProgrammedCrossbar(xb, states, drift_scale=scale), user.astype(F32))
         core.assign_chip(chips[i])
+    # wire resistance: the largest drop of the whole programming must lie within the IR-drop model
+    wires.check_range([(f"{core.layer.name}{core.tag}", core.wires, core.wire_kappa)
+                       for core, *_ in cores if core.wires is not None])
     for i, layer in enumerate(layers):
         layer.seed_generator.state.assign(
             np.array([_read_seed(seed, i), 0]).astype(layer.seed_generator.state.dtype))

@@ -237,11 +237,42 @@ class ChipConfig(Params):
 
 
 @dataclass
+class WireConfig(Params):
+    """Resistance of the tiles' metal wires, per cell segment (ohm): the IR drop of
+    :mod:`nvmkit.engine.wires`. 0 (default) = ideal wires, today's engine exactly.
+
+    A row (input) wire is driven at one end and runs past every cell of its row, a column
+    (summation) wire runs past every cell of its column to a virtual ground at its end; one
+    segment is the wire between two neighbouring cells (and from the last cell to the driver
+    or the ground). :data:`WIRE_22NM` is the value of a 22 nm copper wire over a 2F segment.
+    """
+
+    row_resistance: float = 0.0  # ohm per cell segment of a row (input) wire
+    col_resistance: float = 0.0  # ohm per cell segment of a column (summation) wire
+
+    def validate(self) -> None:
+        self.row_resistance = check_nonnegative("wires", "row_resistance", self.row_resistance)
+        self.col_resistance = check_nonnegative("wires", "col_resistance", self.col_resistance)
+
+    @property
+    def on(self) -> bool:
+        return self.row_resistance > 0 or self.col_resistance > 0
+
+
+#: Ohm per cell segment of a 22 nm-wide copper wire 2F = 44 nm long: resistivity 5.41e-8 ohm m and
+#: height/width 2.0 (NeuroSim's interconnect table after the ITRS: Chen, Peng and Yu, "NeuroSim: a
+#: circuit-level macro model for benchmarking neuro-inspired architectures in online learning",
+#: IEEE TCAD 37(12), 2018): 5.41e-8 x 44e-9 / (22e-9 x 44e-9) = 2.46 ohm.
+WIRE_22NM = 5.41e-8 * 44e-9 / (22e-9 * 2.0 * 22e-9)
+
+
+@dataclass
 class CrossbarConfig(Params):
     mapping: MappingConfig = field(default_factory=MappingConfig)
     nonideal: NonIdealityConfig = field(default_factory=NonIdealityConfig)
     converters: ConverterConfig = field(default_factory=ConverterConfig)
     chip: ChipConfig = field(default_factory=ChipConfig)
+    wires: WireConfig = field(default_factory=WireConfig)
 
     @classmethod
     def preset(cls, name: str) -> "CrossbarConfig":
@@ -262,4 +293,9 @@ PRESETS: dict[str, dict] = {
                            "clip_conductance": False}},
     # 8-bit converters, as in Sandia's SONOS inference accelerator analysis (Xiao et al., TCAS-I 2022)
     "converters-8bit": {"converters": {"dac_bits": 8, "adc_bits": 8}},
+    # every device effect plus the IR drop of 22 nm copper wires (WIRE_22NM, 2.46 ohm per segment) on
+    # 64 x 64 tiles, short enough for the first-order model (nvmkit/engine/wires.py) with SONOS-class
+    # cells (the seed's networks drop at most ~8% there); ReRAM's 50-225 uS cells need smaller tiles
+    "wires-22nm": {"mapping": {"tile_rows": 64, "tile_cols": 64},
+                   "wires": {"row_resistance": round(WIRE_22NM, 2), "col_resistance": round(WIRE_22NM, 2)}},
 }

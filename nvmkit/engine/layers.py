@@ -35,6 +35,7 @@ from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError, NvmkitError
 from nvmkit.engine import ops as xops
+from nvmkit.engine import wires as xwires
 
 F32 = np.float32
 PACKAGE = "nvmkit"
@@ -89,6 +90,9 @@ class _Core:
         elif layer.noise_mode == "cell":
             self.read_var = layer.add_weight(name=f"{tag}read_var", shape=(k, self.rows, n_out),
                                              initializer="zeros", trainable=False)
+        self.wires = self.wire_common = self.wire_siemens = self.wire_kappa = None
+        if cfg.wires.on:
+            self._build_wires(layer, cfg, k)
         conv = cfg.converters
         self.dac_bits, self.adc_bits = conv.dac_bits, conv.adc_bits
         self.dac_range = self.dac_signed = self.adc_range = None
@@ -147,6 +151,22 @@ class _Core:
             return None
         return xops.AdcErrors(st["adc_offset"], st["adc_gain"], self.adc_noise)
 
+    def _build_wires(self, layer: "AnalogLayer", cfg: CrossbarConfig, k: int) -> None:
+        """The IR-drop model (:mod:`nvmkit.engine.wires`) and its programmed state: the cells'
+        conductance that the weights do not carry (``*wire_common``) and siemens per weight unit
+        (``*wire_siemens``, which changes with each programming's weight scale)."""
+        xwires.siemens_per_unit(layer.device, layer.name)  # a device without siemens fails now
+        differential = cfg.mapping.scheme == "differential"
+        self.wires = xwires.WireModel(
+            rows=self.rows, cols=self.n_out, groups=1 if self.depthwise is None else self.depthwise[0],
+            tile_rows=cfg.mapping.tile_rows, tile_cols=cfg.mapping.tile_cols, differential=differential,
+            row_resistance=cfg.wires.row_resistance, col_resistance=cfg.wires.col_resistance)
+        shape = (k, self.rows, self.n_out) if differential else (1, 1, 1)
+        self.wire_common = layer.add_weight(name=f"{self.tag}wire_common", shape=shape,
+                                            initializer="zeros", trainable=False)
+        self.wire_siemens = layer.add_weight(name=f"{self.tag}wire_siemens", shape=(), initializer="zeros",
+                                             trainable=False)
+
     # -- the read -----------------------------------------------------------------------------
     def matrix(self, kernel2d, bias):
         """The user's weights as crossbar rows (bias row last when analog)."""
@@ -159,8 +179,16 @@ class _Core:
         JAX backend (jax >= 0.9) no longer turns a Keras variable into an array inside its own
         jitted ops (``__jax_array__`` during abstractification), and it is a no-op elsewhere."""
         names = ("delta", "read_sd", "read_var", "dac_range", "dac_signed", "adc_range",
-                 "adc_offset", "adc_gain", "drift_scale")
+                 "adc_offset", "adc_gain", "drift_scale", "wire_common", "wire_siemens")
         return {n: (None if getattr(self, n) is None else getattr(self, n).value) for n in names}
+
+    def _read_weights(self, kernel2d, bias, st):
+        """The programmed weights (K, rows, cols) as the read sees them: the user's weights plus
+        the programmed delta, through the tiles' wire resistance when it is on."""
+        w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
+        if self.wires is not None:
+            w = self.wires.effective_weights(w, st["wire_common"], st["wire_siemens"])
+        return w
 
     def forward(self, x, kernel2d, bias, training=None):
         """x (K|1, M, inputs) -> (K|1, M, n_out). ``training``: the layer's call flag (the
@@ -169,7 +197,7 @@ class _Core:
             y = xops._product(x, ops.expand_dims(kernel2d, 0), self.depthwise)
             return y + bias if self.has_bias else y
         st = self._state()
-        w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
+        w = self._read_weights(kernel2d, bias, st)
         if self.dac_bits is not None:
             x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"], training)
         y = xops.read(x, w, n_in=self.n_in, bias_row=self.bias_row, blocks=self.blocks,
@@ -187,7 +215,7 @@ class _Core:
             y = conv(x, kernel2d)
             return y + bias if self.has_bias else y
         st = self._state()
-        w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
+        w = self._read_weights(kernel2d, bias, st)
         if self.dac_bits is not None:
             x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"], training)
         y = xops.read_conv(x, w, trials=self.layer.trials, conv=conv, n_in=self.n_in,
@@ -207,6 +235,8 @@ class _Core:
 
     def assign(self, programmed: ProgrammedCrossbar, user_matrix: np.ndarray) -> None:
         self.delta.assign(programmed.weights() - user_matrix[None])
+        if self.wires is not None:
+            self._assign_wires(programmed)
         var, col = programmed._var, programmed._col_sd
         if self.read_var is not None:
             full = var if var is not None else (
@@ -225,6 +255,21 @@ class _Core:
         if self.drift_scale is not None:
             scale = programmed.drift_scale
             self.drift_scale.assign(np.ones(self.drift_scale.shape, F32) if scale is None else scale)
+
+    def _assign_wires(self, programmed: ProgrammedCrossbar) -> None:
+        """The programmed cells' part that the weights do not carry, siemens per weight unit, and the
+        state's largest first-order drop ``wire_kappa`` (:func:`nvmkit.engine.wires.check_range`)."""
+        xb = programmed.xbar
+        w = programmed.weights()
+        gain = F32(xb.current_to_weight)
+        if self.wires.differential:
+            common = (programmed.states[0] + programmed.states[1]) * gain - np.abs(w)
+        else:
+            common = np.full((1, 1, 1), F32(xb.g_offset) * gain, dtype=F32)
+        siemens = xwires.siemens_per_unit(self.layer.device, self.layer.name) / xb.current_to_weight
+        self.wire_kappa = self.wires.max_drop(w, common, F32(siemens))  # checked by reprogram
+        self.wire_common.assign(common.astype(F32))
+        self.wire_siemens.assign(siemens)
 
     def calibrate(self, x: np.ndarray, xbar: Crossbar) -> None:
         """DAC: max |x| (and whether x is signed). ADC: max |ideal partial sum| over row tiles,

@@ -135,6 +135,7 @@ class Reproduction:
     reused: int  # points found in the database
     failed: list  # sweep Outcomes that raised
     wall_time_s: float
+    refused: list = field(default_factory=list)  # Outcomes beyond the IR-drop model's range (not failures)
 
 
 def reproduce(out: str | Path | None = None, *, quick: bool = False, data_dir: str | Path | None = None,
@@ -172,17 +173,24 @@ def reproduce(out: str | Path | None = None, *, quick: bool = False, data_dir: s
                             experiment=plan.study.name, on_done=on_done)
         rows = {r["key"]: r for r in rdb.rows()}
     sections_rows = [(sec, [rows[p.key] for p in points if p.key in rows]) for sec, points in plan.sections]
+    # a point whose wires drop more than the IR-drop model covers is refused by the model, a
+    # result of the study (the tile-size table says "beyond"), not a failure to fix and rerun
+    from nvmkit.engine.wires import OUT_OF_RANGE
+
+    refused = [o for o in summary.failed if OUT_OF_RANGE in (o.error or "")]
+    failed = [o for o in summary.failed if o not in refused]
     meta = {
         "command": command, "quick": quick, "study": plan.study, "db": db_path,
         "started_at": started_at, "load_before": load_before, "load_after": _load(),
         "executor": executor, "workers": workers, "scheduler": scheduler,
         "computed": summary.inserted, "reused": len(plan.points) - len(todo), "points": len(plan.points),
-        "failed": [(o.point.label, o.error) for o in summary.failed],
+        "failed": [(o.point.label, o.error) for o in failed],
+        "refused": [(o.point.config, o.error) for o in refused],
         "wall_time_s": time.perf_counter() - started,
     }
     files, verdicts = write_report(sections_rows, out_dir, meta)
-    return Reproduction(out_dir, db_path, files, verdicts, summary.inserted, meta["reused"], summary.failed,
-                        time.perf_counter() - started)
+    return Reproduction(out_dir, db_path, files, verdicts, summary.inserted, meta["reused"], failed,
+                        time.perf_counter() - started, refused)
 
 
 def _load() -> tuple[float, float, float] | None:
@@ -248,9 +256,12 @@ def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Pat
     written: list[Path] = []
     figures: dict[str, list[Path]] = {k: [] for k in (*KINDS, "energy")}
     from nvmkit.reproduction import reproduce_plots as rp
+    from nvmkit.reproduction import tile_study as ts_study
     from nvmkit.sweeps.plots import plot_accuracy
 
-    r1, reg, tn, ts = (by_kind[k] for k in KINDS)
+    r1, reg, tn, ts = (by_kind[k] for k in ("result1", "regularisation", "test_noise", "time_steps"))
+    tiles = tile_table(by_kind["tile_size"], meta)
+    figures["tile_size"] = ts_study.plot_tile_size(tiles, plots) if tiles else []
     figures["result1"] = rp.plot_result1(r1, plots) if r1 else []
     figures["regularisation"] = rp.plot_regularisation(reg, plots) if reg else []
     figures["test_noise"] = plot_accuracy(tn, plots / "test_noise", scenario="both") if tn else []
@@ -264,12 +275,16 @@ def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Pat
         if sec.note and sec.note not in notes[sec.kind]:
             notes[sec.kind].append(sec.note)
     text = _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_table, render_assumptions)
-    results_md = _results_snippet(by_kind, verdicts, meta)
+    results_md = _results_snippet(by_kind, verdicts, meta, notes)
     summary = {
         "verdicts": [v.to_dict() for v in verdicts],
         "result1": {f"sigma_neu={s:g}": [_r1_json(r) for r in ss.result1_rows(r1, s)]
                     for s in ss.values(r1, "sigma_neu")},
         "rows": {k: len(v) for k, v in by_kind.items()},
+        "tile_size": [{"network": net, "dataset": ds, "wires_ohm": list(res),
+                       "winner": None if win is None else list(win.tile),
+                       "beyond_model": [list(c.tile) for c in beyond]}
+                      for net, ds, res, win, beyond in ts_study.winners(tiles)],
         "command": meta.get("command"),
         "wall_time_s": meta.get("wall_time_s"),
     }
@@ -279,6 +294,38 @@ def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Pat
         atomic_write(path, content)
         written.append(path)
     return written, verdicts
+
+
+def tile_table(rows: list[dict], meta: dict) -> list:
+    """The tile-size cells (:mod:`nvmkit.reproduction.tile_study`): the rows, and the points the IR-drop
+    model refused (``meta["refused"]``: (configuration, error) pairs)."""
+    from nvmkit.reproduction import tile_study as ts_study
+
+    refused = [ts_study.refused_entry(cfg, err) for cfg, err in meta.get("refused") or []]
+    if not rows and not refused:
+        return []
+    return ts_study.cells(rows, refused)
+
+
+def _tile_block(by_kind: dict, meta: dict, notes, figures, out, heading: str) -> list[str]:
+    from nvmkit.engine.wires import MAX_DROP
+    from nvmkit.reproduction import tile_study as ts_study
+
+    lines = [heading, ""] + _notes(notes)
+    tiles = tile_table(by_kind["tile_size"], meta)
+    if not tiles:
+        return lines + ["Not run.", ""]
+    lines += [f"Accuracy in % under internal noise (mean ± std over trials) for each tile size and wire resistance "
+              f"(ohm per cell segment, row and column wires); 'beyond' marks points whose first-order voltage drop "
+              f"across a cell exceeds the {MAX_DROP:.0%} the IR-drop model covers (nvmkit/engine/wires.py), so their "
+              "accuracy is not simulated. Energy per inference and its conversions do not depend on the wires.", "",
+              ts_study.render_table(tiles), "",
+              f"Which tile size wins: at each wire resistance, the tile with the least energy per inference among "
+              f"the simulated ones whose accuracy is within {ts_study.MARGIN_POINTS:g} points of the best.", "",
+              ts_study.render_winners(tiles), ""]
+    if figures is not None:
+        lines += [_images(figures.get("tile_size", []), out, "Tile size"), ""]
+    return lines
 
 
 def _r1_json(r: ss.Result1Row) -> dict:
@@ -315,7 +362,7 @@ def _trials_text(rows: list[dict]) -> str:
 
 
 def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_table, render_assumptions) -> str:
-    r1, reg, tn, ts = (by_kind[k] for k in KINDS)
+    r1, reg, tn, ts = (by_kind[k] for k in ("result1", "regularisation", "test_noise", "time_steps"))
     quick = meta.get("quick")
     sample = any(r.get("sample") for rows in by_kind.values() for r in rows)
     lines = ["# The seed study, reproduced with nvmkit", "",
@@ -328,7 +375,8 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
                   + "so the networks are undertrained and the verdicts below say only that the pipeline runs "
                     "end to end. Run `nvmkit reproduce --data-dir DIR` for the real numbers.", ""]
     lines += ["Contents: 1. Result 1 · 2. Regularisation sweeps · 3. Test-set noise sweeps · 4. Time steps of "
-              "the RNN · 5. Energy per inference · 6. The seed's claims · 7. How this report was made", ""]
+              "the RNN · 5. Tile size and wire resistance · 6. Energy per inference · 7. The seed's claims · "
+              "8. How this report was made", ""]
 
     lines += ["## 1. Result 1: internal, external and both noise", ""]
     lines += _notes(notes.get("result1"))
@@ -345,7 +393,10 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
                             "cost of internal noise is clean minus internal.", ss.render_time_steps,
                             figures["time_steps"], out, "Time steps")
 
-    lines += ["## 5. Energy per inference", "",
+    lines += _tile_block(by_kind, meta, notes.get("tile_size"), figures, out,
+                         "## 5. Tile size against wire resistance (IR drop)")
+
+    lines += ["## 6. Energy per inference", "",
               "From `nvmkit.reproduction.energy_table` with the settings of docs/energy.md (`nvmkit energy --seed-table "
               "--assumptions seed|default`): energy per inference of the seed's three networks on ReRAM and "
               "SONOS, without training. docs/energy.md explains each cell's difference from the seed's.", ""]
@@ -353,14 +404,14 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
         lines += [f"### {name} assumptions", "", render_assumptions(name), "", render_seed_table(rows), ""]
     lines += [_images(figures["energy"], out, "Energy per inference"), ""]
 
-    lines += ["## 6. The seed's claims, tested on these numbers", "",
+    lines += ["## 7. The seed's claims, tested on these numbers", "",
               "Each verdict is computed from the rows above by the test it states; 'not tested' means the rows "
               "it needs were not run.", "", ss.render_verdicts(verdicts), ""]
     held = sum(v.verdict == ss.HOLDS for v in verdicts)
     failed = sum(v.verdict == ss.FAILS for v in verdicts)
     lines += [f"{held} hold, {failed} do not hold, {len(verdicts) - held - failed} not tested.", ""]
 
-    lines += ["## 7. How this report was made", ""] + _provenance(by_kind, meta, figures, out)
+    lines += ["## 8. How this report was made", ""] + _provenance(by_kind, meta, figures, out)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -434,6 +485,9 @@ def _provenance(by_kind, meta, figures, out) -> list[str]:
                      "(other work on the machine slows the wall time, not the numbers)")
     lines.append(f"- Model cache: {_cache_text()}: trained models are read from it when there and written to it "
                  "otherwise")
+    if meta.get("refused"):
+        lines.append(f"- {len(meta['refused'])} points lie beyond the IR-drop model's range (section 5: 'beyond'); "
+                     "they are refused, not failed, and are tried again by a rerun (cheaply: their models are cached)")
     if meta.get("failed"):
         lines.append(f"- **{len(meta['failed'])} points failed** (their cells are missing; rerun the command to "
                      "retry them): " + "; ".join(f"{label}: {err}" for label, err in meta["failed"][:5]))
@@ -445,7 +499,7 @@ def _provenance(by_kind, meta, figures, out) -> list[str]:
     return lines
 
 
-def _results_snippet(by_kind, verdicts, meta) -> str:
+def _results_snippet(by_kind, verdicts, meta, section_notes=None) -> str:
     r1 = by_kind["result1"]
     lines = ["<!-- generated by nvmkit reproduce: paste into docs/results.md -->",
              "## Result 1, regenerated", ""]
@@ -459,6 +513,9 @@ def _results_snippet(by_kind, verdicts, meta) -> str:
                      f"\"External\" column); internal noise: {ss.internal_label(r1)}.")
     lines += notes + ([""] if notes else [])
     lines += [_result1_block(r1), "", "## The seed's claims in our numbers", "", ss.render_verdicts(verdicts), ""]
+    if by_kind.get("tile_size") or meta.get("refused"):
+        lines += _tile_block(by_kind, meta, (section_notes or {}).get("tile_size"), None, None,
+                             "## Tile size against wire resistance (IR drop)")
     return "\n".join(lines).rstrip() + "\n"
 
 

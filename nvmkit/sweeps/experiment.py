@@ -272,6 +272,10 @@ def identity(resolved: dict) -> dict:
         ident.pop(k, None)
     for k in _NOT_IDENTITY_TRAINING:
         ident.get("training", {}).pop(k, None)
+    crossbar = ident.get("crossbar")
+    if isinstance(crossbar, dict) and isinstance(crossbar.get("wires"), dict) and \
+            not any(crossbar["wires"].values()):
+        crossbar.pop("wires")  # ideal wires: the same point as before wire resistance existed (same key)
     ds = ident.get("dataset", {})
     if ds.get("file") is not None:  # a user's file counts by its content (sha256), not its path
         ds.pop("file")

@@ -76,6 +76,10 @@ def resolve(cfg: RunConfig, reg: Registry | None = None) -> dict:
     ``dataset.sha256`` (a re-run refuses files that changed since).
     """
     comps = Components(cfg, reg)
+    if cfg.crossbar.wires.on:  # wire resistance needs siemens: an abstract device fails now, not after training
+        from nvmkit.engine.wires import siemens_per_unit
+
+        siemens_per_unit(comps.device, "crossbar.wires")
     out = cfg.to_dict()
     if cfg.dataset.file is not None:
         out["dataset"]["sha256"] = _recorded_hash(cfg.dataset.file, cfg.dataset.sha256, "dataset")
