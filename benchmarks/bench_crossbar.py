@@ -91,6 +91,10 @@ def main(argv=None) -> int:
                     help="only the MLP cases (benchmarks/compare_numpy_engine.py runs these)")
     ap.add_argument("--settle", type=float, default=SETTLE_SECONDS,
                     help="seconds to wait before each timed call (default 0.3; see SETTLE_SECONDS)")
+    ap.add_argument("--before", action="store_true",
+                    help="also time, in the same rounds, the cases issue 21 sped up as they were before it: "
+                         "the MLP's converters with the straight-through expression built at inference, "
+                         "and the noisy passes with the former sampler (48 bits a pair, whole draws)")
     ap.add_argument("--noise-parts", action="store_true",
                     help="also time where the MLP read-noise pass spends its time: the pass with its "
                          "normals replaced by ones after drawing the same random words, and by ones alone")
@@ -205,6 +209,9 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         fn = tf.function(lambda z, m=analog: m(z, training=False))
         fns = {"analog": lambda: fn(xr).numpy(),
                "keras": lambda: [digital_fn(xt).numpy() for _ in range(k)]}
+        before = _before_issue_21(analog, config, xr) if args.before and target else None
+        if before is not None:
+            fns["analog, before issue 21"] = before
         if k > 1:
             fns["keras, B*K rows"] = lambda: digital_fn(xr).numpy()
         if numpy_digital:
@@ -214,11 +221,16 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
                 fns["numpy, B*K rows"] = lambda: digital_forward(layers, xr_np)
         times = best_interleaved(fns)
         new = times.pop("analog")
+        old = times.pop("analog, before issue 21", None)
         baseline = min(times, key=times.get)
         dig = times[baseline]
         rows.append({"case": label, "trials": k, "batch": len(x), "seconds": new,
                      "digital_seconds": dig, "digital_baseline": baseline, "ratio": new / dig,
                      "target": target})
+        if old is not None:
+            rows.append({"case": f"  the same before issue 21", "trials": k, "batch": len(x),
+                         "seconds": old, "digital_seconds": dig, "digital_baseline": baseline,
+                         "ratio": old / dig, "target": None})
     if args.noise_parts and not args.mnist_only:
         rows.extend(_noise_parts(mlp, x_mlp, generic, cfg(False, True), args.seed, best_interleaved))
     if not args.mnist_only:
@@ -228,6 +240,31 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
     if args.mnist_only:
         rows = rows[-1:]
     return rows
+
+
+def _before_issue_21(analog, config, xr):
+    """The converted model's pass as it was before issue 21 (its point 9), traced with the engine
+    patched back: converters building the straight-through expression at inference too, and
+    read noise from the former sampler (``bench_sampler.former_standard_normal``); None when
+    the case has neither."""
+    import tensorflow as tf
+
+    import nvmkit.engine.ops as engine_ops
+    from bench_sampler import former_standard_normal
+
+    converters = config.converters.dac_bits is not None or config.converters.adc_bits is not None
+    if not converters and not config.nonideal.read_noise:
+        return None
+    saved = engine_ops.builds_gradient, engine_ops.standard_normal
+    engine_ops.builds_gradient = lambda training: True
+    engine_ops.standard_normal = lambda shape, seed, dtype="float32": former_standard_normal(
+        shape, seed, dtype)
+    try:
+        fn = tf.function(lambda z: analog(z, training=False))
+        fn(xr)  # traced now, with the former code
+    finally:
+        engine_ops.builds_gradient, engine_ops.standard_normal = saved
+    return lambda: fn(xr).numpy()
 
 
 def _noise_parts(mlp, x, device, config, seed, best_interleaved) -> list[dict]:

@@ -23,10 +23,13 @@ from keras import ops
 import nvmkit.engine.ops as xops
 
 
-def former_standard_normal(shape, seed):
+def former_standard_normal(shape, seed, dtype="float32"):
     """The sampler before issue 21: three random words for two pairs (two 24-bit radii from the
-    first two words' high bits, both 16-bit angles from the third word)."""
-    n = math.prod(shape)
+    first two words' high bits, both 16-bit angles from the third word), the draw transformed
+    whole."""
+    shape, n, _ = xops.normal_words_shape(shape)
+    if not isinstance(n, int):
+        raise ValueError("former_standard_normal: static shapes only (the benchmarks trace them)")
     w = xops.random_words((3, (n + 3) // 4), seed)
     k = ops.cast(ops.right_shift(w[:2], 8), "float32")
     u = k * (2.0**-24) + (0.5 + 2.0**-24)
@@ -35,7 +38,10 @@ def former_standard_normal(shape, seed):
     j = ops.bitwise_and(ops.right_shift(ops.expand_dims(w[2], 0), shifts), 0xFFFF)
     theta = ops.cast(j, "float32") * (2.0 * math.pi / 65536) + math.pi / 65536
     z = ops.concatenate([r * ops.cos(theta), r * ops.sin(theta)], axis=0)
-    return ops.reshape(ops.reshape(z, (-1,))[:n], shape)
+    z = ops.reshape(z, (-1,))[:n]
+    if dtype != "float32":
+        z = ops.cast(z, dtype)
+    return ops.reshape(z, shape)
 
 
 def main(argv=None) -> int:

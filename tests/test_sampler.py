@@ -4,6 +4,7 @@ over every radius and every angle the implementation produces (not sampled)."""
 
 import keras
 import numpy as np
+import pytest
 from scipy.special import ndtr
 
 from nvmkit.engine import ops as xops
@@ -97,13 +98,50 @@ def test_sampler_tails_reach_beyond_five_sigma_with_the_normal_tail_probability(
 
 
 def test_standard_normal_draws_one_word_a_pair():
-    """standard_normal asks for ceil(n / 2) words and lays the pairs out as its docstring says:
-    the first half of the flat draw the cosines, the second the sines of the same words. Fails
-    if the draw takes more bits (e.g. the former 48 a pair) or reuses a word."""
+    """standard_normal asks for ceil(n / 2) words (one block up to PAIR_CHUNK words) and lays the
+    pairs out as its docstring says: the cosines of the words, then their sines. Fails if the
+    draw takes more bits (e.g. the former 48 a pair) or reuses a word."""
     shape, n, words = xops.normal_words_shape((5, 7))
-    assert n == 35 and words == (18,)
-    gen = keras.random.SeedGenerator(11)
-    z = np.asarray(xops.standard_normal((5, 7), gen)).ravel()
+    assert n == 35 and words == (1, 18)
+    z = np.asarray(xops.standard_normal((5, 7), keras.random.SeedGenerator(11))).ravel()
     w = np.asarray(xops.random_words((18,), keras.random.SeedGenerator(11)))
     want = _reference(w.astype(np.int64)).ravel()[:35]
     np.testing.assert_allclose(z, want, rtol=2e-5, atol=2e-6)
+
+
+def _blocks_reference(n, chunk, seed):
+    """The samples of standard_normal((n,)) by its docstring, block by block, in float64."""
+    q = (n + 1) // 2
+    m = min(q, chunk)
+    c = -(-q // m)
+    w = np.asarray(xops.random_words((c * m,), keras.random.SeedGenerator(seed))).astype(np.int64)
+    return np.concatenate([_reference(b).ravel() for b in w.reshape(c, m)])[:n]
+
+
+def test_a_large_draw_is_transformed_block_by_block_with_the_same_layout(monkeypatch):
+    """Above PAIR_CHUNK words the draw is c blocks of PAIR_CHUNK words, the last one whole, each
+    giving its cosines then its sines (on TensorFlow through tf.map_fn, one block at a time).
+    PAIR_CHUNK made 8 here: 100 samples = 50 words -> 7 blocks of 8. Fails if the blocks are
+    transformed out of order, the last block is padded with words not drawn, or the block
+    path's numbers differ from the layout the docstring states."""
+    monkeypatch.setattr(xops, "PAIR_CHUNK", 8)
+    assert xops.normal_words_shape((100,))[2] == (7, 8)
+    z = np.asarray(xops.standard_normal((100,), keras.random.SeedGenerator(5))).astype(np.float64)
+    np.testing.assert_allclose(z, _blocks_reference(100, 8, 5), rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="shapes known only at run time exist in TensorFlow graphs only")
+def test_blocks_drawn_with_a_run_time_shape_are_the_static_ones(monkeypatch):
+    """The block count known only at run time (an open batch axis: the tf.cond between one
+    block and several) draws what the static shape draws, one block or several. Fails if the
+    run-time path takes another layout or another count of words."""
+    import tensorflow as tf
+
+    monkeypatch.setattr(xops, "PAIR_CHUNK", 8)
+    for rows in (2, 9):  # 7 and 32 words: one block; four blocks
+        static = np.asarray(xops.standard_normal((rows, 7), keras.random.SeedGenerator(4)))
+        gen = keras.random.SeedGenerator(4)
+        fn = tf.function(lambda y: xops.standard_normal(keras.ops.shape(y), gen),
+                         input_signature=[tf.TensorSpec((None, 7), tf.float32)])
+        np.testing.assert_array_equal(fn(tf.zeros((rows, 7))).numpy(), static)

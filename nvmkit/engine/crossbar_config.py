@@ -77,9 +77,10 @@ class NonIdealityConfig(Params):
 
     ``drift_compensation = "global"``: global drift compensation (Joshi et al., Nat. Commun.
     2020; Le Gallo et al., IEEE TED 2018; aihwkit's GlobalDriftCompensation): each core's output
-    is multiplied, per trial, by ``a = m0 / mt``, where ``m0`` is the mean |output| of a
-    reference read of the array as programmed (one-hot inputs on every row, the bias row
-    included: the mean |programmed weight|) and ``mt`` that of the same read at ``drift_time``.
+    is multiplied, per trial, after the ADC and before a digital bias, by ``a = m0 / mt``,
+    where ``m0`` is the mean |output| of a reference read of the array as programmed (one-hot
+    inputs on every row, the bias row included: the mean |programmed weight|) and ``mt`` that
+    of the same read at ``drift_time``.
     The reference reads are taken without read noise (a chip averages them). Off by default.
     """
 

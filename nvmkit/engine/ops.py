@@ -125,36 +125,76 @@ def standard_normal(shape, seed, dtype="float32"):
     within 2.1e-5 of the normal CDF (:data:`CDF_ERROR_BOUND`; nearly all of it from the angle's
     grid, near 0; the radius's adds at most 2^-19), and the tails reach 5.13 sigma, with a
     probability beyond 5 sigma of 2.76e-7 against the normal's 2.87e-7 (each tail).
+
+    Layout: the words are drawn in ``c`` blocks of ``m`` (:func:`normal_words_shape`: one block
+    of all ``q = ceil(n / 2)`` words up to :data:`PAIR_CHUNK` of them, else blocks of
+    PAIR_CHUNK, the last block filled with words of its own); block ``b`` gives ``m`` cosines,
+    then the ``m`` sines of the same words; the first ``n`` samples are returned. On
+    TensorFlow several blocks are transformed one at a time (:func:`_transform_blocks`).
     """
-    shape, n, words = normal_words_shape(shape)
-    z = box_muller_pairs(random_words(words, seed))
+    shape, n, (c, m) = normal_words_shape(shape)
+    w = ops.reshape(random_words(ops.reshape(c * m, (1,)) if not isinstance(c, int) else (c * m,),
+                                 seed), (c, m))
+    z = _transform_blocks(w, c)
     if keras.backend.standardize_dtype(dtype) != "float32":  # e.g. float16 outputs (mixed precision)
         z = ops.cast(z, dtype)
-    return ops.reshape(ops.reshape(z, (-1,))[:n], shape)
+    return ops.reshape(z[:n], shape)
+
+
+#: Words per block of a large draw (:func:`standard_normal`, :func:`_transform_blocks`)
+PAIR_CHUNK = 1 << 18
 
 
 def normal_words_shape(shape):
-    """(shape, its size, the (q,) shape of the words that :func:`standard_normal` draws: one
-    a pair of samples)."""
+    """(shape, its size n, (c, m)): the blocks of words :func:`standard_normal` draws, one word a
+    pair of samples: ``q = ceil(n / 2)``, ``m = min(q, PAIR_CHUNK)``, ``c = ceil(q / m)``."""
     if all(isinstance(d, numbers.Integral) for d in shape):  # static (always under JAX's jit)
         shape = tuple(int(d) for d in shape)
         n = math.prod(shape)
-        return shape, n, ((n + 1) // 2,)
+        q = max((n + 1) // 2, 1)
+        m = min(q, PAIR_CHUNK)
+        return shape, n, (-(-q // m), m)
     # a batch size known only at run time (TensorFlow graphs): the same draws
     n = ops.prod(ops.convert_to_tensor(shape))
-    return shape, n, ops.reshape((n + 1) // 2, (1,))
+    q = ops.maximum((n + 1) // 2, 1)
+    m = ops.minimum(q, PAIR_CHUNK)
+    return shape, n, ((q + m - 1) // m, m)
+
+
+def _transform_blocks(w, c):
+    """(c, m) words -> the c * 2m samples of :func:`box_muller_pairs`, flat, block after block.
+    TensorFlow runs one op at a time over a whole tensor: on tens of millions of words (a noisy
+    convolution of 2,000 images draws 43 million normals in its first layer) each of the
+    transform's dozen temporaries is hundreds of MB, and each op costs several times what it
+    costs on cache-sized data. So on TensorFlow the blocks go through ``tf.map_fn`` one at a
+    time, with the same numbers. Other backends transform the whole (JAX compiles it into one
+    fused pass)."""
+    if keras.backend.backend() != "tensorflow":
+        return ops.reshape(box_muller_pairs(w), (-1,))
+    import tensorflow as tf
+
+    def whole():
+        return tf.reshape(box_muller_pairs(w), (-1,))
+
+    def by_block():
+        return tf.reshape(tf.map_fn(box_muller_pairs, w, fn_output_signature=tf.float32), (-1,))
+
+    if isinstance(c, int):
+        return whole() if c == 1 else by_block()
+    return tf.cond(c > 1, by_block, whole)
 
 
 def box_muller_pairs(w):
-    """(q,) int32 random words -> (2, q) float32 standard normals, cosines then sines (see
-    :func:`standard_normal`). Always float32: ``u`` below is exact there."""
+    """(..., m) int32 random words -> (..., 2, m) float32 standard normals: the cosines of the m
+    pairs, then their sines (see :func:`standard_normal`). Always float32: ``u`` below is exact
+    there."""
     dtype = "float32"
     k = ops.right_shift(w, ANGLE_BITS)  # arithmetic shift: k in [-2^17, 2^17)
     u = ops.cast(k, dtype) * 2.0**-RADIUS_BITS + (0.5 + 2.0**-(RADIUS_BITS + 1))  # exact
     r = ops.sqrt(ops.log(u) * -2.0)
     j = ops.bitwise_and(w, (1 << ANGLE_BITS) - 1)
     theta = ops.cast(j, dtype) * (2.0 * math.pi / 2**ANGLE_BITS) + math.pi / 2**ANGLE_BITS
-    return ops.stack([r * ops.cos(theta), r * ops.sin(theta)])
+    return ops.stack([r * ops.cos(theta), r * ops.sin(theta)], axis=-2)
 
 
 def straight_through(v, q):

@@ -20,8 +20,10 @@ class GenericDevice(Device):
     weight is the difference of two cells, so ``sigma_prog = 0.025`` gives each weight a std of
     sqrt(2) x 2.5% of (Gmax - Gmin) = 3.5% of Wmax, i.e. 1.8% of the weight range Wmax - Wmin
     (with the offset scheme, one cell a weight: 2.5% of the weight range). The seed's 2.5%
-    "realistic" internal noise is per weight: that is the ``synaptic`` device. Drift: G(t) = G (t / drift_t0)^-drift_nu for t > drift_t0, the
-    power law of phase-change memory (Ielmini et al., IEEE TED 2007).
+    "realistic" internal noise is per weight: that is the ``synaptic`` device.
+
+    Drift: G(t) = G (t / drift_t0)^-drift_nu for t > drift_t0, the power law of phase-change
+    memory (Ielmini et al., IEEE TED 2007).
     """
 
     name = "generic"
