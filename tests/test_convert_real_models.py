@@ -322,3 +322,22 @@ def test_keras_applications_convert_exactly_with_every_weight_layer_analog(name)
     random_state(model, 0)
     x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("f4")
     exact(model, x, trials=1)
+
+
+def _refused_settings():
+    yield "channels_first", keras.Sequential([keras.Input((2, 6, 6)),
+                                              L.Conv2D(2, 3, data_format="channels_first")])
+    yield "stateful=True", keras.Sequential([keras.Input((3, 2), batch_size=2),
+                                             L.SimpleRNN(2, stateful=True)])
+    inp = keras.Input((3, 2))
+    yield "return_state=True", keras.Model(inp, L.GRU(2, return_state=True)(inp)[0])
+    yield "reset_after=False", keras.Sequential([keras.Input((3, 2)), L.GRU(2, reset_after=False)])
+
+
+@pytest.mark.parametrize("needle", ["channels_first", "stateful=True", "return_state=True",
+                                    "reset_after=False"])
+def test_every_refused_setting_of_the_docs_table_is_one_line(needle):
+    model = dict((k, m) for k, m in _refused_settings() if m is not None)[needle]
+    with pytest.raises(ConfigError, match=needle.split("=")[0]) as e:
+        convert(model, IdealDevice(), IDEAL)
+    assert "\n" not in str(e.value) and str(e.value).startswith("convert: layer")

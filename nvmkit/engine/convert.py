@@ -307,10 +307,7 @@ def _analog_twin(layer, common: dict, force_bias: bool = False) -> AnalogLayer:
     if cls != "Dense" and c.get("data_format", "channels_last") != "channels_last":
         raise ConfigError(f"convert: layer '{name}' ({cls}) uses {c['data_format']}; build the model "
                           "channels_last")
-    groups = int(c.get("groups", 1) or 1)
-    if cls == "SeparableConv2D" and groups != 1:
-        raise ConfigError(f"convert: layer '{name}' (SeparableConv2D) uses groups={groups}; "
-                          "replace it by DepthwiseConv2D followed by Conv2D(groups=...)")
+    groups = int(c.get("groups", 1) or 1)  # Keras's SeparableConv2D has no groups
     if cls == "Dense":
         return AnalogDense(c["units"], act, c["use_bias"], name=name, **common)
     if cls == "Conv2D" and groups > 1 and layer.kernel.shape[-2] == 1:
