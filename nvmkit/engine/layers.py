@@ -105,10 +105,15 @@ class _Core:
             return ops.concatenate([kernel2d, ops.expand_dims(bias, 0)], axis=0)
         return kernel2d
 
-    def _state(self) -> dict:
+    def _state(self, kernel2d=None, bias=None) -> dict:
         """The programmed state and converter ranges as tensors. Read through ``.value``: the
         JAX backend (jax >= 0.9) no longer turns a Keras variable into an array inside its own
-        jitted ops (``__jax_array__`` during abstractification), and it is a no-op elsewhere."""
+        jitted ops (``__jax_array__`` during abstractification), and it is a no-op elsewhere.
+        In device-aware training the layer's ``programming`` draws the state in the graph from
+        the current weights instead (:mod:`nvmkit.engine.device_aware`)."""
+        programming = getattr(self.layer, "programming", None)
+        if programming is not None:
+            return programming.state(self, kernel2d, bias)
         names = ("delta", "read_sd", "read_var", "dac_range", "dac_signed", "adc_range")
         return {n: (None if getattr(self, n) is None else getattr(self, n).value) for n in names}
 
@@ -117,7 +122,7 @@ class _Core:
         if self.layer.ideal:  # the float reference: the user's weights, no device, no converters
             y = xops._product(x, ops.expand_dims(kernel2d, 0), self.depthwise)
             return y + bias if self.has_bias else y
-        st = self._state()
+        st = self._state(kernel2d, bias)
         w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
         if self.dac_bits is not None:
             x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"])
@@ -132,7 +137,7 @@ class _Core:
         if self.layer.ideal:
             y = conv(x, kernel2d)
             return y + bias if self.has_bias else y
-        st = self._state()
+        st = self._state(kernel2d, bias)
         w = ops.expand_dims(self.matrix(kernel2d, bias), 0) + st["delta"]
         if self.dac_bits is not None:
             x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"])

@@ -154,8 +154,10 @@ class SweepPlan:
 
 def trains_a_model(p: Point) -> bool:
     """Whether a point trains (or loads from the cache) a model: not a user's model file run
-    without ``training.epochs``."""
-    return not (p.resolved.get("model") and (p.resolved.get("training") or {}).get("epochs") is None)
+    without ``training.epochs`` or device-aware training)."""
+    training = p.resolved.get("training") or {}
+    return not (p.resolved.get("model") and training.get("epochs") is None
+                and training.get("method") != "device")
 
 
 def plan_sweep(experiment: Experiment, db: ResultsDB | None, registry=None) -> SweepPlan:
