@@ -30,7 +30,7 @@ Rasch et al., Nat. Commun. 14, 5282, 2023). On the ideal device with the ``ideal
 deviation is zero up to float32 rounding, and training equals plain training.
 
 Random streams: the programming of layer ``i``'s core ``c`` at step ``s`` comes from a stateless
-generator keyed by ``SeedSequence(seed, spawn_key=(4, i, c, purpose, cell))`` and the window
+generator keyed by ``SeedSequence(seed, spawn_key=(4, i, c, purpose))`` and the window
 ``s // reprogram_every`` (``s`` = the optimizer's iteration count), so that every read within
 one step (all time steps of a recurrent layer) sees one programming and a rerun draws the same.
 The stateless draws need the TensorFlow backend.
@@ -88,7 +88,12 @@ class Curve:
             float(np.abs(values).max()) * 2.0**-23
         v = self.values
         self.constant = float(v[0]) if np.all(v == v[0]) else None
-        self._table = np.stack([v[:-1], np.diff(v)], axis=1).astype(F32)  # (n, 2): value, rise
+        self.rises = np.diff(v).astype(F32)
+        # a straight line (ReRAM's linear spread): a + b g, exact up to float32 rounding
+        self.affine = None
+        if self.constant is None and float(second.max()) <= 8 * 2.0**-23 * float(np.abs(values).max()):
+            slope = (values[-1] - values[0]) / (hi - lo)
+            self.affine = (float(values[0] - slope * lo), float(slope))
 
     def _position(self, g, lib):
         u = (g - F32(self.lo)) * F32(1.0 / self.step)
@@ -101,17 +106,16 @@ class Curve:
         g = np.asarray(g, dtype=F32)
         if self.constant is not None:
             return np.full_like(g, self.constant)
+        if self.affine is not None:
+            return (self.affine[0] + self.affine[1] * g).astype(F32)
         i, f = self._position(g, np)
-        row = self._table[i.astype(np.int64)]
-        return row[..., 0] + f * row[..., 1]
+        i = i.astype(np.int64)
+        return self.values[:-1][i] + f * self.rises[i]
 
     def __call__(self, g):
-        """The interpolation in Keras ops (one gather of a (value, rise) pair per point)."""
-        if self.constant is not None:
-            return ops.full_like(g, self.constant)
-        i, f = self._position(g, ops)
-        row = ops.take(ops.convert_to_tensor(self._table), ops.cast(i, "int32"), axis=0)
-        return row[..., 0] + f * row[..., 1]
+        """The interpolation in Keras ops (one gather per point; none for a constant or a
+        straight line)."""
+        return _read_curves([self], g)[id(self)]
 
 
 class ProgrammingTables:
@@ -187,6 +191,52 @@ def _checked(sigma, name: str, what: str) -> np.ndarray:
     return sigma
 
 
+def _read_curves(curves: list, g) -> dict:
+    """Several curves at the same points: those on one grid share the position and one gather
+    of a (value, rise, value, rise, ...) row per point."""
+    import tensorflow as tf
+
+    out, tabulated = {}, []
+    for curve in curves:
+        if curve.constant is not None:
+            out[id(curve)] = ops.full_like(g, curve.constant)
+        elif curve.affine is not None:
+            out[id(curve)] = curve.affine[0] + curve.affine[1] * g
+        else:
+            tabulated.append(curve)
+    groups: dict[tuple, list] = {}
+    for curve in tabulated:
+        groups.setdefault((curve.lo, curve.step, curve.n), []).append(curve)
+    for members in groups.values():
+        i, f = members[0]._position(g, ops)
+        table = np.concatenate([np.stack([c.values[:-1], c.rises], axis=1) for c in members], axis=1)
+        rows = tf.gather(tf.constant(table), ops.cast(i, "int32"), axis=0)
+        for k, curve in enumerate(members):
+            out[id(curve)] = rows[..., 2 * k] + f * rows[..., 2 * k + 1]
+    return out
+
+
+def _normals(cells: int, shape, seed) -> list:
+    """``cells`` arrays of standard normals of ``shape`` from one stream: the Box-Muller transform
+    of :func:`nvmkit.engine.ops.standard_normal` (0.75 random words per sample, where
+    TensorFlow's ``stateless_normal`` spends two; the random words are most of the programming's
+    cost), its four rows of samples read as the cells' arrays without a copy."""
+    n = math.prod(shape)
+    q = -(-n * cells // 4)
+    z = xops.box_muller_words(xops.random_words((3, q), seed))  # (4, q)
+    if 4 * q != n * cells:
+        z = ops.reshape(z, (-1,))[: n * cells]
+    z = ops.reshape(z, (cells, *shape))
+    return [z[j] for j in range(cells)]
+
+
+def _uniforms(cells: int, shape, seed) -> list:
+    """``cells`` arrays of uniforms in [0, 1) on a 2**-24 grid (the top 24 bits of random words)."""
+    words = xops.random_words((cells, *shape), seed)
+    u = ops.cast(ops.bitwise_and(ops.right_shift(words, 8), 0xFFFFFF), "float32") * 2.0**-24
+    return [u[j] for j in range(cells)]
+
+
 class _Seed:
     """A fixed stateless seed in the shape :func:`nvmkit.engine.ops.random_words` draws from."""
 
@@ -248,6 +298,7 @@ class DeviceAwareTraining:
         self.layers = analog_layers(self.model)
         self.step = keras.Variable(0, dtype="int64", trainable=False, name="device_aware_step")
         self._seeds: dict[tuple, int] = {}
+        self._chains: dict[tuple, object] = {}
         for i, layer in enumerate(self.layers):
             if layer.noise_mode == "column" and self.tables.read is not None \
                     and self.tables.read.constant is None:
@@ -266,8 +317,8 @@ class DeviceAwareTraining:
         return self.model.fit(*args, **kwargs)
 
     # -- the programming in the graph -------------------------------------------------------
-    def _seed(self, layer: int, core: int, purpose: int, cell: int, step):
-        key = (layer, core, purpose, cell)
+    def _seed(self, layer: int, core: int, purpose: int, step):
+        key = (layer, core, purpose)
         if key not in self._seeds:
             ss = np.random.SeedSequence(self.seed, spawn_key=(_TRAIN, *key))
             self._seeds[key] = int(ss.generate_state(1)[0] >> 1)
@@ -277,73 +328,159 @@ class DeviceAwareTraining:
     def _program(self, core, index: int, kernel2d, bias, step=None, keep_states: bool = False) -> dict:
         """The programmed state of ``core`` (of analog layer ``index``) for its current weights at
         ``step`` (default: the training step), as the layer reads it."""
-        tb, cfg, d = self.tables, self.crossbar_config, self.device
-        ni, m = cfg.nonideal, cfg.mapping
         step = (self.step.value if hasattr(self.step, "value") else self.step) if step is None else step
         c = core.layer.cores.index(core)
         full = core.matrix(kernel2d, bias)
+        drawn = self._draw(core, index, c, ops.stop_gradient(full), step, keep_states)
+        w_scale, weights = drawn["w_scale"], ops.stop_gradient(drawn["weights"])
+        if self.crossbar_config.mapping.clip_percentile < 100:
+            clipped = ops.clip(full, -w_scale, w_scale)  # the weights in the range they map to
+            # forward: the programmed weights; backward: d clip(W) / dW (the deviation a constant)
+            delta = (clipped - full) + ops.stop_gradient(weights - clipped)
+        else:  # the range is max |W|: no weight lies beyond it
+            delta = ops.stop_gradient(weights - full)
+        out = {"delta": ops.expand_dims(delta, 0), "read_sd": None, "read_var": None}
+        for name in ("read_sd", "read_var"):
+            if drawn.get(name) is not None:
+                out[name] = ops.stop_gradient(drawn[name])
+        if keep_states:
+            out.update(drawn)
+        return out
+
+    def _draw(self, core, index: int, c: int, full, step, keep_states: bool) -> dict:
+        """Crossbar.program's chain for one core: the random draws (TensorFlow's stateless
+        kernels, Box-Muller in Keras ops), then everything else as one function compiled with
+        XLA (``jit_compile``), whose twenty-odd elementwise steps over every cell become a few
+        fused loops: a weight-sized pass costs about as much as a small training step's matrix
+        product on a CPU. (XLA's own random numbers and transcendentals are slow on a CPU, hence
+        the split.)"""
+        tb, ni = self.tables, self.crossbar_config.nonideal
         shape = tuple(full.shape)
-        mags = ops.abs(ops.stop_gradient(full))
+        noise: dict[str, list] = {"z": [], "nu": [], "u": []}
+        if tb.prog is not None:
+            noise["z"] = _normals(tb.cells, shape, self._seed(index, c, _NORMAL, step))
+        if tb.power_law is not None and tb.power_law[1]:
+            noise["nu"] = _normals(tb.cells, shape, self._seed(index, c, _NU, step))
+        if ni.stuck_at_gmin or ni.stuck_at_gmax:
+            noise["u"] = _uniforms(tb.cells, shape, self._seed(index, c, _STUCK, step))
+        mapped = self._compiled(("map", index, c), self._map)(full)
+        out = self._compiled(("cells", index, c, keep_states), self._cells,
+                             core=core, keep_states=keep_states)(mapped, noise)
+        if tb.read is not None and core.read_var is not None:
+            out["read_var"] = self._compiled(("read", index, c), self._read_variance)(
+                out["states"], out["w_scale"])
+            if not keep_states:
+                del out["states"]
+        return out
+
+    def _compiled(self, key: tuple, fn, **fixed):
+        """``fn`` compiled with XLA, once per core. Two stages, each materialising its outputs:
+        XLA copies an operation into every fused loop that reads it, so a curve's gather read by
+        both cells of a pair would run once per reader."""
+        if key not in self._chains:
+            import tensorflow as tf
+
+            def run(*args):
+                return fn(*args, **fixed)
+
+            self._chains[key] = tf.function(run, jit_compile=True, autograph=False)
+        return self._chains[key]
+
+    def _map(self, full) -> dict:
+        """The mapping of one core's weights (rows, cols) to the target of the cell that carries
+        each weight, with the curves read there. In a differential pair one cell of every weight
+        sits at ``g_min`` (both for a zero weight), so the curves are read once per weight, at the
+        other cell's target, and once at ``g_min``."""
+        tb, cfg, d = self.tables, self.crossbar_config, self.device
+        ni, m = cfg.nonideal, cfg.mapping
+        mags = ops.abs(full)
         if m.clip_percentile < 100:
             w_scale = ops.quantile(ops.reshape(mags, (-1,)), m.clip_percentile / 100.0)
         else:
             w_scale = ops.max(mags)
         w_scale = ops.where(w_scale > 0, w_scale, ops.ones_like(w_scale))
-        clipped = ops.clip(full, -w_scale, w_scale)  # the weights in the range they map to
-        unit = ops.stop_gradient(clipped) / w_scale
+        unit = ops.clip(full, -w_scale, w_scale) / w_scale
         g_min, g_rng = float(F32(d.g_min)), float(F32(d.g_range))
-        if m.scheme == "differential":
-            targets = [g_min + ops.relu(unit) * g_rng, g_min + ops.relu(-unit) * g_rng]
-            current_to_weight, g_offset = w_scale / g_rng, 0.0
+        if m.scheme == "differential":  # the cell that carries the weight; the other stays at g_min
+            active = g_min + ops.abs(unit) * g_rng
         else:
-            targets = [g_min + (unit + 1.0) * 0.5 * g_rng]
-            current_to_weight, g_offset = 2.0 * w_scale / g_rng, float(d.g_min + 0.5 * d.g_range)
+            active = g_min + (unit + 1.0) * 0.5 * g_rng
         if ni.quantize and d.levels:
             q = g_rng / (d.levels - 1)
-            targets = [g_min + ops.round((g - g_min) / q) * q for g in targets]
+            active = g_min + ops.round((active - g_min) / q) * q
+        out = {"w_scale": w_scale, "active": active, "positive": unit > 0}
+        curves = {name: cv for name, cv in (("prog", tb.prog), ("shift", tb.shift)) if cv is not None}
+        at_active = _read_curves(list(curves.values()), active)
+        for name, cv in curves.items():
+            out[name] = at_active[id(cv)]
+        return out
+
+    def _cells(self, mapped: dict, noise: dict, core, keep_states: bool) -> dict:
+        """Programming error, clipping, drift, stuck cells and the read variance of one core's
+        cells, given its mapping (:meth:`_map`) and its random draws."""
+        tb, cfg, d = self.tables, self.crossbar_config, self.device
+        ni, m = cfg.nonideal, cfg.mapping
+        w_scale, active, positive = mapped["w_scale"], mapped["active"], mapped["positive"]
+        shape = tuple(active.shape)
+        g_min, g_max, g_rng = float(F32(d.g_min)), float(F32(d.g_max)), float(F32(d.g_range))
+        if m.scheme == "differential":
+            current_to_weight, g_offset = w_scale / g_rng, 0.0
+            targets = [ops.where(positive, active, g_min), ops.where(positive, g_min, active)]
+
+            def per_cell(name, j):
+                low = float(getattr(tb, name).numpy(np.float32(g_min)))
+                v = mapped[name]
+                return ops.where(positive, v, low) if j == 0 else ops.where(positive, low, v)
+        else:
+            current_to_weight, g_offset = 2.0 * w_scale / g_rng, float(d.g_min + 0.5 * d.g_range)
+            targets = [active]
+
+            def per_cell(name, j):
+                return mapped[name]
         states = []
         for j, target in enumerate(targets):
             g = target
             if tb.prog is not None:
-                z = xops.standard_normal(shape, self._seed(index, c, _NORMAL, j, step))
-                g = target + z * (tb.prog(target) * tb.sigma_scale)
+                sigma = per_cell("prog", j)
+                g = target + noise["z"][j] * (sigma * tb.sigma_scale if tb.sigma_scale != 1 else sigma)
             if ni.clip_conductance and d.bounded:
-                g = ops.clip(g, g_min, float(F32(d.g_max)))
+                g = ops.clip(g, g_min, g_max)
             if tb.mean_first:
-                g = g + tb.shift(target)
+                g = g + per_cell("shift", j)
             elif tb.drift is not None:
                 g = tb.drift(g)
             elif tb.power_law is not None:
                 nu, nu_sigma, log_ratio = tb.power_law
                 if nu_sigma:
-                    nu = xops.standard_normal(shape, self._seed(index, c, _NU, j, step)) * nu_sigma + nu
+                    nu = noise["nu"][j] * nu_sigma + nu
                 g = g * ops.exp(-nu * log_ratio)
             if tb.drifts and d.bounded:  # a conductance (or read current) cannot change sign
                 g = ops.maximum(g, 0.0)
             if ni.stuck_at_gmin or ni.stuck_at_gmax:
-                words = xops.random_words(shape, self._seed(index, c, _STUCK, j, step))
-                u = ops.cast(ops.bitwise_and(ops.right_shift(words, 8), 0xFFFFFF), "float32") * 2.0**-24
+                u = noise["u"][j]
                 g = ops.where(u < ni.stuck_at_gmin, g_min, g)
-                g = ops.where(u >= 1.0 - ni.stuck_at_gmax, float(F32(d.g_max)), g)
+                g = ops.where(u >= 1.0 - ni.stuck_at_gmax, g_max, g)
             states.append(g)
         diff = states[0] - states[1] if len(states) == 2 else states[0] - g_offset
-        weights = ops.stop_gradient(diff * current_to_weight)
-        # forward: the programmed weights; backward: d clip(W) / dW (the deviation is a constant)
-        delta = (clipped - full) + ops.stop_gradient(weights - clipped)
-        out = {"delta": ops.expand_dims(delta, 0), "read_sd": None, "read_var": None}
+        out = {"w_scale": w_scale, "weights": diff * current_to_weight}
         if tb.read is not None and core.read_var is not None:
-            var = None
-            for s in states:
-                sd = tb.read(s) * (tb.sigma_scale * current_to_weight)
-                var = ops.square(sd) if var is None else var + ops.square(sd)
-            out["read_var"] = ops.expand_dims(ops.stop_gradient(var), 0)
+            out["states"] = states  # read by _read_variance, a stage of its own
         elif tb.read is not None and core.read_sd is not None:
             sd = math.sqrt(len(states)) * tb.read.constant * tb.sigma_scale * current_to_weight
-            out["read_sd"] = ops.stop_gradient(sd) * ops.ones((1, 1, shape[1]), dtype="float32")
+            out["read_sd"] = sd * ops.ones((1, 1, shape[1]), dtype="float32")
         if keep_states:
-            out.update(targets=targets, states=states, weights=weights, w_scale=w_scale,
-                       current_to_weight=current_to_weight)
+            out.update(targets=targets, states=states, current_to_weight=current_to_weight)
         return out
+
+    def _read_variance(self, states: list, w_scale):
+        """Per-weight read variance (1, rows, cols) in weight units from the cells' states."""
+        tb, d, m = self.tables, self.device, self.crossbar_config.mapping
+        current_to_weight = w_scale / float(F32(d.g_range)) * (1.0 if m.scheme == "differential" else 2.0)
+        var = None
+        for s in states:
+            sd = tb.read(s)
+            var = ops.square(sd) if var is None else var + ops.square(sd)
+        return ops.expand_dims(var * ops.square(tb.sigma_scale * current_to_weight), 0)
 
     def programmed(self, step: int) -> list[dict]:
         """What the training reads at ``step``, per core of every analog layer (eagerly, numpy):

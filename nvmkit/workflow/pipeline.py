@@ -34,6 +34,10 @@ def apply_overrides(data: dict, values: dict[str, Any], *, network=None, device=
     for key, value in values.items():
         if value is not None:
             give(key, value, _FLAGS.get(key) or "--" + key.rsplit(".", 1)[-1].replace("_", "-"))
+    if values.get("training.sigma_neu") and values.get("training.method") is None \
+            and (data.get("training") or {}).get("method") == "plain":
+        # --sigma-neu on a recorded plain run (its configuration names the method): noise training
+        set_path(data, "training.method", "preactivation")
     for key, spec in (("network", network), ("device", device), ("noise", noise), ("energy", energy)):
         if spec is not None:  # a spec replaces the file's whole table: its params belong to its plugin
             data[key] = plugin_table(key, spec)
