@@ -55,6 +55,8 @@ GRID = 4096
 #: programmed states lie within this many standard deviations of their targets (the in-graph
 #: Box-Muller normals of :func:`nvmkit.engine.ops.standard_normal` are capped at |z| <= 5.77)
 Z_MAX = 6.0
+#: cells of a core from which its programming is compiled with XLA (smaller ones: plain ops)
+XLA_FROM = 1 << 16
 _TRAIN = 4  # spawn key of the training programming (convert.py uses 0 and 2)
 _NORMAL, _NU, _STUCK = 0, 1, 2  # purposes of the draws
 
@@ -91,9 +93,14 @@ class Curve:
         self.rises = np.diff(v).astype(F32)
         # a straight line (ReRAM's linear spread): a + b g, exact up to float32 rounding
         self.affine = None
-        if self.constant is None and float(second.max()) <= 8 * 2.0**-23 * float(np.abs(values).max()):
+        if self.constant is None:
             slope = (values[-1] - values[0]) / (hi - lo)
-            self.affine = (float(values[0] - slope * lo), float(slope))
+            line = values[0] + slope * (grid.astype(np.float64) - lo)
+            off = float(np.max(np.abs(values - line)))
+            rounding = 4 * 2.0**-23 * float(np.abs(values).max())
+            if off <= rounding:
+                self.affine = (float(values[0] - slope * lo), float(slope))
+                self.bound = off + rounding
 
     def _position(self, g, lib):
         u = (g - F32(self.lo)) * F32(1.0 / self.step)
@@ -253,13 +260,26 @@ class _LayerProgramming:
 
     def __init__(self, trainer: "DeviceAwareTraining", index: int):
         self.trainer, self.index = trainer, index
+        self._last: dict[int, tuple] = {}  # id(core) -> (graph, kernel2d, bias, state)
 
     def state(self, core, kernel2d, bias) -> dict:
+        """The state for this read. A recurrent layer reads its cores once per time step with the
+        same weight tensors: within one traced graph those reads share one programming (the
+        crossbar is programmed once per step), drawn once."""
+        import tensorflow as tf
+
+        graph = None if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
+        last = self._last.get(id(core))
+        if graph is not None and last is not None and last[0] is graph and last[1] is kernel2d \
+                and last[2] is bias:
+            return last[3]
         out = self.trainer._program(core, self.index, kernel2d, bias)
         st = {"delta": out["delta"], "read_sd": out["read_sd"], "read_var": out["read_var"]}
         for name in ("dac_range", "dac_signed", "adc_range"):
             v = getattr(core, name)
             st[name] = None if v is None else v.value
+        if graph is not None:
+            self._last[id(core)] = (graph, kernel2d, bias, st)
         return st
 
 
@@ -363,20 +383,24 @@ class DeviceAwareTraining:
             noise["nu"] = _normals(tb.cells, shape, self._seed(index, c, _NU, step))
         if ni.stuck_at_gmin or ni.stuck_at_gmax:
             noise["u"] = _uniforms(tb.cells, shape, self._seed(index, c, _STUCK, step))
-        mapped = self._compiled(("map", index, c), self._map)(full)
-        out = self._compiled(("cells", index, c, keep_states), self._cells,
+        xla = math.prod(shape) >= XLA_FROM
+        mapped = self._compiled(("map", index, c), self._map, xla)(full)
+        out = self._compiled(("cells", index, c, keep_states), self._cells, xla,
                              core=core, keep_states=keep_states)(mapped, noise)
         if tb.read is not None and core.read_var is not None:
-            out["read_var"] = self._compiled(("read", index, c), self._read_variance)(
+            out["read_var"] = self._compiled(("read", index, c), self._read_variance, xla)(
                 out["states"], out["w_scale"])
             if not keep_states:
                 del out["states"]
         return out
 
-    def _compiled(self, key: tuple, fn, **fixed):
-        """``fn`` compiled with XLA, once per core. Two stages, each materialising its outputs:
+    def _compiled(self, key: tuple, fn, xla: bool, **fixed):
+        """``fn`` compiled with XLA, once per core (``xla`` False: ``fn`` itself, for cores too
+        small for the compilation to pay). Stages of their own, each materialising its outputs:
         XLA copies an operation into every fused loop that reads it, so a curve's gather read by
         both cells of a pair would run once per reader."""
+        if not xla:
+            return lambda *args: fn(*args, **fixed)
         if key not in self._chains:
             import tensorflow as tf
 
