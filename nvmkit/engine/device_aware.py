@@ -155,6 +155,12 @@ class ProgrammingTables:
             prog = Curve(lambda g: _checked(d.programming_sigma(g, t), name, "programming"),
                          g_min, g_max, f"{name} programming_sigma", n)
             self.prog = None if prog.constant == 0.0 else prog
+        # a differential pair's idle cell (at g_min) whose spread is below one float32 step of the
+        # conductance range (SONOS: 1.8e-5 nA against 9.5e-5 nA) is programmed without error, and
+        # the pair draws one normal, for the cell that carries the weight
+        self.quiet_gmin = self.cells == 2 and (
+            self.prog is None or float(self.prog.numpy(np.float32(g_min))) * self.sigma_scale
+            <= 2.0**-24 * (g_max - g_min))
         lo, hi = g_min, g_max
         if self.prog is not None:
             reach = Z_MAX * float(self.prog.values.max()) * self.sigma_scale
@@ -188,6 +194,21 @@ class ProgrammingTables:
             read = Curve(lambda g: _checked(d.read_sigma(g), name, "read"), lo, hi,
                          f"{name} read_sigma", n)
             self.read = None if read.constant == 0.0 else read
+        # the idle cell's state when it is the same for every pair (no error, no stuck cells, no
+        # per-cell drift exponent): its read spread is then one number, not a gather per weight
+        self.idle_read = None
+        if self.quiet_gmin and self.read is not None and not (ni.stuck_at_gmin or ni.stuck_at_gmax) \
+                and not (self.power_law is not None and self.power_law[1]):
+            g = np.float32(g_min)
+            if self.mean_first:
+                g = g + np.float32(self.shift.numpy(g))
+            elif self.drift is not None:
+                g = np.float32(self.drift.numpy(g))
+            elif self.power_law is not None:
+                g = np.float32(g * math.exp(-self.power_law[0] * self.power_law[2]))
+            if self.drifts and d.bounded:
+                g = max(g, np.float32(0))
+            self.idle_read = float(self.read.numpy(np.float32(g)))
 
 
 def _checked(sigma, name: str, what: str) -> np.ndarray:
@@ -378,7 +399,8 @@ class DeviceAwareTraining:
         shape = tuple(full.shape)
         noise: dict[str, list] = {"z": [], "nu": [], "u": []}
         if tb.prog is not None:
-            noise["z"] = _normals(tb.cells, shape, self._seed(index, c, _NORMAL, step))
+            noise["z"] = _normals(1 if tb.quiet_gmin else tb.cells, shape,
+                                  self._seed(index, c, _NORMAL, step))
         if tb.power_law is not None and tb.power_law[1]:
             noise["nu"] = _normals(tb.cells, shape, self._seed(index, c, _NU, step))
         if ni.stuck_at_gmin or ni.stuck_at_gmax:
@@ -389,9 +411,7 @@ class DeviceAwareTraining:
                              core=core, keep_states=keep_states)(mapped, noise)
         if tb.read is not None and core.read_var is not None:
             out["read_var"] = self._compiled(("read", index, c), self._read_variance, xla)(
-                out["states"], out["w_scale"])
-            if not keep_states:
-                del out["states"]
+                out.pop("read_states"), out["w_scale"])
         return out
 
     def _compiled(self, key: tuple, fn, xla: bool, **fixed):
@@ -464,7 +484,11 @@ class DeviceAwareTraining:
         states = []
         for j, target in enumerate(targets):
             g = target
-            if tb.prog is not None:
+            if tb.prog is not None and tb.quiet_gmin:  # one normal, for the cell with the weight
+                z = noise["z"][0]
+                z = ops.where(positive, z, 0.0) if j == 0 else ops.where(positive, 0.0, z)
+                g = target + z * (mapped["prog"] * tb.sigma_scale)
+            elif tb.prog is not None:
                 sigma = per_cell("prog", j)
                 g = target + noise["z"][j] * (sigma * tb.sigma_scale if tb.sigma_scale != 1 else sigma)
             if ni.clip_conductance and d.bounded:
@@ -488,7 +512,10 @@ class DeviceAwareTraining:
         diff = states[0] - states[1] if len(states) == 2 else states[0] - g_offset
         out = {"w_scale": w_scale, "weights": diff * current_to_weight}
         if tb.read is not None and core.read_var is not None:
-            out["states"] = states  # read by _read_variance, a stage of its own
+            # read by _read_variance, a stage of its own (with one number for every idle cell,
+            # the state of the cell that carries the weight)
+            out["read_states"] = [ops.where(positive, states[0], states[1])] \
+                if tb.idle_read is not None else states
         elif tb.read is not None and core.read_sd is not None:
             sd = math.sqrt(len(states)) * tb.read.constant * tb.sigma_scale * current_to_weight
             out["read_sd"] = sd * ops.ones((1, 1, shape[1]), dtype="float32")
@@ -504,6 +531,8 @@ class DeviceAwareTraining:
         for s in states:
             sd = tb.read(s)
             var = ops.square(sd) if var is None else var + ops.square(sd)
+        if len(states) == 1 and tb.idle_read is not None:  # the idle cell of every pair
+            var = var + tb.idle_read ** 2
         return ops.expand_dims(var * ops.square(tb.sigma_scale * current_to_weight), 0)
 
     def programmed(self, step: int) -> list[dict]:
