@@ -189,6 +189,19 @@ def test_drift_read_noise_and_stuck_cells_follow_the_device():
     for count, p in ((stuck_min, 0.02), (stuck_max, 0.05)):
         assert abs(count / free - p) < 6 * math.sqrt(p * (1 - p) / free), (count, free, p)
 
+    # without stuck cells every idle cell of a pair (at Gmin, a spread below float32's step of the
+    # range) holds one state, and its read spread is one number: the same variance
+    plain = DeviceAwareTraining(model, d, crossbar(drift_time=DAY), seed=2)
+    assert plain.tables.quiet_gmin and plain.tables.idle_read is not None
+    core = plain.programmed(7)[0]
+    idle = np.where(core["targets"][0] > d.g_min, core["states"][1], core["states"][0])
+    assert np.ptp(idle) == 0
+    np.testing.assert_allclose(
+        core["read_var"],
+        np.square(core["current_to_weight"]) * (np.square(d.read_sigma(core["states"][0]))
+                                                 + np.square(d.read_sigma(core["states"][1]))),
+        rtol=1e-4, atol=1e-12)
+
 
 def test_fit_reads_a_fresh_programming_every_minibatch():
     """Inside fit: one batch, a learning rate of 0 (the weights stay), no read noise; the loss of
