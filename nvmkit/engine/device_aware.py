@@ -23,11 +23,18 @@ lie within ``Z_MAX`` standard deviations of their targets). Each curve states an
 (:attr:`Curve.bound`).
 
 Gradients: the read uses ``clip(W) + stop_gradient(programmed(W) - clip(W))``, i.e. the weights
-clipped to the range they map to (``[-w_scale, w_scale]``: max |W|, or the mapping's clipping
-percentile) with the device's deviation a constant of the step (fixed through its forward and
-backward pass, as in hardware-aware training; Joshi et al., Nat. Commun. 11, 2473, 2020;
-Rasch et al., Nat. Commun. 14, 5282, 2023). On the ideal device with the ``ideal`` preset the
-deviation is zero up to float32 rounding, and training equals plain training.
+clipped to the range they map to (``[-w_scale, w_scale]``: max |W|, where the clip is the
+identity, or the mapping's clipping percentile, where weights beyond it get no gradient) with the
+device's deviation a constant of the step (fixed through its forward and backward pass, as in
+hardware-aware training; Joshi et al., Nat. Commun. 11, 2473, 2020; Rasch et al., Nat. Commun.
+14, 5282, 2023). On the ideal device with the ``ideal`` preset the deviation is zero up to
+float32 rounding, and training equals plain training.
+
+Cost: per weight and step one or two normals (a pair's idle cell at ``g_min`` draws none when
+its spread there is below float32's step of the range, as for SONOS), one gather per curve read,
+and, for a state-dependent read noise, the read variance of the programmed cells. The random
+words and Box-Muller run as TensorFlow ops (XLA's are slower on a CPU); the rest of a large core's
+programming is compiled with XLA in stages that each materialise their outputs.
 
 Random streams: the programming of layer ``i``'s core ``c`` at step ``s`` comes from a stateless
 generator keyed by ``SeedSequence(seed, spawn_key=(4, i, c, purpose))`` and the window
