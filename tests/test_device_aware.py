@@ -311,8 +311,8 @@ def zoo() -> list:
 def test_any_model_trains_on_the_device_and_its_weights_come_back(which):
     """After device-aware training the user's model holds the trained weights: converting it
     again (BatchNormalization folded again) reads exactly what the trained twin read, on the ideal
-    device; on ReRAM (levels, read noise, power-law drift, stuck cells) the training runs and
-    moves every trainable weight. Bugs caught: a folded BatchNormalization not made an identity
+    device; on ReRAM (levels, read noise, power-law drift, stuck cells, 8-bit DAC and ADC, whose
+    gradients pass straight through) the training runs and moves every trainable weight. Bugs caught: a folded BatchNormalization not made an identity
     (planted: its moving variance left as it was), a depthwise kernel copied back in the wrong
     order (planted: its two spatial axes swapped)."""
     model, shape = zoo()[which]
@@ -336,8 +336,10 @@ def test_any_model_trains_on_the_device_and_its_weights_come_back(which):
     start = {v.path: v.numpy().copy() for v in model2.trainable_variables
              if not v.path.startswith("batch_normalization")}
     noisy = DeviceAwareTraining(model2, device("reram:sigma_read=0.01,levels=32"),
-                                crossbar(drift_time=10.0, drift_model="power-law", drift_nu_sigma=0.01,
-                                         stuck_at_gmin=0.01),
+                                CrossbarConfig.from_dict({
+                                    "nonideal": {"drift_time": 10.0, "drift_model": "power-law",
+                                                 "drift_nu_sigma": 0.01, "stuck_at_gmin": 0.01},
+                                    "converters": {"dac_bits": 8, "adc_bits": 8}}),
                                 seed=0, calibration_data=x)
     noisy.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, jit_compile=False)
     noisy.fit(x, y, epochs=1, batch_size=32, verbose=0)

@@ -316,7 +316,7 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, cfg: Trainin
     ``device_epochs`` epochs through the deployment's ``device`` and ``crossbar``
     (:class:`nvmkit.engine.device_aware.DeviceAwareTraining`): every mini-batch (every
     ``reprogram_every``) reads the converted model with a programming drawn afresh in the graph
-    from ``seed``, read noise fresh per read, the converters in the loop (calibrated on the
+    from ``seed``, read noise fresh per read, the converters in the loop (calibrated once, on the
     first 500 inputs, as a run deploys); the optimizer and batch size are the training's, the rate
     ``device_learning_rate`` (default ``learning_rate``), its schedule over the device epochs.
     ``x`` is the model's input. Returns the training record (seconds, history).
