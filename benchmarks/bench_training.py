@@ -1,7 +1,7 @@
 """Cost of device-aware training against plain training (issue 20, point 7).
 
-For each case (the bundled MLP and CNN at their default sizes, on ReRAM and on SONOS one day after
-programming, default crossbar settings), one training epoch over the same images with the same
+For each case (the bundled MLP, CNN and RNN at their default sizes, on ReRAM and on SONOS one day
+after programming, default crossbar settings), one training epoch over the same images with the same
 optimizer (Adam, batch 128, sparse categorical cross-entropy, no XLA, as ``nvmkit run`` trains):
 plain (the Keras model) against device-aware (``DeviceAwareTraining``: the converted graph with
 the programming drawn in the graph at every mini-batch, read noise at every read). Both sides are
@@ -26,7 +26,8 @@ import time
 import numpy as np
 
 DAY = 86400.0
-CASES = (("mlp", "reram", 0.0), ("mlp", "sonos", DAY), ("cnn", "reram", 0.0), ("cnn", "sonos", DAY))
+CASES = (("mlp", "reram", 0.0), ("mlp", "sonos", DAY), ("cnn", "reram", 0.0), ("cnn", "sonos", DAY),
+         ("rnn", "reram", 0.0), ("rnn", "sonos", DAY))
 
 
 def epoch_seconds(fit, x, y, batch_size: int) -> tuple[float, float]:
