@@ -101,7 +101,8 @@ def test_anything_that_affects_training_changes_the_cache_key(data):
                 dataset="mnist", is_sample=False, x_train=x, y_train=y)
     variants = [{}, {"mapper": mapper("mlp", hidden=[17])}, {"mapper": mapper("rnn")},
                 {"cfg": cfg.replace(seed=1)}, {"cfg": cfg.replace(learning_rate=0.01)},
-                {"cfg": cfg.replace(sigma_neu=0.1)}, {"cfg": cfg.replace(optimizer="sgd")},
+                {"cfg": cfg.replace(sigma_neu=0.1, method="preactivation")},
+                {"cfg": cfg.replace(optimizer="sgd")},
                 {"cfg": cfg.replace(validation_split=0.1)}, {"cfg": cfg.replace(schedule="cosine")},
                 {"cfg": cfg.replace(epochs=3)}, {"cfg": cfg.replace(batch_size=32)},
                 {"dataset": "fashion-mnist"}, {"is_sample": True}, {"x_train": x[::-1].copy()}, {"y_train": 1 - y}]

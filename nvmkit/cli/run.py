@@ -25,6 +25,7 @@ def run(
     seed: Optional[int] = typer.Option(None, help="Seed of every random draw."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the network's)."),
     sigma_neu: Optional[float] = typer.Option(None, help="Noise-injection std before each ReLU in training."),
+    training_method: Optional[str] = typer.Option(None, "--training-method", help="plain, preactivation (the seed's noise before each ReLU: with --sigma-neu, or preactivation:0.1) or device (through the deployment's device and crossbar, the programming drawn afresh per mini-batch; device:epochs=2,every=1,start=plain)."),
     energy: Optional[str] = typer.Option(None, help="Energy estimator spec, e.g. crossbar or crossbar:conv_mapping=unrolled, or none."),
     set_: List[str] = typer.Option([], "--set", help="Override any key: --set crossbar.converters.adc_bits=8."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON result here."),
@@ -70,6 +71,7 @@ def run(
         "seed": seed,
         "training.epochs": epochs,
         "training.sigma_neu": sigma_neu,
+        "training.method": training_method,
         "output": str(output) if output else None,
     }
     if data_dir and source is None:

@@ -100,6 +100,15 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
     DAC/ADC full scales are calibrated (needed when the settings have converter bits without a
     fixed range). ``fold_batchnorm=False`` keeps BatchNormalization digital.
     """
+    return _convert(model, device, crossbar, trials=trials, seed=seed,
+                    calibration_data=calibration_data, fold_batchnorm=fold_batchnorm)[0]
+
+
+def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data=None,
+             fold_batchnorm=True):
+    """:func:`convert`, also returning what device-aware training needs to copy the trained
+    weights back: ``{id(new layer): the user's layer}`` and ``{id(weight layer): its folded
+    BatchNormalization}``."""
     if not isinstance(device, Device):
         raise ConfigError(f"convert: device must be a nvmkit Device, got {type(device).__name__}; "
                           "create one with get_registry().create('device', NAME)")
@@ -186,7 +195,7 @@ def convert(model, device: Device, crossbar: CrossbarConfig | None = None, *, tr
                               "calibration_data (a few hundred model inputs) or set "
                               "converters.dac_range/adc_range")
         calibrate_converters(out, calibration_data)
-    return out
+    return out, originals, folds
 
 
 def _is_graph(model) -> bool:

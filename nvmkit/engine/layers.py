@@ -174,13 +174,20 @@ class _Core:
             return ops.concatenate([kernel2d, ops.expand_dims(bias, 0)], axis=0)
         return kernel2d
 
-    def _state(self) -> dict:
+    def _state(self, kernel2d=None, bias=None) -> dict:
         """The programmed state and converter ranges as tensors. Read through ``.value``: the
         JAX backend (jax >= 0.9) no longer turns a Keras variable into an array inside its own
-        jitted ops (``__jax_array__`` during abstractification), and it is a no-op elsewhere."""
+        jitted ops (``__jax_array__`` during abstractification), and it is a no-op elsewhere.
+        In device-aware training the layer's ``programming`` draws the state in the graph from
+        the current weights instead (:mod:`nvmkit.engine.device_aware`); what it does not draw
+        (the chip's ADC offsets and gains) is read from the variables."""
         names = ("delta", "read_sd", "read_var", "dac_range", "dac_signed", "adc_range",
                  "adc_offset", "adc_gain", "drift_scale", "wire_common", "wire_siemens")
-        return {n: (None if getattr(self, n) is None else getattr(self, n).value) for n in names}
+        stored = {n: (None if getattr(self, n) is None else getattr(self, n).value) for n in names}
+        programming = getattr(self.layer, "programming", None)
+        if programming is not None:
+            return {**stored, **programming.state(self, kernel2d, bias)}
+        return stored
 
     def _read_weights(self, kernel2d, bias, st):
         """The programmed weights (K, rows, cols) as the read sees them: the user's weights plus
@@ -196,7 +203,7 @@ class _Core:
         if self.layer.ideal:  # the float reference: the user's weights, no device, no converters
             y = xops._product(x, ops.expand_dims(kernel2d, 0), self.depthwise)
             return y + bias if self.has_bias else y
-        st = self._state()
+        st = self._state(kernel2d, bias)
         w = self._read_weights(kernel2d, bias, st)
         if self.dac_bits is not None:
             x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"], training)
@@ -214,7 +221,7 @@ class _Core:
         if self.layer.ideal:
             y = conv(x, kernel2d)
             return y + bias if self.has_bias else y
-        st = self._state()
+        st = self._state(kernel2d, bias)
         w = self._read_weights(kernel2d, bias, st)
         if self.dac_bits is not None:
             x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"], training)

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nvmkit.workflow.config import PLUGIN_FIELDS, RunConfig, plugin_path_params, rebase_paths, set_path
+from nvmkit.workflow.config import (PLUGIN_FIELDS, RunConfig, plugin_path_params, rebase_paths, set_path,
+                                   training_identity)
 from nvmkit.core.errors import ConfigError, NvmkitError
 from nvmkit.core.params import _params_type, load_toml, read_text_file
 
@@ -258,6 +259,8 @@ def model_key(resolved: dict) -> str:
     """What the trained model depends on: points with equal model keys train one model."""
     ident = identity(resolved)
     keys = ("dataset", "network", "training", "seed") + (("model",) if ident.get("model") else ())
+    if (ident.get("training") or {}).get("method") == "device":  # trained through the deployment
+        keys += ("device", "crossbar")
     return _digest({k: ident.get(k) for k in keys})
 
 
@@ -276,6 +279,8 @@ def identity(resolved: dict) -> dict:
     if isinstance(crossbar, dict) and isinstance(crossbar.get("wires"), dict) and \
             not any(crossbar["wires"].values()):
         crossbar.pop("wires")  # ideal wires: the same point as before wire resistance existed (same key)
+    if isinstance(ident.get("training"), dict):
+        ident["training"] = training_identity(ident["training"])
     ds = ident.get("dataset", {})
     if ds.get("file") is not None:  # a user's file counts by its content (sha256), not its path
         ds.pop("file")

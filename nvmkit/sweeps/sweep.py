@@ -154,8 +154,10 @@ class SweepPlan:
 
 def trains_a_model(p: Point) -> bool:
     """Whether a point trains (or loads from the cache) a model: not a user's model file run
-    without ``training.epochs``."""
-    return not (p.resolved.get("model") and (p.resolved.get("training") or {}).get("epochs") is None)
+    without ``training.epochs`` or device-aware training)."""
+    training = p.resolved.get("training") or {}
+    return not (p.resolved.get("model") and training.get("epochs") is None
+                and training.get("method") != "device")
 
 
 def plan_sweep(experiment: Experiment, db: ResultsDB | None, registry=None) -> SweepPlan:
@@ -227,7 +229,10 @@ def estimate_seconds(points: list[Point], history: Iterable[dict], workers: int)
             else:
                 # a sigma_syn_target point also trains the plain model it derives its noise from;
                 # that model is usually another point's (sigma_neu = 0), counted there
-                total += r["train"] * training["epochs"] * n_train
+                # device-aware epochs are counted as plain ones (they cost up to 3x more)
+                epochs = (training.get("epochs") or 0) + (
+                    (training.get("device_epochs") or 1) if training.get("method") == "device" else 0)
+                total += r["train"] * epochs * n_train
         scenarios = [s for s in p.resolved.get("scenarios", ())
                      if p.resolved.get("noise") or s not in ("external", "both")]
         images = sum(n_test if s == "digital" else p.resolved["trials"] * n_test for s in scenarios)

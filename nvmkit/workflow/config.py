@@ -79,6 +79,34 @@ class ModelConfig(Params):
 
 OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "sgd", "adagrad", "adadelta")
 SCHEDULES = ("cosine", "constant")
+#: training.method: "plain" (no noise), "preactivation" (the seed's Gaussian noise before every ReLU,
+#: sigma_neu or sigma_syn_target), "device" (hardware-aware: through the deployment's device and
+#: crossbar, the programming drawn afresh per mini-batch; nvmkit/engine/device_aware.py)
+TRAINING_METHODS = ("plain", "preactivation", "device")
+#: where device-aware training starts: the plainly trained model (fine-tuning) or the initialisation
+DEVICE_STARTS = ("plain", "scratch")
+#: the settings of device-aware training only (None unless training.method = "device")
+DEVICE_FIELDS = ("device_epochs", "device_start", "device_learning_rate", "reprogram_every")
+#: the keys of the spec form of a method (``device:epochs=2,every=4``, ``preactivation:0.1``)
+_METHOD_KEYS = {
+    "device": {"epochs": "device_epochs", "start": "device_start", "learning_rate": "device_learning_rate",
+               "every": "reprogram_every"},
+    "preactivation": {"sigma_neu": "sigma_neu", "sigma_syn_target": "sigma_syn_target"},
+    "plain": {},
+}
+
+
+def training_identity(table: dict) -> dict:
+    """A training table (``TrainingConfig.to_dict()``) without the keys that cannot change the
+    model: the device-training settings unless the method is ``device``, and the method itself
+    unless it is ``device`` (plain and pre-activation training are told apart by sigma_neu), so
+    that models and results keyed before training methods existed keep their keys."""
+    out = dict(table)
+    if out.get("method") != "device":
+        out.pop("method", None)
+        for key in DEVICE_FIELDS:
+            out.pop(key, None)
+    return out
 
 
 @dataclass
@@ -95,8 +123,16 @@ class TrainingConfig(Params):
     validation_split: float = 0.0  # last fraction of the training set held out to report val_accuracy
     seed: int | None = None  # None: the seed passed to train() (default 0)
     use_cache: bool = True  # False: retrain even when a cached model exists
+    #: plain | preactivation | device (TRAINING_METHODS); None: preactivation when sigma_neu or
+    #: sigma_syn_target is given, else plain. Also a spec: "device:epochs=2,every=4,start=plain"
+    method: str | None = None
+    device_epochs: int | None = None  # epochs of device-aware training (default 1)
+    device_start: str | None = None  # "plain" (default): fine-tune the plain model; "scratch"
+    device_learning_rate: float | None = None  # default: learning_rate
+    reprogram_every: int | None = None  # mini-batches per programming draw (default 1)
 
     def validate(self) -> None:
+        self._read_method_spec()
         if self.optimizer is not None:
             self.optimizer = str(self.optimizer).lower()
             if self.optimizer not in OPTIMIZERS:
@@ -122,6 +158,84 @@ class TrainingConfig(Params):
             raise ConfigError("training.validation_split must be below 1, e.g. 0.1")
         if self.seed is not None:
             self.seed = check_seed("training", "seed", self.seed)
+        self._check_method()
+
+    def _read_method_spec(self) -> None:
+        """``method = "device:epochs=2,every=4"``: the spec grammar's form, read into the fields."""
+        if self.method is None:
+            return
+        if not isinstance(self.method, str) or not self.method.strip():
+            raise ConfigError(f"training.method must be one of {', '.join(TRAINING_METHODS)}, "
+                              f"got {self.method!r}")
+        from nvmkit.core.spec import parse_spec
+
+        spec = parse_spec(self.method)
+        name = spec.name.lower()
+        if name not in TRAINING_METHODS:
+            raise ConfigError(f"training.method must be one of {', '.join(TRAINING_METHODS)}, "
+                              f"got {spec.name!r}")
+        keys = _METHOD_KEYS[name]
+        params = dict(spec.params)
+        if spec.positional:
+            first = next(iter(keys), None)
+            if first is None:
+                raise ConfigError(f"training.method {self.method!r}: plain takes no value; write plain")
+            if first in params:
+                raise ConfigError(f"training.method {self.method!r} sets {first} twice; keep one")
+            params[first] = spec.positional[0]
+        for key, value in params.items():
+            if key not in keys:
+                raise ConfigError(f"training.method {self.method!r}: {name} has no setting {key!r}"
+                                  + (f"; its settings: {', '.join(keys)}" if keys else ""))
+            field_name = keys[key]
+            current = getattr(self, field_name)
+            if current is not None and current != value:
+                raise ConfigError(f"training.method {self.method!r} and training.{field_name} give "
+                                  f"{field_name} two values; keep one")
+            setattr(self, field_name, value)
+        self.method = name
+
+    def _check_method(self) -> None:
+        if self.device_epochs is not None:
+            self.device_epochs = check_int("training", "device_epochs", self.device_epochs, 1)
+        if self.reprogram_every is not None:
+            self.reprogram_every = check_int("training", "reprogram_every", self.reprogram_every, 1)
+        if self.device_learning_rate is not None:
+            self.device_learning_rate = check_positive("training", "device_learning_rate",
+                                                       self.device_learning_rate)
+        if self.device_start is not None and self.device_start not in DEVICE_STARTS:
+            raise ConfigError(f"training.device_start must be one of {', '.join(DEVICE_STARTS)}, "
+                              f"got {self.device_start!r}")
+        noisy = self._noisy()
+        if self.method != "device":
+            given = [k for k in DEVICE_FIELDS if getattr(self, k) is not None]
+            if given:
+                raise ConfigError(f"training.{given[0]} belongs to device-aware training; set "
+                                  "training.method = \"device\" or remove it")
+        if self.method == "plain" and noisy:
+            raise ConfigError("training.method plain trains without noise; remove sigma_neu / "
+                              "sigma_syn_target or set training.method = \"preactivation\"")
+        if self.method == "device" and noisy:
+            raise ConfigError("training.method device trains through the device, without "
+                              "pre-activation noise; remove sigma_neu / sigma_syn_target")
+
+    def _noisy(self) -> bool:
+        sigma = self.sigma_neu
+        return bool(self.sigma_syn_target) or (any(sigma) if isinstance(sigma, list) else bool(sigma))
+
+    def with_method(self) -> "TrainingConfig":
+        """A copy with the method named (inferred when None) and the device-training defaults
+        filled in when it is ``device``."""
+        method = self.method or ("preactivation" if self._noisy() else "plain")
+        if method != "device":
+            return self.replace(method=method)
+        return self.replace(method=method, device_epochs=self.device_epochs or 1,
+                            device_start=self.device_start or "plain",
+                            reprogram_every=self.reprogram_every or 1)
+
+    def plain_start(self) -> "TrainingConfig":
+        """The plain training a device-aware fine-tuning starts from (same settings, no device)."""
+        return self.replace(method="plain", **{k: None for k in DEVICE_FIELDS})
 
     def resolved(self, mapper: NetworkMapper) -> "TrainingConfig":
         """A copy with every ``None`` training setting filled from ``mapper.training_defaults``."""
@@ -133,7 +247,7 @@ class TrainingConfig(Params):
             target = None
         if sigma is None and target is None:
             sigma = 0.0
-        return self.replace(**filled, sigma_neu=sigma, sigma_syn_target=target)
+        return self.replace(**filled, sigma_neu=sigma, sigma_syn_target=target).with_method()
 
     @classmethod
     def coerce(cls, config) -> "TrainingConfig":

@@ -13,7 +13,8 @@ from nvmkit.workflow.report import NullReporter, RunResult, check_output_path
 
 
 #: the command-line option behind a key of apply_overrides' values, where its name is not the key's
-_FLAGS = {"dataset.file": "--dataset", "dataset.name": "--dataset", "dataset.source": "--source/--data-dir"}
+_FLAGS = {"dataset.file": "--dataset", "dataset.name": "--dataset", "dataset.source": "--source/--data-dir",
+          "training.method": "--training-method"}
 
 
 def apply_overrides(data: dict, values: dict[str, Any], *, network=None, device=None, noise=None,
@@ -33,6 +34,10 @@ def apply_overrides(data: dict, values: dict[str, Any], *, network=None, device=
     for key, value in values.items():
         if value is not None:
             give(key, value, _FLAGS.get(key) or "--" + key.rsplit(".", 1)[-1].replace("_", "-"))
+    if values.get("training.sigma_neu") and values.get("training.method") is None \
+            and (data.get("training") or {}).get("method") == "plain":
+        # --sigma-neu on a recorded plain run (its configuration names the method): noise training
+        set_path(data, "training.method", "preactivation")
     for key, spec in (("network", network), ("device", device), ("noise", noise), ("energy", energy)):
         if spec is not None:  # a spec replaces the file's whole table: its params belong to its plugin
             data[key] = plugin_table(key, spec)
@@ -90,7 +95,7 @@ def resolve(cfg: RunConfig, reg: Registry | None = None) -> dict:
         out["model"] = {"file": cfg.model.file,
                         "sha256": _recorded_hash(cfg.model.file, cfg.model.sha256, "model")}
         out.pop("network", None)  # the model file is the network
-        out["training"] = cfg.training.to_dict()  # epochs None: deployed as it is
+        out["training"] = cfg.training.with_method().to_dict()  # epochs None: deployed as it is
     else:
         out.pop("model", None)
     if cfg.model is not None:
@@ -176,14 +181,16 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
     train_seed = cfg.seed if cfg.training.seed is None else cfg.training.seed
     if user_model is None:
         model = train(comps.network, ds, cfg.training, seed=train_seed, reporter=reporter,
-                      progress=count_epoch)
+                      progress=count_epoch, device=comps.device, crossbar=cfg.crossbar)
         mapper = comps.network
         x_test = ds.x_test
     else:
         model = user_model
-        if cfg.training.epochs is not None:  # training asked for: continue from the user's weights
+        if cfg.training.epochs is not None or cfg.training.method == "device":
+            # training asked for: continue from the user's weights
             fine_tune(model, feed.prepare(ds.x_train), ds.y_train, cfg.training, seed=train_seed,
-                      reporter=reporter, progress=count_epoch)
+                      reporter=reporter, progress=count_epoch, device=comps.device,
+                      crossbar=cfg.crossbar)
         mapper = feed
         x_test = feed.noise_view(ds.x_test)  # the injectors' (N, H, W); feed.prepare undoes it
     train_s = time.perf_counter() - train_started

@@ -42,7 +42,7 @@ from nvmkit.core.component import check_seed
 from nvmkit.core.errors import ConfigError, NvmkitWarning
 from nvmkit.core.network import NetworkMapper
 from nvmkit.engine.evaluate import keras_outputs
-from nvmkit.workflow.config import TrainingConfig
+from nvmkit.workflow.config import TrainingConfig, training_identity
 
 CACHE_ENV = "NVMKIT_CACHE_DIR"
 #: The oldest Keras whose safe mode has no published bypass: a crafted .keras file ran code despite
@@ -59,7 +59,7 @@ GAMMA_SAMPLES = 2000
 def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
           cache_dir: str | os.PathLike | None = None, use_cache: bool | None = None,
           progress: Callable[[int, dict], Any] | None = None, reporter=None,
-          dataset_name: str | None = None) -> keras.Model:
+          dataset_name: str | None = None, device=None, crossbar=None) -> keras.Model:
     """Train ``mapper``'s network on ``data`` (or load it from the cache) and return the Keras model.
 
     ``data``: an :class:`nvmkit.workflow.data.Dataset` (``x_train``, ``y_train``, ``name``, ``is_sample``) or a
@@ -69,6 +69,11 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
     cache); None takes ``config.use_cache`` when the config has one, else True. ``cache_dir``
     defaults to ``$NVMKIT_CACHE_DIR`` or ``~/.cache/nvmkit/models``. ``progress(epoch, logs)`` is
     called after each epoch; ``reporter`` is a :mod:`nvmkit.workflow.report` reporter.
+
+    ``training.method = "device"`` trains through ``device`` and ``crossbar`` (the deployment's,
+    a :class:`nvmkit.Device` and a :class:`nvmkit.CrossbarConfig`; :func:`fit_on_device`): by
+    default it fine-tunes the plain model (trained, or loaded from the cache, first) for
+    ``device_epochs``; the device and crossbar settings join the cache key.
     """
     if use_cache is None:
         use_cache = bool(getattr(config, "use_cache", True)) if not isinstance(config, dict) \
@@ -81,6 +86,9 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
 
     # sigma_syn_target stays in the key: the derived stds follow from the plain model, itself keyed
     key_data = cache_key_data(mapper, cfg, name, is_sample, x_train, y_train)
+    if cfg.method == "device":
+        device, crossbar = _deployment(device, crossbar)
+        key_data.update(deployment_key_data(device, crossbar))
     path = cache / f"{mapper.name}-{name}-{cache_key(key_data)}.keras"
     if path.exists() and not path.is_file():  # checked before training: the save would fail after it
         raise ConfigError(f"the model cache path {path} is a folder, not a model file; remove it or set "
@@ -89,6 +97,20 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
         model = _load(path, reporter)
         if model is not None:
             return model
+
+    if cfg.method == "device":
+        if cfg.device_start == "plain":
+            model = train(mapper, data, cfg.plain_start(), seed=seed, cache_dir=cache,
+                          use_cache=use_cache, progress=progress, reporter=reporter,
+                          dataset_name=dataset_name)
+        else:
+            keras.utils.set_random_seed(cfg.seed)
+            model = mapper.build(tuple(x_train.shape[1:]), _num_classes(y_train), 0.0, cfg.seed)
+        info = fit_on_device(model, mapper.prepare(x_train), y_train, cfg, device=device,
+                             crossbar=crossbar, seed=seed, progress=progress, reporter=reporter,
+                             label=mapper.name)
+        _save_atomic(model, path, {"key": key_data, **info})
+        return model
 
     fit_cfg = cfg
     if cfg.sigma_syn_target is not None:
@@ -122,10 +144,32 @@ def cache_key_data(mapper: NetworkMapper, cfg: TrainingConfig, dataset: str, is_
                     "params": mapper.get_config()},
         # use_cache says whether to read the cache, not how to train: --no-cache must refresh the
         # model under the same key (pinned to True so that existing cache files keep their keys)
-        "training": {**cfg.to_dict(), "use_cache": True},
+        "training": {**training_identity(cfg.to_dict()), "use_cache": True},
         "dataset": {"name": dataset, "sample": bool(is_sample), "fingerprint": fingerprint(x_train, y_train)},
         "versions": {"nvmkit": __version__, "keras": keras.__version__},
     }
+
+
+def deployment_key_data(device, crossbar) -> dict:
+    """The device and crossbar settings that shape a device-aware model (joined to its cache key)."""
+    return {"device": {"name": device.name, "class": f"{type(device).__module__}.{type(device).__qualname__}",
+                       "params": device.get_config()},
+            "crossbar": crossbar.to_dict()}
+
+
+def _deployment(device, crossbar):
+    from nvmkit.core.device import Device
+    from nvmkit.engine.crossbar_config import CrossbarConfig
+
+    if not isinstance(device, Device):
+        raise ConfigError("training.method = device trains through the deployment's device; pass "
+                          "device= (a nvmkit Device, e.g. get_registry().create('device', 'reram'))")
+    if crossbar is None:
+        crossbar = CrossbarConfig()
+    if not isinstance(crossbar, CrossbarConfig):
+        raise ConfigError("training.method = device: crossbar must be a CrossbarConfig, e.g. "
+                          "CrossbarConfig.preset('default')")
+    return device, crossbar
 
 
 def cache_key(key_data: dict) -> str:
@@ -228,15 +272,8 @@ def _gamma_subset(mapper: NetworkMapper, x_train: np.ndarray, seed: int) -> np.n
 
 def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
     keras.utils.set_random_seed(cfg.seed)
-    num_classes = int(y_train.max()) + 1 if len(y_train) else 0
-    if num_classes < 2:
-        raise ConfigError("training labels hold fewer than 2 classes; check the data set")
-    model = mapper.build(tuple(x_train.shape[1:]), num_classes, cfg.sigma_neu, cfg.seed)
-    rate = cfg.learning_rate
-    if cfg.schedule == "cosine":
-        steps = cfg.epochs * math.ceil(len(x_train) * (1 - cfg.validation_split) / cfg.batch_size)
-        rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps, 1))
-    optimizer = keras.optimizers.get({"class_name": cfg.optimizer, "config": {"learning_rate": rate}})
+    model = mapper.build(tuple(x_train.shape[1:]), _num_classes(y_train), cfg.sigma_neu, cfg.seed)
+    optimizer = _optimizer(cfg, cfg.learning_rate, cfg.epochs, len(x_train))
     # no XLA: compiling costs seconds per model and saves nothing measurable for nets this small on CPU
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=False)
@@ -253,6 +290,67 @@ def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
     info = {"train_seconds": round(time.perf_counter() - started, 2),
             "history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
     return model, info
+
+
+def _num_classes(y_train) -> int:
+    num_classes = int(y_train.max()) + 1 if len(y_train) else 0
+    if num_classes < 2:
+        raise ConfigError("training labels hold fewer than 2 classes; check the data set")
+    return num_classes
+
+
+def _optimizer(cfg: TrainingConfig, learning_rate: float, epochs: int, n_train: int):
+    rate = learning_rate
+    if cfg.schedule == "cosine":
+        steps = epochs * math.ceil(n_train * (1 - cfg.validation_split) / cfg.batch_size)
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
+    return keras.optimizers.get({"class_name": cfg.optimizer, "config": {"learning_rate": rate}})
+
+
+def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, cfg: TrainingConfig, *, device,
+                  crossbar=None, seed: int = 0, probabilities: bool | None = None,
+                  progress: Callable[[int, dict], Any] | None = None, reporter=None,
+                  label: str | None = None) -> dict:
+    """Device-aware training of ``model`` in place (``training.method = "device"``).
+
+    ``device_epochs`` epochs through the deployment's ``device`` and ``crossbar``
+    (:class:`nvmkit.engine.device_aware.DeviceAwareTraining`): every mini-batch (every
+    ``reprogram_every``) reads the converted model with a programming drawn afresh in the graph
+    from ``seed``, read noise fresh per read, the converters in the loop (calibrated once, on the
+    first 500 inputs, as a run deploys); the optimizer and batch size are the training's, the rate
+    ``device_learning_rate`` (default ``learning_rate``), its schedule over the device epochs.
+    ``x`` is the model's input. Returns the training record (seconds, history).
+    """
+    from nvmkit.engine.device_aware import DeviceAwareTraining
+
+    cfg = cfg.with_method()
+    device, crossbar = _deployment(device, crossbar)
+    filled = {**NetworkMapper.training_defaults, "schedule": "constant"}
+    cfg = cfg.replace(**{k: (filled[k] if getattr(cfg, k) is None else getattr(cfg, k))
+                         for k in ("optimizer", "learning_rate", "batch_size", "schedule")})
+    seed = check_seed("fit_on_device", "seed", seed)
+    x = np.asarray(x, dtype=np.float32)
+    trainer = DeviceAwareTraining(model, device, crossbar, seed=seed,
+                                  calibration_data=x[: min(500, len(x))],
+                                  reprogram_every=cfg.reprogram_every)
+    if probabilities is None:
+        probabilities = _ends_in_softmax(model)
+    epochs = cfg.device_epochs
+    optimizer = _optimizer(cfg, cfg.device_learning_rate or cfg.learning_rate, epochs, len(x))
+    trainer.compile(optimizer=optimizer, metrics=["accuracy"], jit_compile=False,
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities))
+    advance = None
+    if reporter is not None:
+        advance = reporter.start_task(f"training {label or model.name} on {device.name} "
+                                      f"({epochs} epochs)", epochs)
+    keras.utils.set_random_seed(seed)  # the shuffling, as plain training draws it
+    started = time.perf_counter()
+    history = trainer.fit(x, np.asarray(y), epochs=epochs, batch_size=cfg.batch_size,
+                          validation_split=cfg.validation_split, shuffle=True, verbose=0,
+                          callbacks=[_epoch_callback(keras, progress, advance)])
+    trainer.copy_back()
+    return {"device_train_seconds": round(time.perf_counter() - started, 2),
+            "device_history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
 
 
 def check_keras_version(version: str | None = None) -> None:
@@ -348,15 +446,31 @@ def _unpack(data, dataset_name: str | None):
 # -- a user's own model ----------------------------------------------------------------------------
 
 def fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, config=None, *, seed: int = 0,
-              progress: Callable[[int, dict], Any] | None = None, reporter=None) -> dict:
+              progress: Callable[[int, dict], Any] | None = None, reporter=None,
+              device=None, crossbar=None) -> dict:
     """Train a user's model further in place (``nvmkit run --model F --epochs N``), seeded.
 
     ``x`` is already the model's input. Unset training settings take
-    :attr:`NetworkMapper.training_defaults` (Adam, 1e-3, batch 128; ``epochs`` must be given).
-    The loss is sparse categorical cross-entropy, on probabilities when the model ends in a
-    softmax, else on logits. No cache: the user's file is the model, and it is never overwritten.
+    :attr:`NetworkMapper.training_defaults` (Adam, 1e-3, batch 128; ``epochs`` must be given,
+    except for device-aware training). The loss is sparse categorical cross-entropy, on
+    probabilities when the model ends in a softmax, else on logits. No cache: the user's file is
+    the model, and it is never overwritten. ``training.method = "device"``: ``epochs`` plain
+    epochs (if given), then ``device_epochs`` through ``device`` and ``crossbar``
+    (:func:`fit_on_device`); ``device_start = "scratch"`` is refused (the file is the start).
     """
-    cfg = TrainingConfig.coerce(config)
+    cfg = TrainingConfig.coerce(config).with_method()
+    if cfg.method == "device":
+        if cfg.device_start == "scratch":
+            raise ConfigError("training.device_start = scratch needs a network plugin to build; a model "
+                              "file is trained from its own weights (set device_start = plain)")
+        history = {}
+        if cfg.epochs is not None:
+            history = fine_tune(model, x, y, cfg.plain_start(), seed=seed, progress=progress,
+                                reporter=reporter)
+        info = fit_on_device(model, x, y, cfg, device=device, crossbar=crossbar,
+                             seed=seed if seed is not None else (cfg.seed or 0), progress=progress,
+                             reporter=reporter)
+        return {**history, **{f"device_{k}": v for k, v in info["device_history"].items()}}
     if cfg.epochs is None:
         raise ConfigError("fine_tune: give training.epochs (the model file is deployed as it is otherwise)")
     filled = {**NetworkMapper.training_defaults, "schedule": "constant"}
@@ -368,11 +482,7 @@ def fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, config=None, *, 
     seed = check_seed("fine_tune", "seed", seed if seed is not None else (cfg.seed or 0))
     keras.utils.set_random_seed(seed)
     probabilities = _ends_in_softmax(model)
-    rate = cfg.learning_rate
-    if cfg.schedule == "cosine":
-        steps = cfg.epochs * math.ceil(len(x) * (1 - cfg.validation_split) / cfg.batch_size)
-        rate = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(steps, 1))
-    optimizer = keras.optimizers.get({"class_name": cfg.optimizer, "config": {"learning_rate": rate}})
+    optimizer = _optimizer(cfg, cfg.learning_rate, cfg.epochs, len(x))
     model.compile(optimizer=optimizer, metrics=["accuracy"], jit_compile=False,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities))
     advance = reporter.start_task(f"training {model.name} ({cfg.epochs} epochs)", cfg.epochs) \
