@@ -18,7 +18,7 @@ conductance grid (:class:`Curve`, :class:`ProgrammingTables`) and interpolated l
 Keras ops: ``programming_sigma(g, drift_time)`` on ``[g_min, g_max]`` (targets lie there),
 the drift ``drift(g, drift_time)`` (per cell, or the mean shift for devices whose spread is
 measured around the drifted mean), and ``read_sigma(g)`` over every state a programmed, drifted
-or stuck cell can take (the in-graph normals are capped at |z| <= 5.77, so the programmed states
+or stuck cell can take (the in-graph normals are capped at |z| <= 5.13, so the programmed states
 lie within ``Z_MAX`` standard deviations of their targets). Each curve states an error bound
 (:attr:`Curve.bound`).
 
@@ -60,7 +60,7 @@ F32 = np.float32
 #: intervals of every tabulated curve
 GRID = 4096
 #: programmed states lie within this many standard deviations of their targets (the in-graph
-#: Box-Muller normals of :func:`nvmkit.engine.ops.standard_normal` are capped at |z| <= 5.77)
+#: Box-Muller normals of :func:`nvmkit.engine.ops.standard_normal` are capped at |z| <= 5.13)
 Z_MAX = 6.0
 #: cells of a core from which its programming is compiled with XLA (smaller ones: plain ops)
 XLA_FROM = 1 << 16
@@ -253,14 +253,14 @@ def _read_curves(curves: list, g) -> dict:
 
 def _normals(cells: int, shape, seed) -> list:
     """``cells`` arrays of standard normals of ``shape`` from one stream: the Box-Muller transform
-    of :func:`nvmkit.engine.ops.standard_normal` (0.75 random words per sample, where
-    TensorFlow's ``stateless_normal`` spends two; the random words are most of the programming's
-    cost), its four rows of samples read as the cells' arrays without a copy."""
+    of :func:`nvmkit.engine.ops.standard_normal` (one random word a pair of samples, where
+    TensorFlow's ``stateless_normal`` spends two a sample; the random words are most of the
+    programming's cost), read as the cells' arrays."""
     n = math.prod(shape)
-    q = -(-n * cells // 4)
-    z = xops.box_muller_words(xops.random_words((3, q), seed))  # (4, q)
-    if 4 * q != n * cells:
-        z = ops.reshape(z, (-1,))[: n * cells]
+    q = -(-n * cells // 2)
+    z = ops.reshape(xops.box_muller_pairs(xops.random_words((q,), seed)), (-1,))  # (2q,)
+    if 2 * q != n * cells:
+        z = z[: n * cells]
     z = ops.reshape(z, (cells, *shape))
     return [z[j] for j in range(cells)]
 
