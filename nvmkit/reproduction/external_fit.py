@@ -228,7 +228,7 @@ def plain_models(data_dir=None, *, quick: bool = False, registry=None, reporter=
     for _, points in plan.sections:
         for p in points:
             cfg = RunConfig.from_dict(p.config)
-            if float(cfg.training.sigma_neu or 0.0) != 0.0 or cfg.training.method != "plain":
+            if float(cfg.training.sigma_neu or 0.0) != 0.0 or cfg.training.method not in (None, "plain"):
                 continue
             comps = Components(cfg, registry)
             ds = load_dataset(cfg.dataset.name, cfg.dataset.data_dir, source=cfg.dataset.source)
