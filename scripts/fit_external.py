@@ -10,8 +10,9 @@ and prints a table: our accuracy at the fitted level, ours minus the seed's (poi
 
 --claims: for the best-fitting noise type only, reruns the six plain Result 1 points through the
 pipeline with that noise at the fitted level (internal, external and both, --trials trials) and prints
-the verdicts of the claims that read plain Result 1 rows (seed_study claims 1 to 4). Claim 5 needs the
-noise-trained networks too and is not rerun here.
+the verdicts of the claims that read plain Result 1 rows (seed_study claims 1 to 4). With --noise-trained it
+reruns the noise-trained (sigma_neu 0.1) points too and adds claim 5; --at NOISE:LEVEL skips the fit
+and reruns at that level.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=13, help="grid levels per noise type")
     ap.add_argument("--noise", action="append", help="noise types (default: all bundled)")
     ap.add_argument("--claims", action="store_true", help="rerun Result 1 at the best fit; claim verdicts")
+    ap.add_argument("--noise-trained", action="store_true",
+                    help="with --claims: rerun the noise-trained (sigma_neu 0.1) points too and add claim 5")
+    ap.add_argument("--at", help="with --claims: skip the fit and rerun at this NOISE:LEVEL (e.g. speckle:1.04996)")
     ap.add_argument("--json", help="write the fits (and claim rows) here")
     args = ap.parse_args(argv)
 
@@ -41,6 +45,12 @@ def main(argv=None) -> int:
     from nvmkit.reproduction import external_fit as ef
 
     started = time.perf_counter()
+    if args.at:
+        if not args.claims:
+            ap.error("--at needs --claims")
+        name, _, level = args.at.partition(":")
+        best = ef.LevelFit(name, float(level), {}, {})
+        return _claims(best, args, {"at": args.at}, started)
     models, test, sample = ef.plain_models(args.data_dir, quick=args.quick)
     print(f"models: {', '.join(f'{n}/{d}' for n, d in models)}; sample: {sample}", file=sys.stderr)
     noises = tuple(args.noise or ef.NOISES)
@@ -54,18 +64,28 @@ def main(argv=None) -> int:
     out = {"trials": args.trials, "seed": args.seed, "points": args.points, "sample": sample,
            "fits": [f.to_dict() for f in fits], "fit_seconds": fit_s}
     if args.claims:
-        best = min(fits, key=lambda f: f.rms)
-        rows = rerun_result1(best, args)
-        verdicts = claims(rows)
-        print(f"\nClaims on plain Result 1 rerun with {best.noise} {best.level:.3f} as External "
-              f"({args.trials} trials per cell):\n")
-        from nvmkit.reproduction.seed_study import render_result1, render_verdicts
+        return _claims(min(fits, key=lambda f: f.rms), args, out, started)
+    out["wall_seconds"] = time.perf_counter() - started
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    return 0
 
-        print(render_result1(rows, 0.0, rows))
+
+def _claims(best, args, out, started) -> int:
+    rows = rerun_result1(best, args)
+    verdicts = claims(rows)
+    print(f"\nClaims on plain Result 1 rerun with {best.noise} {best.level:.3f} as External "
+          f"({args.trials} trials per cell):\n")
+    from nvmkit.reproduction.seed_study import render_result1, render_verdicts
+
+    print(render_result1(rows, 0.0, rows))
+    print()
+    if args.noise_trained:
+        print(render_result1(rows, 0.1, rows))
         print()
-        print(render_verdicts(verdicts))
-        out["claims"] = {"noise": best.noise, "level": best.level, "verdicts": [v.to_dict() for v in verdicts],
-                         "rows": rows}
+    print(render_verdicts(verdicts))
+    out["claims"] = {"noise": best.noise, "level": best.level, "verdicts": [v.to_dict() for v in verdicts],
+                     "rows": rows}
     out["wall_seconds"] = time.perf_counter() - started
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
@@ -73,7 +93,7 @@ def main(argv=None) -> int:
 
 
 def rerun_result1(fit, args) -> list[dict]:
-    """The six plain Result 1 points with the fitted noise as test-set noise, as results-database rows."""
+    """The plain (and with --noise-trained the sigma_neu 0.1) Result 1 points with the fitted noise as test-set noise, as results-database rows."""
     from nvmkit.reproduction.reproduce import plan_reproduction
     from nvmkit.workflow.config import RunConfig
     from nvmkit.workflow.pipeline import run
@@ -83,7 +103,8 @@ def rerun_result1(fit, args) -> list[dict]:
     for _, points in plan.sections:
         for p in points:
             data = json.loads(json.dumps(p.config))
-            if float((data.get("training") or {}).get("sigma_neu") or 0.0) != 0.0:
+            sigma = float((data.get("training") or {}).get("sigma_neu") or 0.0)
+            if sigma != 0.0 and not args.noise_trained:
                 continue
             data["noise"] = f"{fit.noise}:{fit.level:.6g}"
             data["trials"] = args.trials
@@ -92,7 +113,7 @@ def rerun_result1(fit, args) -> list[dict]:
             res = run(RunConfig.from_dict(data)).to_dict()
             cfg = res["config"]
             rows.append({"network": cfg["network"]["name"], "dataset": res["dataset"]["name"],
-                         "sigma_neu": 0.0, "noise": fit.noise, "noise_level": fit.level,
+                         "sigma_neu": sigma, "noise": fit.noise, "noise_level": fit.level,
                          "sample": res["dataset"].get("sample"), "accuracy": res["accuracy"], "config": cfg})
             print(f"rerun {rows[-1]['network']}/{rows[-1]['dataset']} done", file=sys.stderr)
     return rows
@@ -101,8 +122,11 @@ def rerun_result1(fit, args) -> list[dict]:
 def claims(rows):
     from nvmkit.reproduction import seed_study as ss
 
-    return [ss.claim_cnn_best_internal(rows), ss.claim_rnn_parity_external(rows),
-            ss.claim_rnn_beats_cnn_fashion_both(rows), ss.claim_rnn_beats_mlp(rows)]
+    out = [ss.claim_cnn_best_internal(rows), ss.claim_rnn_parity_external(rows),
+           ss.claim_rnn_beats_cnn_fashion_both(rows), ss.claim_rnn_beats_mlp(rows)]
+    if any(r["sigma_neu"] for r in rows):
+        out.append(ss.claim_noise_training_result1(rows))
+    return out
 
 
 if __name__ == "__main__":
