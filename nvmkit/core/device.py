@@ -112,6 +112,31 @@ class Device(Component):
         """Conductance ``t`` seconds after programming (default: no drift)."""
         return g
 
+    # -- the update model (on-chip learning, optional) ---------------------------------------
+    #: relative device-to-device spread of the pulse step: each cell's step is scaled by its own
+    #: factor ``1 + pulse_step_d2d * z`` (z standard normal, fixed per chip)
+    pulse_step_d2d: float = 0.0
+    #: pulses one update window allows a cell (per update, either sign); None: not stated
+    max_pulses: int | None = None
+    #: J of one programming pulse on one cell; None: not stated (training energy says so)
+    pulse_energy: float | None = None
+
+    def pulse_step(self, g: np.ndarray, up: bool) -> np.ndarray:
+        """Mean conductance change of one pulse at state ``g`` (same units): positive for an up
+        (potentiating) pulse, negative for a down (depressing) one. A device that is not updated
+        by pulses leaves this undefined; it still works for inference, and on-chip learning
+        refuses it (:attr:`pulse_updatable`)."""
+        raise NotImplementedError(f"device '{self.name}' states no update model (pulse_step)")
+
+    def pulse_step_sigma(self, g: np.ndarray, up: bool) -> np.ndarray:
+        """Cycle-to-cycle std of one pulse's step at state ``g`` (same units as ``g``)."""
+        return np.zeros_like(np.asarray(g, dtype=np.float32))
+
+    @property
+    def pulse_updatable(self) -> bool:
+        """True when the device states its update model (overrides :meth:`pulse_step`)."""
+        return type(self).pulse_step is not Device.pulse_step
+
     def cell_read_energy(self, g: np.ndarray | float) -> np.ndarray | float:
         """Energy of reading one cell once (J): V^2 G t for a conductance, V I t for a current."""
         if self.units in _SIEMENS:
