@@ -19,7 +19,7 @@ _EXPORTS = {
     "nvmkit.core.errors": ("ConfigError", "DataError", "NvmkitError", "PluginError"),
     "nvmkit.core.component": ("Component", "check_fraction", "check_int", "check_nonnegative", "check_positive"),
     "nvmkit.core.device": ("Device", "check_flag"),
-    "nvmkit.core.energy": ("EnergyEstimator", "EnergyReport", "EnergyTerm"),
+    "nvmkit.core.energy": ("EnergyEstimator", "EnergyReport", "EnergyTerm", "TrainingEnergyReport"),
     "nvmkit.core.footprint": ("LayerFootprint", "TileShape"),
     "nvmkit.core.hookspecs": ("hookimpl",),
     "nvmkit.core.layers": ("PreActivationNoiseRNNCell", "initializer", "relu_block"),
@@ -39,7 +39,7 @@ _EXPORTS = {
     "nvmkit.workflow.config": ("DataConfig", "ModelConfig", "PluginRef", "RunConfig", "TrainingConfig"),
     "nvmkit.workflow.data": ("load_data_file", "load_dataset"),
     "nvmkit.workflow.user_model": ("load_model_file",),
-    "nvmkit.reproduction.energy_table": ("energy_report",),
+    "nvmkit.reproduction.energy_table": ("energy_report", "training_energy_report"),
     "nvmkit.workflow.pipeline": ("resolve", "run"),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -153,6 +153,7 @@ __all__ = [
     "EnergyEstimator",
     "EnergyReport",
     "EnergyTerm",
+    "TrainingEnergyReport",
     "LayerFootprint",
     "MappingConfig",
     "NetworkMapper",
@@ -175,6 +176,7 @@ __all__ = [
     "load_dataset",
     "load_model_file",
     "energy_report",
+    "training_energy_report",
     "ModelConfig",
     "resolve",
     "run",
