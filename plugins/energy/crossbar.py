@@ -6,7 +6,7 @@ import math
 from typing import ClassVar, Sequence
 
 from nvmkit import ConfigError, Device, EnergyEstimator, EnergyReport, EnergyTerm, LayerFootprint, check_fraction, check_int, check_nonnegative, check_positive, hookimpl
-from nvmkit.core.energy import TrainingEnergyReport
+from nvmkit import TrainingEnergyReport
 
 #: J per MAC (one weight, both cells of its pair, one read) of a device's analog core, used when the
 #: device does not carry ``energy_per_mac`` itself. Each figure is a whole-core number: array read,
