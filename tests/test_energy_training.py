@@ -265,6 +265,8 @@ def test_training_table_of_the_seed_networks():
     for r in rows:
         assert r.by_component["update_pulses"] == pytest.approx(r.cells * 2 * PJ)
         assert r.seed_total is None  # the seed's table has no such device
+        # at the break-even J per cell, the pulses cost what both reads cost
+        assert r.break_even * r.cells == pytest.approx(r.by_phase["forward"] + r.by_phase["backward"])
     text = et.render_training_table(rows)
     assert text.count("| test-pulse-cell |") == 3
     unpriced = et.training_energy_table("default", devices=[_Cell()], pulses_per_cell=1.0)

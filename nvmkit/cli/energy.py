@@ -101,11 +101,14 @@ def _training(network, device, estimator, seed_table, sensitivity, assumptions, 
                   "pulses_per_cell": pulses_per_cell, "pulse_energy_J": pulse_energy, "batch_size": batch_size}
         if not as_json:
             print(f"## Energy of one training step, {a} assumptions\n")
-            print(et.render_assumptions(a) + "\n- conv mapping (training): im2col, as the engine maps and updates conv layers\n")
+            print(et.render_assumptions(a))
+            if et.get_assumptions(a).estimator.get("conv_mapping", "im2col") != "im2col":
+                print("- conv mapping (training): im2col, as the engine maps and updates conv layers (an "
+                      "unrolled crossbar is not updated by outer products): the CNN's forward is not the table's above")
             per = "one sample" if batch_size == 1 else f"a mini-batch of {batch_size} samples"
             source = (f"{pulse_energy * 1e12:.3g} pJ per pulse per cell (assumption given)" if pulse_energy is not None
                       else "each device's own pulse_energy")
-            print(f"- step: {per}; {pulses_per_cell:g} pulses per cell per step (assumption given); {source}\n")
+            print(f"- step: {per}; pulses per cell per step: {pulses_per_cell:g} (assumption given); {source}\n")
             print(et.render_training_table(rows) + "\n")
     if as_json:
         print(json.dumps(out, indent=2))

@@ -408,11 +408,17 @@ class TrainingRow:
     pulse_energy: float | None  # J per pulse per cell that priced the update (None: not priced)
     seed_total: float | None  # the seed's "Total Energy/Op" for this cell of its table, if any
 
+    @property
+    def break_even(self) -> float:
+        """J per cell per step (pulses per cell x pulse energy) at which the update pulses cost as
+        much as the forward and backward reads together."""
+        return (self.by_phase["forward"] + self.by_phase["backward"]) / self.cells
+
     def to_dict(self) -> dict:
         return {"network": self.network, "device": self.device, "by_phase_J": dict(self.by_phase),
                 "by_component_J": dict(self.by_component), "total_J": self.total, "cells": self.cells,
                 "unpriced": list(self.unpriced), "pulse_energy_J": self.pulse_energy,
-                "seed_total_J": self.seed_total}
+                "seed_total_J": self.seed_total, "break_even_J_per_cell": self.break_even}
 
 
 def training_energy_table(assumptions: str | Assumptions = "default",
@@ -448,8 +454,9 @@ def training_energy_table(assumptions: str | Assumptions = "default",
 def render_training_table(rows: Sequence[TrainingRow]) -> str:
     """Markdown: forward, backward and update energy of one step, its total and the seed's (nJ)."""
     head = ("| network | device | forward (nJ) | backward (nJ) | update pulses (nJ) | update other (nJ) "
-            "| total (nJ) | seed's \"training\" total (nJ) | total / seed | cells | pJ per pulse |")
-    lines = [head, "|" + " --- |" * 11]
+            "| total (nJ) | seed's \"training\" total (nJ) | total / seed | cells | pJ per pulse "
+            "| reads = pulses at (fJ per cell) |")
+    lines = [head, "|" + " --- |" * 12]
     for r in rows:
         pulses = r.by_component["update_pulses"]
         other = r.by_phase["update"] - pulses
@@ -460,5 +467,6 @@ def render_training_table(rows: Sequence[TrainingRow]) -> str:
         lines.append("| " + " | ".join([
             r.network, r.device, _nj(r.by_phase["forward"]), _nj(r.by_phase["backward"]),
             _nj(pulses) if priced else "not priced", _nj(other), total, seed, ratio, f"{r.cells:,}",
-            f"{r.pulse_energy * 1e12:.3g}" if r.pulse_energy is not None else "none stated"]) + " |")
+            f"{r.pulse_energy * 1e12:.3g}" if r.pulse_energy is not None else "none stated",
+            f"{r.break_even * 1e15:.3g}"]) + " |")
     return "\n".join(lines)
