@@ -16,7 +16,7 @@ from nvmkit.core.errors import ConfigError
 from nvmkit.core.footprint import LayerFootprint, TileShape
 from nvmkit.reproduction import energy_table as et
 from nvmkit.reproduction import footprint_builders as fb
-from nvmkit_plugins.energy.crossbar import PULSE_COUNT_ENERGY, CrossbarEnergy
+from nvmkit_plugins.energy.crossbar import GRADIENT_MAC_ENERGY, PULSE_COUNT_ENERGY, CrossbarEnergy
 
 PJ = 1e-12
 
@@ -150,6 +150,25 @@ def test_rank1_updates_per_step_drive_lines_and_compute_pulse_counts():
     assert r.by_component()["update_drive"] == 0 and "not priced" in r.notes["pulse_lines"]
 
 
+def test_deterministic_counts_compute_the_gradient_per_weight():
+    """Counts per weight from the step's gradient: n_in x n_out digital MACs per read of every
+    sample, one rounding per weight per step, one drive of every line per step; the pulses
+    themselves cost the same as with trains."""
+    conv = fb.conv_footprint("conv", (8, 8, 1), 4)  # 36 positions, 10 x 4, one tile
+    for batch in (1, 2):
+        r = _explicit().estimate_training_step([conv], _PulseCell(), pulses_per_cell=1.5, batch_size=batch,
+                                               pulses="deterministic", pulse_line_energy=7.0)
+        macs = [t for t in r.terms if t.what == "gradient MAC (digital)"]
+        assert [(t.count, t.unit_energy) for t in macs] == [(36 * batch * 40, GRADIENT_MAC_ENERGY)]
+        rounding = [t for t in r.terms if t.what == "pulse count per weight"]
+        assert [(t.count, t.unit_energy) for t in rounding] == [(40, PULSE_COUNT_ENERGY)]
+        assert _count(r, "update_drive") == 14 and r.by_component()["update_drive"] == 14 * 7.0
+        stochastic = _explicit().estimate_training_step([conv], _PulseCell(), pulses_per_cell=1.5,
+                                                        batch_size=batch)
+        assert r.by_component()["update_pulses"] == stochastic.by_component()["update_pulses"] == 80 * 1.5 * 2 * PJ
+        assert r.pulses == "deterministic" and r.to_dict()["pulses"] == "deterministic"
+
+
 def test_a_device_without_pulse_energy_is_reported_unpriced_not_zero():
     fp = _two_layers()
     r = _explicit().estimate_training_step(fp, _Cell(), pulses_per_cell=2.0)
@@ -233,6 +252,7 @@ def test_an_estimator_that_does_not_price_training_refuses_in_one_line():
     ({"pulses_per_cell": {"first": 1.0, "second": 1.0, "third": 1.0}}, "unknown third"),
     ({"pulses_per_cell": 1.0, "batch_size": 0}, "batch_size"),
     ({"pulses_per_cell": 1.0, "pulse_energy": -1.0}, "pulse_energy"),
+    ({"pulses_per_cell": 1.0, "pulses": "random"}, "pulses must be one of stochastic, deterministic"),
 ])
 def test_bad_training_parameters_fail_in_one_line(kw, words):
     with pytest.raises(ConfigError) as exc:
@@ -296,6 +316,7 @@ def test_cli_training_json_and_errors(cli):
     assert ("WITHOUT the update pulses" in res.output) == (stated is None), res.output
     for args, words in ((["--training"], "--pulses-per-cell"),
                         (["--pulse-energy", "1e-12"], "add --training"),
+                        (["--pulses", "deterministic"], "add --training"),
                         (["--training", "--pulses-per-cell", "1", "--sensitivity"], "--sensitivity")):
         bad = CliRunner().invoke(cli, ["energy", *args])
         assert bad.exit_code == 2 and words in bad.output, bad.output

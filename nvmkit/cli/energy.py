@@ -47,24 +47,28 @@ def energy_command(
                                                  help="With --training: J per pulse per cell, in place of the device's "
                                                       "pulse_energy (an assumption: say so where you quote it)."),
     batch_size: int = typer.Option(1, "--batch-size",
-                                   help="With --training: samples per step (each read forward and backward, "
-                                        "each applying its rank-1 updates)."),
+                                   help="With --training: samples per step (each read forward and backward)."),
+    pulses: str = typer.Option("stochastic", "--pulses",
+                               help="With --training: how the pulse counts are formed: stochastic (row and column "
+                                    "trains, one rank-1 update per read) or deterministic (per weight, from the "
+                                    "step's gradient computed digitally)."),
 ):
     """Energy per inference (or, with --training, of one training step) of a network on a device,
     broken down by layer and component."""
     if training:
         _training(network, device, estimator, seed_table, sensitivity, assumptions, as_json, model, set_,
-                  pulses_per_cell, pulse_energy, batch_size)
+                  pulses_per_cell, pulse_energy, batch_size, pulses)
         return
-    if pulses_per_cell is not None or pulse_energy is not None or batch_size != 1:
+    if pulses_per_cell is not None or pulse_energy is not None or batch_size != 1 or pulses != "stochastic":
         from nvmkit.core.errors import ConfigError
 
-        raise ConfigError("--pulses-per-cell, --pulse-energy and --batch-size price a training step; add --training")
+        raise ConfigError("--pulses-per-cell, --pulse-energy, --batch-size and --pulses price a training step; "
+                          "add --training")
     _energy(network, device, estimator, seed_table, sensitivity, assumptions, as_json, model, set_)
 
 
 def _training(network, device, estimator, seed_table, sensitivity, assumptions, as_json, model, sets,
-              pulses_per_cell, pulse_energy, batch_size):
+              pulses_per_cell, pulse_energy, batch_size, pulses="stochastic"):
     from nvmkit.core.errors import ConfigError
     from nvmkit.core.registry import spec_params
     from nvmkit.reproduction import energy_table as et
@@ -80,7 +84,7 @@ def _training(network, device, estimator, seed_table, sensitivity, assumptions, 
                               "or drop --model")
         report = et.training_energy_report(network or "mlp", device, estimator, model=str(model) if model else None,
                                            crossbar=crossbar_from_sets(sets), pulses_per_cell=pulses_per_cell,
-                                           batch_size=batch_size, pulse_energy=pulse_energy)
+                                           batch_size=batch_size, pulse_energy=pulse_energy, pulses=pulses)
         if as_json:
             print(json.dumps(report.to_dict(), indent=2))
         else:
@@ -96,9 +100,10 @@ def _training(network, device, estimator, seed_table, sensitivity, assumptions, 
     out: dict = {}
     for a in names:
         rows = et.training_energy_table(a, pulses_per_cell=pulses_per_cell, pulse_energy=pulse_energy,
-                                        batch_size=batch_size, estimator=est_params)
+                                        batch_size=batch_size, pulses=pulses, estimator=est_params)
         out[a] = {"table": [r.to_dict() for r in rows], "assumptions": et.get_assumptions(a).why,
-                  "pulses_per_cell": pulses_per_cell, "pulse_energy_J": pulse_energy, "batch_size": batch_size}
+                  "pulses_per_cell": pulses_per_cell, "pulse_energy_J": pulse_energy, "batch_size": batch_size,
+                  "pulses": pulses}
         if not as_json:
             print(f"## Energy of one training step, {a} assumptions\n")
             print(et.render_assumptions(a))
@@ -108,7 +113,8 @@ def _training(network, device, estimator, seed_table, sensitivity, assumptions, 
             per = "one sample" if batch_size == 1 else f"a mini-batch of {batch_size} samples"
             source = (f"{pulse_energy * 1e12:.3g} pJ per pulse per cell (assumption given)" if pulse_energy is not None
                       else "each device's own pulse_energy")
-            print(f"- step: {per}; pulses per cell per step: {pulses_per_cell:g} (assumption given); {source}\n")
+            print(f"- step: {per}; {pulses} pulse counts; pulses per cell per step: {pulses_per_cell:g} "
+                  f"(assumption given); {source}\n")
             print(et.render_training_table(rows) + "\n")
     if as_json:
         print(json.dumps(out, indent=2))
@@ -217,7 +223,7 @@ def print_report(report, network: str = "") -> None:
         phases = ", ".join(f"{k} {v * 1e9:.4g}" for k, v in report.by_phase().items())
         console.print(escape(f"  by phase: {phases} nJ; pulses per cell per step: {report.pulses_per_cell}"),
                       highlight=False)
-        for key in ("pulse_energy", "pulse_lines", "backward_first_layer"):
+        for key in ("pulses", "pulse_energy", "pulse_lines", "backward_first_layer"):
             console.print(f"  {key}: {escape(str(report.notes.get(key)))}", highlight=False)
         for item in report.unpriced:
             console.print(f"[yellow]not priced:[/] {escape(item)}", highlight=False)

@@ -101,6 +101,8 @@ class TrainingEnergyReport(EnergyReport):
     batch_size: int = 1
     #: the mean pulses per cell per step that priced the update: one number, or layer -> number
     pulses_per_cell: float | dict = 0.0
+    #: how the pulse counts were formed: "stochastic" (row and column trains) or "deterministic"
+    pulses: str = "stochastic"
     unpriced: list = field(default_factory=list)
 
     @property
@@ -128,6 +130,7 @@ class TrainingEnergyReport(EnergyReport):
         return super().to_dict() | {
             "kind": "training step",
             "batch_size": self.batch_size,
+            "pulses": self.pulses,
             "pulses_per_cell": (dict(self.pulses_per_cell) if isinstance(self.pulses_per_cell, dict)
                                 else self.pulses_per_cell),
             "by_phase_J": self.by_phase(),
@@ -149,10 +152,13 @@ class EnergyEstimator(Component):
 
     def estimate_training_step(self, footprint: Sequence[LayerFootprint], device: Device, *,
                                pulses_per_cell: float | dict, batch_size: int = 1,
-                               pulse_energy: float | None = None) -> TrainingEnergyReport:
+                               pulse_energy: float | None = None,
+                               pulses: str = "stochastic") -> TrainingEnergyReport:
         """Energy of one training step (``batch_size`` samples read forward and backward, then
         the update by pulses, ``pulses_per_cell`` per cell on average; ``pulse_energy`` J per
-        pulse per cell overrides the device's). An estimator that does not price training
-        refuses in one line."""
+        pulse per cell overrides the device's; ``pulses``: how the pulse counts are formed,
+        ``"stochastic"`` trains per row and column or ``"deterministic"`` counts per cell, as
+        in-place learning names them). An estimator that does not price training refuses in one
+        line."""
         raise ConfigError(f"energy estimator '{self.name}' does not price a training step; "
                           "use --estimator crossbar")

@@ -158,7 +158,8 @@ def energy_report(network: str = "mlp", device: str | Device = "reram",
 def training_energy_report(network: str = "mlp", device: str | Device = "reram",
                            estimator: str | dict | None = None, registry: Registry | None = None, *,
                            pulses_per_cell: float | dict, batch_size: int = 1,
-                           pulse_energy: float | None = None, model=None, crossbar=None,
+                           pulse_energy: float | None = None, pulses: str = "stochastic",
+                           model=None, crossbar=None,
                            input_shape=INPUT_SHAPE, classes: int = CLASSES,
                            **network_params) -> TrainingEnergyReport:
     """Energy of one training step of a network on a device, without training: the sibling of
@@ -169,13 +170,17 @@ def training_energy_report(network: str = "mlp", device: str | Device = "reram",
     step (one number, or analog layer name -> number; measured by learning in place, or an
     assumption), priced at ``pulse_energy`` J per pulse per cell, else the device's own
     ``pulse_energy`` (a device without one: the report's ``unpriced`` says so and its total
-    leaves the pulses out). An estimator that does not price training refuses in one line.
+    leaves the pulses out). ``pulses``: how the counts are formed, ``"stochastic"`` row and
+    column trains per read, or ``"deterministic"`` counts per weight from the step's gradient
+    (computed digitally), as in-place learning names them. An
+    estimator that does not price training refuses in one line.
     """
     reg = registry or get_registry()
     dev = _device(device, reg)
     fp = _footprint(network, dev, reg, model, crossbar, input_shape, classes, network_params)
     return _estimator(estimator, reg).estimate_training_step(
-        fp, dev, pulses_per_cell=pulses_per_cell, batch_size=batch_size, pulse_energy=pulse_energy)
+        fp, dev, pulses_per_cell=pulses_per_cell, batch_size=batch_size, pulse_energy=pulse_energy,
+        pulses=pulses)
 
 
 def _footprint(network, dev, reg, model, crossbar, input_shape, classes, network_params) -> list:
@@ -424,7 +429,7 @@ class TrainingRow:
 def training_energy_table(assumptions: str | Assumptions = "default",
                           devices: Sequence[str | Device] = TRAINING_DEVICES, *,
                           pulses_per_cell: float = 1.0, pulse_energy: float | None = None,
-                          batch_size: int = 1, estimator: dict | None = None,
+                          batch_size: int = 1, pulses: str = "stochastic", estimator: dict | None = None,
                           registry: Registry | None = None) -> list[TrainingRow]:
     """One training step of the seed's three networks on each device, with the seed's total.
 
@@ -443,7 +448,7 @@ def training_energy_table(assumptions: str | Assumptions = "default",
         for label in NETWORKS:
             fp = _network_fp(a, label, dev, reg)
             r = est.estimate_training_step(fp, dev, pulses_per_cell=pulses_per_cell,
-                                           batch_size=batch_size, pulse_energy=pulse_energy)
+                                           batch_size=batch_size, pulse_energy=pulse_energy, pulses=pulses)
             priced = pulse_energy if pulse_energy is not None else getattr(dev, "pulse_energy", None)
             seed = SEED_TABLE.get((label, dev.name), {}).get("total")
             rows.append(TrainingRow(label, dev.name, r.by_phase(), r.by_component(), r.total,

@@ -245,15 +245,18 @@ class CrossbarEnergy(EnergyEstimator):
                     "three kernels of training (VMM, transposed VMM, outer-product update)",
         "derivative": "30 fJ per ReLU derivative, max-pool routing, output error or col2im add: one "
                       "8-bit add or select in 45 nm CMOS (Horowitz, ISSCC 2014)",
-        "pulse_count": "0.2 pJ per row or column signal and rank-1 update: one 8-bit multiply in 45 nm "
-                       "CMOS (Horowitz, ISSCC 2014), scaling the signal by the learning rate to a pulse count",
+        "pulse_count": "0.2 pJ per row or column signal and rank-1 update (stochastic), or per weight and "
+                       "step (deterministic): one 8-bit multiply in 45 nm CMOS (Horowitz, ISSCC 2014)",
+        "gradient": "deterministic counts: 0.3 pJ per digital gradient MAC, an 8-bit multiply and a 32-bit "
+                    "add (Horowitz, ISSCC 2014)",
         "pulses": "the device's pulse_energy (J per pulse per cell), or the pulse_energy given",
         "pulse lines": "not priced unless pulse_line_energy is given (no cited figure)",
     }
 
     def estimate_training_step(self, footprint: Sequence[LayerFootprint], device: Device, *,
                                pulses_per_cell: float | dict, batch_size: int = 1,
-                               pulse_energy: float | None = None, pulse_line_energy: float | None = None,
+                               pulse_energy: float | None = None, pulses: str = "stochastic",
+                               pulse_line_energy: float | None = None,
                                backward_first_layer: bool = False) -> TrainingEnergyReport:
         """Energy of one training step: ``batch_size`` samples read forward and backward, and the
         weight update applied as rank-1 (outer-product) pulse updates.
@@ -274,23 +277,35 @@ class CrossbarEnergy(EnergyEstimator):
           ``pulses_per_cell`` (mean pulses per cell per step, stated or measured; a dict prices
           each analog layer with its own) x the pulse energy (``pulse_energy``, else the
           device's ``pulse_energy``; a device without one is listed in the report's ``unpriced``
-          and its pulses are counted at 0 J, not silently). Rank-1 updates per step: one per
-          forward read of every sample (``reads x batch_size``: per output position of a conv,
-          per time step of an RNN); for each, every row and column signal is scaled to a pulse
-          count (``update_digital``, one 8-bit multiply each, 0.2 pJ, Horowitz 2014) and every
-          tile's row and column line is driven by its pulse train (``update_drive``, priced at
-          ``pulse_line_energy`` J per line and update when given, else counted only).
+          and its pulses are counted at 0 J, not silently). How the counts are formed
+          (``pulses``, the names of in-place learning):
+
+          - ``"stochastic"`` (default): Gokmen and Vlasov's pulse trains (Front. Neurosci.
+            2016), one rank-1 update per forward read of every sample (``reads x batch_size``:
+            per output position of a conv, per time step of an RNN); for each, every row and
+            column signal is scaled to a pulse probability (``update_digital``, one 8-bit
+            multiply each, 0.2 pJ, Horowitz 2014) and every tile's row and column line is driven
+            by its train (``update_drive``);
+          - ``"deterministic"``: each weight's count from the step's gradient, computed
+            digitally: ``n_in x n_out`` multiply-accumulates per read of every sample (0.3 pJ:
+            an 8-bit multiply and a 32-bit add, Horowitz 2014) and one rounding to a count per
+            weight per step (0.2 pJ); every tile's lines driven once per step.
+
+          ``update_drive`` is priced at ``pulse_line_energy`` J per line drive when given, else
+          counted only.
 
         Conv layers must be priced as the engine maps them (``conv_mapping="im2col"``): an
         unrolled Toeplitz crossbar is not updated by outer products.
         """
         owner = f"energy estimator '{self.name}'"
         batch = check_int(owner, "batch_size", batch_size)
+        if pulses not in PULSE_SCHEMES:
+            raise ConfigError(f"{owner}: pulses must be one of {', '.join(PULSE_SCHEMES)}, got {pulses!r}")
         if self.conv_mapping != "im2col" and any(fp.kind == "conv" for fp in footprint):
             raise ConfigError(f"{owner}: a training step prices conv layers as the engine maps them; "
                               "use conv_mapping=im2col (an unrolled crossbar is not updated by outer products)")
         analog = [fp for fp in footprint if fp.tiles or fp.macs_per_inference > 0]
-        pulses = _pulses_by_layer(owner, pulses_per_cell, [fp.name for fp in analog])
+        per_cell = _pulses_by_layer(owner, pulses_per_cell, [fp.name for fp in analog])
         if pulse_energy is not None:
             e_pulse, pulse_source = check_nonnegative(owner, "pulse_energy", pulse_energy), "given pulse_energy"
         elif getattr(device, "pulse_energy", None) is not None:
@@ -307,12 +322,15 @@ class CrossbarEnergy(EnergyEstimator):
         for fp in footprint:  # the backward pass, then the update: a step's order
             terms += self._backward_terms(fp, device, batch, first, backward_first_layer)
         for fp in analog:
-            terms += self._update_terms(fp, batch, pulses[fp.name], e_pulse, e_line, device)
+            terms += self._update_terms(fp, batch, per_cell[fp.name], e_pulse, e_line, device, pulses)
         if analog and e_pulse is None:
             unpriced.append(f"update_pulses: device '{device.name}' states no pulse_energy; "
                             "give pulse_energy (J per pulse per cell)")
         notes = dict(inference.notes) | {
-            "per": f"one training step: {batch} sample(s) forward and backward, {batch} rank-1 update(s) per read",
+            "per": (f"one training step: {batch} sample(s) forward and backward, " +
+                    (f"{batch} rank-1 pulse-train update(s) per read" if pulses == "stochastic"
+                     else "pulse counts per weight from the step's gradient")),
+            "pulses": pulses,
             "pulse_energy": ({pulse_source: e_pulse} if e_pulse is not None
                              else f"NOT PRICED: device '{device.name}' states no pulse_energy"),
             "pulse_lines": (f"{e_line:g} J per line and update" if e_line is not None
@@ -321,7 +339,8 @@ class CrossbarEnergy(EnergyEstimator):
                                      else f"'{first}' not read backward (its input needs no error)"),
         }
         return TrainingEnergyReport(self.name, device.name, terms, notes, physical=inference.physical,
-                                    batch_size=batch, pulses_per_cell=pulses_per_cell, unpriced=unpriced)
+                                    batch_size=batch, pulses_per_cell=pulses_per_cell, pulses=pulses,
+                                    unpriced=unpriced)
 
     def _backward_terms(self, fp: LayerFootprint, device: Device, batch: int, first: str | None,
                         backward_first_layer: bool) -> list[EnergyTerm]:
@@ -364,26 +383,43 @@ class CrossbarEnergy(EnergyEstimator):
         return out
 
     def _update_terms(self, fp: LayerFootprint, batch: int, pulses: float, e_pulse: float | None,
-                      e_line: float | None, device: Device) -> list[EnergyTerm]:
-        updates = fp.reads_per_inference * batch  # rank-1 updates: one per read of every sample
+                      e_line: float | None, device: Device, scheme: str) -> list[EnergyTerm]:
+        reads = fp.reads_per_inference * batch  # every read of every sample
         rows = sum(t.rows for t in fp.tiles) if fp.tiles else fp.n_in
         cols = sum(t.cols for t in fp.tiles) if fp.tiles else fp.n_out
         cells = fp.cells if fp.tiles else fp.n_in * fp.n_out * fp.devices_per_weight
         pulse_what = "programming pulse" if e_pulse is not None else \
             f"programming pulse (NOT PRICED: device '{device.name}' states no pulse_energy)"
-        return [
-            EnergyTerm(fp.name, "update_pulses", cells * pulses, e_pulse if e_pulse is not None else 0.0,
-                       pulse_what),
-            EnergyTerm(fp.name, "update_drive", (rows + cols) * updates, e_line if e_line is not None else 0.0,
-                       "pulse-line drive" + ("" if e_line is not None else " (not priced)")),
-            EnergyTerm(fp.name, "update_digital", (fp.n_in + fp.n_out) * updates, PULSE_COUNT_ENERGY,
-                       "pulse-count computation"),
-        ]
+        drive_tag = "" if e_line is not None else " (not priced)"
+        out = [EnergyTerm(fp.name, "update_pulses", cells * pulses, e_pulse if e_pulse is not None else 0.0,
+                          pulse_what)]
+        if scheme == "stochastic":  # one rank-1 update per read: its row and column trains
+            out += [
+                EnergyTerm(fp.name, "update_drive", (rows + cols) * reads, e_line if e_line is not None else 0.0,
+                           "pulse-train line drive" + drive_tag),
+                EnergyTerm(fp.name, "update_digital", (fp.n_in + fp.n_out) * reads, PULSE_COUNT_ENERGY,
+                           "row/column pulse probability"),
+            ]
+        else:  # each weight's count from the step's gradient, computed digitally
+            weights = fp.n_in * fp.n_out
+            out += [
+                EnergyTerm(fp.name, "update_drive", rows + cols, e_line if e_line is not None else 0.0,
+                           "line drive, one pass per step" + drive_tag),
+                EnergyTerm(fp.name, "update_digital", weights * reads, GRADIENT_MAC_ENERGY,
+                           "gradient MAC (digital)"),
+                EnergyTerm(fp.name, "update_digital", weights, PULSE_COUNT_ENERGY, "pulse count per weight"),
+            ]
+        return out
 
 
 # One row or column signal scaled by the learning rate to a pulse count: one 8-bit multiply,
 # 0.2 pJ in 45 nm CMOS (M. Horowitz, "Computing's energy problem", ISSCC 2014).
 PULSE_COUNT_ENERGY = 0.2e-12
+# One digital multiply-accumulate of a gradient: an 8-bit multiply (0.2 pJ) and a 32-bit add
+# (0.1 pJ) in 45 nm CMOS (Horowitz, ISSCC 2014).
+GRADIENT_MAC_ENERGY = 0.2e-12 + 0.1e-12
+#: how the update's pulse counts are formed (the names of in-place learning's ``pulses``)
+PULSE_SCHEMES = ("stochastic", "deterministic")
 
 
 def _pulses_by_layer(owner: str, pulses_per_cell, names: list[str]) -> dict[str, float]:
