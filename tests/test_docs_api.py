@@ -44,6 +44,11 @@ def test_api_script_runs(tmp_path, monkeypatch, capsys):
     assert 0.8 < digital <= 1.0, out  # 2 epochs of a 784-128-10 MLP on the 4,000-image sample: ~0.90
     assert re.search(r"ReRAM \+ Gaussian test-set noise: [\d.]+% \+- [\d.]+% \(5 trials\)", out), out
     assert re.search(r"energy per inference: [\d.e+-]+ nJ \(vmm", out), out
+    step = re.search(r"one training step: ([\d.e+-]+) nJ \(forward ([\d.e+-]+) nJ, backward ([\d.e+-]+) nJ, "
+                     r"update ([\d.e+-]+) nJ\)", out)
+    assert step, out
+    total, *phases = (float(v) for v in step.groups())
+    assert total == pytest.approx(sum(phases), rel=5e-3) and min(phases) > 0  # printed to 3 digits
     for scenario in ("digital", "internal", "external", "both"):
         assert re.search(rf"^\s*{scenario}: 0\.\d+$", out, flags=re.M), out
     assert "(sample data)" in out
