@@ -97,6 +97,29 @@ def test_the_first_layer_is_not_read_backward_and_a_recurrent_one_is_read_t_minu
     assert _count(r, "backward_vmm", "rnn") == 4 * rows * 16
 
 
+def _core(name, kind, rows, cols, reads, **extra):
+    return LayerFootprint(name, kind, tiles=(TileShape(rows, cols),), reads_per_inference=reads,
+                          n_in=rows, n_out=cols, extra=extra)
+
+
+@pytest.mark.parametrize("cores, reads", [
+    # a grouped conv first: every group reads the image, none is read backward
+    ([_core("conv", "conv", 10, 4, 36, groups=2), _core("conv/group1", "conv", 10, 4, 36, groups=2)], [0, 0]),
+    # a separable conv first: the pointwise core's input is the depthwise core's output
+    ([_core("sep", "conv", 10, 4, 36, depthwise=True), _core("sep/pointwise", "conv", 4, 8, 36)], [0, 36]),
+    # a GRU first: its input core reads x_t alone, its recurrent core carries the error through time
+    ([_core("gru", "rnn", 8, 48, 5, cell="gru"), _core("gru/recurrent", "rnn", 17, 48, 5, cell="gru")], [0, 4]),
+    # an LSTM first: one [x; h] crossbar
+    ([_core("lstm", "rnn", 25, 64, 5, cell="lstm")], [4]),
+])
+def test_the_first_layers_cores_are_read_backward_only_where_an_error_is_needed(cores, reads):
+    fp = [*cores, fb.dense_footprint("out", 8, 3, relu=False)]
+    r = _explicit().estimate_training_step(fp, _PulseCell(), pulses_per_cell=1.0)
+    for core, n in zip(cores, reads):
+        assert _count(r, "backward_adc", core.name) == n * core.n_in, core.name
+    assert _count(r, "backward_adc", "out") == 9  # not the first layer: every read
+
+
 def test_backward_digital_work_by_hand():
     """ReLU derivatives (one per activation), the output error (one per class), max-pool routing
     (one per pooled output) and a conv layer's col2im adds (one per converted row value)."""

@@ -348,8 +348,8 @@ class CrossbarEnergy(EnergyEstimator):
         op = self.digital_op_energy
         if fp.tiles or fp.macs_per_inference > 0:
             reads = fp.reads_per_inference
-            if fp.name == first and not backward_first_layer:
-                reads = max(reads - 1, 0) if fp.kind == "rnn" else 0
+            if first is not None and not backward_first_layer:
+                reads = _first_layer_reads(fp, first, reads)
             reads *= batch
             if reads:
                 e_mac, _, core = self.mac_energy(device, fp.devices_per_weight)
@@ -420,6 +420,23 @@ PULSE_COUNT_ENERGY = 0.2e-12
 GRADIENT_MAC_ENERGY = 0.2e-12 + 0.1e-12
 #: how the update's pulse counts are formed (the names of in-place learning's ``pulses``)
 PULSE_SCHEMES = ("stochastic", "deterministic")
+
+
+def _first_layer_reads(fp: LayerFootprint, first: str, reads: int) -> int:
+    """Transposed reads of a crossbar of the first analog layer, whose input (the network's) needs
+    no error: none for a core that reads the input alone (a dense or conv layer, each group of a
+    grouped conv, a depthwise core, a GRU's input core), T - 1 for a recurrent crossbar (the error
+    through time; a simple RNN's or LSTM's ``[x; h]`` crossbar, a GRU's recurrent core), every
+    read for a core fed by another core of the layer (a separable conv's pointwise core)."""
+    if fp.name == first:
+        recurrent = fp.kind == "rnn" and fp.extra.get("cell") != "gru"
+        return max(reads - 1, 0) if recurrent else 0
+    if fp.name.startswith(first + "/"):
+        if fp.extra.get("groups"):
+            return 0
+        if fp.kind == "rnn" and fp.name.endswith("/recurrent"):
+            return max(reads - 1, 0)
+    return reads
 
 
 def _pulses_by_layer(owner: str, pulses_per_cell, names: list[str]) -> dict[str, float]:
