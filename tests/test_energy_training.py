@@ -323,7 +323,7 @@ def cli():
     return app
 
 
-def test_cli_training_json_and_errors(cli):
+def test_cli_training_json_and_errors(cli, tmp_path):
     res = CliRunner().invoke(cli, ["energy", "-n", "mlp:hidden=16", "-d", "reram", "--training",
                                    "--pulses-per-cell", "2", "--pulse-energy", "1e-12", "--json"])
     assert res.exit_code == 0, res.output
@@ -337,7 +337,21 @@ def test_cli_training_json_and_errors(cli):
 
     stated = getattr(create_from_spec("device", "reram"), "pulse_energy", None)  # once its update model lands
     assert ("WITHOUT the update pulses" in res.output) == (stated is None), res.output
+    import keras
+
+    model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(6, activation="relu", name="hidden"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    model.save(tmp_path / "two.keras")
+    res = CliRunner().invoke(cli, ["energy", "--model", str(tmp_path / "two.keras"), "-d", "reram", "--training",
+                                   "--json", "--pulses-per-cell", "hidden=0.5,out=3", "--pulse-energy", "1e-12"])
+    assert res.exit_code == 0, res.output
+    pulses = {t["layer"]: t["energy"] for t in json.loads(res.output)["terms"] if t["component"] == "update_pulses"}
+    assert pulses == pytest.approx({"hidden": 0.5 * 13 * 6 * 2e-12, "out": 3 * 7 * 3 * 2e-12})  # pairs: 2 cells
     for args, words in ((["--training"], "--pulses-per-cell"),
+                        (["--training", "--pulses-per-cell", "lots"], "is not a number"),
+                        (["--model", str(tmp_path / "two.keras"), "--training", "--pulses-per-cell", "hidden=1,nope=2"],
+                         "unknown nope"),
+                        (["--training", "--seed-table", "--pulses-per-cell", "dense=1"], "one number"),
                         (["--pulse-energy", "1e-12"], "add --training"),
                         (["--pulses", "deterministic"], "add --training"),
                         (["--training", "--pulses-per-cell", "1", "--sensitivity"], "--sensitivity")):

@@ -40,9 +40,10 @@ def energy_command(
                                   help="Price one training step instead of an inference: forward read, backward "
                                        "read through the transposed crossbars, update pulses (needs --pulses-per-cell). "
                                        "With --seed-table: the seed's three networks on reram, sonos and ecram."),
-    pulses_per_cell: Optional[float] = typer.Option(None, "--pulses-per-cell",
-                                                    help="With --training: mean programming pulses per cell per step "
-                                                         "(measured by learning in place, or an assumption)."),
+    pulses_per_cell: Optional[str] = typer.Option(None, "--pulses-per-cell",
+                                                  help="With --training: mean programming pulses per cell per step "
+                                                       "(measured by learning in place, or an assumption): one number "
+                                                       "for every layer, or LAYER=N,LAYER=N for each analog layer."),
     pulse_energy: Optional[float] = typer.Option(None, "--pulse-energy",
                                                  help="With --training: J per pulse per cell, in place of the device's "
                                                       "pulse_energy (an assumption: say so where you quote it)."),
@@ -76,6 +77,7 @@ def _training(network, device, estimator, seed_table, sensitivity, assumptions, 
     if pulses_per_cell is None:
         raise ConfigError("--training needs --pulses-per-cell N: the mean programming pulses per cell per step "
                           "(measured by learning in place, or an assumption)")
+    pulses_per_cell = parse_pulses_per_cell(pulses_per_cell)
     if sensitivity:
         raise ConfigError("--sensitivity prices inference; drop it with --training")
     if not seed_table:
@@ -92,6 +94,8 @@ def _training(network, device, estimator, seed_table, sensitivity, assumptions, 
         return
     if model is not None or sets:
         raise ConfigError("--seed-table prices the seed's networks on the default crossbar; drop --model and --set")
+    if isinstance(pulses_per_cell, dict):
+        raise ConfigError("--seed-table prices three networks: give --pulses-per-cell one number for every layer")
     name, est_params = spec_params("energy", estimator)
     if name != "crossbar":
         raise ConfigError("--seed-table uses the crossbar estimator; "
@@ -196,6 +200,29 @@ def _energy(network, device, estimator, seed_table, sensitivity, assumptions, as
             out[a]["assumptions"] = et.get_assumptions(a).why
     if as_json:
         print(json.dumps(out, indent=2))
+
+
+def parse_pulses_per_cell(text: str):
+    """``0.5`` (every analog layer) or ``dense=0.1,dense_1=2`` (each by name) -> a number or a dict."""
+    from nvmkit.core.errors import ConfigError
+
+    def number(value: str, what: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"--pulses-per-cell {text!r}: {what} {value.strip()!r} is not a number; write 0.5 "
+                              "or LAYER=N,LAYER=N") from None
+
+    if "=" not in text:
+        return number(text, "value")
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise ConfigError(f"--pulses-per-cell {text!r}: {item.strip()!r} is not LAYER=N; write 0.5 or "
+                              "LAYER=N,LAYER=N")
+        out[name.strip()] = number(value, f"layer {name.strip()!r}:")
+    return out
 
 
 def print_report(report, network: str = "") -> None:
