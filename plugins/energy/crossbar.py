@@ -263,9 +263,10 @@ class CrossbarEnergy(EnergyEstimator):
 
         - **forward**: the inference estimate (:meth:`estimate`), every count x ``batch_size``.
         - **backward**: each analog layer read through its transposed crossbars once per forward
-          read (an RNN: once per time step), except the first analog layer, whose input needs no
-          error (a recurrent first layer: T - 1 reads, for the error through time;
-          ``backward_first_layer=True`` prices its reads anyway). The error is driven on each
+          read (an RNN: once per time step), except where the first analog layer's input, the
+          network's, needs no error (:func:`_first_layer_reads`: a recurrent crossbar there is
+          read T - 1 times, for the error through time; ``backward_first_layer=True`` prices
+          every read anyway). The error is driven on each
           tile's columns and converted on its rows: ``backward_dac`` counts the sum over tiles of
           their columns, ``backward_adc`` the sum of their rows, per read (the forward read's
           counts swapped); MACs as forward; unit energies as forward (same converters, same
@@ -333,7 +334,7 @@ class CrossbarEnergy(EnergyEstimator):
             "pulses": pulses,
             "pulse_energy": ({pulse_source: e_pulse} if e_pulse is not None
                              else f"NOT PRICED: device '{device.name}' states no pulse_energy"),
-            "pulse_lines": (f"{e_line:g} J per line and update" if e_line is not None
+            "pulse_lines": (f"{e_line:g} J per line drive" if e_line is not None
                             else "counted, not priced (no cited figure): give pulse_line_energy"),
             "backward_first_layer": (f"'{first}' read backward too" if backward_first_layer
                                      else f"'{first}' not read backward (its input needs no error)"),
