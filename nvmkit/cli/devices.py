@@ -56,7 +56,7 @@ def list_devices(as_json: bool = typer.Option(False, "--json", help="Print JSON 
             row["error"] = f"{type(exc).__name__}: {exc}"
         else:
             row.update(units=d.units, g_min=d.g_min, g_max=d.g_max, levels=d.levels,
-                       energy_per_mac_J=d.energy_per_mac)
+                       energy_per_mac_J=d.energy_per_mac, pulse_updatable=d.pulse_updatable)
         rows.append(row)
     if as_json:
         print(json.dumps({"devices": rows}, indent=2))

@@ -38,7 +38,9 @@ class ECRAM(Device):
     polymer ENODe, van de Burgt et al., Nat. Mater. 2017; no non-linearity or asymmetry is
     modelled), up to hard bounds. Cycle-to-cycle spread of one pulse's step: ``update_sigma`` =
     0.5% of the range, additive (Li et al., 2021: cycle-to-cycle noise below 0.5%; the stated
-    bound is used as the value, the worst case it allows). Device-to-device spread of the step:
+    bound is used as the value, the worst case it allows, and read as a fraction of the range, as
+    Agarwal et al., IJCNN 2016, state write noise; as a fraction of one step it would be 1/500 of
+    this: ``ecram:update_sigma=1e-5``). Device-to-device spread of the step:
     none stated by the sources (``pulse_step_d2d`` 0, a parameter). Pulse energy: ~1 fJ per
     pulse, the switching energy Tang et al. (IEEE IEDM 2018) project for 100 x 100 nm^2 Li-ion
     ECRAM (a projection for another ECRAM; Fuller et al., Adv. Mater. 2017, project < 10 aJ per
