@@ -271,13 +271,15 @@ def test_a_device_without_update_model_is_refused_in_one_line(name):
 @pytest.mark.parametrize("spec,word", [
     ("softbounds:asymmetry=1", "asymmetry"), ("softbounds:asymmetry=-1.5", "asymmetry"),
     ("softbounds:1.5", "nonlinearity"), ("softbounds:-0.1", "nonlinearity"),
-    ("softbounds:update_step=0", "step"), ("softbounds:update_step=2", "step"),
-    ("softbounds:update_sigma=-1", "sigma"), ("softbounds:symmetric_nonlinearity=1", "symmetric_nonlinearity"),
+    ("softbounds:update_step=0", "update_step"), ("softbounds:update_step=2", "update_step"),
+    ("softbounds:update_sigma=-1", "update_sigma"), ("softbounds:symmetric_nonlinearity=1", "symmetric_nonlinearity"),
     ("softbounds:max_pulses=0", "max_pulses"), ("softbounds:pulse_energy=0", "pulse_energy"),
-    ("softbounds:pulse_step_d2d=nan", "pulse_step_d2d"), ("ideal:update_step=-1", "step"),
-    ("ecram:update_sigma=abc", "sigma"), ("reram:pulse_step_d2d=-0.1", "pulse_step_d2d"),
+    ("softbounds:pulse_step_d2d=nan", "pulse_step_d2d"), ("ideal:update_step=-1", "update_step"),
+    ("ecram:update_sigma=abc", "update_sigma"), ("reram:pulse_step_d2d=-0.1", "pulse_step_d2d"),
 ])
 def test_bad_update_parameters_fail_with_one_line(spec, word):
+    """Each bad figure is refused at construction with one line naming the parameter as the user
+    wrote it (update_step, not the step family's own argument name)."""
     with pytest.raises(ConfigError) as exc:
         create_from_spec("device", spec)
     assert word in str(exc.value) and "\n" not in str(exc.value)

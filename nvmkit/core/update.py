@@ -124,18 +124,25 @@ class SoftBoundsStep(PulseUpdate):
 
     def __init__(self, step: float, asymmetry: float = 0.0, nonlinearity: float = 1.0,
                  symmetric_nonlinearity: bool = False, sigma: float = 0.0, sigma_rel: float = 0.0,
-                 owner: str = "update model"):
+                 owner: str = "update model", names: dict[str, str] | None = None):
+        """``owner`` starts error messages (``"device 'NAME'"``); ``names`` maps these arguments
+        to the names a device's users write (``{"step": "update_step"}``), so a message names
+        the parameter they set."""
         self.owner = owner
-        self.step_size = check_positive(owner, "step", step)
+        name = {k: k for k in ("step", "asymmetry", "nonlinearity", "symmetric_nonlinearity", "sigma", "sigma_rel")}
+        name.update(names or {})
+        self.step_size = check_positive(owner, name["step"], step)
         if self.step_size > 1:
-            raise ConfigError(f"{owner}: step is a fraction of g_max - g_min per pulse and must be <= 1, got {step}")
-        self.asymmetry = _number_between(owner, "asymmetry", asymmetry, -1.0, 1.0, open_ends=True)
-        self.nonlinearity = check_fraction(owner, "nonlinearity", nonlinearity)
+            raise ConfigError(f"{owner}: {name['step']} is a fraction of g_max - g_min per pulse and must be <= 1, "
+                              f"got {step}")
+        self.asymmetry = _number_between(owner, name["asymmetry"], asymmetry, -1.0, 1.0, open_ends=True)
+        self.nonlinearity = check_fraction(owner, name["nonlinearity"], nonlinearity)
         if not isinstance(symmetric_nonlinearity, (bool, np.bool_)):
-            raise ConfigError(f"{owner}: symmetric_nonlinearity must be true or false, got {symmetric_nonlinearity!r}")
+            raise ConfigError(f"{owner}: {name['symmetric_nonlinearity']} must be true or false, "
+                              f"got {symmetric_nonlinearity!r}")
         self.symmetric_nonlinearity = bool(symmetric_nonlinearity)
-        self.sigma_abs = check_nonnegative(owner, "sigma", sigma)
-        self.sigma_rel = check_nonnegative(owner, "sigma_rel", sigma_rel)
+        self.sigma_abs = check_nonnegative(owner, name["sigma"], sigma)
+        self.sigma_rel = check_nonnegative(owner, name["sigma_rel"], sigma_rel)
 
     def _shape(self, x, up: bool):
         one = x.dtype.type(1)
@@ -193,8 +200,8 @@ class ConstantStep(SoftBoundsStep):
     """
 
     def __init__(self, step: float, asymmetry: float = 0.0, sigma: float = 0.0, sigma_rel: float = 0.0,
-                 owner: str = "update model"):
-        super().__init__(step, asymmetry, 0.0, False, sigma, sigma_rel, owner)
+                 owner: str = "update model", names: dict[str, str] | None = None):
+        super().__init__(step, asymmetry, 0.0, False, sigma, sigma_rel, owner, names)
 
 
 # -- the contract's users: refusal, d2d factors, the exact reference sampler ----------------------

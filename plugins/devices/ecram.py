@@ -93,7 +93,8 @@ class ECRAM(Device):
         self.temperature = check_positive(owner, "temperature", temperature)
         self._set_range(self.i_max / ratio, self.i_max, levels)
         self._set_energy(read_voltage, read_time)
-        self._set_update(ConstantStep(update_step, sigma=update_sigma, owner=owner), pulse_step_d2d,
+        self._set_update(ConstantStep(update_step, sigma=update_sigma, owner=owner,
+                                      names={"step": "update_step", "sigma": "update_sigma"}), pulse_step_d2d,
                          max_pulses, pulse_energy)
         self.update_step, self.update_sigma = self.update_model.step_size, self.update_model.sigma_abs
 

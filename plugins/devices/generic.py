@@ -140,7 +140,7 @@ class SoftBoundsDevice(Device):
         self._set_range(g_min, g_max)
         self._set_energy(read_voltage, read_time, energy_per_mac)
         model = SoftBoundsStep(update_step, asymmetry, nonlinearity, symmetric_nonlinearity,
-                               update_sigma, update_sigma_rel, owner=owner)
+                               update_sigma, update_sigma_rel, owner=owner, names={"step": "update_step", "sigma": "update_sigma", "sigma_rel": "update_sigma_rel"})
         self._set_update(model, pulse_step_d2d, max_pulses, pulse_energy)
         self.nonlinearity, self.asymmetry = model.nonlinearity, model.asymmetry
         self.symmetric_nonlinearity = model.symmetric_nonlinearity

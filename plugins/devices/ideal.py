@@ -38,7 +38,7 @@ class IdealDevice(Device):
                  energy_per_mac: float | None = None, update_step: float = 0.001):
         self._set_range(g_min, g_max, levels)
         self._set_energy(read_voltage, read_time, energy_per_mac)
-        self._set_update(ConstantStep(update_step, owner=f"device '{self.name}'"))
+        self._set_update(ConstantStep(update_step, owner=f"device '{self.name}'", names={"step": "update_step"}))
         self.update_step = self.update_model.step_size
 
 

@@ -114,7 +114,7 @@ class ReRAM(Device):
         self._set_energy(read_voltage, read_time, energy_per_mac)
         up, down = GONG_UP_AT_GMIN, GONG_DOWN_AT_GMAX  # soft bounds: 2 step (1 +- a) at the far bound
         model = SoftBoundsStep((up + down) / 4, asymmetry=(up - down) / (up + down), nonlinearity=1.0,
-                               sigma=update_sigma, owner="device 'reram'")
+                               sigma=update_sigma, owner="device 'reram'", names={"sigma": "update_sigma"})
         self._set_update(model, pulse_step_d2d, max_pulses, pulse_energy)
         self.update_sigma = model.sigma_abs
 
