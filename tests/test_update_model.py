@@ -322,6 +322,9 @@ def test_devices_show_states_the_update_model_or_its_absence():
     desc = json.loads(cli("devices", "show", "ecram", "--json").output)
     assert desc["update"]["pulse_energy_J"] == 1e-15 and desc["update"]["model"]["family"] == "ConstantStep"
     assert json.loads(cli("devices", "show", "sonos", "--json").output)["update"] is None
+    out = cli("devices", "show", "reram", "--json").output
+    assert "Infinity" not in out and json.loads(out)["update"]["model"]["up_pulses_across_range"] is None
+    assert "never reached (soft bound)" in cli("devices", "show", "reram").output
     # a late parameter is listed among the parameters though not recorded at its default
     assert any(p["name"] == "pulse_step_d2d" for p in desc["params"])
 

@@ -141,9 +141,9 @@ def _print_update(desc: dict) -> None:
                      + (" (symmetric)" if model.get("symmetric_nonlinearity") else ""))
         if model.get("symmetry_point") is not None:
             lines.append(f"symmetry point (up step = down step): {model['symmetry_point']:.3g} of the range")
-        across = model.get("up_pulses_across_range")
-        if across is not None:
-            lines.append("up pulses from g_min to g_max: " + ("never reached (soft bound)" if across == float("inf")
+        if "up_pulses_across_range" in model:
+            across = model["up_pulses_across_range"]
+            lines.append("up pulses from g_min to g_max: " + ("never reached (soft bound)" if across is None
                                                               else f"{across:.4g}"))
     e = update["pulse_energy_J"]
     lines.append(f"device-to-device spread of the step: {update['d2d']:.3g}; pulses per update: "

@@ -187,7 +187,9 @@ class SoftBoundsStep(PulseUpdate):
             "step": self.step_size, "asymmetry": self.asymmetry, "nonlinearity": self.nonlinearity,
             "symmetric_nonlinearity": self.symmetric_nonlinearity,
             "sigma": self.sigma_abs, "sigma_rel": self.sigma_rel,
-            "symmetry_point": self.symmetry_point(), "up_pulses_across_range": self.pulses_across(),
+            "symmetry_point": self.symmetry_point(),
+            # None: a noiseless cell never reaches g_max (soft bound); JSON has no infinity
+            "up_pulses_across_range": None if math.isinf(self.pulses_across()) else self.pulses_across(),
         }
 
 
