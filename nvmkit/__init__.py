@@ -19,6 +19,8 @@ _EXPORTS = {
     "nvmkit.core.errors": ("ConfigError", "DataError", "NvmkitError", "PluginError"),
     "nvmkit.core.component": ("Component", "check_fraction", "check_int", "check_nonnegative", "check_positive"),
     "nvmkit.core.device": ("Device", "check_flag"),
+    "nvmkit.core.update": ("ConstantStep", "PulseUpdate", "SoftBoundsStep", "apply_pulses", "draw_step_factors",
+                           "require_pulse_update"),
     "nvmkit.core.energy": ("EnergyEstimator", "EnergyReport", "EnergyTerm", "TrainingEnergyReport"),
     "nvmkit.core.footprint": ("LayerFootprint", "TileShape"),
     "nvmkit.core.hookspecs": ("hookimpl",),
@@ -194,6 +196,13 @@ __all__ = [
     "check_positive",
     "create_from_spec",
     "get_registry",
+    # the update model of on-chip learning
+    "ConstantStep",
+    "PulseUpdate",
+    "SoftBoundsStep",
+    "apply_pulses",
+    "draw_step_factors",
+    "require_pulse_update",
     "hookimpl",
     # building blocks for network plugins
     "PreActivationNoiseRNNCell",
