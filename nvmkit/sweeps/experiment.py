@@ -282,6 +282,8 @@ def identity(resolved: dict) -> dict:
     if isinstance(ident.get("training"), dict):
         ident["training"] = training_identity(ident["training"])
     ds = ident.get("dataset", {})
+    if ds.get("test_size", 0) is None:  # the whole test set: the key of before test_size existed
+        ds.pop("test_size")
     if ds.get("file") is not None:  # a user's file counts by its content (sha256), not its path
         ds.pop("file")
         ds.pop("data_dir", None)

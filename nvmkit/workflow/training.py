@@ -70,6 +70,10 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
     defaults to ``$NVMKIT_CACHE_DIR`` or ``~/.cache/nvmkit/models``. ``progress(epoch, logs)`` is
     called after each epoch; ``reporter`` is a :mod:`nvmkit.workflow.report` reporter.
 
+    ``training.preactivation_start = "plain"`` fine-tunes the plain model (trained or loaded
+    first) with the pre-activation noise for ``preactivation_epochs``, with the training's optimizer
+    and schedule over those epochs, as device-aware fine-tuning does.
+
     ``training.method = "device"`` trains through ``device`` and ``crossbar`` (the deployment's,
     a :class:`nvmkit.Device` and a :class:`nvmkit.CrossbarConfig`; :func:`fit_on_device`): by
     default it fine-tunes the plain model (trained, or loaded from the cache, first) for
@@ -113,10 +117,13 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
         return model
 
     fit_cfg = cfg
-    if cfg.sigma_syn_target is not None:
-        plain = train(mapper, data, cfg.replace(sigma_syn_target=None, sigma_neu=0.0), seed=seed,
+    finetune = cfg.method == "preactivation" and cfg.preactivation_start == "plain"
+    plain = None
+    if cfg.sigma_syn_target is not None or finetune:
+        plain = train(mapper, data, cfg.plain_start(), seed=seed,
                       cache_dir=cache, use_cache=use_cache, progress=progress, reporter=reporter,
                       dataset_name=dataset_name)
+    if cfg.sigma_syn_target is not None:
         stats = noise_site_stats(plain, _gamma_subset(mapper, x_train, seed))
         if len(stats) != mapper.noise_sites():
             raise ConfigError(f"network '{mapper.name}' reports {mapper.noise_sites()} noise sites but its "
@@ -124,7 +131,11 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
         fit_cfg = cfg.replace(sigma_syn_target=None,
                               sigma_neu=[s.sigma_neu(cfg.sigma_syn_target) for s in stats])
 
-    model, info = _fit(mapper, fit_cfg, x_train, y_train, progress, reporter)
+    if finetune:  # the plain model's weights, then preactivation_epochs with the noise
+        fit_cfg = fit_cfg.replace(epochs=cfg.preactivation_epochs)
+        model, info = _fit(mapper, fit_cfg, x_train, y_train, progress, reporter, start=plain)
+    else:
+        model, info = _fit(mapper, fit_cfg, x_train, y_train, progress, reporter)
     _save_atomic(model, path, {"key": key_data, "sigma_neu": fit_cfg.sigma_neu, **info})
     return model
 
@@ -270,9 +281,15 @@ def _gamma_subset(mapper: NetworkMapper, x_train: np.ndarray, seed: int) -> np.n
 
 # -- fitting, loading, saving ----------------------------------------------------------------------
 
-def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
+def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter, start: keras.Model | None = None):
     keras.utils.set_random_seed(cfg.seed)
     model = mapper.build(tuple(x_train.shape[1:]), _num_classes(y_train), cfg.sigma_neu, cfg.seed)
+    if start is not None:  # fine-tuning: the noise layers carry no weights, the rest are the start's
+        theirs, ours = start.get_weights(), model.get_weights()
+        if [w.shape for w in theirs] != [w.shape for w in ours]:
+            raise ConfigError(f"network '{mapper.name}' builds different weights with pre-activation noise "
+                              "than without; train it from scratch (training.preactivation_start = scratch)")
+        model.set_weights(theirs)
     optimizer = _optimizer(cfg, cfg.learning_rate, cfg.epochs, len(x_train))
     # no XLA: compiling costs seconds per model and saves nothing measurable for nets this small on CPU
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
