@@ -258,6 +258,8 @@ def point_key(resolved: dict) -> str:
 def model_key(resolved: dict) -> str:
     """What the trained model depends on: points with equal model keys train one model."""
     ident = identity(resolved)
+    if isinstance(ident.get("dataset"), dict):  # the test images do not shape the model
+        ident["dataset"].pop("test_size", None)
     keys = ("dataset", "network", "training", "seed") + (("model",) if ident.get("model") else ())
     if (ident.get("training") or {}).get("method") == "device":  # trained through the deployment
         keys += ("device", "crossbar")

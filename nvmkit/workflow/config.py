@@ -98,6 +98,9 @@ DEVICE_FIELDS = ("device_epochs", "device_start", "device_learning_rate", "repro
 PREACTIVATION_STARTS = ("scratch", "plain")
 #: the settings of pre-activation fine-tuning only (None unless training.method = "preactivation")
 PREACTIVATION_FIELDS = ("preactivation_start", "preactivation_epochs")
+#: settings unset by default that are left out of a model's identity while unset, so that models
+#: and results keyed before they existed keep their keys
+_KEYED_WHEN_SET = PREACTIVATION_FIELDS + ("fine_tune_size",)
 #: the keys of the spec form of a method (``device:epochs=2,every=4``, ``preactivation:0.1``)
 _METHOD_KEYS = {
     "device": {"epochs": "device_epochs", "start": "device_start", "learning_rate": "device_learning_rate",
@@ -118,7 +121,7 @@ def training_identity(table: dict) -> dict:
         out.pop("method", None)
         for key in DEVICE_FIELDS:
             out.pop(key, None)
-    for key in PREACTIVATION_FIELDS:  # unset (training from scratch): the keys of before they existed
+    for key in _KEYED_WHEN_SET:  # unset: the keys of before they existed
         if out.get(key) is None:
             out.pop(key, None)
     return out
@@ -149,6 +152,9 @@ class TrainingConfig(Params):
     #: "plain": fine-tune the plain model with the noise for ``preactivation_epochs`` (default 1)
     preactivation_start: str | None = None
     preactivation_epochs: int | None = None
+    #: training images per epoch of a fine-tuning (device-aware, or pre-activation from the plain
+    #: model): a random subset drawn from the seed, the same every epoch; None: the whole set
+    fine_tune_size: int | None = None
 
     def validate(self) -> None:
         self._read_method_spec()
@@ -232,6 +238,11 @@ class TrainingConfig(Params):
             raise ConfigError(f"training.preactivation_start must be one of {', '.join(PREACTIVATION_STARTS)}, "
                               f"got {self.preactivation_start!r}")
         noisy = self._noisy()
+        if self.fine_tune_size is not None:
+            self.fine_tune_size = check_int("training", "fine_tune_size", self.fine_tune_size, 1)
+            if self.method != "device" and self.preactivation_start != "plain":
+                raise ConfigError("training.fine_tune_size sizes a fine-tuning: set training.method = "
+                                  "\"device\", or training.preactivation_start = \"plain\", or remove it")
         given = [k for k in PREACTIVATION_FIELDS if getattr(self, k) is not None]
         if given and (self.method not in (None, "preactivation") or not noisy):
             raise ConfigError(f"training.{given[0]} belongs to pre-activation noise training; set "
@@ -272,7 +283,7 @@ class TrainingConfig(Params):
     def plain_start(self) -> "TrainingConfig":
         """The plain training a device-aware fine-tuning starts from (same settings, no device)."""
         return self.replace(method="plain", sigma_neu=0.0, sigma_syn_target=None,
-                            **{k: None for k in DEVICE_FIELDS + PREACTIVATION_FIELDS})
+                            **{k: None for k in DEVICE_FIELDS + _KEYED_WHEN_SET})
 
     def resolved(self, mapper: NetworkMapper) -> "TrainingConfig":
         """A copy with every ``None`` training setting filled from ``mapper.training_defaults``."""

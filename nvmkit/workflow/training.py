@@ -133,7 +133,8 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
 
     if finetune:  # the plain model's weights, then preactivation_epochs with the noise
         fit_cfg = fit_cfg.replace(epochs=cfg.preactivation_epochs)
-        model, info = _fit(mapper, fit_cfg, x_train, y_train, progress, reporter, start=plain)
+        x_fit, y_fit = fine_tune_subset(x_train, y_train, cfg.fine_tune_size, seed)
+        model, info = _fit(mapper, fit_cfg, x_fit, y_fit, progress, reporter, start=plain)
     else:
         model, info = _fit(mapper, fit_cfg, x_train, y_train, progress, reporter)
     _save_atomic(model, path, {"key": key_data, "sigma_neu": fit_cfg.sigma_neu, **info})
@@ -309,6 +310,20 @@ def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter, star
     return model, info
 
 
+#: the stream of a fine-tuning's training subset among the seed's streams
+FINE_TUNE_STREAM = 0xF1E7
+
+
+def fine_tune_subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int):
+    """``training.fine_tune_size`` images of the training set, drawn without replacement from
+    ``seed`` and kept in their order (all of them when ``size`` is None or not smaller)."""
+    if size is None or size >= len(x):
+        return x, y
+    rng = np.random.default_rng(np.random.SeedSequence([seed, FINE_TUNE_STREAM]))
+    idx = np.sort(rng.choice(len(x), size, replace=False))
+    return x[idx], y[idx]
+
+
 def _num_classes(y_train) -> int:
     num_classes = int(y_train.max()) + 1 if len(y_train) else 0
     if num_classes < 2:
@@ -336,7 +351,8 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, cfg: Trainin
     from ``seed``, read noise fresh per read, the converters in the loop (calibrated once, on the
     first 500 inputs, as a run deploys); the optimizer and batch size are the training's, the rate
     ``device_learning_rate`` (default ``learning_rate``), its schedule over the device epochs.
-    ``x`` is the model's input. Returns the training record (seconds, history).
+    ``x`` is the model's input; ``fine_tune_size`` trains on that many of its images (a seeded
+    subset). Returns the training record (seconds, history).
     """
     from nvmkit.engine.device_aware import DeviceAwareTraining
 
@@ -346,7 +362,7 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, cfg: Trainin
     cfg = cfg.replace(**{k: (filled[k] if getattr(cfg, k) is None else getattr(cfg, k))
                          for k in ("optimizer", "learning_rate", "batch_size", "schedule")})
     seed = check_seed("fit_on_device", "seed", seed)
-    x = np.asarray(x, dtype=np.float32)
+    x, y = fine_tune_subset(np.asarray(x, dtype=np.float32), np.asarray(y), cfg.fine_tune_size, seed)
     trainer = DeviceAwareTraining(model, device, crossbar, seed=seed,
                                   calibration_data=x[: min(500, len(x))],
                                   reprogram_every=cfg.reprogram_every)
