@@ -63,9 +63,9 @@ def test_bundled_studies_cover_the_seed_and_validate():
     # the full study: at least 5 trials, the networks' default epochs, both data sets everywhere but
     # the test-set noise sweeps (Fashion-MNIST, as the seed's figures)
     assert {p.resolved["trials"] for p in full.points if p not in training_points(full)} == {5}
-    # the training section: 10 trials on 2,000 test images; its plain networks are Result 1's models
+    # the training section: 10 trials on 1,000 test images; its plain networks are Result 1's models
     assert {p.resolved["trials"] for p in training_points(full)} == {10}
-    assert {p.resolved["dataset"]["test_size"] for p in training_points(full)} == {2000}
+    assert {p.resolved["dataset"]["test_size"] for p in training_points(full)} == {1000}
     r1_models = {p.model_key for s, pts in full.sections if s.kind == "result1" for p in pts}
     plain = [p for p in training_points(full) if p.resolved["training"]["method"] == "plain"]
     assert len(plain) == 36 and {p.model_key for p in plain} <= r1_models

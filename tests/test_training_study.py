@@ -38,13 +38,14 @@ def test_the_bundled_section_plans_every_method_on_every_deployment():
         seen.setdefault((p.resolved["network"]["name"], p.resolved["dataset"]["name"]), set()).add(
             (dep.label, method))
         t = p.resolved["training"]
+        assert t["fine_tune_size"] == (None if method == tr.PLAIN else 10000)  # the same images for all
         if method == tr.DEVICE:
             assert t["device_epochs"] == 1 and t["device_start"] == "plain"
         elif method != tr.PLAIN:
             assert t["preactivation_start"] == "plain" and t["preactivation_epochs"] == 1
         if dep.device == "sonos":
             assert dep.drift_time == 86400
-        assert p.resolved["trials"] == 10 and p.resolved["dataset"]["test_size"] == 2000
+        assert p.resolved["trials"] == 10 and p.resolved["dataset"]["test_size"] == 1000
     assert set(seen) == {(n, d) for n in ss.NETWORKS for d in ss.DATASETS}
     deps = ["σ_syn 2.5%", "σ_syn 5%", "σ_syn 10%", "ReRAM", "SONOS, 1 day", "ECRAM"]
     common = {"plain", "preactivation 0.1", "preactivation 0.2", "device"}
@@ -61,7 +62,8 @@ def test_the_bundled_section_plans_every_method_on_every_deployment():
 def test_preactivation_fine_tuning_settings_validate():
     """The new keys of pre-activation fine-tuning, by TOML and spec; models trained from scratch keep
     their cache keys. Bugs caught: epochs accepted without start = plain (silently ignored), the new
-    keys leaking into every existing model's key (every cached model retrained)."""
+    keys leaking into every existing model's key (every cached model retrained), fine_tune_size
+    accepted where nothing is fine-tuned."""
     cfg = TrainingConfig.from_dict({"method": "preactivation:0.1,start=plain,epochs=2"})
     assert (cfg.sigma_neu, cfg.preactivation_start, cfg.preactivation_epochs) == (0.1, "plain", 2)
     assert TrainingConfig.from_dict(cfg.to_dict()) == cfg  # the dict/TOML round trip
@@ -74,6 +76,17 @@ def test_preactivation_fine_tuning_settings_validate():
                         "preactivation_epochs")):
         with pytest.raises(ConfigError, match=match):
             TrainingConfig.from_dict(bad)
+    for bad in ({"fine_tune_size": 100}, {"sigma_neu": 0.1, "fine_tune_size": 100},
+                {"method": "device", "fine_tune_size": 0}):
+        with pytest.raises(ConfigError, match="fine_tune_size"):
+            TrainingConfig.from_dict(bad)
+    assert TrainingConfig.from_dict({"method": "device", "fine_tune_size": 100}).fine_tune_size == 100
+    from nvmkit.workflow.training import fine_tune_subset
+
+    x, y = np.arange(50).reshape(50, 1), np.arange(50)
+    xa, ya = fine_tune_subset(x, y, 20, 0)
+    assert np.array_equal(xa[:, 0], ya) and len(set(ya)) == 20 and list(ya) == sorted(ya)
+    assert np.array_equal(ya, fine_tune_subset(x, y, 20, 0)[1]) and fine_tune_subset(x, y, None, 0)[0] is x
     # sigma_neu = 0 (a study's base) beside a target: the target decides, under the target's key
     from nvmkit.core.registry import get_registry
 
@@ -252,8 +265,10 @@ def test_a_fine_tuned_point_reruns_from_its_recorded_configuration(tmp_path, mon
     class NoFit:  # the fine-tuning's fit does nothing: what remains is where it started
         history = {}
 
-    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, **k: NoFit())
-    start = train(mlp, ds, {"epochs": 1, "sigma_neu": 0.1, "preactivation_start": "plain"})
+    seen = []
+    monkeypatch.setattr(keras.Model, "fit", lambda self, x, *a, **k: seen.append(len(x)) or NoFit())
+    start = train(mlp, ds, {"epochs": 1, "sigma_neu": 0.1, "preactivation_start": "plain", "fine_tune_size": 700})
     assert len(start.layers) > len(plain.layers)  # the noise layers are there
+    assert seen == [700]  # fine_tune_size: the fine-tuning saw that many images
     for w0, w1 in zip(plain.get_weights(), start.get_weights(), strict=True):
         np.testing.assert_array_equal(w1, w0)
