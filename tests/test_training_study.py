@@ -272,3 +272,39 @@ def test_a_fine_tuned_point_reruns_from_its_recorded_configuration(tmp_path, mon
     assert seen == [700]  # fine_tune_size: the fine-tuning saw that many images
     for w0, w1 in zip(plain.get_weights(), start.get_weights(), strict=True):
         np.testing.assert_array_equal(w1, w0)
+
+
+def test_pre_activation_noise_above_one_builds_trains_and_deploys():
+    """The seed's equivalence gives sigma_neu above 1 at 10% synaptic noise (1.29 for the MNIST
+    CNN's layers in the study), which keras.layers.GaussianNoise refuses. Bug caught (planted:
+    relu_block with GaussianNoise at every sigma): the build raises. The layer draws normals of
+    its std (200,000 draws: the sample std's relative standard error is 1/sqrt(2N) = 0.16%; 6 of
+    them allowed), nothing at inference, survives a save and load, and has no footprint."""
+    import keras
+
+    from nvmkit.core.layers import PreActivationNoise
+    from nvmkit.core.registry import get_registry
+    from nvmkit.engine.convert import analog_footprint, convert
+
+    layer = PreActivationNoise(2.5, seed=3)
+    x = np.zeros((4000, 50), "float32")
+    drawn = np.asarray(layer(x, training=True), dtype=np.float64)
+    n = drawn.size
+    assert abs(drawn.std() / 2.5 - 1) < 6 / math.sqrt(2 * n) and abs(drawn.mean()) < 6 * 2.5 / math.sqrt(n)
+    assert not np.asarray(layer(x, training=False)).any()
+    assert PreActivationNoise.from_config(layer.get_config()).stddev == 2.5
+    with pytest.raises(ConfigError, match="stddev"):
+        PreActivationNoise(-1.0)
+    mlp = get_registry().create("network", "mlp", {"hidden": [16]})
+    model = mlp.build((28, 28), 10, [1.7], 0)
+    assert [type(la).__name__ for la in model.layers].count("PreActivationNoise") == 1
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(mlp.prepare(np.random.default_rng(0).random((64, 28, 28), dtype=np.float32)), np.arange(64) % 10,
+              verbose=0)
+    device = get_registry().create("device", "synaptic", {"sigma_syn": 0.05})
+    plain = mlp.build((28, 28), 10, 0.0, 0)
+    def kinds(m):
+        return [(f.kind, f.activations) for f in analog_footprint(convert(m, device, trials=1))]
+
+    assert kinds(model) == kinds(plain)  # the ReLUs still counted on their crossbars
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer)).stddev == 2.5
