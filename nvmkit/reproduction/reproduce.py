@@ -360,7 +360,8 @@ def _training_block(by_kind: dict, notes, figures, out, heading: str, sub: str =
               "loss to the device (clean minus on the device) that the method wins back: (method − plain) / "
               "(clean − plain), 0% no better than plain, 100% back to the clean accuracy; n/a where the "
               "plain network's loss is within its own 95% CI half-width or one test image (nothing to win "
-              "back).", "", tr_study.render_table(table), "",
+              "back). Clean: the network in Keras, without the device; device-aware training makes one "
+              "network per deployment, so its row gives the range of their clean accuracies.", "", tr_study.render_table(table), "",
               f"{sub} Per method, over the cells where there is a loss to win back", "",
               "above / below plain: the 95% Welch confidence interval of the difference from plain excludes 0; "
               "best: the highest mean of all methods at that deployment.", "",
