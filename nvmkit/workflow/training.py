@@ -134,7 +134,8 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
     if finetune:  # the plain model's weights, then preactivation_epochs with the noise
         fit_cfg = fit_cfg.replace(epochs=cfg.preactivation_epochs)
         x_fit, y_fit = fine_tune_subset(x_train, y_train, cfg.fine_tune_size, seed)
-        model, info = _fit(mapper, fit_cfg, x_fit, y_fit, progress, reporter, start=plain)
+        model, info = _fit(mapper, fit_cfg, x_fit, y_fit, progress, reporter, start=plain,
+                           num_classes=_num_classes(y_train))  # a small subset may miss a class
     else:
         model, info = _fit(mapper, fit_cfg, x_train, y_train, progress, reporter)
     _save_atomic(model, path, {"key": key_data, "sigma_neu": fit_cfg.sigma_neu, **info})
@@ -282,9 +283,10 @@ def _gamma_subset(mapper: NetworkMapper, x_train: np.ndarray, seed: int) -> np.n
 
 # -- fitting, loading, saving ----------------------------------------------------------------------
 
-def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter, start: keras.Model | None = None):
+def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter, start: keras.Model | None = None,
+         num_classes: int | None = None):
     keras.utils.set_random_seed(cfg.seed)
-    model = mapper.build(tuple(x_train.shape[1:]), _num_classes(y_train), cfg.sigma_neu, cfg.seed)
+    model = mapper.build(tuple(x_train.shape[1:]), num_classes or _num_classes(y_train), cfg.sigma_neu, cfg.seed)
     if start is not None:  # fine-tuning: the noise layers carry no weights, the rest are the start's
         theirs, ours = start.get_weights(), model.get_weights()
         if [w.shape for w in theirs] != [w.shape for w in ours]:
