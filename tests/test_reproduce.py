@@ -27,9 +27,10 @@ from test_sweep import _capture_figures
 FAKE = "sweep_fake:run"
 SECTION_HEADINGS = ("## 1. Result 1", "## 2. Regularisation sweeps", "## 3. Test-set noise sweeps",
                     "## 4. Time steps of the RNN", "## 5. Tile size against wire resistance",
-                    "## 6. Energy per inference", "## 7. The seed's claims", "## 8. How this report was made")
+                    "## 6. Which training survives which device", "## 7. Energy per inference",
+                    "## 8. The seed's claims", "## 9. How this report was made")
 PLOTS = ("result1", "regularisation", "time_steps", "energy_vs_seed", "test_noise/accuracy_fashion-mnist__sample_both",
-         "tile_size")
+         "tile_size", "training")
 
 
 # -- the bundled studies -----------------------------------------------------------------------------
@@ -61,7 +62,13 @@ def test_bundled_studies_cover_the_seed_and_validate():
         assert {p.resolved["network"]["name"] for p in reg} == {"cnn", "rnn"}
     # the full study: at least 5 trials, the networks' default epochs, both data sets everywhere but
     # the test-set noise sweeps (Fashion-MNIST, as the seed's figures)
-    assert {p.resolved["trials"] for p in full.points} == {5}
+    assert {p.resolved["trials"] for p in full.points if p not in training_points(full)} == {5}
+    # the training section: 10 trials on 1,000 test images; its plain networks are Result 1's models
+    assert {p.resolved["trials"] for p in training_points(full)} == {10}
+    assert {p.resolved["dataset"]["test_size"] for p in training_points(full)} == {1000}
+    r1_models = {p.model_key for s, pts in full.sections if s.kind == "result1" for p in pts}
+    plain = [p for p in training_points(full) if p.resolved["training"]["method"] == "plain"]
+    assert len(plain) == 36 and {p.model_key for p in plain} <= r1_models
     assert {p.config["training"]["epochs"] for p in full.points} == {None}
     reg = [p for s, pts in full.sections if s.kind == "regularisation" for p in pts]
     assert {p.resolved["dataset"]["name"] for p in reg} == {"mnist", "fashion-mnist"}
@@ -69,7 +76,11 @@ def test_bundled_studies_cover_the_seed_and_validate():
     assert {p.resolved["dataset"]["source"] for p in quick.points} == {"sample"}
     assert {p.resolved["training"]["epochs"] for p in quick.points} == {5}
     assert len(quick.points) < len(full.points)
-    assert len({p.model_key for p in quick.points}) == 20
+    assert len({p.model_key for p in quick.points}) == 24  # the training section adds 4 fine-tuned MLPs
+
+
+def training_points(plan):
+    return [p for s, pts in plan.sections if s.kind == "training" for p in pts]
 
 
 def test_data_dir_overrides_every_section(tmp_path):
@@ -167,7 +178,7 @@ def _assert_cell(text: str, expected: tuple[float, ...], where) -> None:
 
 def test_report_has_every_section_plot_and_file(quick_report):
     out, result = quick_report
-    assert result.computed == 73 and result.reused == 0 and not result.failed
+    assert result.computed == 80 and result.reused == 0 and not result.failed
     report = (out / "report.md").read_text()
     for heading in SECTION_HEADINGS:
         assert heading in report, heading
@@ -330,7 +341,7 @@ def test_report_verdicts_follow_the_rows(quick_report):
 def test_rerun_resumes_from_the_database(quick_report, tmp_path):
     out, _ = quick_report
     again = reproduce(tmp_path / "again", quick=True, workers=1, runner=FAKE, db=out / "results.db")
-    assert again.computed == 0 and again.reused == 73
+    assert again.computed == 0 and again.reused == 80
     assert (tmp_path / "again" / "report.md").is_file()
 
 
@@ -463,7 +474,7 @@ def test_cli_runs_the_study_and_writes_the_report(tmp_path, monkeypatch, quick_r
                                       "--db", str(out / "results.db")])
     assert res.exit_code == 0, res.output
     output = " ".join(res.output.split())  # rich wraps lines at the terminal width
-    assert "report:" in output and "0 points computed, 73 reused" in output
+    assert "report:" in output and "0 points computed, 80 reused" in output
     assert "seed-quick" in output and "test_noise_clean" in output  # the plan table
     text = (tmp_path / "r" / "report.md").read_text()
     assert f"`{command_line(quick=True, out=tmp_path / 'r', db=out / 'results.db', workers=1)}`" in text
@@ -474,7 +485,7 @@ def test_cli_dry_run_and_user_errors(tmp_path):
     res = runner.invoke(_app(), ["reproduce", "--quick", "--dry-run", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     output = " ".join(res.output.split())
-    assert "73 distinct points" in output and "73 to run" in output
+    assert "80 distinct points" in output and "80 to run" in output
     assert not (tmp_path / "report.md").exists()
     res = runner.invoke(_app(), ["reproduce", "--quick", "--section", "nope", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "no section 'nope'" in res.output

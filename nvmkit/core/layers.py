@@ -73,9 +73,26 @@ class PreActivationNoiseRNNCell(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="nvmkit")
+class PreActivationNoise(keras.layers.GaussianNoise):
+    """``keras.layers.GaussianNoise`` without its cap of 1 on ``stddev``: the same draws, in
+    training only. The seed's equivalence gives pre-activation stds above 1 for synaptic noise of
+    10% (the pre-activations are not normalised), which Keras refuses."""
+
+    def __init__(self, stddev, seed=None, **kwargs):
+        stddev = check_nonnegative("PreActivationNoise", "stddev", stddev)
+        super().__init__(min(stddev, 1.0), seed=seed, **kwargs)  # Keras checks 0 <= stddev <= 1
+        self.stddev = stddev
+
+
 def relu_block(sigma: float, seed: int) -> list[keras.layers.Layer]:
-    """The layers that follow a linear Dense/Conv2D: optional training-only noise, then ReLU."""
-    noise = [keras.layers.GaussianNoise(sigma, seed=seed)] if sigma > 0 else []
+    """The layers that follow a linear Dense/Conv2D: optional training-only noise, then ReLU.
+    Up to 1 the noise is Keras's GaussianNoise (the models cached before stds above 1 were
+    allowed); above it :class:`PreActivationNoise`, the same layer without Keras's cap."""
+    if sigma > 1:
+        noise = [PreActivationNoise(sigma, seed=seed)]
+    else:
+        noise = [keras.layers.GaussianNoise(sigma, seed=seed)] if sigma > 0 else []
     return noise + [keras.layers.Activation("relu")]
 
 

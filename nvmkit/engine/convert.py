@@ -628,7 +628,7 @@ class AnalogModel(keras.Model):
 # -- footprint: what the converted model occupies and does per inference --------------------------
 
 #: layers that act only in training (no footprint)
-_TRAINING_ONLY = {"InputLayer", "GaussianNoise", "Dropout", "GaussianDropout", "SpatialDropout1D",
+_TRAINING_ONLY = {"InputLayer", "GaussianNoise", "PreActivationNoise", "Dropout", "GaussianDropout", "SpatialDropout1D",
                   "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout", "FoldedBatchNormalization"}
 
 

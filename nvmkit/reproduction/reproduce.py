@@ -5,8 +5,8 @@ every point not yet in its results database through the sweep engine (:func:`nvm
 resumable, trained models from the model cache), then :func:`write_report` writes ``OUT/``:
 
 - ``report.md``: Result 1 beside the seed's table (plain and noise-trained networks), the
-  regularisation sweeps, the test-set noise sweeps, the RNN's time steps, the energy table beside the
-  seed's, the seed's claims with verdicts computed from the rows (:mod:`nvmkit.reproduction.seed_study`), and how
+  regularisation sweeps, the test-set noise sweeps, the RNN's time steps, the tile sizes, which training
+  survives which device (:mod:`nvmkit.reproduction.training_study`), the energy table beside the seed's, the seed's claims with verdicts computed from the rows (:mod:`nvmkit.reproduction.seed_study`), and how
   the report was made (command, versions, seed, data, wall time, machine load);
 - ``results.md``: the Result 1 tables and the verdicts, to paste into docs/results.md;
 - ``summary.json``: the verdicts and the Result 1 cells, for scripts;
@@ -249,9 +249,12 @@ def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Pat
         seen = {r["key"] for r in by_kind[sec.kind]}
         by_kind[sec.kind] += [r for r in rows if r["key"] not in seen]
     energy = {name: seed_energy_table(name) for name in ("seed", "default")}
+    from nvmkit.reproduction import training_study as tr_study
+
     verdicts = ss.accuracy_claims(by_kind)
     for name, rows in energy.items():
         verdicts += ss.energy_verdicts(seed_claims(rows), name)
+    verdicts += tr_study.verdicts(by_kind["training"])  # after the energy claims: their numbers stay
 
     written: list[Path] = []
     figures: dict[str, list[Path]] = {k: [] for k in (*KINDS, "energy")}
@@ -262,6 +265,8 @@ def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Pat
     r1, reg, tn, ts = (by_kind[k] for k in ("result1", "regularisation", "test_noise", "time_steps"))
     tiles = tile_table(by_kind["tile_size"], meta)
     figures["tile_size"] = ts_study.plot_tile_size(tiles, plots) if tiles else []
+    training = tr_study.cells(by_kind["training"])
+    figures["training"] = tr_study.plot_training(training, plots) if training else []
     figures["result1"] = rp.plot_result1(r1, plots) if r1 else []
     figures["regularisation"] = rp.plot_regularisation(reg, plots) if reg else []
     figures["test_noise"] = plot_accuracy(tn, plots / "test_noise", scenario="both") if tn else []
@@ -285,6 +290,7 @@ def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Pat
                        "winner": None if win is None else list(win.tile),
                        "beyond_model": [list(c.tile) for c in beyond]}
                       for net, ds, res, win, beyond in ts_study.winners(tiles)],
+        "training": [_training_json(training, c) for c in training],
         "command": meta.get("command"),
         "wall_time_s": meta.get("wall_time_s"),
     }
@@ -325,6 +331,48 @@ def _tile_block(by_kind: dict, meta: dict, notes, figures, out, heading: str) ->
               ts_study.render_winners(tiles), ""]
     if figures is not None:
         lines += [_images(figures.get("tile_size", []), out, "Tile size"), ""]
+    return lines
+
+
+def _training_json(table, c) -> dict:
+    from nvmkit.reproduction import training_study as tr_study
+
+    stat = lambda s: None if s is None else {"mean": s.mean, "std": s.std, "n": s.n,  # noqa: E731
+                                             "ci95_half_width": tr_study.half_width(s)}
+    return {"network": c.network, "dataset": c.dataset, "device": c.deployment.device,
+            "sigma_syn": c.deployment.sigma_syn, "drift_time": c.deployment.drift_time, "method": c.method,
+            "epochs": c.epochs, "internal": stat(c.internal), "digital": stat(c.digital), "n_test": c.n_test,
+            "share_won_back": None if c.method == tr_study.PLAIN else tr_study.share(table, c)}
+
+
+def _training_block(by_kind: dict, notes, figures, out, heading: str, sub: str = "###") -> list[str]:
+    from nvmkit.reproduction import training_study as tr_study
+
+    lines = [heading, ""] + _notes(notes)
+    table = tr_study.cells(by_kind["training"])
+    if not table:
+        return lines + ["Not run.", ""]
+    n_test = sorted({c.n_test for c in table if c.n_test})
+    lines += [f"Accuracy in % on each deployment: mean ± the half-width of its 95% confidence interval over the "
+              f"Monte Carlo trials ({_trials_text(by_kind['training'])}; "
+              f"{', '.join(f'{n:,}' for n in n_test) or 'unknown'} test images, the same for every cell, so "
+              "their own sampling error is common to all methods); in brackets, the share of the plain network's "
+              "loss to the device (clean minus on the device) that the method wins back: (method − plain) / "
+              "(clean − plain), 0% no better than plain, 100% back to the clean accuracy; n/a where the "
+              "plain network's loss is within its own 95% CI half-width or one test image (nothing to win "
+              "back). Clean: the network in Keras, without the device; device-aware training makes one "
+              "network per deployment, so its row gives the range of their clean accuracies.", "", tr_study.render_table(table), "",
+              f"{sub} Per method, over the cells where there is a loss to win back", "",
+              "above / below plain: the 95% Welch confidence interval of the difference from plain excludes 0; "
+              "best: the highest mean of all methods at that deployment.", "",
+              tr_study.render_summary(table), "",
+              f"{sub} The seed's equivalence, tested", "",
+              "On each synaptic level σ_syn: the network fine-tuned with pre-activation noise at the per-layer "
+              "σ_neu = σ_syn (Wmax − Wmin) √n γ_act the seed's formula gives (training.sigma_syn_target), against "
+              "the one fine-tuned through the device; difference in points with its 95% Welch CI; 'as well' when "
+              "that interval reaches 0 or above.", "", tr_study.render_equivalence(table), ""]
+    if figures is not None:
+        lines += [_images(figures.get("training", []), out, "Training methods"), ""]
     return lines
 
 
@@ -375,8 +423,8 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
                   + "so the networks are undertrained and the verdicts below say only that the pipeline runs "
                     "end to end. Run `nvmkit reproduce --data-dir DIR` for the real numbers.", ""]
     lines += ["Contents: 1. Result 1 · 2. Regularisation sweeps · 3. Test-set noise sweeps · 4. Time steps of "
-              "the RNN · 5. Tile size and wire resistance · 6. Energy per inference · 7. The seed's claims · "
-              "8. How this report was made", ""]
+              "the RNN · 5. Tile size and wire resistance · 6. Which training survives which device · "
+              "7. Energy per inference · 8. The seed's claims · 9. How this report was made", ""]
 
     lines += ["## 1. Result 1: internal, external and both noise", ""]
     lines += _notes(notes.get("result1"))
@@ -395,8 +443,10 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
 
     lines += _tile_block(by_kind, meta, notes.get("tile_size"), figures, out,
                          "## 5. Tile size against wire resistance (IR drop)")
+    lines += _training_block(by_kind, notes.get("training"), figures, out,
+                             "## 6. Which training survives which device")
 
-    lines += ["## 6. Energy per inference", "",
+    lines += ["## 7. Energy per inference", "",
               "From `nvmkit.reproduction.energy_table` with the settings of docs/energy.md (`nvmkit energy --seed-table "
               "--assumptions seed|default`): energy per inference of the seed's three networks on ReRAM and "
               "SONOS, without training. docs/energy.md explains each cell's difference from the seed's.", ""]
@@ -404,14 +454,14 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
         lines += [f"### {name} assumptions", "", render_assumptions(name), "", render_seed_table(rows), ""]
     lines += [_images(figures["energy"], out, "Energy per inference"), ""]
 
-    lines += ["## 7. The seed's claims, tested on these numbers", "",
+    lines += ["## 8. The seed's claims, tested on these numbers", "",
               "Each verdict is computed from the rows above by the test it states; 'not tested' means the rows "
               "it needs were not run.", "", ss.render_verdicts(verdicts), ""]
     held = sum(v.verdict == ss.HOLDS for v in verdicts)
     failed = sum(v.verdict == ss.FAILS for v in verdicts)
     lines += [f"{held} hold, {failed} do not hold, {len(verdicts) - held - failed} not tested.", ""]
 
-    lines += ["## 8. How this report was made", ""] + _provenance(by_kind, meta, figures, out)
+    lines += ["## 9. How this report was made", ""] + _provenance(by_kind, meta, figures, out)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -516,6 +566,9 @@ def _results_snippet(by_kind, verdicts, meta, section_notes=None) -> str:
     if by_kind.get("tile_size") or meta.get("refused"):
         lines += _tile_block(by_kind, meta, (section_notes or {}).get("tile_size"), None, None,
                              "## Tile size against wire resistance (IR drop)")
+    if by_kind.get("training"):
+        lines += _training_block(by_kind, (section_notes or {}).get("training"), None, None,
+                                 "## Which training survives which device", sub="###")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -12,7 +12,7 @@ the report reads one way, named by its ``kind``::
     device.params.sigma_syn = 0.025
 
     [sections.result1]              # sections run and are reported in file order
-    kind = "result1"                # result1 | regularisation | test_noise | time_steps | tile_size
+    kind = "result1"                # result1 | regularisation | test_noise | time_steps | tile_size | training
     title = "..."                   # optional heading
     note = "..."                    # optional text under the heading (e.g. why this noise)
     [sections.result1.base]         # laid over the study's [base]
@@ -39,13 +39,14 @@ from nvmkit.core.errors import ConfigError
 from nvmkit.sweeps.experiment import Experiment, _did_you_mean, _merge, _table, parse_experiment
 from nvmkit.core.params import load_toml, read_text_file
 
-KINDS = ("result1", "regularisation", "test_noise", "time_steps", "tile_size")
+KINDS = ("result1", "regularisation", "test_noise", "time_steps", "tile_size", "training")
 TITLES = {
     "result1": "Result 1: internal, external and both noise",
     "regularisation": "Regularisation sweeps (Results II)",
     "test_noise": "Test-set noise sweeps (Results III and IV)",
     "time_steps": "Time steps of the RNN",
     "tile_size": "Tile size against wire resistance (IR drop)",
+    "training": "Which training survives which device (plain, pre-activation noise, device-aware)",
 }
 SECTION_KEYS = ("kind", "title", "note", "base", "grid", "points")
 STUDY_KEYS = ("name", "description")

@@ -258,6 +258,8 @@ def point_key(resolved: dict) -> str:
 def model_key(resolved: dict) -> str:
     """What the trained model depends on: points with equal model keys train one model."""
     ident = identity(resolved)
+    if isinstance(ident.get("dataset"), dict):  # the test images do not shape the model
+        ident["dataset"].pop("test_size", None)
     keys = ("dataset", "network", "training", "seed") + (("model",) if ident.get("model") else ())
     if (ident.get("training") or {}).get("method") == "device":  # trained through the deployment
         keys += ("device", "crossbar")
@@ -282,6 +284,8 @@ def identity(resolved: dict) -> dict:
     if isinstance(ident.get("training"), dict):
         ident["training"] = training_identity(ident["training"])
     ds = ident.get("dataset", {})
+    if ds.get("test_size", 0) is None:  # the whole test set: the key of before test_size existed
+        ds.pop("test_size")
     if ds.get("file") is not None:  # a user's file counts by its content (sha256), not its path
         ds.pop("file")
         ds.pop("data_dir", None)

@@ -43,10 +43,15 @@ class DataConfig(Params):
     file: str | None = None
     sha256: str | None = None  # the file's recorded hash: a changed file is refused
     scaling: str = "auto"  # auto: uint8 / 255, floats must lie in [0, 1] | none: values as they are
+    #: evaluate on this many test images, a random subset drawn from the run's seed (the same
+    #: images for every point of a sweep with one seed); None: the whole test set
+    test_size: int | None = None
 
     def validate(self) -> None:
         from nvmkit.workflow.data import SCALINGS, _canonical_name
 
+        if self.test_size is not None:
+            self.test_size = check_int("dataset", "test_size", self.test_size, 1)
         if self.scaling not in SCALINGS:
             raise ConfigError(f"dataset.scaling must be one of {', '.join(SCALINGS)}, got {self.scaling!r}")
         if self.file is not None:
@@ -87,11 +92,21 @@ TRAINING_METHODS = ("plain", "preactivation", "device")
 DEVICE_STARTS = ("plain", "scratch")
 #: the settings of device-aware training only (None unless training.method = "device")
 DEVICE_FIELDS = ("device_epochs", "device_start", "device_learning_rate", "reprogram_every")
+#: where pre-activation-noise training starts: the initialisation (the seed's way, the default) or
+#: the plainly trained model, fine-tuned for ``preactivation_epochs`` (the training study compares it
+#: with device-aware fine-tuning for the same number of epochs)
+PREACTIVATION_STARTS = ("scratch", "plain")
+#: the settings of pre-activation fine-tuning only (None unless training.method = "preactivation")
+PREACTIVATION_FIELDS = ("preactivation_start", "preactivation_epochs")
+#: settings unset by default that are left out of a model's identity while unset, so that models
+#: and results keyed before they existed keep their keys
+_KEYED_WHEN_SET = PREACTIVATION_FIELDS + ("fine_tune_size",)
 #: the keys of the spec form of a method (``device:epochs=2,every=4``, ``preactivation:0.1``)
 _METHOD_KEYS = {
     "device": {"epochs": "device_epochs", "start": "device_start", "learning_rate": "device_learning_rate",
                "every": "reprogram_every"},
-    "preactivation": {"sigma_neu": "sigma_neu", "sigma_syn_target": "sigma_syn_target"},
+    "preactivation": {"sigma_neu": "sigma_neu", "sigma_syn_target": "sigma_syn_target",
+                      "start": "preactivation_start", "epochs": "preactivation_epochs"},
     "plain": {},
 }
 
@@ -105,6 +120,9 @@ def training_identity(table: dict) -> dict:
     if out.get("method") != "device":
         out.pop("method", None)
         for key in DEVICE_FIELDS:
+            out.pop(key, None)
+    for key in _KEYED_WHEN_SET:  # unset: the keys of before they existed
+        if out.get(key) is None:
             out.pop(key, None)
     return out
 
@@ -130,6 +148,13 @@ class TrainingConfig(Params):
     device_start: str | None = None  # "plain" (default): fine-tune the plain model; "scratch"
     device_learning_rate: float | None = None  # default: learning_rate
     reprogram_every: int | None = None  # mini-batches per programming draw (default 1)
+    #: "scratch" (None, the default): pre-activation noise from the initialisation for ``epochs``;
+    #: "plain": fine-tune the plain model with the noise for ``preactivation_epochs`` (default 1)
+    preactivation_start: str | None = None
+    preactivation_epochs: int | None = None
+    #: training images per epoch of a fine-tuning (device-aware, or pre-activation from the plain
+    #: model): a random subset drawn from the seed, the same every epoch; None: the whole set
+    fine_tune_size: int | None = None
 
     def validate(self) -> None:
         self._read_method_spec()
@@ -145,7 +170,8 @@ class TrainingConfig(Params):
         for name in ("epochs", "batch_size"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_int("training", name, getattr(self, name), 1))
-        if self.sigma_neu is not None and self.sigma_syn_target is not None:
+        if self.sigma_syn_target is not None and self.sigma_neu not in (None, 0, 0.0):
+            # sigma_neu = 0 names no noise (a study's base for plain networks): the target gives it
             raise ConfigError("give training.sigma_neu or training.sigma_syn_target, not both")
         if isinstance(self.sigma_neu, (list, tuple)):
             self.sigma_neu = [check_nonnegative("training", "sigma_neu", v) for v in self.sigma_neu]
@@ -206,7 +232,26 @@ class TrainingConfig(Params):
         if self.device_start is not None and self.device_start not in DEVICE_STARTS:
             raise ConfigError(f"training.device_start must be one of {', '.join(DEVICE_STARTS)}, "
                               f"got {self.device_start!r}")
+        if self.preactivation_epochs is not None:
+            self.preactivation_epochs = check_int("training", "preactivation_epochs", self.preactivation_epochs, 1)
+        if self.preactivation_start is not None and self.preactivation_start not in PREACTIVATION_STARTS:
+            raise ConfigError(f"training.preactivation_start must be one of {', '.join(PREACTIVATION_STARTS)}, "
+                              f"got {self.preactivation_start!r}")
         noisy = self._noisy()
+        if self.fine_tune_size is not None:
+            self.fine_tune_size = check_int("training", "fine_tune_size", self.fine_tune_size, 1)
+            if self.method != "device" and self.preactivation_start != "plain":
+                raise ConfigError("training.fine_tune_size sizes a fine-tuning: set training.method = "
+                                  "\"device\", or training.preactivation_start = \"plain\", or remove it")
+        given = [k for k in PREACTIVATION_FIELDS if getattr(self, k) is not None]
+        if given and (self.method not in (None, "preactivation") or not noisy):
+            raise ConfigError(f"training.{given[0]} belongs to pre-activation noise training; set "
+                              "training.method = \"preactivation\" with sigma_neu or sigma_syn_target, "
+                              "or remove it")
+        if self.preactivation_epochs is not None and self.preactivation_start != "plain":
+            raise ConfigError("training.preactivation_epochs counts the epochs of fine-tuning the plain "
+                              "model; set training.preactivation_start = \"plain\" (from scratch, "
+                              "training.epochs counts them)")
         if self.method != "device":
             given = [k for k in DEVICE_FIELDS if getattr(self, k) is not None]
             if given:
@@ -227,6 +272,8 @@ class TrainingConfig(Params):
         """A copy with the method named (inferred when None) and the device-training defaults
         filled in when it is ``device``."""
         method = self.method or ("preactivation" if self._noisy() else "plain")
+        if method == "preactivation" and self.preactivation_start == "plain":
+            return self.replace(method=method, preactivation_epochs=self.preactivation_epochs or 1)
         if method != "device":
             return self.replace(method=method)
         return self.replace(method=method, device_epochs=self.device_epochs or 1,
@@ -235,7 +282,8 @@ class TrainingConfig(Params):
 
     def plain_start(self) -> "TrainingConfig":
         """The plain training a device-aware fine-tuning starts from (same settings, no device)."""
-        return self.replace(method="plain", **{k: None for k in DEVICE_FIELDS})
+        return self.replace(method="plain", sigma_neu=0.0, sigma_syn_target=None,
+                            **{k: None for k in DEVICE_FIELDS + _KEYED_WHEN_SET})
 
     def resolved(self, mapper: NetworkMapper) -> "TrainingConfig":
         """A copy with every ``None`` training setting filled from ``mapper.training_defaults``."""
@@ -243,6 +291,8 @@ class TrainingConfig(Params):
         filled = {k: (defaults[k] if getattr(self, k) is None else getattr(self, k))
                   for k in ("optimizer", "learning_rate", "epochs", "batch_size", "schedule")}
         sigma, target = self.sigma_neu, self.sigma_syn_target
+        if target is not None and not sigma:  # sigma_neu = 0 beside a target: the target decides
+            sigma = None
         if target == 0:  # no synaptic noise to match: the plain network, under the plain network's key
             target = None
         if sigma is None and target is None:

@@ -153,6 +153,8 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
             # "auto" names no data: rerun elsewhere (full data in NVMKIT_DATA_DIR or Keras's cache,
             # or none) it would pick other images. The record says which kind this run used.
             resolved["dataset"]["source"] = "sample" if ds.is_sample else "full"
+    if cfg.dataset.test_size is not None:
+        ds = test_subset(ds, cfg.dataset.test_size, cfg.seed)
     user_model = None
     if cfg.model is not None:  # checked before any work: the file, the data's shape, the labels
         with reporter.step("loading model"):
@@ -244,6 +246,28 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
     if cfg.output:
         result.write_json(cfg.output)
     return result
+
+
+#: the stream of the test subset among the run's seeded streams (a constant, so that it is the
+#: same subset for every point of one seed and independent of the trials' streams)
+TEST_SUBSET_STREAM = 0x7E57
+
+
+def test_subset(ds, size: int, seed: int):
+    """``ds`` with ``size`` of its test images, drawn without replacement from ``seed`` and kept
+    in their order (``dataset.test_size``)."""
+    import dataclasses
+
+    import numpy as np
+
+    n = len(ds.x_test)
+    if size > n:
+        raise ConfigError(f"dataset.test_size = {size} but the test set has {n} images; give at most {n}")
+    if size == n:
+        return ds
+    rng = np.random.default_rng(np.random.SeedSequence([seed, TEST_SUBSET_STREAM]))
+    idx = np.sort(rng.choice(n, size, replace=False))
+    return dataclasses.replace(ds, x_test=ds.x_test[idx], y_test=ds.y_test[idx])
 
 
 def _dataset_record(ds) -> dict:

@@ -70,6 +70,10 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
     defaults to ``$NVMKIT_CACHE_DIR`` or ``~/.cache/nvmkit/models``. ``progress(epoch, logs)`` is
     called after each epoch; ``reporter`` is a :mod:`nvmkit.workflow.report` reporter.
 
+    ``training.preactivation_start = "plain"`` fine-tunes the plain model (trained or loaded
+    first) with the pre-activation noise for ``preactivation_epochs``, with the training's optimizer
+    and schedule over those epochs, as device-aware fine-tuning does.
+
     ``training.method = "device"`` trains through ``device`` and ``crossbar`` (the deployment's,
     a :class:`nvmkit.Device` and a :class:`nvmkit.CrossbarConfig`; :func:`fit_on_device`): by
     default it fine-tunes the plain model (trained, or loaded from the cache, first) for
@@ -113,10 +117,13 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
         return model
 
     fit_cfg = cfg
-    if cfg.sigma_syn_target is not None:
-        plain = train(mapper, data, cfg.replace(sigma_syn_target=None, sigma_neu=0.0), seed=seed,
+    finetune = cfg.method == "preactivation" and cfg.preactivation_start == "plain"
+    plain = None
+    if cfg.sigma_syn_target is not None or finetune:
+        plain = train(mapper, data, cfg.plain_start(), seed=seed,
                       cache_dir=cache, use_cache=use_cache, progress=progress, reporter=reporter,
                       dataset_name=dataset_name)
+    if cfg.sigma_syn_target is not None:
         stats = noise_site_stats(plain, _gamma_subset(mapper, x_train, seed))
         if len(stats) != mapper.noise_sites():
             raise ConfigError(f"network '{mapper.name}' reports {mapper.noise_sites()} noise sites but its "
@@ -124,7 +131,13 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
         fit_cfg = cfg.replace(sigma_syn_target=None,
                               sigma_neu=[s.sigma_neu(cfg.sigma_syn_target) for s in stats])
 
-    model, info = _fit(mapper, fit_cfg, x_train, y_train, progress, reporter)
+    if finetune:  # the plain model's weights, then preactivation_epochs with the noise
+        fit_cfg = fit_cfg.replace(epochs=cfg.preactivation_epochs)
+        x_fit, y_fit = fine_tune_subset(x_train, y_train, cfg.fine_tune_size, seed)
+        model, info = _fit(mapper, fit_cfg, x_fit, y_fit, progress, reporter, start=plain,
+                           num_classes=_num_classes(y_train))  # a small subset may miss a class
+    else:
+        model, info = _fit(mapper, fit_cfg, x_train, y_train, progress, reporter)
     _save_atomic(model, path, {"key": key_data, "sigma_neu": fit_cfg.sigma_neu, **info})
     return model
 
@@ -270,9 +283,16 @@ def _gamma_subset(mapper: NetworkMapper, x_train: np.ndarray, seed: int) -> np.n
 
 # -- fitting, loading, saving ----------------------------------------------------------------------
 
-def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
+def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter, start: keras.Model | None = None,
+         num_classes: int | None = None):
     keras.utils.set_random_seed(cfg.seed)
-    model = mapper.build(tuple(x_train.shape[1:]), _num_classes(y_train), cfg.sigma_neu, cfg.seed)
+    model = mapper.build(tuple(x_train.shape[1:]), num_classes or _num_classes(y_train), cfg.sigma_neu, cfg.seed)
+    if start is not None:  # fine-tuning: the noise layers carry no weights, the rest are the start's
+        theirs, ours = start.get_weights(), model.get_weights()
+        if [w.shape for w in theirs] != [w.shape for w in ours]:
+            raise ConfigError(f"network '{mapper.name}' builds different weights with pre-activation noise "
+                              "than without; train it from scratch (training.preactivation_start = scratch)")
+        model.set_weights(theirs)
     optimizer = _optimizer(cfg, cfg.learning_rate, cfg.epochs, len(x_train))
     # no XLA: compiling costs seconds per model and saves nothing measurable for nets this small on CPU
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -290,6 +310,20 @@ def _fit(mapper, cfg: TrainingConfig, x_train, y_train, progress, reporter):
     info = {"train_seconds": round(time.perf_counter() - started, 2),
             "history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
     return model, info
+
+
+#: the stream of a fine-tuning's training subset among the seed's streams
+FINE_TUNE_STREAM = 0xF1E7
+
+
+def fine_tune_subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int):
+    """``training.fine_tune_size`` images of the training set, drawn without replacement from
+    ``seed`` and kept in their order (all of them when ``size`` is None or not smaller)."""
+    if size is None or size >= len(x):
+        return x, y
+    rng = np.random.default_rng(np.random.SeedSequence([seed, FINE_TUNE_STREAM]))
+    idx = np.sort(rng.choice(len(x), size, replace=False))
+    return x[idx], y[idx]
 
 
 def _num_classes(y_train) -> int:
@@ -319,7 +353,8 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, cfg: Trainin
     from ``seed``, read noise fresh per read, the converters in the loop (calibrated once, on the
     first 500 inputs, as a run deploys); the optimizer and batch size are the training's, the rate
     ``device_learning_rate`` (default ``learning_rate``), its schedule over the device epochs.
-    ``x`` is the model's input. Returns the training record (seconds, history).
+    ``x`` is the model's input; ``fine_tune_size`` trains on that many of its images (a seeded
+    subset). Returns the training record (seconds, history).
     """
     from nvmkit.engine.device_aware import DeviceAwareTraining
 
@@ -329,7 +364,7 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, cfg: Trainin
     cfg = cfg.replace(**{k: (filled[k] if getattr(cfg, k) is None else getattr(cfg, k))
                          for k in ("optimizer", "learning_rate", "batch_size", "schedule")})
     seed = check_seed("fit_on_device", "seed", seed)
-    x = np.asarray(x, dtype=np.float32)
+    x, y = fine_tune_subset(np.asarray(x, dtype=np.float32), np.asarray(y), cfg.fine_tune_size, seed)
     trainer = DeviceAwareTraining(model, device, crossbar, seed=seed,
                                   calibration_data=x[: min(500, len(x))],
                                   reprogram_every=cfg.reprogram_every)
