@@ -82,3 +82,23 @@ def test_report_paths_are_shown_relative_to_the_working_folder(tmp_path, monkeyp
     path = (tmp_path if inside else Path(os.sep)) / "out" / "r"
     assert shown_path(path) == ("out/r" if inside else str(path))
     assert shown_path("rel/x") == "rel/x"
+
+
+def test_report_shows_a_data_folder_beside_the_working_one_relative(tmp_path, monkeypatch):
+    """`--data-dir ../shared/datasets` is recorded absolute; the report's provenance must show it
+    relative to the working folder (a shown absolute name fails), one line per folder however it
+    was spelt (an unnormalised ``work/../shared`` would be a second line)."""
+    from nvmkit.reproduction import reproduce as rep
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    rows = [{"dataset": "mnist", "seed": 1,
+             "dataset_info": {"name": "mnist", "sample": False, "source": src,
+                              "n_train": 10, "n_test": 5}}
+            for src in (str(tmp_path / "shared" / "mnist.npz"),
+                        str(work / ".." / "shared" / "mnist.npz"))]
+    lines = rep._provenance({"result1": rows}, {}, {}, work)
+    data = [ln for ln in lines if ln.startswith("- Data:")]
+    assert data == ["- Data: mnist: full data, 10 training / 5 test images, from ../shared/mnist.npz"]
+    assert str(tmp_path) not in "\n".join(lines)

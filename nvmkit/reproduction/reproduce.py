@@ -113,14 +113,20 @@ def command_line(*, quick: bool = False, data_dir=None, out=None, db=None, execu
 
 
 def shown_path(path: str | Path) -> str:
-    """A path as a report shows it: relative to the working folder where it lies below it (the
-    command is run from there), so that a shared report names no folder of this machine."""
+    """A path as a report shows it: relative to the working folder where it lies below or beside it
+    (the command is run from there: ``../shared/datasets``), so that a shared report names no folder
+    of this machine; a path that shares only the root with it is shown as it is."""
     p = Path(path)
     if p.is_absolute():
+        # normalised first: "a/../shared" and "shared" are one folder; a folder beside the working
+        # one is shown as "../shared", never by its absolute name
+        p = Path(os.path.normpath(p))
         try:
             return p.relative_to(Path.cwd()).as_posix() or "."
         except ValueError:
-            pass
+            if os.path.commonpath([p, Path.cwd()]) != p.anchor:  # beside the working folder
+                return Path(os.path.relpath(p, Path.cwd())).as_posix()
+            return str(p)
     return str(path)
 
 
@@ -502,7 +508,10 @@ def _provenance(by_kind, meta, figures, out) -> list[str]:
     data = {}
     for r in rows:
         d = r.get("dataset_info") or {}
-        key = (d.get("name") or r.get("dataset"), bool(d.get("sample")), d.get("source"))
+        source = d.get("source")
+        if isinstance(source, str) and os.path.isabs(source):
+            source = shown_path(source)
+        key = (d.get("name") or r.get("dataset"), bool(d.get("sample")), source)
         data[key] = (d.get("n_train"), d.get("n_test"))
     for (name, sample, source), (n_train, n_test) in sorted(data.items(), key=str):
         kind = "embedded sample" if sample else "full data"
