@@ -154,7 +154,8 @@ class UpdateTables:
     def steps(self, g, up):
         """Mean step and its spread at states ``g`` for pulses of direction ``up`` (bool tensor)."""
         curves = [c for c in (self.up, self.down, self.up_sd, self.down_sd) if c is not None]
-        at = _read_curves(curves, g)
+        d = self.device  # the model is stated on [g_min, g_max]: beyond, its value at the bound
+        at = _read_curves(curves, ops.clip(g, float(F32(d.g_min)), float(F32(d.g_max))))
         mean = ops.where(up, at[id(self.up)], at[id(self.down)])
         sd = None
         if self.up_sd is not None or self.down_sd is not None:
@@ -344,7 +345,9 @@ class _Hook:
             return last[3]
         tr = self.trainer
         cells = tr._cells[id(core)]
-        full = core.matrix(kernel2d, bias)
+        # a tensor of its own (matrix() returns the kernel itself without a bias row): the read
+        # is kernel + (read-back - full), so d loss / d full is minus the gradient of the read
+        full = tf.identity(core.matrix(kernel2d, bias))
         st = {"delta": ops.expand_dims(cells.weights() - full, 0), "read_sd": None, "read_var": None}
         if core.read_sd is not None:
             st["read_sd"] = core.read_sd.value  # a state-independent read spread: as programmed
