@@ -271,7 +271,7 @@ def test_stochastic_trains_have_the_analytic_count_distribution():
     Bernoulli(p_i q_j) coincidences with p_i q_j = scale |x_i delta_j| / L: mean
     ``-scale M x_i delta_j``, variance ``M L pq (1 - pq)``. Tolerance: 5.5 standard errors per
     cell. Catches: a wrong coincidence probability (the balancing, the sqrt, slots), signs lost."""
-    m, slots, scale = 3000, 10, 4.0
+    m, slots, scale = 40000, 10, 4.0
     x0 = np.array([0.2, -0.5, 1.0, 0.0], np.float32)
     d0 = np.array([0.3, -0.1, 0.05], np.float32)
     counts = stochastic_counts(np.tile(x0, (m, 1)), np.tile(d0, (m, 1)), scale, slots,
