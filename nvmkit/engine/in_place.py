@@ -198,6 +198,14 @@ def apply_pulses(states: list, counts, tables: UpdateTables, *, factors=None, st
         if (tables.up_sd is not None or tables.down_sd is not None) and seed is None:
             raise NvmkitError("apply_pulses: the device has pulse noise; pass a seed")
 
+        # only the cells with pulses to take go round the loop (most take none in an update)
+        where = tf.where(m > 0)
+        full_states = states
+        m = tf.gather_nd(m, where)
+        raise_w = tf.gather_nd(raise_w, where)
+        states = [tf.gather_nd(g, where) for g in states]
+        nf = [None if f is None else tf.gather_nd(f, where) for f in nf]
+
         def body(k, *gs):
             active = k < m
             if pair:  # the cell opposite the update first, while it is above g_min + h
@@ -224,10 +232,11 @@ def apply_pulses(states: list, counts, tables: UpdateTables, *, factors=None, st
                 new.append(ops.where(mv, moved, g))
             return (k + 1, *new)
 
-        n_max = ops.max(m)
+        n_max = ops.max(ops.concatenate([m, ops.zeros((1,), "int32")]))
         loop = tf.while_loop(lambda k, *gs: k < n_max, body,
                              (tf.constant(0, dtype="int32"), *states))
-        out = list(loop[1:])
+        states = full_states
+        out = [tf.tensor_scatter_nd_update(g, where, new) for g, new in zip(states, loop[1:])]
     if stuck is not None:
         out = [ops.where(s, g0, g) for g, g0, s in zip(out, states, stuck)]
     return out
@@ -552,10 +561,12 @@ class InPlaceTraining:
         dx = transposed(d, w_in)
         if noisy:
             if st["read_var"] is not None:
-                var = st["read_var"][:, :core.n_in]
+                s2 = transposed(ops.square(d), st["read_var"][:, :core.n_in])
+            elif conv is None and core.depthwise is None:  # the same for every row: one sum
+                s2 = ops.sum(ops.square(d) * ops.square(st["read_sd"]), axis=-1, keepdims=True) \
+                    * ops.ones((1, 1, core.n_in), dtype="float32")
             else:
-                var = ops.square(st["read_sd"]) * ops.ones_like(w_in)
-            s2 = transposed(ops.square(d), var)
+                s2 = transposed(ops.square(d), ops.square(st["read_sd"]) * ops.ones_like(w_in))
             z = xops.standard_normal(ops.shape(dx), _Seed(self._seed(cells, _BACKWARD, n)))
             noise = ops.sqrt(ops.maximum(s2, 0.0)) * z
         if core.adc_bits is not None:
