@@ -153,6 +153,13 @@ class UpdateTables:
 
     def steps(self, g, up):
         """Mean step and its spread at states ``g`` for pulses of direction ``up`` (bool tensor)."""
+        sds = (self.up_sd, self.down_sd)
+        if self.up.constant is not None and self.down.constant is not None and all(
+                c is None or c.constant is not None for c in sds):  # no table to read
+            mean = ops.where(up, self.up.constant, self.down.constant)
+            if sds == (None, None):
+                return mean, None
+            return mean, ops.where(up, *[0.0 if c is None else c.constant for c in sds])
         curves = [c for c in (self.up, self.down, self.up_sd, self.down_sd) if c is not None]
         d = self.device  # the model is stated on [g_min, g_max]: beyond, its value at the bound
         at = _read_curves(curves, ops.clip(g, float(F32(d.g_min)), float(F32(d.g_max))))
@@ -198,45 +205,49 @@ def apply_pulses(states: list, counts, tables: UpdateTables, *, factors=None, st
         if (tables.up_sd is not None or tables.down_sd is not None) and seed is None:
             raise NvmkitError("apply_pulses: the device has pulse noise; pass a seed")
 
-        # only the cells with pulses to take go round the loop (most take none in an update)
-        where = tf.where(m > 0)
-        full_states = states
-        m = tf.gather_nd(m, where)
-        raise_w = tf.gather_nd(raise_w, where)
-        states = [tf.gather_nd(g, where) for g in states]
-        nf = [None if f is None else tf.gather_nd(f, where) for f in nf]
+        # pulse k moves only the cells with more than k pulses: their (flat) indices shrink from
+        # one pulse to the next, so the work is the number of pulses, not max count x cells
+        shape = ops.shape(states[0])
+        flat = [ops.reshape(g, (-1,)) for g in states]
+        m_f, rw_f = ops.reshape(m, (-1,)), ops.reshape(raise_w, (-1,))
+        f_f = [None if f is None else ops.reshape(f, (-1,)) for f in nf]
+        noisy = tables.up_sd is not None or tables.down_sd is not None
+        idx0 = ops.cast(ops.reshape(tf.where(m_f > 0), (-1,)), "int32")
 
-        def body(k, *gs):
-            active = k < m
+        def body(k, idx, *gs):
+            head = [tf.gather(g, idx) for g in gs]
+            up_w = tf.gather(rw_f, idx)
             if pair:  # the cell opposite the update first, while it is above g_min + h
-                gp, gn = gs
-                neg_down = raise_w & (gn > g_min + h)
-                pos_up = raise_w & ~neg_down
-                pos_down = (~raise_w) & (gp > g_min + h)
-                neg_up = (~raise_w) & ~pos_down
-                moves = [active & (pos_up | pos_down), active & (neg_up | neg_down)]
-                ups = [pos_up, neg_up]
+                gp, gn = head
+                neg_down = up_w & (gn > g_min + h)
+                pos_down = (~up_w) & (gp > g_min + h)
+                # G+ moves up when raising and G- is empty, down when lowering and it is not
+                moves = [(up_w & ~neg_down) | pos_down, ((~up_w) & ~pos_down) | neg_down]
+                ups = [up_w, ~up_w]
             else:
-                moves, ups = [active], [raise_w]
+                moves, ups = [None], [up_w]
             z = None
-            if tables.up_sd is not None or tables.down_sd is not None:
-                z = xops.standard_normal(ops.shape(gs[0]), _Seed(
+            if noisy:
+                z = xops.standard_normal(ops.shape(idx), _Seed(
                     tf.random.experimental.stateless_fold_in(seed, k)))
             new = []
-            for g, mv, up, f in zip(gs, moves, ups, nf):
+            for g, g_all, mv, up, f in zip(head, gs, moves, ups, f_f):
                 mean, sd = tables.steps(g, up)
-                step = mean if f is None else mean * f
+                step = mean if f is None else mean * tf.gather(f, idx)
                 if sd is not None:
                     step = step + sd * z
                 moved = _bounded(g + step, g, g_min, g_max)
-                new.append(ops.where(mv, moved, g))
-            return (k + 1, *new)
+                if mv is not None:
+                    moved = ops.where(mv, moved, g)
+                new.append(tf.tensor_scatter_nd_update(g_all, ops.expand_dims(idx, 1), moved))
+            nxt = tf.boolean_mask(idx, tf.gather(m_f, idx) > k + 1)
+            return (k + 1, nxt, *new)
 
-        n_max = ops.max(ops.concatenate([m, ops.zeros((1,), "int32")]))
-        loop = tf.while_loop(lambda k, *gs: k < n_max, body,
-                             (tf.constant(0, dtype="int32"), *states))
-        states = full_states
-        out = [tf.tensor_scatter_nd_update(g, where, new) for g, new in zip(states, loop[1:])]
+        loop = tf.while_loop(lambda k, idx, *gs: ops.size(idx) > 0, body,
+                             (tf.constant(0, dtype="int32"), idx0, *flat),
+                             shape_invariants=(tf.TensorShape([]), tf.TensorShape([None]),
+                                               *[g.shape for g in flat]))
+        out = [ops.reshape(g, shape) for g in loop[2:]]
     if stuck is not None:
         out = [ops.where(s, g0, g) for g, g0, s in zip(out, states, stuck)]
     return out
@@ -310,6 +321,7 @@ class _Cells:
 
     def __init__(self, trainer, layer_index: int, core, xbar, states: list, stuck):
         self.core, self.index = core, layer_index
+        self.update_fn = None
         self.c = core.layer.cores.index(core)
         self.c2w = float(xbar.current_to_weight)
         self.g_offset = float(xbar.g_offset)
@@ -598,6 +610,22 @@ class InPlaceTraining:
             n = ops.round(-self.learning_rate * grad_w / (cells.c2w * self.tables.nominal))
         return ops.cast(ops.clip(n, -cap, cap), "int32")
 
+    def _update(self, cells: _Cells):
+        """One core's update (counts, then pulses), compiled with XLA when the pulses take the
+        closed form (its few dozen elementwise steps over every cell become one fused loop)."""
+        import tensorflow as tf
+
+        def update(states, grad_w, probe_grad, seed):
+            counts = self._counts(cells, grad_w, probe_grad)
+            return apply_pulses(states, counts, self.tables, factors=cells.factors,
+                                stuck=cells.stuck, seed=seed)
+
+        if not self.tables.closed:
+            return update
+        if cells.update_fn is None:
+            cells.update_fn = tf.function(update, jit_compile=True, autograph=False)
+        return cells.update_fn
+
     def _train_step(self, x, y):
         import tensorflow as tf
 
@@ -617,9 +645,8 @@ class InPlaceTraining:
             grads[len(fulls) + len(probes):]
         for j, cells in enumerate(cores):
             # the read is kernel + (read-back - full): d loss / d full = - d loss / d w
-            counts = self._counts(cells, -gf[j], gp[j] if probes else None)
-            new = apply_pulses([v.value for v in cells.g], counts, self.tables, factors=cells.factors,
-                               stuck=cells.stuck, seed=self._seed(cells, _PULSE, 0))
+            new = self._update(cells)([v.value for v in cells.g], -gf[j], gp[j] if probes else None,
+                                      self._seed(cells, _PULSE, 0))
             for v, g in zip(cells.g, new):
                 v.assign(g)
         for v, g in zip(self.digital, gd):
