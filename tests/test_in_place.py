@@ -31,7 +31,8 @@ class LinearDevice(Device):
                  prog=0.0, read=0.0):
         self._set_range(0.0, 1.0)
         self.step, self.asym, self.sigma, self.prog, self.read = step, asym, sigma, prog, read
-        self.pulse_step_d2d, self.max_pulses = d2d, max_pulses
+        self.d2d = self.pulse_step_d2d = d2d
+        self.max_pulses = max_pulses
 
     def pulse_step(self, g, up):
         g = np.asarray(g, np.float32)
