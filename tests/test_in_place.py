@@ -81,11 +81,20 @@ def _cnn():
                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
 
 
+def _rnn():
+    keras.utils.set_random_seed(5)
+    return keras.Sequential([keras.Input((4, 5)), keras.layers.SimpleRNN(6),
+                             keras.layers.Dense(3, activation="softmax")])
+
+
 def _matrices(model) -> list[np.ndarray]:
     """Each weight layer's crossbar matrix (kernel rows, bias row last), as the trainer reads it."""
     out = []
     for layer in model.layers:
-        if hasattr(layer, "kernel"):
+        if isinstance(layer, keras.layers.SimpleRNN):  # [W; U; b] in one crossbar
+            c = layer.cell
+            out.append(np.vstack([c.kernel.numpy(), c.recurrent_kernel.numpy(), c.bias.numpy()[None]]))
+        elif hasattr(layer, "kernel"):
             k = layer.kernel.numpy()
             out.append(np.vstack([k.reshape(-1, k.shape[-1]), layer.bias.numpy()[None]]))
     return out
@@ -93,7 +102,8 @@ def _matrices(model) -> list[np.ndarray]:
 
 # -- point 4: plain SGD, step for step ------------------------------------------------------------
 
-@pytest.mark.parametrize("build, shape", [(_mlp, (10,)), (_cnn, (6, 6, 1))], ids=["dense", "conv"])
+@pytest.mark.parametrize("build, shape", [(_mlp, (10,)), (_cnn, (6, 6, 1)), (_rnn, (4, 5))],
+                         ids=["dense", "conv", "rnn"])
 def test_ideal_device_learns_as_plain_sgd_step_for_step(build, shape):
     """Ideal update model (linear, symmetric, noiseless) at unlimited resolution (a step of
     g_range 2^-24, closed form) on the ideal crossbar: every step's weights read from the

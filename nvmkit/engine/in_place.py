@@ -565,7 +565,10 @@ class InPlaceTraining:
         converted = core.dac_bits is not None or core.adc_bits is not None
         if not noisy and not converted:
             return transposed(dy, w_in)
-        scale = ops.max(ops.abs(dy), axis=-1, keepdims=True)
+        # per read (a row of a dense read; a whole sample of a convolution, whose transposed read
+        # mixes the output positions)
+        axes = -1 if conv is None else tuple(range(1, len(dy.shape)))
+        scale = ops.max(ops.abs(dy), axis=axes, keepdims=True)
         scale = ops.where(scale > 0, scale, 1.0)
         d = dy / scale
         if core.dac_bits is not None:
@@ -582,7 +585,7 @@ class InPlaceTraining:
             z = xops.standard_normal(ops.shape(dx), _Seed(self._seed(cells, _BACKWARD, n)))
             noise = ops.sqrt(ops.maximum(s2, 0.0)) * z
         if core.adc_bits is not None:
-            r = ops.max(ops.abs(dx), axis=-1, keepdims=True)
+            r = ops.max(ops.abs(dx), axis=axes, keepdims=True)
             r = ops.where(r > 0, r, 1.0)
             dx = dx + noise if noisy else dx
             dx = xops.quantize(dx, r, core.adc_bits, True, training=False)
