@@ -256,6 +256,8 @@ def test_max_pulses_caps_an_update():
     after = tr.conductances()[0]["states"]
     moved = np.abs(after[0] - before[0]) + np.abs(after[1] - before[1])
     assert np.all(moved <= 3 * 0.01 + 1e-6) and np.any(moved > 2.5 * 0.01)
+    # every weight asked for more than 3 pulses: 3 fired on each of the 6 weights
+    assert tr.pulses_fired() == [{"layer": tr.layers[0].name, "core": "", "cells": 12, "pulses": 18}]
 
 
 def test_one_pulse_moves_by_the_update_model_with_its_spreads():
@@ -349,6 +351,9 @@ def test_conductances_are_the_state_and_copy_back_writes_them():
     assert any(np.abs(g[:-1].reshape(-1) - k.reshape(-1)).max() > 1e-3 for g, k in zip(got, k0))
     for g, w in zip(got, tr.weights()):
         np.testing.assert_allclose(g, w, atol=1e-7)
+    # the trained chip (ideal crossbar) decides as the copied-back model does
+    want = float(np.mean(model.predict(x, verbose=0).argmax(axis=-1) == y))
+    assert tr.evaluate(x, y, batch_size=10) == want
 
 
 def test_a_device_without_an_update_model_is_refused_in_one_line():

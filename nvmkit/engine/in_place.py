@@ -67,9 +67,12 @@ Digital parameters (a digital bias, layers that are not mapped) take plain SGD s
 same rate. The device's numpy update model is tabulated once (:class:`UpdateTables`, the
 :class:`nvmkit.engine.device_aware.Curve` machinery) and interpolated in the graph.
 
-The conductances are the state: the weights are read back from them (:meth:`weights`), and
-:meth:`copy_back` writes those into the user's model; the layers' float kernels are never
-updated and enter the read only as ``kernel + (read-back - kernel)``.
+The conductances are the state: the weights are read back from them (:meth:`weights`),
+:meth:`evaluate` reads the trained chip itself, :meth:`pulses_fired` counts the pulses each core
+took, and :meth:`copy_back` writes the weights into the user's model; the layers' float kernels
+are never updated and enter the read only as ``kernel + (read-back - kernel)``. ``headroom``
+maps the largest weight to ``g_max / headroom`` (1: the deployment's mapping, the largest weights
+cannot grow; the exactness tests use 2).
 
 Random streams: the starting state is the programming ``convert(model, device, crossbar,
 seed=seed)`` draws (the same chain, :func:`nvmkit.engine.convert.reprogram`); forward read
@@ -321,13 +324,16 @@ class _Cells:
 
     def __init__(self, trainer, layer_index: int, core, xbar, states: list, stuck):
         self.core, self.index = core, layer_index
+        tag = f"{core.layer.name}_{core.tag or 'core'}"
         self.update_fn = None
+        #: pulses fired on this core's cells since training began (a bound or a stuck cell
+        #: stops the move, not the pulse)
+        self.fired = keras.Variable(0, dtype="int64", trainable=False, name=f"{tag}pulses")
         self.c = core.layer.cores.index(core)
         self.c2w = float(xbar.current_to_weight)
         self.g_offset = float(xbar.g_offset)
         self.w_scale = float(xbar.w_scale)
         self.shape = tuple(states[0].shape[1:])
-        tag = f"{core.layer.name}_{core.tag or 'core'}"
         self.g = [keras.Variable(np.asarray(s[0], F32), trainable=False, name=f"{tag}g{j}")
                   for j, s in enumerate(states)]
         self.stuck = None if stuck is None else [ops.convert_to_tensor(s) for s in stuck]
@@ -488,6 +494,7 @@ class InPlaceTraining:
         self.loss = loss if loss is not None else keras.losses.SparseCategoricalCrossentropy(
             from_logits=not _ends_in_softmax(self.model))
         self._step_fn = None
+        self._eval_fn = None
 
     # -- the starting state: the programming convert drew -------------------------------------
     def _programmed(self):
@@ -620,8 +627,9 @@ class InPlaceTraining:
 
         def update(states, grad_w, probe_grad, seed):
             counts = self._counts(cells, grad_w, probe_grad)
-            return apply_pulses(states, counts, self.tables, factors=cells.factors,
-                                stuck=cells.stuck, seed=seed)
+            new = apply_pulses(states, counts, self.tables, factors=cells.factors,
+                               stuck=cells.stuck, seed=seed)
+            return new, ops.sum(ops.cast(ops.abs(counts), "int64"))
 
         if not self.tables.closed:
             return update
@@ -648,10 +656,11 @@ class InPlaceTraining:
             grads[len(fulls) + len(probes):]
         for j, cells in enumerate(cores):
             # the read is kernel + (read-back - full): d loss / d full = - d loss / d w
-            new = self._update(cells)([v.value for v in cells.g], -gf[j], gp[j] if probes else None,
-                                      self._seed(cells, _PULSE, 0))
+            new, fired = self._update(cells)([v.value for v in cells.g], -gf[j],
+                                             gp[j] if probes else None, self._seed(cells, _PULSE, 0))
             for v, g in zip(cells.g, new):
                 v.assign(g)
+            cells.fired.assign_add(fired)
         for v, g in zip(self.digital, gd):
             v.assign_sub(self.learning_rate * g)
         self.step.assign_add(1)
@@ -710,6 +719,32 @@ class InPlaceTraining:
         return [{"layer": c.core.layer.name, "core": c.core.tag,
                  "states": [v.numpy() for v in c.g], "current_to_weight": c.c2w}
                 for c in self._cells.values()]
+
+    def pulses_fired(self) -> list[dict]:
+        """Per core: ``layer``, ``core``, ``cells`` (its cell count) and ``pulses`` (the pulses
+        fired on its cells since training began, either sign): what a training energy prices
+        with the device's ``pulse_energy``."""
+        return [{"layer": c.core.layer.name, "core": c.core.tag,
+                 "cells": len(c.g) * math.prod(c.shape), "pulses": int(c.fired.numpy())}
+                for c in self._cells.values()]
+
+    def evaluate(self, x, y, batch_size: int = 256) -> float:
+        """Accuracy of the trained chip on ``(x, y)``: the model read from its conductances as
+        they are (read noise fresh at every read, the converters), one chip, no reprogramming."""
+        import tensorflow as tf
+
+        from nvmkit.core.component import check_int
+
+        batch_size = check_int("in-place training", "batch_size", batch_size, 1)
+        if self._eval_fn is None:
+            self._eval_fn = tf.function(lambda xb: self.model(xb, training=False),
+                                        autograph=False, reduce_retracing=True)
+        x, y = np.asarray(x, F32), np.asarray(y).reshape(-1)
+        correct = 0
+        for s in range(0, len(x), batch_size):
+            scores = ops.convert_to_numpy(self._eval_fn(ops.convert_to_tensor(x[s:s + batch_size])))
+            correct += int(np.sum(scores.argmax(axis=-1) == y[s:s + batch_size]))
+        return correct / max(len(x), 1)
 
     def weights(self) -> list[np.ndarray]:
         """Per core, the weights (rows, cols; bias row last when analog) read from the conductances."""
