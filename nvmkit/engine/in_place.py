@@ -104,10 +104,17 @@ PULSE_SCHEMES = ("deterministic", "stochastic")
 
 
 def require_update_model(device, what: str = "on-chip learning") -> None:
-    """Refuse, in one line naming the fix, a device that states no update model."""
+    """Refuse, in one line naming the fix, a device that states no update model (the core's
+    ``require_pulse_update`` where the core has it)."""
     if not isinstance(device, Device):
         raise ConfigError(f"{what}: device must be a nvmkit Device, got {type(device).__name__}")
-    if not device.pulse_updatable:
+    try:
+        from nvmkit.core.update import require_pulse_update
+    except ImportError:  # a core without the update-model helpers
+        require_pulse_update = None
+    if require_pulse_update is not None:
+        require_pulse_update(device, what)
+    elif not device.pulse_updatable:
         raise ConfigError(f"{what}: device '{device.name}' states no update model (pulse_step); "
                           "choose a device that has one, or give yours pulse_step(g, up) "
                           "(docs/plugins.md)")
@@ -177,8 +184,11 @@ class UpdateTables:
 
 # -- the pulses (pure functions of tensors, tested on their own) -------------------------------------
 
-def _bounded(new, g, g_min: float, g_max: float):
-    """A pulse never takes a cell past g_min or g_max; a cell beyond one stays beyond it."""
+def _bounded(new, g, g_min, g_max):
+    """A pulse never takes a cell past g_min or g_max; a cell beyond one stays beyond it (an
+    unbounded device: ``g_min``/``g_max`` None, no clip)."""
+    if g_min is None:
+        return new
     return ops.minimum(ops.maximum(new, ops.minimum(g, g_min)), ops.maximum(g, g_max))
 
 
@@ -196,6 +206,7 @@ def apply_pulses(states: list, counts, tables: UpdateTables, *, factors=None, st
     d = tables.device
     g_min, g_max = float(F32(d.g_min)), float(F32(d.g_max))
     h = float(F32(tables.nominal / 2))
+    lo, hi = (g_min, g_max) if getattr(d, "bounded", True) else (None, None)
     counts = ops.cast(counts, "int32")
     m = ops.abs(counts)
     raise_w = counts > 0
@@ -203,7 +214,7 @@ def apply_pulses(states: list, counts, tables: UpdateTables, *, factors=None, st
     nf = factors if factors is not None else [None] * len(states)
     closed = tables.closed if closed is None else closed
     if closed:
-        out = _closed_form(states, m, raise_w, tables, nf, g_min, g_max, h)
+        out = _closed_form(states, m, raise_w, tables, nf, g_min, lo, hi, h)
     else:
         if (tables.up_sd is not None or tables.down_sd is not None) and seed is None:
             raise NvmkitError("apply_pulses: the device has pulse noise; pass a seed")
@@ -239,7 +250,7 @@ def apply_pulses(states: list, counts, tables: UpdateTables, *, factors=None, st
                 step = mean if f is None else mean * tf.gather(f, idx)
                 if sd is not None:
                     step = step + sd * z
-                moved = _bounded(g + step, g, g_min, g_max)
+                moved = _bounded(g + step, g, lo, hi)
                 if mv is not None:
                     moved = ops.where(mv, moved, g)
                 new.append(tf.tensor_scatter_nd_update(g_all, ops.expand_dims(idx, 1), moved))
@@ -256,7 +267,7 @@ def apply_pulses(states: list, counts, tables: UpdateTables, *, factors=None, st
     return out
 
 
-def _closed_form(states, m, raise_w, tables: UpdateTables, factors, g_min, g_max, h):
+def _closed_form(states, m, raise_w, tables: UpdateTables, factors, g_min, lo, hi, h):
     """``m`` pulses at once for constant, noiseless steps: the loop of :func:`apply_pulses` in
     closed form (the same rule for the pairs)."""
     up, down = float(tables.up.constant), -float(tables.down.constant)  # magnitudes
@@ -266,10 +277,10 @@ def _closed_form(states, m, raise_w, tables: UpdateTables, factors, g_min, g_max
         return size if f is None else f * size
 
     def lower(g, n, f):  # n down pulses
-        return ops.where(n > 0, _bounded(g - n * step(f, down), g, g_min, g_max), g)
+        return ops.where(n > 0, _bounded(g - n * step(f, down), g, lo, hi), g)
 
     def lift(g, n, f):  # n up pulses
-        return ops.where(n > 0, _bounded(g + n * step(f, up), g, g_min, g_max), g)
+        return ops.where(n > 0, _bounded(g + n * step(f, up), g, lo, hi), g)
 
     if len(states) == 1:
         g, f = states[0], factors[0]
