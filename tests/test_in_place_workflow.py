@@ -98,3 +98,39 @@ def test_fine_tune_of_a_model_file_runs_in_place():
                         device=LinearDevice(step=1e-3), crossbar=CrossbarConfig.preset("ideal"))
     assert len(history["in_place_loss"]) == 1
     assert np.abs(model.layers[0].kernel.numpy() - w0).max() > 1e-3
+
+
+class _WithTestDevice:
+    """The plugin registry with the tests' linear device under the name ``linear-test``."""
+
+    def __init__(self):
+        self.reg = get_registry()
+
+    def create(self, kind, name, params=None):
+        if kind == "device" and name == "linear-test":
+            return LinearDevice(**(params or {}))
+        return self.reg.create(kind, name, params)
+
+    def __getattr__(self, name):
+        return getattr(self.reg, name)
+
+
+def test_a_run_trains_in_place_and_records_the_method(tmp_path, monkeypatch):
+    """``nvmkit run``'s pipeline with ``training.method = "in-place:steps=3,lr=0.1"``: the plain
+    model trained first, then 3 pulse updates on the run's device; the result records the method
+    with its settings. Catches: the method lost between the configuration and the training
+    (planted: the pipeline's fine_tune / train calls without the device)."""
+    from nvmkit.workflow.pipeline import run
+
+    monkeypatch.setenv("NVMKIT_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = RunConfig.from_dict({"network": "mlp:hidden=16", "device": "linear-test:step=0.001",
+                               "training": {"epochs": 1, "method": "in-place:steps=3,lr=0.1"},
+                               "trials": 2, "noise": "none", "energy": "none",
+                               "scenarios": ["internal"]})
+    result = run(cfg, reg=_WithTestDevice())
+    training = result.config["training"]
+    assert (training["method"], training["in_place_steps"], training["in_place_learning_rate"],
+            training["pulses"]) == ("in-place", 3, 0.1, "deterministic")
+    assert result.timing["train_epochs"] == 2  # one plain epoch, one (partial) in-place pass
+    assert len(list((tmp_path / "cache").glob("*.keras"))) == 2
+    assert 0.0 < result.accuracy["internal"]["mean"] <= 1.0
