@@ -102,9 +102,10 @@ def _matrices(model) -> list[np.ndarray]:
 
 # -- point 4: plain SGD, step for step ------------------------------------------------------------
 
-@pytest.mark.parametrize("build, shape", [(_mlp, (10,)), (_cnn, (6, 6, 1)), (_rnn, (4, 5))],
-                         ids=["dense", "conv", "rnn"])
-def test_ideal_device_learns_as_plain_sgd_step_for_step(build, shape):
+@pytest.mark.parametrize("build, shape, bias", [(_mlp, (10,), "row"), (_cnn, (6, 6, 1), "row"),
+                                               (_rnn, (4, 5), "row"), (_mlp, (10,), "digital")],
+                         ids=["dense", "conv", "rnn", "dense-digital-bias"])
+def test_ideal_device_learns_as_plain_sgd_step_for_step(build, shape, bias):
     """Ideal update model (linear, symmetric, noiseless) at unlimited resolution (a step of
     g_range 2^-24, closed form) on the ideal crossbar: every step's weights read from the
     conductances equal a Keras SGD loop's on the same batches to float32 precision.
@@ -115,7 +116,9 @@ def test_ideal_device_learns_as_plain_sgd_step_for_step(build, shape):
     x = rng.random((48, *shape)).astype("float32")
     y = rng.integers(0, 3, 48)
     model, ref = build(), build()
-    tr = InPlaceTraining(model, LinearDevice(), _ideal(), learning_rate=0.1, headroom=2.0)
+    xbar = _ideal()
+    xbar.mapping.bias = bias  # "digital": the bias takes SGD steps digitally, beside the pulses
+    tr = InPlaceTraining(model, LinearDevice(), xbar, learning_rate=0.1, headroom=2.0)
     ref.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
     assert tr.tables.closed and tr.tables.max_pulses == 2**24
     moved = 0.0
@@ -124,7 +127,14 @@ def test_ideal_device_learns_as_plain_sgd_step_for_step(build, shape):
         start = _matrices(ref)
         tr.train_step(xb, yb)
         ref.train_on_batch(xb, yb)
-        for got, want, before, cells in zip(tr.weights(), _matrices(ref), start, tr._cells.values()):
+        if bias == "digital":  # the crossbar holds the kernels; the biases are the twin's own
+            for layer, want in zip(tr.layers, _matrices(ref)):
+                np.testing.assert_allclose(layer.bias.numpy(), want[-1], rtol=0, atol=1e-6)
+        got_all = tr.weights() if bias == "row" else [
+            np.vstack([w, np.zeros((1, w.shape[1]), np.float32)]) for w in tr.weights()]
+        for got, want, before, cells in zip(got_all, _matrices(ref), start, tr._cells.values()):
+            if bias == "digital":
+                got, want, before = got[:-1], want[:-1], before[:-1]
             # the premise: the weights stay inside the mapped range (no bound acts)
             assert np.abs(want).max() < cells.w_scale
             scale = np.abs(want).max()
