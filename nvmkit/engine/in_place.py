@@ -64,7 +64,10 @@ Rasch et al., AICAS 2021):
    asymmetry acts). The offset scheme's single cell takes up pulses to raise, down to lower.
 
 Digital parameters (a digital bias, layers that are not mapped) take plain SGD steps with the
-same rate. The device's numpy update model is tabulated once (:class:`UpdateTables`, the
+same rate. Not modelled while training: drift (the start is the state ``drift_time`` after
+programming, and it stays), the column ADCs' offsets and gain errors on the backward read (the
+forward read has them), and periodic refresh of saturated pairs; wires, drift compensation and
+chip variation are refused. The device's numpy update model is tabulated once (:class:`UpdateTables`, the
 :class:`nvmkit.engine.device_aware.Curve` machinery) and interpolated in the graph.
 
 The conductances are the state: the weights are read back from them (:meth:`weights`),
@@ -479,6 +482,9 @@ class InPlaceTraining:
         if untrained:
             raise ConfigError(f"{owner} does not model {', '.join(untrained)} yet; switch it off "
                               "in the crossbar settings")
+        if config.converters.dac_bits is not None and config.converters.dac_bits < 2:
+            raise ConfigError(f"{owner} drives the signed errors of the backward read through the "
+                              "layers' DACs; set converters.dac_bits >= 2")
         self.tables = UpdateTables(device)
         self.read_tables = ProgrammingTables(device, config)
         self.device, self.crossbar_config = device, config
