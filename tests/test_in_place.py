@@ -168,6 +168,38 @@ def test_forward_and_backward_read_the_conductances_not_the_float_weights():
     np.testing.assert_allclose(dx, c.numpy() @ wg[:7].T, atol=1e-5)
 
 
+def test_backward_read_goes_through_the_converters():
+    """With DAC and ADC bits, the transposed read quantises the error (scaled by its largest
+    magnitude per read) on the DAC's signed levels and the read's outputs on the ADC's, scaled
+    by their largest magnitude: ``s Q_adc(Q_dac(delta / s) W_g^T)``. Catches: the backward read
+    without converters, or with the forward's calibrated ranges (gradients of another scale)."""
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(5, use_bias=False)])
+    cfg = CrossbarConfig.from_dict({"nonideal": {"programming_error": False, "read_noise": False,
+                                                 "quantize": False},
+                                    "converters": {"dac_bits": 4, "adc_bits": 4}})
+    rng = np.random.default_rng(3)
+    tr = InPlaceTraining(model, LinearDevice(), cfg, loss=lambda y, p: p,
+                         calibration_data=rng.random((50, 7)).astype(np.float32))
+    wg = tr.weights()[0]
+    x = tf.constant(rng.random((6, 7)).astype("float32"))
+    c = rng.standard_normal((6, 5)).astype("float32")
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tr.model(x, training=True) * c)
+    dx = tape.gradient(loss, x).numpy()
+
+    def q(v, r):  # a signed 4-bit converter of full scale r: 2^3 - 1 levels a side
+        step = r / 7.0
+        return np.round(np.clip(v, -r, r) / step) * step
+
+    s = np.abs(c).max(axis=1, keepdims=True)
+    clean = q(c / s, 1.0) @ wg.T
+    want = q(clean, np.abs(clean).max(axis=1, keepdims=True)) * s
+    np.testing.assert_allclose(dx, want, rtol=0, atol=1e-5)
+    assert np.abs(dx - c @ wg.T).max() > 1e-3  # the converters act
+
+
 def test_backward_read_noise_has_the_transposed_variance():
     """The transposed read draws its own noise: over many reads of the same error, dx has mean
     delta W_g^T and variance sum_j delta_j^2 var_ij (the read variance of the pair, in weight
