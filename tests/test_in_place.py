@@ -353,7 +353,10 @@ def test_stochastic_training_follows_sgd_on_average():
     step, lr = 1e-3, 0.05
     x = np.random.default_rng(9).random((2000, 4)).astype(np.float32)
     y = np.zeros(2000, np.int64)
-    lossf = lambda y, p: keras.ops.sum(p * keras.ops.convert_to_tensor([1.0, -2.0, 0.5]), axis=-1)  # noqa: E731
+
+    def lossf(y, p):  # a linear loss: the gradient of every output is a constant
+        return keras.ops.sum(p * keras.ops.convert_to_tensor([1.0, -2.0, 0.5]), axis=-1)
+
     tr = InPlaceTraining(model, LinearDevice(step=step, max_pulses=10**6), _ideal(),
                          learning_rate=lr, pulses="stochastic", slots=4, headroom=2.0, loss=lossf)
     cells = next(iter(tr._cells.values()))

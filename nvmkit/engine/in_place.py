@@ -681,8 +681,11 @@ class InPlaceTraining:
         for v, g in zip(self.digital, gd):
             v.assign_sub(self.learning_rate * g)
         self.step.assign_add(1)
-        hits = ops.cast(ops.cast(ops.argmax(pred, axis=-1), "int64") == ops.cast(ops.reshape(y, (-1,)), "int64"), "float32") \
-            if len(pred.shape) == 2 else ops.zeros((1,))
+        if len(pred.shape) == 2:
+            guess = ops.cast(ops.argmax(pred, axis=-1), "int64")
+            hits = ops.cast(guess == ops.cast(ops.reshape(y, (-1,)), "int64"), "float32")
+        else:  # not a classifier's scores: no accuracy
+            hits = ops.zeros((1,))
         return loss, ops.mean(hits)
 
     def train_step(self, x, y) -> dict:
