@@ -44,6 +44,11 @@ def test_api_script_runs(tmp_path, monkeypatch, capsys):
     assert 0.8 < digital <= 1.0, out  # 2 epochs of a 784-128-10 MLP on the 4,000-image sample: ~0.90
     assert re.search(r"ReRAM \+ Gaussian test-set noise: [\d.]+% \+- [\d.]+% \(5 trials\)", out), out
     assert re.search(r"energy per inference: [\d.e+-]+ nJ \(vmm", out), out
+    step = re.search(r"one training step: ([\d.e+-]+) nJ \(forward ([\d.e+-]+) nJ, backward ([\d.e+-]+) nJ, "
+                     r"update ([\d.e+-]+) nJ\)", out)
+    assert step, out
+    total, *phases = (float(v) for v in step.groups())
+    assert total == pytest.approx(sum(phases), rel=5e-3) and min(phases) > 0  # printed to 3 digits
     for scenario in ("digital", "internal", "external", "both"):
         assert re.search(rf"^\s*{scenario}: 0\.\d+$", out, flags=re.M), out
     assert "(sample data)" in out
@@ -77,7 +82,7 @@ def test_plugins_doc_device_and_its_tests_work(monkeypatch):
 
     from nvmkit import check_class
 
-    device_src, tests_src, _injector_src = python_blocks((DOC.parent / "plugins.md").read_text())
+    device_src, tests_src, _injector_src, _update_src, _composed_src = python_blocks((DOC.parent / "plugins.md").read_text())
     package = types.ModuleType("nvmkit_pcmlite")
     package.__path__ = []
     module = types.ModuleType("nvmkit_pcmlite.device")
@@ -196,3 +201,55 @@ def test_architecture_map_matches_the_package():
     unmapped = sorted(m for m in modules if not any(fnmatch.fnmatch(m, n) for n in named))
     assert not unmapped, f"add these nvmkit modules to the table in docs/architecture.md: {unmapped}"
 
+
+
+def _plugins_doc_module(index: int, name: str):
+    import types
+
+    module = types.ModuleType(name)
+    exec(compile(python_blocks((DOC.parent / "plugins.md").read_text())[index], f"plugins.md:{name}", "exec"),
+         module.__dict__)
+    return module
+
+
+def test_plugins_doc_update_model_example_conforms_and_says_what_it_does():
+    """docs/plugins.md, "The update model": the worked device passes every conformance check, its
+    pulse response is the one the text states (1000 noiseless up pulses from 50 to 225 uS, the
+    first step 0.222 uS, the last 0.135 uS), and one pulse's sampled step has the mean and std of
+    its pulse_step and pulse_step_sigma (6 standard errors)."""
+    from nvmkit import apply_pulses, check_class, draw_step_factors
+
+    module = _plugins_doc_module(3, "plugins_md_update")
+    dev = module.FittedReRAM()
+    assert [r for r in check_class(module.FittedReRAM) if r.failed] == []
+    text = " ".join((DOC.parent / "plugins.md").read_text().split())
+    first, last = re.search(r"the first one by ([\d.]+) uS and the last by ([\d.]+) uS", text).groups()
+    g, steps = np.array([50.0]), []
+    for _ in range(1000):
+        steps.append(float(dev.pulse_step(g, True)[0]))
+        g = g + steps[-1]
+    assert g[0] == pytest.approx(225.0, abs=1e-4)
+    assert round(steps[0], 3) == float(first) and round(steps[-1], 3) == float(last)
+    noiseless = module.FittedReRAM(sigma_c2c=0.0, pulse_step_d2d=0.0)
+    assert apply_pulses(noiseless, np.array([50.0]), 1000, np.random.default_rng(0))[0] == pytest.approx(225.0, abs=1e-3)
+    n = 20_000
+    cells = np.full(n, 120.0)
+    step = apply_pulses(dev, cells, -1, np.random.default_rng(1), np.ones(n)) - cells
+    mu, sigma = float(dev.pulse_step(cells[:1], False)[0]), float(dev.pulse_step_sigma(cells[:1], False)[0])
+    assert mu < 0 and abs(step.mean() - mu) <= 6 * sigma / np.sqrt(n)
+    assert abs(step.std(ddof=1) - sigma) <= 6 * sigma / np.sqrt(2 * (n - 1))
+    assert draw_step_factors(dev, (n,), np.random.default_rng(2)).std() == pytest.approx(0.1, rel=0.05)
+
+
+def test_plugins_doc_composed_update_model_conforms():
+    """docs/plugins.md: the device composed from SoftBoundsStep passes conformance, and its model
+    is what its docstring says (up steps 18% smaller than down steps at mid-range, soft bounds)."""
+    from nvmkit import check_class
+
+    module = _plugins_doc_module(4, "plugins_md_composed")
+    assert [r for r in check_class(module.SoftCell) if r.failed] == []
+    dev = module.SoftCell()
+    mid = np.array([50.0])
+    assert dev.pulse_step(mid, True)[0] / -dev.pulse_step(mid, False)[0] == pytest.approx(0.9 / 1.1)
+    assert "18% smaller" in module.SoftCell.__doc__ and round(100 * (1 - 0.9 / 1.1)) == 18
+    assert dev.pulse_step(np.array([100.0]), True)[0] == 0 and dev.pulse_step(np.array([0.0]), False)[0] == 0

@@ -56,7 +56,7 @@ def list_devices(as_json: bool = typer.Option(False, "--json", help="Print JSON 
             row["error"] = f"{type(exc).__name__}: {exc}"
         else:
             row.update(units=d.units, g_min=d.g_min, g_max=d.g_max, levels=d.levels,
-                       energy_per_mac_J=d.energy_per_mac)
+                       energy_per_mac_J=d.energy_per_mac, pulse_updatable=d.pulse_updatable)
         rows.append(row)
     if as_json:
         print(json.dumps({"devices": rows}, indent=2))
@@ -108,6 +108,7 @@ def show(
     ):
         derived.add_row(label, escape(value))
     console.print(derived)
+    _print_update(desc)
     if desc["notes"]:
         notes = Table(title="models")
         notes.add_column("model")
@@ -115,6 +116,41 @@ def show(
         for k, v in desc["notes"].items():
             notes.add_row(escape(k), escape(v))
         console.print(notes)
+
+
+def _print_update(desc: dict) -> None:
+    """The update model of on-chip learning, or the line saying there is none."""
+    update = desc.get("update")
+    if update is None:
+        console.print("update model: none (inference only; on-chip learning refuses this device: "
+                      "a device states one with pulse_step, docs/plugins.md)", highlight=False)
+        return
+    units = desc["units"]
+    table = Table(title="update model (one pulse, on-chip learning)")
+    for col in ("quantity", "at g_min", "middle", "at g_max"):
+        table.add_column(col)
+    for label, key in (("mean step up", "step_up"), ("mean step down", "step_down"),
+                       ("c2c std up", "sigma_up"), ("c2c std down", "sigma_down")):
+        table.add_row(f"{label} ({units})", *(f"{v:.4g}" for v in update[key]))
+    console.print(table)
+    model = update.get("model") or {}
+    lines = []
+    if model:
+        lines.append(f"{model['family']}: step {model['step']:.4g} of the range at mid-range, asymmetry "
+                     f"{model['asymmetry']:.3g}, nonlinearity {model['nonlinearity']:.3g}"
+                     + (" (symmetric)" if model.get("symmetric_nonlinearity") else ""))
+        if model.get("symmetry_point") is not None:
+            lines.append(f"symmetry point (up step = down step): {model['symmetry_point']:.3g} of the range")
+        if "up_pulses_across_range" in model:
+            across = model["up_pulses_across_range"]
+            lines.append("up pulses from g_min to g_max: " + ("never reached (soft bound)" if across is None
+                                                              else f"{across:.4g}"))
+    e = update["pulse_energy_J"]
+    lines.append(f"device-to-device spread of the step: {update['d2d']:.3g}; pulses per update: "
+                 f"{'not stated' if update['max_pulses'] is None else update['max_pulses']}; energy per pulse: "
+                 f"{'not stated' if e is None else f'{e:.3g} J'}")
+    for line in lines:
+        console.print(escape(line), highlight=False)
 
 
 @command(devices_app, "fit")

@@ -8,6 +8,10 @@ A device answers four questions, each as a vectorised function of the conductanc
 programming spread ``programming_sigma(g, t)``, its per-read spread ``read_sigma(g)``, where it
 drifts to ``drift(g, t)``, and what a read costs (``read_voltage``, ``read_time``,
 ``energy_per_mac``). Whether the spread depends on the state is the device's business.
+
+Optionally, a device states how pulses update it (on-chip learning): ``pulse_step(g, up)``,
+``pulse_step_sigma(g, up)``, ``pulse_step_d2d``, ``max_pulses``, ``pulse_energy``, most simply as
+an ``update_model`` composed from the step families of :mod:`nvmkit.core.update`.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nvmkit.core.component import Component, check_int, check_nonnegative, check_positive
+from nvmkit.core.component import Component, _plain, check_int, check_nonnegative, check_positive
 from nvmkit.core.errors import ConfigError
+from nvmkit.core.update import PulseUpdate, describe_update
 
 #: conductance unit -> siemens; current units (read current at ``read_voltage``) are absent
 _SIEMENS = {"S": 1.0, "mS": 1e-3, "uS": 1e-6, "nS": 1e-9}
@@ -113,29 +118,71 @@ class Device(Component):
         return g
 
     # -- the update model (on-chip learning, optional) ---------------------------------------
-    #: relative device-to-device spread of the pulse step: each cell's step is scaled by its own
-    #: factor ``1 + pulse_step_d2d * z`` (z standard normal, fixed per chip)
+    # The sampling rule every user shares (nvmkit/core/update.py, ``apply_pulses``): one pulse on a
+    # cell at g with device-to-device factor f moves it by f pulse_step(g, up) +
+    # pulse_step_sigma(g, up) xi, clipped so that it never passes g_min or g_max.
+    #: relative device-to-device spread of the pulse step: each cell's mean step is scaled by its
+    #: own factor ``max(1 + pulse_step_d2d * z, 0)`` (z standard normal, fixed per chip)
     pulse_step_d2d: float = 0.0
     #: pulses one update window allows a cell (per update, either sign); None: not stated
     max_pulses: int | None = None
     #: J of one programming pulse on one cell; None: not stated (training energy says so)
     pulse_energy: float | None = None
+    #: a step family of nvmkit/core/update.py (``SoftBoundsStep``, ``ConstantStep``) that answers
+    #: ``pulse_step`` and ``pulse_step_sigma`` on this device's range; None: the device overrides
+    #: them itself, or states no update model
+    update_model: PulseUpdate | None = None
+
+    def _set_update(self, model: PulseUpdate | None = None, d2d=0.0, max_pulses=None, pulse_energy=None) -> None:
+        """Validate and store the update model's figures (call after ``_set_range``)."""
+        owner = f"device '{self.name}'"
+        if model is not None and not isinstance(model, PulseUpdate):
+            raise ConfigError(f"{owner}: update_model must be a SoftBoundsStep, ConstantStep or another "
+                              f"nvmkit PulseUpdate, got {type(model).__name__}")
+        self.update_model = model
+        self.pulse_step_d2d = check_nonnegative(owner, "pulse_step_d2d", d2d)
+        self.max_pulses = None if max_pulses is None else check_int(owner, "max_pulses", max_pulses)
+        self.pulse_energy = None if pulse_energy is None else check_positive(owner, "pulse_energy", pulse_energy)
 
     def pulse_step(self, g: np.ndarray, up: bool) -> np.ndarray:
         """Mean conductance change of one pulse at state ``g`` (same units): positive for an up
-        (potentiating) pulse, negative for a down (depressing) one. A device that is not updated
-        by pulses leaves this undefined; it still works for inference, and on-chip learning
-        refuses it (:attr:`pulse_updatable`)."""
+        (potentiating) pulse, negative for a down (depressing) one, before the bounds (a pulse
+        never takes a cell past g_min or g_max: ``nvmkit.apply_pulses``). A device with an
+        ``update_model`` gets it from there; one that is not updated by pulses leaves both
+        undefined: it still works for inference, and on-chip learning refuses it
+        (:attr:`pulse_updatable`, ``nvmkit.require_pulse_update``)."""
+        if self.update_model is not None:
+            return self.update_model.step(g, up, self.g_min, self.g_max)
         raise NotImplementedError(f"device '{self.name}' states no update model (pulse_step)")
 
     def pulse_step_sigma(self, g: np.ndarray, up: bool) -> np.ndarray:
         """Cycle-to-cycle std of one pulse's step at state ``g`` (same units as ``g``)."""
-        return np.zeros_like(np.asarray(g, dtype=np.float32))
+        if self.update_model is not None:
+            return self.update_model.sigma(g, up, self.g_min, self.g_max)
+        return np.zeros_like(np.asarray(g, dtype=np.result_type(np.asarray(g).dtype, np.float32)))
 
     @property
     def pulse_updatable(self) -> bool:
-        """True when the device states its update model (overrides :meth:`pulse_step`)."""
-        return type(self).pulse_step is not Device.pulse_step
+        """True when the device states its update model (an ``update_model``, or its own
+        :meth:`pulse_step`)."""
+        return self.update_model is not None or type(self).pulse_step is not Device.pulse_step
+
+    # -- recorded configuration ----------------------------------------------------------------
+    #: parameters added after results were recorded: left out of ``get_config()`` while at their
+    #: default, so that configurations recorded before they existed (and the keys of cached
+    #: models and sweep points derived from them) stay valid; set, they are recorded as any other
+    late_params: ClassVar[tuple[str, ...]] = ()
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.late_params:
+            import inspect
+
+            defaults = inspect.signature(type(self).__init__).parameters
+            for name in self.late_params:
+                if name in config and name in defaults and config[name] == defaults[name].default:
+                    del config[name]
+        return config
 
     def cell_read_energy(self, g: np.ndarray | float) -> np.ndarray | float:
         """Energy of reading one cell once (J): V^2 G t for a conductance, V I t for a current."""
@@ -150,7 +197,7 @@ class Device(Component):
         params = [
             {"name": n, "value": v, "unit": self.param_units.get(n, ""),
              "source": self.citations.get(n, "")}
-            for n, v in self.get_config().items()
+            for n, v in ((n, _plain(getattr(self, n, None))) for n in self.param_names())
         ]
         return {
             "name": self.name,
@@ -164,5 +211,6 @@ class Device(Component):
             "energy_per_mac_J": self.energy_per_mac,
             "cell_read_energy_at_g_max_J": float(self.cell_read_energy(self.g_max)),
             "params": params,
+            "update": describe_update(self),
             "notes": {k: v for k, v in self.citations.items() if k not in self.param_names()},
         }

@@ -362,6 +362,51 @@ def _check_device_engine(dev, _reg):
     return "programs and reads a 6x3 crossbar (t = 0 and 1 h), same seed -> same output"
 
 
+def _check_device_update(dev, _reg):
+    """The update model (on-chip learning), when the device states one: shapes, dtypes, signs
+    (up >= 0, down <= 0), finite, a step no larger than the range, sigma >= 0, the figures'
+    types, and a pulse through the reference sampler keeps cells within [g_min, g_max]."""
+    from nvmkit.core.update import apply_pulses, draw_step_factors
+
+    if not dev.pulse_updatable:
+        raise _Skip("states no update model (inference only; on-chip learning refuses it in one line)")
+    for g in (_device_grid(dev), _device_grid(dev, outside=True), _device_grid(dev)[0]):
+        before = g.copy()
+        for up, label in ((True, "up"), (False, "down")):
+            step = np.asarray(dev.pulse_step(g, up))
+            _check_array(f"pulse_step(g, up={up})", step, g, nonnegative=False)
+            if up:
+                _require(np.all(step >= 0), f"pulse_step(g, up=True) returned negative steps (min {step.min():.3g}); "
+                                            "an up pulse's mean step is >= 0")
+            else:
+                _require(np.all(step <= 0), f"pulse_step(g, up=False) returned positive steps (max {step.max():.3g}); "
+                                            "a down pulse's mean step is <= 0 (return the signed change)")
+            _require(np.all(np.abs(step) <= dev.g_range),
+                     f"pulse_step(g, up={up}) returned a step of {np.abs(step).max():.3g}, larger than the range "
+                     f"g_max - g_min = {dev.g_range:g}; return the change of one pulse, not the new state")
+            _check_array(f"pulse_step_sigma(g, up={up})", dev.pulse_step_sigma(g, up), g)
+        _require(np.array_equal(g, before), "an update-model function modified its input array in place")
+    inside = _device_grid(dev)
+    _require(np.any(np.asarray(dev.pulse_step(inside, True)) > 0) and np.any(np.asarray(dev.pulse_step(inside, False)) < 0),
+             "pulse_step is 0 everywhere in one direction: a cell could never be moved that way")
+    d2d = dev.pulse_step_d2d
+    _require(isinstance(d2d, (int, float, np.floating)) and math.isfinite(d2d) and d2d >= 0,
+             f"pulse_step_d2d = {d2d!r}; must be a finite number >= 0")
+    _require(dev.max_pulses is None or (isinstance(dev.max_pulses, (int, np.integer)) and dev.max_pulses >= 1),
+             f"max_pulses = {dev.max_pulses!r}; must be None or an integer >= 1")
+    _require(dev.pulse_energy is None or (isinstance(dev.pulse_energy, (int, float)) and math.isfinite(dev.pulse_energy)
+                                          and dev.pulse_energy > 0),
+             f"pulse_energy = {dev.pulse_energy!r}; must be None or a number > 0 (J per pulse per cell)")
+    rng = np.random.default_rng(5)
+    pulses = np.where(np.arange(inside.size).reshape(inside.shape) % 2 == 0, 3, -3)
+    after = apply_pulses(dev, inside, pulses, rng, draw_step_factors(dev, inside.shape, rng))
+    _check_array("the state after 3 pulses", after, inside, nonnegative=False)
+    if dev.bounded:
+        _require(np.all((after >= dev.g_min) & (after <= dev.g_max)),
+                 f"3 pulses took cells outside [g_min, g_max] (range {after.min():.3g} to {after.max():.3g})")
+    return "up >= 0, down <= 0, sigma >= 0, finite, |step| <= range; 3 pulses stay within [g_min, g_max]"
+
+
 def _check_device_energy(dev, reg):
     cell = np.asarray(dev.cell_read_energy(np.float32(dev.g_max)))
     _require(np.all(np.isfinite(cell)) and np.all(cell >= 0), f"cell_read_energy(g_max) = {cell}; must be >= 0")
@@ -550,6 +595,7 @@ _KIND_CHECKS: dict[str, list[tuple[str, Callable]]] = {
         ("sigma shapes", _check_device_sigmas),
         ("drift", _check_device_drift),
         ("crossbar + seed", _check_device_engine),
+        ("update model", _check_device_update),
         ("energy parameters", _check_device_energy),
     ],
     "noise": [

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from nvmkit.core.device import Device
-from nvmkit.core.energy import EnergyReport
+from nvmkit.core.energy import EnergyReport, TrainingEnergyReport
 from nvmkit.core.errors import ConfigError
 from nvmkit.core.registry import Registry, create_from_spec, get_registry, spec_params
 
@@ -151,12 +151,43 @@ def energy_report(network: str = "mlp", device: str | Device = "reram",
     """
     reg = registry or get_registry()
     dev = _device(device, reg)
+    fp = _footprint(network, dev, reg, model, crossbar, input_shape, classes, network_params)
+    return _estimator(estimator, reg).estimate(fp, dev)
+
+
+def training_energy_report(network: str = "mlp", device: str | Device = "reram",
+                           estimator: str | dict | None = None, registry: Registry | None = None, *,
+                           pulses_per_cell: float | dict, batch_size: int = 1,
+                           pulse_energy: float | None = None, pulses: str = "stochastic",
+                           model=None, crossbar=None,
+                           input_shape=INPUT_SHAPE, classes: int = CLASSES,
+                           **network_params) -> TrainingEnergyReport:
+    """Energy of one training step of a network on a device, without training: the sibling of
+    :func:`energy_report`, with the same network, model, device, estimator and crossbar.
+
+    One step is ``batch_size`` samples read forward and backward (the transposed crossbars) and
+    the update by pulses: ``pulses_per_cell`` is the mean number of pulses a cell receives per
+    step (one number, or analog layer name -> number; measured by learning in place, or an
+    assumption), priced at ``pulse_energy`` J per pulse per cell, else the device's own
+    ``pulse_energy`` (a device without one: the report's ``unpriced`` says so and its total
+    leaves the pulses out). ``pulses``: how the counts are formed, ``"stochastic"`` row and
+    column trains per read, or ``"deterministic"`` counts per weight from the step's gradient
+    (computed digitally), as in-place learning names them. An
+    estimator that does not price training refuses in one line.
+    """
+    reg = registry or get_registry()
+    dev = _device(device, reg)
+    fp = _footprint(network, dev, reg, model, crossbar, input_shape, classes, network_params)
+    return _estimator(estimator, reg).estimate_training_step(
+        fp, dev, pulses_per_cell=pulses_per_cell, batch_size=batch_size, pulse_energy=pulse_energy,
+        pulses=pulses)
+
+
+def _footprint(network, dev, reg, model, crossbar, input_shape, classes, network_params) -> list:
     if model is None:
         name, params = parse_network_spec(network, reg, **network_params)
-        fp = mapper_footprint(reg.create("network", name, params), dev, crossbar, input_shape, classes)
-    else:
-        fp = model_footprint(model, dev, crossbar)
-    return _estimator(estimator, reg).estimate(fp, dev)
+        return mapper_footprint(reg.create("network", name, params), dev, crossbar, input_shape, classes)
+    return model_footprint(model, dev, crossbar)
 
 
 def model_footprint(model, device: Device, crossbar=None) -> list:
@@ -360,4 +391,87 @@ def render_sensitivity(table: dict[str, dict[float, float]]) -> str:
              "|" + " --- |" * (len(energies) + 1)]
     for net, row in table.items():
         lines.append(f"| {net} | " + " | ".join(f"{row[e] * 1e9:.4g} nJ" for e in energies) + " |")
+    return "\n".join(lines)
+
+
+# -- a training step of the seed's networks ---------------------------------------------------
+
+TRAINING_DEVICES = ("reram", "sonos", "ecram")
+
+
+@dataclass
+class TrainingRow:
+    """One training step of one network on one device (J), beside the seed's "training energy"."""
+
+    network: str
+    device: str
+    by_phase: dict[str, float]  # forward, backward, update
+    by_component: dict[str, float]
+    total: float
+    cells: int  # programmed cells (both of a differential pair): what the update pulses
+    unpriced: list
+    pulse_energy: float | None  # J per pulse per cell that priced the update (None: not priced)
+    seed_total: float | None  # the seed's "Total Energy/Op" for this cell of its table, if any
+
+    @property
+    def break_even(self) -> float:
+        """J per cell per step (pulses per cell x pulse energy) at which the update pulses cost as
+        much as the forward and backward reads together."""
+        return (self.by_phase["forward"] + self.by_phase["backward"]) / self.cells
+
+    def to_dict(self) -> dict:
+        return {"network": self.network, "device": self.device, "by_phase_J": dict(self.by_phase),
+                "by_component_J": dict(self.by_component), "total_J": self.total, "cells": self.cells,
+                "unpriced": list(self.unpriced), "pulse_energy_J": self.pulse_energy,
+                "seed_total_J": self.seed_total, "break_even_J_per_cell": self.break_even}
+
+
+def training_energy_table(assumptions: str | Assumptions = "default",
+                          devices: Sequence[str | Device] = TRAINING_DEVICES, *,
+                          pulses_per_cell: float = 1.0, pulse_energy: float | None = None,
+                          batch_size: int = 1, pulses: str = "stochastic", estimator: dict | None = None,
+                          registry: Registry | None = None) -> list[TrainingRow]:
+    """One training step of the seed's three networks on each device, with the seed's total.
+
+    The networks and per-MAC energies are the assumptions' own; conv layers are priced as the
+    engine maps them (im2col) whatever the assumptions say, since an unrolled crossbar is not
+    updated by outer products. ``pulse_energy`` (J per pulse per cell) overrides every device's;
+    without it a device that states none leaves its pulses unpriced (the row says so).
+    """
+    a = get_assumptions(assumptions) if isinstance(assumptions, str) else assumptions
+    reg = registry or get_registry()
+    rows = []
+    for dev_spec in devices:
+        dev = _device(dev_spec, reg)
+        extra = {"energy_per_mac": a.energy_per_mac[dev.name]} if dev.name in a.energy_per_mac else {}
+        est = _estimator(a.estimator | dict(estimator or {}) | {"conv_mapping": "im2col"}, reg, **extra)
+        for label in NETWORKS:
+            fp = _network_fp(a, label, dev, reg)
+            r = est.estimate_training_step(fp, dev, pulses_per_cell=pulses_per_cell,
+                                           batch_size=batch_size, pulse_energy=pulse_energy, pulses=pulses)
+            priced = pulse_energy if pulse_energy is not None else getattr(dev, "pulse_energy", None)
+            seed = SEED_TABLE.get((label, dev.name), {}).get("total")
+            rows.append(TrainingRow(label, dev.name, r.by_phase(), r.by_component(), r.total,
+                                    sum(f.cells for f in fp if f.tiles), list(r.unpriced), priced, seed))
+    return rows
+
+
+def render_training_table(rows: Sequence[TrainingRow]) -> str:
+    """Markdown: forward, backward and update energy of one step, its total and the seed's (nJ)."""
+    head = ("| network | device | forward (nJ) | backward (nJ) | update pulses (nJ) | update other (nJ) "
+            "| total (nJ) | seed's \"training\" total (nJ) | total / seed | cells | pJ per pulse "
+            "| reads = pulses at (fJ per cell) |")
+    lines = [head, "|" + " --- |" * 12]
+    for r in rows:
+        pulses = r.by_component["update_pulses"]
+        other = r.by_phase["update"] - pulses
+        priced = not r.unpriced
+        total = _nj(r.total) if priced else f"{_nj(r.total)} + pulses"
+        seed = _nj(r.seed_total) if r.seed_total is not None else "-"
+        ratio = f"{r.total / r.seed_total:.3g}" if (r.seed_total and priced) else "-"
+        lines.append("| " + " | ".join([
+            r.network, r.device, _nj(r.by_phase["forward"]), _nj(r.by_phase["backward"]),
+            _nj(pulses) if priced else "not priced", _nj(other), total, seed, ratio, f"{r.cells:,}",
+            f"{r.pulse_energy * 1e12:.3g}" if r.pulse_energy is not None else "none stated",
+            f"{r.break_even * 1e15:.3g}"]) + " |")
     return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from nvmkit import Device, hookimpl
+from nvmkit import ConstantStep, Device, hookimpl
 
 
 class IdealDevice(Device):
@@ -24,16 +24,22 @@ class IdealDevice(Device):
         "read_voltage": "assumed typical crossbar read bias",
         "read_time": "assumed typical read pulse",
         "energy_per_mac": "None = derived by the energy estimator",
+        "update_step": "free choice: 1000 noiseless pulses span the range (linear, symmetric step)",
+        "pulse_energy": "None: an ideal cell states no write energy",
     }
     param_units: ClassVar[dict[str, str]] = {
         "g_min": "uS", "g_max": "uS", "read_voltage": "V", "read_time": "s", "energy_per_mac": "J",
+        "update_step": "fraction of Gmax - Gmin per pulse",
     }
+    late_params = ("update_step",)
 
     def __init__(self, g_min: float = 0.0, g_max: float = 100.0, levels: int | None = None,
                  read_voltage: float = 0.1, read_time: float = 10e-9,
-                 energy_per_mac: float | None = None):
+                 energy_per_mac: float | None = None, update_step: float = 0.001):
         self._set_range(g_min, g_max, levels)
         self._set_energy(read_voltage, read_time, energy_per_mac)
+        self._set_update(ConstantStep(update_step, owner=f"device '{self.name}'", names={"step": "update_step"}))
+        self.update_step = self.update_model.step_size
 
 
 @hookimpl

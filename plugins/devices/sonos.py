@@ -60,6 +60,13 @@ class SONOS(Device):
     The fits cover 0 to 5 days; a longer ``drift_time`` is refused unless
     ``extrapolate_drift`` is set (then they are extended linearly from the 4-5 day trend).
 
+    Update model (on-chip learning): none. The sources characterise closed-loop tuning to an analog
+    target current (program and verify), not the conductance step of one program or erase pulse
+    as a function of the state, and we found no source giving SONOS program/erase pulse steps to
+    take numbers from; so this device states no ``pulse_step``, works for inference (and for
+    on-chip fine-tuning of drift only once such a model is given) and is refused for on-chip
+    learning in one line.
+
     Energy: 100 TOPS/W for a 40 nm SONOS in-memory-computing array (Agrawal et al., IMW 2020),
     i.e. 20 fJ per multiply-accumulate (one MAC = 2 operations).
     """
@@ -76,6 +83,7 @@ class SONOS(Device):
         "read_voltage": "assumed typical read bias",
         "read_time": "assumed typical read pulse",
         "energy_per_mac": "20 fJ/MAC from 100 TOPS/W, Agrawal et al., IMW 2020",
+        "pulse_step": "no update model: no source found giving SONOS program/erase pulse steps (refused for on-chip learning)",
         "programming_sigma": "A (1 - exp(-I/B)); A, B at 0-5 days, Agrawal et al., IEDM 2022, Fig. 10(a)",
         "read_sigma": "12.580 (1 - exp(-I/215.37)) nA, Agrawal et al., IEDM 2022, Fig. 11(b)",
         "drift": "degree-10 polynomial mean shift per day, Agrawal et al., IEDM 2022, Fig. 10(b); "

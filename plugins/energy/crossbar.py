@@ -6,6 +6,7 @@ import math
 from typing import ClassVar, Sequence
 
 from nvmkit import ConfigError, Device, EnergyEstimator, EnergyReport, EnergyTerm, LayerFootprint, check_fraction, check_int, check_nonnegative, check_positive, hookimpl
+from nvmkit import TrainingEnergyReport
 
 #: J per MAC (one weight, both cells of its pair, one read) of a device's analog core, used when the
 #: device does not carry ``energy_per_mac`` itself. Each figure is a whole-core number: array read,
@@ -235,6 +236,224 @@ class CrossbarEnergy(EnergyEstimator):
             notes["physical"] = (f"device '{device.name}' has abstract conductances (no unit): its cell read "
                                  "energy is not physical; use a device with units or set energy_per_mac")
         return EnergyReport(self.name, device.name, terms, notes, physical=physical)
+
+    # -- a training step (on-chip learning) ----------------------------------------------------
+    #: where the training step's unit energies come from
+    training_citations: ClassVar[dict[str, str]] = {
+        "backward": "the transposed read costs what the forward read costs per MAC, row drive and "
+                    "conversion: Marinella et al. (IEEE JETCAS 2018) price one analog core for the "
+                    "three kernels of training (VMM, transposed VMM, outer-product update)",
+        "derivative": "30 fJ per ReLU derivative, max-pool routing, output error or col2im add: one "
+                      "8-bit add or select in 45 nm CMOS (Horowitz, ISSCC 2014)",
+        "pulse_count": "0.2 pJ per row or column signal and rank-1 update (stochastic), or per weight and "
+                       "step (deterministic): one 8-bit multiply in 45 nm CMOS (Horowitz, ISSCC 2014)",
+        "gradient": "deterministic counts: 0.3 pJ per digital gradient MAC, an 8-bit multiply and a 32-bit "
+                    "add (Horowitz, ISSCC 2014)",
+        "pulses": "the device's pulse_energy (J per pulse per cell), or the pulse_energy given",
+        "pulse lines": "not priced unless pulse_line_energy is given (no cited figure)",
+    }
+
+    def estimate_training_step(self, footprint: Sequence[LayerFootprint], device: Device, *,
+                               pulses_per_cell: float | dict, batch_size: int = 1,
+                               pulse_energy: float | None = None, pulses: str = "stochastic",
+                               pulse_line_energy: float | None = None,
+                               backward_first_layer: bool = False) -> TrainingEnergyReport:
+        """Energy of one training step: ``batch_size`` samples read forward and backward, and the
+        weight update applied as rank-1 (outer-product) pulse updates.
+
+        - **forward**: the inference estimate (:meth:`estimate`), every count x ``batch_size``.
+        - **backward**: each analog layer read through its transposed crossbars once per forward
+          read (an RNN: once per time step), except where the first analog layer's input, the
+          network's, needs no error (:func:`_first_layer_reads`: a recurrent crossbar there is
+          read T - 1 times, for the error through time; ``backward_first_layer=True`` prices
+          every read anyway). The error is driven on each
+          tile's columns and converted on its rows: ``backward_dac`` counts the sum over tiles of
+          their columns, ``backward_adc`` the sum of their rows, per read (the forward read's
+          counts swapped); MACs as forward; unit energies as forward (same converters, same
+          ``converters`` mode). ``backward_digital``: one ReLU derivative per activation, the
+          output error (one per class at a softmax), max-pool routing (one per pooled output),
+          one derivative per other digital activation, and the col2im add of a conv layer's
+          transposed read (one per converted row value), each ``digital_op_energy``.
+        - **update**: ``update_pulses`` = cells (both cells of a differential pair counted) x
+          ``pulses_per_cell`` (mean pulses per cell per step, stated or measured; a dict prices
+          each analog layer with its own) x the pulse energy (``pulse_energy``, else the
+          device's ``pulse_energy``; a device without one is listed in the report's ``unpriced``
+          and its pulses are counted at 0 J, not silently). How the counts are formed
+          (``pulses``, the names of in-place learning):
+
+          - ``"stochastic"`` (default): Gokmen and Vlasov's pulse trains (Front. Neurosci.
+            2016), one rank-1 update per forward read of every sample (``reads x batch_size``:
+            per output position of a conv, per time step of an RNN); for each, every row and
+            column signal is scaled to a pulse probability (``update_digital``, one 8-bit
+            multiply each, 0.2 pJ, Horowitz 2014) and every tile's row and column line is driven
+            by its train (``update_drive``);
+          - ``"deterministic"``: each weight's count from the step's gradient, computed
+            digitally: ``n_in x n_out`` multiply-accumulates per read of every sample (0.3 pJ:
+            an 8-bit multiply and a 32-bit add, Horowitz 2014) and one rounding to a count per
+            weight per step (0.2 pJ); every tile's lines driven once per step.
+
+          ``update_drive`` is priced at ``pulse_line_energy`` J per line drive when given, else
+          counted only.
+
+        Conv layers must be priced as the engine maps them (``conv_mapping="im2col"``): an
+        unrolled Toeplitz crossbar is not updated by outer products.
+        """
+        owner = f"energy estimator '{self.name}'"
+        batch = check_int(owner, "batch_size", batch_size)
+        if pulses not in PULSE_SCHEMES:
+            raise ConfigError(f"{owner}: pulses must be one of {', '.join(PULSE_SCHEMES)}, got {pulses!r}")
+        if self.conv_mapping != "im2col" and any(fp.kind == "conv" for fp in footprint):
+            raise ConfigError(f"{owner}: a training step prices conv layers as the engine maps them; "
+                              "use conv_mapping=im2col (an unrolled crossbar is not updated by outer products)")
+        analog = [fp for fp in footprint if fp.tiles or fp.macs_per_inference > 0]
+        per_cell = _pulses_by_layer(owner, pulses_per_cell, [fp.name for fp in analog])
+        if pulse_energy is not None:
+            e_pulse, pulse_source = check_nonnegative(owner, "pulse_energy", pulse_energy), "given pulse_energy"
+        elif getattr(device, "pulse_energy", None) is not None:
+            e_pulse, pulse_source = float(device.pulse_energy), f"device '{device.name}' pulse_energy"
+        else:
+            e_pulse, pulse_source = None, None
+        e_line = None if pulse_line_energy is None else check_nonnegative(owner, "pulse_line_energy",
+                                                                           pulse_line_energy)
+        inference = self.estimate(footprint, device)
+        terms = [EnergyTerm(t.layer, t.component, t.count * batch, t.unit_energy, t.what)
+                 for t in inference.terms]
+        first = analog[0].name if analog else None
+        unpriced: list[str] = []
+        for fp in footprint:  # the backward pass, then the update: a step's order
+            terms += self._backward_terms(fp, device, batch, first, backward_first_layer)
+        for fp in analog:
+            terms += self._update_terms(fp, batch, per_cell[fp.name], e_pulse, e_line, device, pulses)
+        if analog and e_pulse is None:
+            unpriced.append(f"update_pulses: device '{device.name}' states no pulse_energy; "
+                            "give pulse_energy (J per pulse per cell)")
+        notes = dict(inference.notes) | {
+            "per": (f"one training step: {batch} sample(s) forward and backward, " +
+                    (f"{batch} rank-1 pulse-train update(s) per read" if pulses == "stochastic"
+                     else "pulse counts per weight from the step's gradient")),
+            "pulses": pulses,
+            "pulse_energy": ({pulse_source: e_pulse} if e_pulse is not None
+                             else f"NOT PRICED: device '{device.name}' states no pulse_energy"),
+            "pulse_lines": (f"{e_line:g} J per line drive" if e_line is not None
+                            else "counted, not priced (no cited figure): give pulse_line_energy"),
+            "backward_first_layer": (f"'{first}' read backward too" if backward_first_layer
+                                     else f"'{first}' not read backward (its input needs no error)"),
+        }
+        return TrainingEnergyReport(self.name, device.name, terms, notes, physical=inference.physical,
+                                    batch_size=batch, pulses_per_cell=pulses_per_cell, pulses=pulses,
+                                    unpriced=unpriced)
+
+    def _backward_terms(self, fp: LayerFootprint, device: Device, batch: int, first: str | None,
+                        backward_first_layer: bool) -> list[EnergyTerm]:
+        out: list[EnergyTerm] = []
+        op = self.digital_op_energy
+        if fp.tiles or fp.macs_per_inference > 0:
+            reads = fp.reads_per_inference
+            if first is not None and not backward_first_layer:
+                reads = _first_layer_reads(fp, first, reads)
+            reads *= batch
+            if reads:
+                e_mac, _, core = self.mac_energy(device, fp.devices_per_weight)
+                priced = self.converters_priced(core)
+                tag = "" if priced else " (in the MAC figure)"
+                rows = sum(t.rows for t in fp.tiles) if fp.tiles else fp.n_in
+                cols = sum(t.cols for t in fp.tiles) if fp.tiles else fp.n_out
+                out += [
+                    EnergyTerm(fp.name, "backward_vmm", fp.n_in * fp.n_out * reads, e_mac, "transposed MAC"),
+                    EnergyTerm(fp.name, "backward_dac", cols * reads, self.dac_energy if priced else 0.0,
+                               "column drive (error)" + tag),
+                    EnergyTerm(fp.name, "backward_adc", rows * reads,
+                               self.conversion_energy(fp.adc_bits) if priced else 0.0,
+                               "row " + _conversion(fp.adc_bits) + tag),
+                ]
+                if fp.kind == "conv":
+                    out.append(EnergyTerm(fp.name, "backward_digital", rows * reads, op, "col2im add"))
+        if fp.activations:
+            out.append(EnergyTerm(fp.name, "backward_digital", fp.activations * batch, op, "ReLU derivative"))
+        if fp.digital_ops:
+            if fp.kind == "softmax":
+                out.append(EnergyTerm(fp.name, "backward_digital", fp.digital_ops * batch, op,
+                                      "output error (y - t)"))
+            elif fp.kind == "maxpool":
+                window = math.prod(fp.extra.get("pool", [2, 2]))
+                outputs = fp.digital_ops // max(window - 1, 1)
+                out.append(EnergyTerm(fp.name, "backward_digital", outputs * batch, op, "max-pool error routing"))
+            else:
+                out.append(EnergyTerm(fp.name, "backward_digital", fp.digital_ops * batch, op,
+                                      "activation derivative"))
+        return out
+
+    def _update_terms(self, fp: LayerFootprint, batch: int, pulses: float, e_pulse: float | None,
+                      e_line: float | None, device: Device, scheme: str) -> list[EnergyTerm]:
+        reads = fp.reads_per_inference * batch  # every read of every sample
+        rows = sum(t.rows for t in fp.tiles) if fp.tiles else fp.n_in
+        cols = sum(t.cols for t in fp.tiles) if fp.tiles else fp.n_out
+        cells = fp.cells if fp.tiles else fp.n_in * fp.n_out * fp.devices_per_weight
+        pulse_what = "programming pulse" if e_pulse is not None else \
+            f"programming pulse (NOT PRICED: device '{device.name}' states no pulse_energy)"
+        drive_tag = "" if e_line is not None else " (not priced)"
+        out = [EnergyTerm(fp.name, "update_pulses", cells * pulses, e_pulse if e_pulse is not None else 0.0,
+                          pulse_what)]
+        if scheme == "stochastic":  # one rank-1 update per read: its row and column trains
+            out += [
+                EnergyTerm(fp.name, "update_drive", (rows + cols) * reads, e_line if e_line is not None else 0.0,
+                           "pulse-train line drive" + drive_tag),
+                EnergyTerm(fp.name, "update_digital", (fp.n_in + fp.n_out) * reads, PULSE_COUNT_ENERGY,
+                           "row/column pulse probability"),
+            ]
+        else:  # each weight's count from the step's gradient, computed digitally
+            weights = fp.n_in * fp.n_out
+            out += [
+                EnergyTerm(fp.name, "update_drive", rows + cols, e_line if e_line is not None else 0.0,
+                           "line drive, one pass per step" + drive_tag),
+                EnergyTerm(fp.name, "update_digital", weights * reads, GRADIENT_MAC_ENERGY,
+                           "gradient MAC (digital)"),
+                EnergyTerm(fp.name, "update_digital", weights, PULSE_COUNT_ENERGY, "pulse count per weight"),
+            ]
+        return out
+
+
+# One row or column signal scaled by the learning rate to a pulse count: one 8-bit multiply,
+# 0.2 pJ in 45 nm CMOS (M. Horowitz, "Computing's energy problem", ISSCC 2014).
+PULSE_COUNT_ENERGY = 0.2e-12
+# One digital multiply-accumulate of a gradient: an 8-bit multiply (0.2 pJ) and a 32-bit add
+# (0.1 pJ) in 45 nm CMOS (Horowitz, ISSCC 2014).
+GRADIENT_MAC_ENERGY = 0.2e-12 + 0.1e-12
+#: how the update's pulse counts are formed (the names of in-place learning's ``pulses``)
+PULSE_SCHEMES = ("stochastic", "deterministic")
+
+
+def _first_layer_reads(fp: LayerFootprint, first: str, reads: int) -> int:
+    """Transposed reads of a crossbar of the first analog layer, whose input (the network's) needs
+    no error: none for a core that reads the input alone (a dense or conv layer, each group of a
+    grouped conv, a depthwise core, a GRU's input core), T - 1 for a recurrent crossbar (the error
+    through time; a simple RNN's or LSTM's ``[x; h]`` crossbar, a GRU's recurrent core), every
+    read for a core fed by another core of the layer (a separable conv's pointwise core)."""
+    if fp.name == first:
+        recurrent = fp.kind == "rnn" and fp.extra.get("cell") != "gru"
+        return max(reads - 1, 0) if recurrent else 0
+    if fp.name.startswith(first + "/"):
+        if fp.extra.get("groups"):
+            return 0
+        if fp.kind == "rnn" and fp.name.endswith("/recurrent"):
+            return max(reads - 1, 0)
+    return reads
+
+
+def _pulses_by_layer(owner: str, pulses_per_cell, names: list[str]) -> dict[str, float]:
+    """Mean pulses per cell per step for every analog layer: one number for all, or a dict."""
+    if isinstance(pulses_per_cell, dict):
+        unknown = sorted(set(pulses_per_cell) - set(names))
+        missing = [n for n in names if n not in pulses_per_cell]
+        if unknown or missing:
+            raise ConfigError(f"{owner}: pulses_per_cell names the analog layers {', '.join(names)}; "
+                              + (f"unknown {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"))
+        return {n: check_nonnegative(owner, f"pulses_per_cell[{n!r}]", pulses_per_cell[n]) for n in names}
+    if pulses_per_cell is None:
+        raise ConfigError(f"{owner}: a training step needs pulses_per_cell, the mean pulses per cell "
+                          "per step (measured by learning in place, or an assumption)")
+    value = check_nonnegative(owner, "pulses_per_cell", pulses_per_cell)
+    return {n: value for n in names}
 
 
 def _conversion(bits: int | None) -> str:
