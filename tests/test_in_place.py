@@ -102,23 +102,35 @@ def _matrices(model) -> list[np.ndarray]:
 
 # -- point 4: plain SGD, step for step ------------------------------------------------------------
 
-@pytest.mark.parametrize("build, shape, bias", [(_mlp, (10,), "row"), (_cnn, (6, 6, 1), "row"),
-                                               (_rnn, (4, 5), "row"), (_mlp, (10,), "digital")],
-                         ids=["dense", "conv", "rnn", "dense-digital-bias"])
-def test_ideal_device_learns_as_plain_sgd_step_for_step(build, shape, bias):
+def _bundled_ideal():
+    from nvmkit import get_registry
+
+    device = get_registry().create("device", "ideal", {})
+    if not device.pulse_updatable:
+        pytest.skip("the bundled ideal device states no update model")
+    return get_registry().create("device", "ideal", {"update_step": 2.0**-24})
+
+
+@pytest.mark.parametrize("build, shape, bias, device", [
+    (_mlp, (10,), "row", LinearDevice), (_cnn, (6, 6, 1), "row", LinearDevice),
+    (_rnn, (4, 5), "row", LinearDevice), (_mlp, (10,), "digital", LinearDevice),
+    (_mlp, (10,), "row", _bundled_ideal)],
+    ids=["dense", "conv", "rnn", "dense-digital-bias", "dense-bundled-ideal"])
+def test_ideal_device_learns_as_plain_sgd_step_for_step(build, shape, bias, device):
     """Ideal update model (linear, symmetric, noiseless) at unlimited resolution (a step of
     g_range 2^-24, closed form) on the ideal crossbar: every step's weights read from the
     conductances equal a Keras SGD loop's on the same batches to float32 precision.
     Catches: a wrong sign or scale of the update (lr, the 1/B of the mean loss, current_to_weight),
     the gradient taken at the float weights instead of the read ones, a pulse rounding bias, the
-    bias row left out."""
+    bias row left out. The bundled ``ideal`` device at ``update_step = 2^-24`` (its unlimited
+    resolution) gives the same."""
     rng = np.random.default_rng(0)
     x = rng.random((48, *shape)).astype("float32")
     y = rng.integers(0, 3, 48)
     model, ref = build(), build()
     xbar = _ideal()
     xbar.mapping.bias = bias  # "digital": the bias takes SGD steps digitally, beside the pulses
-    tr = InPlaceTraining(model, LinearDevice(), xbar, learning_rate=0.1, headroom=2.0)
+    tr = InPlaceTraining(model, device(), xbar, learning_rate=0.1, headroom=2.0)
     ref.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
     assert tr.tables.closed and tr.tables.max_pulses == 2**24
     moved = 0.0
