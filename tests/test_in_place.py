@@ -312,6 +312,7 @@ def test_max_pulses_caps_an_update():
     assert np.all(moved <= 3 * 0.01 + 1e-6) and np.any(moved > 2.5 * 0.01)
     # every weight asked for more than 3 pulses: 3 fired on each of the 6 weights
     assert tr.pulses_fired() == [{"layer": tr.layers[0].name, "core": "", "cells": 12, "pulses": 18}]
+    assert tr.pulses_per_cell() == {tr.layers[0].name: 18 / 12}  # one step
 
 
 def test_one_pulse_moves_by_the_update_model_with_its_spreads():

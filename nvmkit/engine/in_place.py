@@ -748,6 +748,18 @@ class InPlaceTraining:
                  "cells": len(c.g) * math.prod(c.shape), "pulses": int(c.fired.numpy())}
                 for c in self._cells.values()]
 
+    def pulses_per_cell(self) -> dict[str, float]:
+        """Per analog layer (by name), the mean pulses per cell per update step so far (all its
+        cores): what ``estimate_training_step(..., pulses_per_cell=...)`` of the crossbar energy
+        estimator takes as measured counts."""
+        steps = max(int(self.step.numpy()), 1)
+        pulses: dict[str, int] = {}
+        cells: dict[str, int] = {}
+        for row in self.pulses_fired():
+            pulses[row["layer"]] = pulses.get(row["layer"], 0) + row["pulses"]
+            cells[row["layer"]] = cells.get(row["layer"], 0) + row["cells"]
+        return {name: pulses[name] / (cells[name] * steps) for name in pulses}
+
     def evaluate(self, x, y, batch_size: int = 256) -> float:
         """Accuracy of the trained chip on ``(x, y)``: the model read from its conductances as
         they are (read noise fresh at every read, the converters), one chip, no reprogramming."""
