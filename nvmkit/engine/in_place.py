@@ -50,11 +50,15 @@ Rasch et al., AICAS 2021):
    factor ``max(0, 1 + pulse_step_d2d z)`` (fixed per chip, drawn once from the seed), plus
    cycle-to-cycle noise ``pulse_step_sigma(g, up) z'`` (fresh per pulse); a pulse never takes a
    cell past ``g_min`` or ``g_max`` (a cell programmed beyond one stays there until a pulse
-   moves it back); stuck cells do not move. The pulses of one update are applied one pulse
-   index at a time in the graph (``tf.while_loop`` up to the largest count of the update); a
-   device whose steps are constant and noiseless is applied in closed form (``n`` pulses move a
-   cell by ``n`` steps), so its resolution is set by the step alone: a step of
-   ``g_range 2^-24`` with ``max_pulses >= 2^24`` is unlimited resolution at float32 precision.
+   moves it back); stuck cells do not move (the rule of :mod:`nvmkit.core.update`'s numpy
+   reference, which a test compares this sampler with). The pulses of one update are applied one
+   pulse index at a time in the graph (``tf.while_loop`` up to the largest count), pulse ``k``
+   on the cells with more than ``k`` pulses only (gathered, moved, scattered back), so the work
+   is the number of pulses; a device whose steps are constant and noiseless is applied in closed
+   form (``n`` pulses move a cell by ``n`` steps; the counts and pulses compiled with XLA), so its
+   resolution is set by the step alone: the bundled ``ideal`` device with ``update_step =
+   2**-24`` (a step of ``g_range 2^-24``, up to 2^24 pulses) is unlimited resolution at float32
+   precision.
 
    **Differential pairs**: a pulse that raises a weight goes to ``G-`` as a down pulse while
    ``G-`` is more than half a nominal step above ``g_min``, else to ``G+`` as an up pulse (and
