@@ -111,20 +111,13 @@ PULSE_SCHEMES = ("deterministic", "stochastic")
 
 
 def require_update_model(device, what: str = "on-chip learning") -> None:
-    """Refuse, in one line naming the fix, a device that states no update model (the core's
-    ``require_pulse_update`` where the core has it)."""
+    """Refuse, in one line naming the fix, anything but a device that states an update model
+    (:func:`nvmkit.core.update.require_pulse_update`)."""
+    from nvmkit.core.update import require_pulse_update
+
     if not isinstance(device, Device):
         raise ConfigError(f"{what}: device must be a nvmkit Device, got {type(device).__name__}")
-    try:
-        from nvmkit.core.update import require_pulse_update
-    except ImportError:  # a core without the update-model helpers
-        require_pulse_update = None
-    if require_pulse_update is not None:
-        require_pulse_update(device, what)
-    elif not device.pulse_updatable:
-        raise ConfigError(f"{what}: device '{device.name}' states no update model (pulse_step); "
-                          "choose a device that has one, or give yours pulse_step(g, up) "
-                          "(docs/plugins.md)")
+    require_pulse_update(device, what)
 
 
 class UpdateTables:
