@@ -261,7 +261,7 @@ def model_key(resolved: dict) -> str:
     if isinstance(ident.get("dataset"), dict):  # the test images do not shape the model
         ident["dataset"].pop("test_size", None)
     keys = ("dataset", "network", "training", "seed") + (("model",) if ident.get("model") else ())
-    if (ident.get("training") or {}).get("method") == "device":  # trained through the deployment
+    if (ident.get("training") or {}).get("method") in ("device", "in-place"):  # through the deployment
         keys += ("device", "crossbar")
     return _digest({k: ident.get(k) for k in keys})
 
