@@ -25,7 +25,7 @@ def run(
     seed: Optional[int] = typer.Option(None, help="Seed of every random draw."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs (default: the network's)."),
     sigma_neu: Optional[float] = typer.Option(None, help="Noise-injection std before each ReLU in training."),
-    training_method: Optional[str] = typer.Option(None, "--training-method", help="plain, preactivation (the seed's noise before each ReLU: with --sigma-neu, or preactivation:0.1) or device (through the deployment's device and crossbar, the programming drawn afresh per mini-batch; device:epochs=2,every=1,start=plain)."),
+    training_method: Optional[str] = typer.Option(None, "--training-method", help="plain, preactivation (the seed's noise before each ReLU: with --sigma-neu, or preactivation:0.1) device (through the deployment's device and crossbar, the programming drawn afresh per mini-batch; device:epochs=2,every=1,start=plain) or in-place (on-chip learning by the device's pulses from the programmed model; in-place:steps=200,lr=0.01,pulses=deterministic|stochastic,start=plain)."),
     energy: Optional[str] = typer.Option(None, help="Energy estimator spec, e.g. crossbar or crossbar:conv_mapping=unrolled, or none."),
     set_: List[str] = typer.Option([], "--set", help="Override any key: --set crossbar.converters.adc_bits=8."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON result here."),

@@ -109,7 +109,7 @@ class Crossbar:
     """
 
     def __init__(self, weights, bias, device: Device, config: CrossbarConfig | None = None,
-                 name: str = "crossbar"):
+                 name: str = "crossbar", w_scale: float | None = None):
         self.name = name
         if not isinstance(device, Device):
             raise ConfigError(f"{name}: device must be a nvmkit Device, got {type(device).__name__}; "
@@ -138,8 +138,11 @@ class Crossbar:
         self.rows = full.shape[0]
 
         mags = np.abs(full)
+        w_scale_given = w_scale
         w_scale = float(np.percentile(mags, m.clip_percentile)) if m.clip_percentile < 100 else float(mags.max())
         self.w_scale = w_scale if w_scale > 0 else 1.0
+        if w_scale_given is not None:  # the weight mapped to g_max, given (in-place learning's headroom)
+            self.w_scale = float(w_scale_given)
         full = np.clip(full, -self.w_scale, self.w_scale)
 
         d = device

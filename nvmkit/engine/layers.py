@@ -197,6 +197,13 @@ class _Core:
             w = self.wires.effective_weights(w, st["wire_common"], st["wire_siemens"])
         return w
 
+    def _wrapped(self, read, x, w, st, conv):
+        """``read(x, w)``, or what the layer's ``programming`` makes of it when it wraps the read
+        (in-place learning: the backward pass through the transposed crossbar,
+        :mod:`nvmkit.engine.in_place`); ``conv`` the convolution of a conv layer, else None."""
+        wrap = getattr(getattr(self.layer, "programming", None), "wrap_read", None)
+        return read(x, w) if wrap is None else wrap(self, read, x, w, st, conv)
+
     def forward(self, x, kernel2d, bias, training=None):
         """x (K|1, M, inputs) -> (K|1, M, n_out). ``training``: the layer's call flag (the
         converters build their straight-through gradient only when it is set)."""
@@ -207,10 +214,15 @@ class _Core:
         w = self._read_weights(kernel2d, bias, st)
         if self.dac_bits is not None:
             x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"], training)
-        y = xops.read(x, w, n_in=self.n_in, bias_row=self.bias_row, blocks=self.blocks,
-                      seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
-                      adc_range=st["adc_range"], adc_bits=self.adc_bits, depthwise=self.depthwise,
-                      adc_errors=self._adc_errors(st), training=training)
+
+        def read(x, w):
+            return xops.read(x, w, n_in=self.n_in, bias_row=self.bias_row, blocks=self.blocks,
+                             seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
+                             adc_range=st["adc_range"], adc_bits=self.adc_bits,
+                             depthwise=self.depthwise, adc_errors=self._adc_errors(st),
+                             training=training)
+
+        y = self._wrapped(read, x, w, st, None)
         if st["drift_scale"] is not None:  # (K|1, M, n_out): one scale per trial's block
             y = y * ops.reshape(st["drift_scale"], (-1, 1, 1))
         return y + bias if self.digital_bias else y
@@ -225,12 +237,16 @@ class _Core:
         w = self._read_weights(kernel2d, bias, st)
         if self.dac_bits is not None:
             x = xops.quantize(x, st["dac_range"], self.dac_bits, st["dac_signed"], training)
-        y = xops.read_conv(x, w, trials=self.layer.trials, conv=conv, n_in=self.n_in,
-                           bias_row=self.bias_row, blocks=self.blocks,
-                           seed=self.layer.seed_generator, var=st["read_var"], col_sd=st["read_sd"],
-                           adc_range=st["adc_range"], adc_bits=self.adc_bits,
-                           depthwise=self.depthwise is not None, adc_errors=self._adc_errors(st),
-                           training=training)
+
+        def read(x, w):
+            return xops.read_conv(x, w, trials=self.layer.trials, conv=conv, n_in=self.n_in,
+                                  bias_row=self.bias_row, blocks=self.blocks,
+                                  seed=self.layer.seed_generator, var=st["read_var"],
+                                  col_sd=st["read_sd"], adc_range=st["adc_range"],
+                                  adc_bits=self.adc_bits, depthwise=self.depthwise is not None,
+                                  adc_errors=self._adc_errors(st), training=training)
+
+        y = self._wrapped(read, x, w, st, conv)
         if st["drift_scale"] is not None:
             y = _scale_per_trial(y, st["drift_scale"], self.layer.trials)
         return y + bias if self.digital_bias else y

@@ -259,7 +259,7 @@ def model_key(resolved: dict) -> str:
     """What the trained model depends on: points with equal model keys train one model."""
     ident = identity(resolved)
     keys = ("dataset", "network", "training", "seed") + (("model",) if ident.get("model") else ())
-    if (ident.get("training") or {}).get("method") == "device":  # trained through the deployment
+    if (ident.get("training") or {}).get("method") in ("device", "in-place"):  # through the deployment
         keys += ("device", "crossbar")
     return _digest({k: ident.get(k) for k in keys})
 

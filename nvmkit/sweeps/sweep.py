@@ -154,10 +154,10 @@ class SweepPlan:
 
 def trains_a_model(p: Point) -> bool:
     """Whether a point trains (or loads from the cache) a model: not a user's model file run
-    without ``training.epochs`` or device-aware training)."""
+    without ``training.epochs``, device-aware or in-place training)."""
     training = p.resolved.get("training") or {}
     return not (p.resolved.get("model") and training.get("epochs") is None
-                and training.get("method") != "device")
+                and training.get("method") not in ("device", "in-place"))
 
 
 def plan_sweep(experiment: Experiment, db: ResultsDB | None, registry=None) -> SweepPlan:

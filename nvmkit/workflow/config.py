@@ -81,16 +81,29 @@ OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "sgd", "adagrad", "
 SCHEDULES = ("cosine", "constant")
 #: training.method: "plain" (no noise), "preactivation" (the seed's Gaussian noise before every ReLU,
 #: sigma_neu or sigma_syn_target), "device" (hardware-aware: through the deployment's device and
-#: crossbar, the programming drawn afresh per mini-batch; nvmkit/engine/device_aware.py)
-TRAINING_METHODS = ("plain", "preactivation", "device")
+#: crossbar, the programming drawn afresh per mini-batch; nvmkit/engine/device_aware.py),
+#: "in-place" (on-chip learning: the programmed conductances updated by the device's pulses;
+#: nvmkit/engine/in_place.py)
+TRAINING_METHODS = ("plain", "preactivation", "device", "in-place")
 #: where device-aware training starts: the plainly trained model (fine-tuning) or the initialisation
 DEVICE_STARTS = ("plain", "scratch")
 #: the settings of device-aware training only (None unless training.method = "device")
 DEVICE_FIELDS = ("device_epochs", "device_start", "device_learning_rate", "reprogram_every")
+#: the settings of in-place training only (None unless training.method = "in-place")
+IN_PLACE_FIELDS = ("in_place_steps", "in_place_epochs", "in_place_learning_rate", "in_place_start",
+                   "pulses", "pulse_slots", "headroom")
+#: the fields of each method that only it takes
+_METHOD_FIELDS = {"device": DEVICE_FIELDS, "in-place": IN_PLACE_FIELDS}
+#: in-place training's pulse schemes (nvmkit/engine/in_place.py)
+PULSE_SCHEMES = ("deterministic", "stochastic")
 #: the keys of the spec form of a method (``device:epochs=2,every=4``, ``preactivation:0.1``)
 _METHOD_KEYS = {
     "device": {"epochs": "device_epochs", "start": "device_start", "learning_rate": "device_learning_rate",
                "every": "reprogram_every"},
+    "in-place": {"steps": "in_place_steps", "epochs": "in_place_epochs",
+                 "lr": "in_place_learning_rate", "learning_rate": "in_place_learning_rate",
+                 "start": "in_place_start", "pulses": "pulses", "slots": "pulse_slots",
+                 "headroom": "headroom"},
     "preactivation": {"sigma_neu": "sigma_neu", "sigma_syn_target": "sigma_syn_target"},
     "plain": {},
 }
@@ -98,14 +111,18 @@ _METHOD_KEYS = {
 
 def training_identity(table: dict) -> dict:
     """A training table (``TrainingConfig.to_dict()``) without the keys that cannot change the
-    model: the device-training settings unless the method is ``device``, and the method itself
-    unless it is ``device`` (plain and pre-activation training are told apart by sigma_neu), so
-    that models and results keyed before training methods existed keep their keys."""
+    model: the device-training (in-place) settings unless the method is ``device``
+    (``in-place``), and the method itself unless it is one of those two (plain and pre-activation
+    training are told apart by sigma_neu), so that models and results keyed before training
+    methods existed keep their keys."""
     out = dict(table)
-    if out.get("method") != "device":
+    method = out.get("method")
+    if method not in _METHOD_FIELDS:
         out.pop("method", None)
-        for key in DEVICE_FIELDS:
-            out.pop(key, None)
+    for name, fields in _METHOD_FIELDS.items():
+        if method != name:
+            for key in fields:
+                out.pop(key, None)
     return out
 
 
@@ -130,6 +147,13 @@ class TrainingConfig(Params):
     device_start: str | None = None  # "plain" (default): fine-tune the plain model; "scratch"
     device_learning_rate: float | None = None  # default: learning_rate
     reprogram_every: int | None = None  # mini-batches per programming draw (default 1)
+    in_place_steps: int | None = None  # updates of in-place training (default: in_place_epochs)
+    in_place_epochs: int | None = None  # passes of in-place training (default 1 without steps)
+    in_place_learning_rate: float | None = None  # its SGD rate (default 0.01)
+    in_place_start: str | None = None  # "plain" (default): fine-tune the plain model; "scratch"
+    pulses: str | None = None  # "deterministic" (default) or "stochastic" (pulse trains)
+    pulse_slots: int | None = None  # slots of a stochastic train (default 10)
+    headroom: float | None = None  # the largest weight maps to g_max / headroom (default 1)
 
     def validate(self) -> None:
         self._read_method_spec()
@@ -206,15 +230,41 @@ class TrainingConfig(Params):
         if self.device_start is not None and self.device_start not in DEVICE_STARTS:
             raise ConfigError(f"training.device_start must be one of {', '.join(DEVICE_STARTS)}, "
                               f"got {self.device_start!r}")
+        for name in ("in_place_steps", "in_place_epochs", "pulse_slots"):
+            if getattr(self, name) is not None:
+                setattr(self, name, check_int("training", name, getattr(self, name), 1))
+        if self.in_place_learning_rate is not None:
+            self.in_place_learning_rate = check_positive("training", "in_place_learning_rate",
+                                                         self.in_place_learning_rate)
+        if self.headroom is not None:
+            self.headroom = check_positive("training", "headroom", self.headroom)
+            if self.headroom < 1:
+                raise ConfigError(f"training.headroom must be >= 1, got {self.headroom}")
+        if self.in_place_start is not None and self.in_place_start not in DEVICE_STARTS:
+            raise ConfigError(f"training.in_place_start must be one of {', '.join(DEVICE_STARTS)}, "
+                              f"got {self.in_place_start!r}")
+        if self.pulses is not None and self.pulses not in PULSE_SCHEMES:
+            raise ConfigError(f"training.pulses must be one of {', '.join(PULSE_SCHEMES)}, "
+                              f"got {self.pulses!r}")
+        if self.in_place_steps is not None and self.in_place_epochs is not None:
+            raise ConfigError("give in-place training steps or epochs, not both")
         noisy = self._noisy()
         if self.method != "device":
             given = [k for k in DEVICE_FIELDS if getattr(self, k) is not None]
             if given:
                 raise ConfigError(f"training.{given[0]} belongs to device-aware training; set "
                                   "training.method = \"device\" or remove it")
+        if self.method != "in-place":
+            given = [k for k in IN_PLACE_FIELDS if getattr(self, k) is not None]
+            if given:
+                raise ConfigError(f"training.{given[0]} belongs to in-place training; set "
+                                  "training.method = \"in-place\" or remove it")
         if self.method == "plain" and noisy:
             raise ConfigError("training.method plain trains without noise; remove sigma_neu / "
                               "sigma_syn_target or set training.method = \"preactivation\"")
+        if self.method == "in-place" and noisy:
+            raise ConfigError("training.method in-place trains by the device's pulses, without "
+                              "pre-activation noise; remove sigma_neu / sigma_syn_target")
         if self.method == "device" and noisy:
             raise ConfigError("training.method device trains through the device, without "
                               "pre-activation noise; remove sigma_neu / sigma_syn_target")
@@ -227,6 +277,13 @@ class TrainingConfig(Params):
         """A copy with the method named (inferred when None) and the device-training defaults
         filled in when it is ``device``."""
         method = self.method or ("preactivation" if self._noisy() else "plain")
+        if method == "in-place":
+            return self.replace(method=method, in_place_start=self.in_place_start or "plain",
+                                in_place_learning_rate=self.in_place_learning_rate or 0.01,
+                                in_place_epochs=None if self.in_place_steps is not None
+                                else (self.in_place_epochs or 1),
+                                pulses=self.pulses or "deterministic",
+                                pulse_slots=self.pulse_slots or 10, headroom=self.headroom or 1.0)
         if method != "device":
             return self.replace(method=method)
         return self.replace(method=method, device_epochs=self.device_epochs or 1,
@@ -235,7 +292,7 @@ class TrainingConfig(Params):
 
     def plain_start(self) -> "TrainingConfig":
         """The plain training a device-aware fine-tuning starts from (same settings, no device)."""
-        return self.replace(method="plain", **{k: None for k in DEVICE_FIELDS})
+        return self.replace(method="plain", **{k: None for k in (*DEVICE_FIELDS, *IN_PLACE_FIELDS)})
 
     def resolved(self, mapper: NetworkMapper) -> "TrainingConfig":
         """A copy with every ``None`` training setting filled from ``mapper.training_defaults``."""

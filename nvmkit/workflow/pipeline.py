@@ -85,6 +85,11 @@ def resolve(cfg: RunConfig, reg: Registry | None = None) -> dict:
         from nvmkit.engine.wires import siemens_per_unit
 
         siemens_per_unit(comps.device, "crossbar.wires")
+    if cfg.training.method == "in-place" and not comps.device.pulse_updatable:
+        # before any training (the check of nvmkit.engine.in_place, without importing Keras)
+        raise ConfigError(f"training.method in-place: device '{comps.device.name}' states no update "
+                          "model (pulse_step); choose a device that has one, or give yours "
+                          "pulse_step(g, up) (docs/plugins.md)")
     out = cfg.to_dict()
     if cfg.dataset.file is not None:
         out["dataset"]["sha256"] = _recorded_hash(cfg.dataset.file, cfg.dataset.sha256, "dataset")
@@ -186,7 +191,7 @@ def run(config: RunConfig | dict, reporter=None, reg: Registry | None = None) ->
         x_test = ds.x_test
     else:
         model = user_model
-        if cfg.training.epochs is not None or cfg.training.method == "device":
+        if cfg.training.epochs is not None or cfg.training.method in ("device", "in-place"):
             # training asked for: continue from the user's weights
             fine_tune(model, feed.prepare(ds.x_train), ds.y_train, cfg.training, seed=train_seed,
                       reporter=reporter, progress=count_epoch, device=comps.device,

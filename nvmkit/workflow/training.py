@@ -86,7 +86,7 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
 
     # sigma_syn_target stays in the key: the derived stds follow from the plain model, itself keyed
     key_data = cache_key_data(mapper, cfg, name, is_sample, x_train, y_train)
-    if cfg.method == "device":
+    if cfg.method in ("device", "in-place"):
         device, crossbar = _deployment(device, crossbar)
         key_data.update(deployment_key_data(device, crossbar))
     path = cache / f"{mapper.name}-{name}-{cache_key(key_data)}.keras"
@@ -97,6 +97,20 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
         model = _load(path, reporter)
         if model is not None:
             return model
+
+    if cfg.method == "in-place":
+        if cfg.in_place_start == "plain":
+            model = train(mapper, data, cfg.plain_start(), seed=seed, cache_dir=cache,
+                          use_cache=use_cache, progress=progress, reporter=reporter,
+                          dataset_name=dataset_name)
+        else:
+            keras.utils.set_random_seed(cfg.seed)
+            model = mapper.build(tuple(x_train.shape[1:]), _num_classes(y_train), 0.0, cfg.seed)
+        info = fit_in_place(model, mapper.prepare(x_train), y_train, cfg, device=device,
+                            crossbar=crossbar, seed=seed, progress=progress, reporter=reporter,
+                            label=mapper.name)
+        _save_atomic(model, path, {"key": key_data, **info})
+        return model
 
     if cfg.method == "device":
         if cfg.device_start == "plain":
@@ -162,7 +176,8 @@ def _deployment(device, crossbar):
     from nvmkit.engine.crossbar_config import CrossbarConfig
 
     if not isinstance(device, Device):
-        raise ConfigError("training.method = device trains through the deployment's device; pass "
+        raise ConfigError("training.method = device (or in-place) trains through the deployment's "
+                          "device; pass "
                           "device= (a nvmkit Device, e.g. get_registry().create('device', 'reram'))")
     if crossbar is None:
         crossbar = CrossbarConfig()
@@ -353,6 +368,55 @@ def fit_on_device(model: keras.Model, x: np.ndarray, y: np.ndarray, cfg: Trainin
             "device_history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
 
 
+def fit_in_place(model: keras.Model, x: np.ndarray, y: np.ndarray, cfg: TrainingConfig, *, device,
+                 crossbar=None, seed: int = 0, probabilities: bool | None = None,
+                 progress: Callable[[int, dict], Any] | None = None, reporter=None,
+                 label: str | None = None) -> dict:
+    """In-place (on-chip) training of ``model`` (``training.method = "in-place"``).
+
+    The model is programmed on the deployment's ``device`` and ``crossbar`` (one chip, from
+    ``seed``; converters calibrated on the first 500 inputs, as a run deploys) and trained by
+    the device's pulses (:class:`nvmkit.engine.in_place.InPlaceTraining`) for
+    ``in_place_steps`` mini-batches or ``in_place_epochs`` passes, at ``in_place_learning_rate``
+    with the training's batch size; then the weights read from the conductances are written
+    into ``model``. ``x`` is the model's input. Returns the training record."""
+    from nvmkit.engine.in_place import InPlaceTraining, require_update_model
+
+    cfg = cfg.with_method()
+    device, crossbar = _deployment(device, crossbar)
+    require_update_model(device, "training.method in-place")
+    batch_size = cfg.batch_size or NetworkMapper.training_defaults["batch_size"]
+    seed = check_seed("fit_in_place", "seed", seed)
+    x = np.asarray(x, dtype=np.float32)
+    if probabilities is None:
+        probabilities = _ends_in_softmax(model)
+    trainer = InPlaceTraining(
+        model, device, crossbar, seed=seed, learning_rate=cfg.in_place_learning_rate,
+        pulses=cfg.pulses, slots=cfg.pulse_slots, headroom=cfg.headroom,
+        calibration_data=x[: min(500, len(x))],
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities))
+    passes = cfg.in_place_epochs or math.ceil(cfg.in_place_steps / max(1, math.ceil(len(x) / batch_size)))
+    advance = None
+    if reporter is not None:
+        what = (f"{cfg.in_place_steps} steps" if cfg.in_place_steps is not None
+                else f"{cfg.in_place_epochs} epochs")
+        advance = reporter.start_task(f"training {label or model.name} in place on {device.name} "
+                                      f"({what})", passes)
+
+    def on_pass(epoch, logs):
+        if progress is not None:
+            progress(epoch, logs)
+        if advance is not None:
+            advance(1, **logs)
+
+    started = time.perf_counter()
+    history = trainer.fit(x, np.asarray(y), epochs=cfg.in_place_epochs, steps=cfg.in_place_steps,
+                          batch_size=batch_size, callback=on_pass)
+    trainer.copy_back()
+    return {"in_place_train_seconds": round(time.perf_counter() - started, 2),
+            "in_place_history": history}
+
+
 def check_keras_version(version: str | None = None) -> None:
     """Refuse to load model files with a Keras whose safe mode has a published bypass."""
     version = keras.__version__ if version is None else version
@@ -459,6 +523,18 @@ def fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, config=None, *, 
     (:func:`fit_on_device`); ``device_start = "scratch"`` is refused (the file is the start).
     """
     cfg = TrainingConfig.coerce(config).with_method()
+    if cfg.method == "in-place":
+        if cfg.in_place_start == "scratch":
+            raise ConfigError("training.in_place_start = scratch needs a network plugin to build; a "
+                              "model file is trained from its own weights (set start = plain)")
+        history = {}
+        if cfg.epochs is not None:
+            history = fine_tune(model, x, y, cfg.plain_start(), seed=seed, progress=progress,
+                                reporter=reporter)
+        info = fit_in_place(model, x, y, cfg, device=device, crossbar=crossbar,
+                            seed=seed if seed is not None else (cfg.seed or 0), progress=progress,
+                            reporter=reporter)
+        return {**history, **{f"in_place_{k}": v for k, v in info["in_place_history"].items()}}
     if cfg.method == "device":
         if cfg.device_start == "scratch":
             raise ConfigError("training.device_start = scratch needs a network plugin to build; a model "
