@@ -27,7 +27,8 @@ from test_sweep import _capture_figures
 FAKE = "sweep_fake:run"
 SECTION_HEADINGS = ("## 1. Result 1", "## 2. Regularisation sweeps", "## 3. Test-set noise sweeps",
                     "## 4. Time steps of the RNN", "## 5. Tile size against wire resistance",
-                    "## 6. Energy per inference", "## 7. The seed's claims", "## 8. How this report was made")
+                    "## 6. Learning in place", "## 7. Energy per inference", "## 8. The seed's claims",
+                    "## 9. How this report was made")
 PLOTS = ("result1", "regularisation", "time_steps", "energy_vs_seed", "test_noise/accuracy_fashion-mnist__sample_both",
          "tile_size")
 
