@@ -563,6 +563,9 @@ def plot_in_place(records: dict, plan: InPlacePlan, out: Path, sample: bool = Fa
                 if d.get(k):
                     ax.errorbar([len(steps) - 1 + 0.15], [100 * d[k].mean], yerr=[100 * d[k].ci95], color=f"C{i}",
                                 marker=mk, markersize=5, capsize=2, ls="none")
+        digital = next((d["digital"] for (n, _), d in ft.items() if n == net and d.get("digital")), None)
+        if digital is not None:  # the plain model in Keras (the same for every device)
+            ax.axhline(100 * digital.mean, color="grey", ls=":", lw=1, label="digital (Keras)")
         ax.set_xticks(range(len(steps)), [str(s) for s in steps])
         ax.set_xlabel("in-place update steps (square: device-aware, triangle: drift-compensated)",
                       fontsize="x-small")
