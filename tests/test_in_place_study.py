@@ -171,7 +171,9 @@ def test_the_verdict_follows_the_numbers():
     # asymmetric non-linearity loses 10 points, the others 1: it hurts most, beyond the intervals
     worst = {REF: [0.90, 0.91, 0.92], ASYM: [0.80, 0.81, 0.82], SYM: [0.89, 0.90, 0.91], ALONE: [0.89, 0.90, 0.91]}
     text = ips.asymmetry_verdict(ips.scratch_cells(_records(worst)), PLAN)
-    assert text.startswith("asymmetric non-linearity hurts most (beyond the 95% intervals)")
+    assert text.startswith("asymmetric non-linearity hurts most (beyond the 95% intervals): it costs 9.00 points "
+                           "more than symmetric non-linearity (nl = 1), beyond the intervals; 9.00 points more than "
+                           "asymmetry alone (a = 0.5), beyond the intervals.")
     assert "asymmetric non-linearity (nl = 1): +10.00 ± " in text
     # the same losses, but the symmetric non-linearity loses most: the verdict turns
     # (Bug caught: comparing the wrong cells, or a sign slip in the loss.)
@@ -202,6 +204,19 @@ def test_the_tables_show_each_cell_where_it_belongs():
     assert fine[2].startswith("| MLP | reram | not run |")
     assert fine[3] == (f"| MLP | sonos (assumed update) | {Cell.of([0.98, 0.98]).pct()} | {Cell.of([0.95, 0.93]).pct()} "
                        f"| {Cell.of([0.97, 0.95]).pct()} | — | {Cell.of([0.96, 0.94]).pct()} |")
-    (net, dev, gain, ci), = ips.finetune_gains(ips.finetune_cells(recs), PLAN)
-    assert (net, dev) == ("mlp", "sonos+assumed") and gain == pytest.approx(2.0)
-    assert ci == pytest.approx(100 * math.hypot(Cell.of([0.97, 0.95]).ci95, Cell.of([0.95, 0.93]).ci95))
+
+
+def test_the_remedies_are_paired_differences_per_chip():
+    # chip 0 gains 2 points by learning in place, chip 1 gains 1: the mean 1.5 and the CI of the two
+    # differences (t, 1 degree of freedom), not of the accuracies (which spread by 3 points between chips).
+    # (Bug caught: intervals of the unpaired cells in quadrature, 20x wider here; or the wrong step.)
+    recs = _records({}, {("rnn", "reram"): [{"curve": {"0": 0.95, "30": 0.97}, "device_aware": 0.96},
+                                            {"curve": {"0": 0.92, "30": 0.93}, "device_aware": 0.91}]})
+    plan = InPlacePlan(finetune_networks=["rnn"], finetune_devices=["reram"], finetune_steps=[0, 30])
+    g = ips.finetune_gains(recs, plan)[("rnn", "reram")]
+    assert g["in place"].mean == pytest.approx(0.015) and g["in place"].n == 2
+    assert g["in place"].ci95 == pytest.approx(T975[2] * np.std([0.02, 0.01], ddof=1) / math.sqrt(2), rel=1e-3)
+    assert g["device-aware"].mean == pytest.approx(0.0) and "drift-compensated" not in g
+    row = ips.render_gains(recs, plan).splitlines()[2]
+    assert row == (f"| RNN | reram | +1.50 ± {100 * g['in place'].ci95:.2f} | +0.00 ± "
+                   f"{100 * g['device-aware'].ci95:.2f} | — |")

@@ -479,7 +479,9 @@ def asymmetry_verdict(cells_: dict[str, Cell], plan: InPlacePlan) -> str:
         verdict = "asymmetric non-linearity costs most, but not beyond the 95% intervals"
     else:
         verdict = "asymmetric non-linearity does not hurt most here"
-    return f"{verdict}. Accuracy lost against the linear symmetric device: {text}"
+    pairs = "; ".join(f"{abs(m0 - m):.2f} points {'more' if m0 >= m else 'less'} than {k}, "
+                      f"{'beyond' if abs(m0 - m) > h0 + h else 'within'} the intervals" for k, (m, h) in others)
+    return f"{verdict}: it costs {pairs}. Accuracy lost against the linear symmetric device: {text}"
 
 
 def render_finetune(cells_: dict, plan: InPlacePlan) -> str:
@@ -503,15 +505,40 @@ def render_finetune(cells_: dict, plan: InPlacePlan) -> str:
     return "\n".join(lines)
 
 
-def finetune_gains(cells_: dict, plan: InPlacePlan) -> list[tuple[str, str, float, float]]:
-    """(network, device, gain, its 95% CI) of the last step count over step 0, in points (the
-    intervals in quadrature: conservative, the same chip is read at both)."""
+def finetune_gains(records: dict, plan: InPlacePlan) -> dict[tuple[str, str], dict[str, Cell]]:
+    """(network, device) -> what each remedy changes against the programmed chip before any
+    update (step 0), per chip, pooled over chips: ``"in place"`` (the last step count),
+    ``"device-aware"`` and ``"drift-compensated"``. Paired: each difference is taken on one
+    chip seed, so the chip's own programming cancels and the interval is the differences' own."""
     first, last = str(plan.finetune_steps[0]), str(plan.finetune_steps[-1])
-    out = []
-    for (net, dev), d in cells_.items():
-        if d.get(first) and d.get(last):
-            out.append((net, dev, 100 * (d[last].mean - d[first].mean), 100 * math.hypot(d[last].ci95, d[first].ci95)))
-    return out
+    by: dict[tuple, dict[str, list]] = {}
+    for r in records.values():
+        if r["part"] != FINETUNE or first not in r["curve"]:
+            continue
+        d = by.setdefault((r["network"], r["device"]), {})
+        base = r["curve"][first]
+        for name, value in (("in place", r["curve"].get(last)), ("device-aware", r.get("device_aware")),
+                            ("drift-compensated", r.get("drift_compensated"))):
+            if value is not None:
+                d.setdefault(name, []).append(value - base)
+    return {k: {n: Cell.of(v) for n, v in d.items()} for k, d in by.items()}
+
+
+def render_gains(records: dict, plan: InPlacePlan) -> str:
+    """The paired changes of :func:`finetune_gains`, in points ± their 95% CI."""
+    gains = finetune_gains(records, plan)
+    names = ("in place", "device-aware", "drift-compensated")
+    head = ["network", "device", f"in place, {plan.finetune_steps[-1]} steps", "device-aware trained",
+            "drift-compensated"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for net in plan.finetune_networks:
+        for dev in plan.finetune_devices:
+            g = gains.get((net, dev))
+            if g is None:
+                continue
+            cells_ = [f"{100 * g[n].mean:+.2f} ± {100 * g[n].ci95:.2f}" if g.get(n) else "—" for n in names]
+            lines.append("| " + " | ".join([NET_LABEL.get(net, net), device_label(dev)] + cells_) + " |")
+    return "\n".join(lines)
 
 
 # -- figure ------------------------------------------------------------------------------------------

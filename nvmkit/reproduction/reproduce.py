@@ -414,7 +414,11 @@ def _in_place_block(meta: dict, figures, out, heading: str) -> list[str]:
                   f"compensation. A device marked *assumed update* states no update model of its own: it was given a "
                   f"constant, symmetric, noiseless step of {plan.assumed_step:g} of its range, an assumption (no "
                   "source gives one), the most favourable update there is.", "",
-                  ips.render_finetune(ips.finetune_cells(records), plan), ""]
+                  ips.render_finetune(ips.finetune_cells(records), plan), "",
+                  "What each remedy changes against the programmed chip before any update (step 0), in "
+                  "percentage points: the mean over chips of each chip's own difference ± its 95% CI (paired: the "
+                  "chip's programming cancels).", "",
+                  ips.render_gains(records, plan), ""]
     if figures is not None:
         lines += [_images(figures.get("in_place", []), out, "Learning in place"), ""]
     return lines
