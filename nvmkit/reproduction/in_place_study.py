@@ -228,7 +228,8 @@ class Cell:
 def device_for(spec: str, plan: InPlacePlan):
     """The device of a spec; ``NAME+assumed``: NAME with the plan's assumed update model (a
     constant, symmetric, noiseless step of ``assumed_step`` of the range: no source states one)."""
-    from nvmkit import SoftBoundsStep, create_from_spec
+    from nvmkit.core.registry import create_from_spec
+    from nvmkit.core.update import SoftBoundsStep
 
     if spec.endswith(ASSUMED):
         dev = create_from_spec("device", spec[: -len(ASSUMED)])
@@ -280,7 +281,8 @@ def run_job(job: Job, plan: InPlacePlan, data, *, plain_model: Callable, device_
     import keras
     import numpy as np
 
-    from nvmkit import convert, get_registry
+    from nvmkit.core.registry import get_registry
+    from nvmkit.engine.convert import convert
     from nvmkit.engine.in_place import InPlaceTraining
     from nvmkit.workflow.training import _ends_in_softmax
 
@@ -350,7 +352,7 @@ def run(plan: InPlacePlan, data, path: str | Path, *, base_seed: int = 0, traini
 
     The file holds ``{"plan", "data", "records": {key: record}}``; records made under another
     plan or other data are dropped (the plan's figures change every number)."""
-    from nvmkit import get_registry
+    from nvmkit.core.registry import get_registry
     from nvmkit.workflow.config import TrainingConfig
     from nvmkit.workflow.training import train
 
