@@ -102,23 +102,35 @@ def _matrices(model) -> list[np.ndarray]:
 
 # -- point 4: plain SGD, step for step ------------------------------------------------------------
 
-@pytest.mark.parametrize("build, shape, bias", [(_mlp, (10,), "row"), (_cnn, (6, 6, 1), "row"),
-                                               (_rnn, (4, 5), "row"), (_mlp, (10,), "digital")],
-                         ids=["dense", "conv", "rnn", "dense-digital-bias"])
-def test_ideal_device_learns_as_plain_sgd_step_for_step(build, shape, bias):
+def _bundled_ideal():
+    from nvmkit import get_registry
+
+    device = get_registry().create("device", "ideal", {})
+    if not device.pulse_updatable:
+        pytest.skip("the bundled ideal device states no update model")
+    return get_registry().create("device", "ideal", {"update_step": 2.0**-24})
+
+
+@pytest.mark.parametrize("build, shape, bias, device", [
+    (_mlp, (10,), "row", LinearDevice), (_cnn, (6, 6, 1), "row", LinearDevice),
+    (_rnn, (4, 5), "row", LinearDevice), (_mlp, (10,), "digital", LinearDevice),
+    (_mlp, (10,), "row", _bundled_ideal)],
+    ids=["dense", "conv", "rnn", "dense-digital-bias", "dense-bundled-ideal"])
+def test_ideal_device_learns_as_plain_sgd_step_for_step(build, shape, bias, device):
     """Ideal update model (linear, symmetric, noiseless) at unlimited resolution (a step of
     g_range 2^-24, closed form) on the ideal crossbar: every step's weights read from the
     conductances equal a Keras SGD loop's on the same batches to float32 precision.
     Catches: a wrong sign or scale of the update (lr, the 1/B of the mean loss, current_to_weight),
     the gradient taken at the float weights instead of the read ones, a pulse rounding bias, the
-    bias row left out."""
+    bias row left out. The bundled ``ideal`` device at ``update_step = 2^-24`` (its unlimited
+    resolution) gives the same."""
     rng = np.random.default_rng(0)
     x = rng.random((48, *shape)).astype("float32")
     y = rng.integers(0, 3, 48)
     model, ref = build(), build()
     xbar = _ideal()
     xbar.mapping.bias = bias  # "digital": the bias takes SGD steps digitally, beside the pulses
-    tr = InPlaceTraining(model, LinearDevice(), xbar, learning_rate=0.1, headroom=2.0)
+    tr = InPlaceTraining(model, device(), xbar, learning_rate=0.1, headroom=2.0)
     ref.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
     assert tr.tables.closed and tr.tables.max_pulses == 2**24
     moved = 0.0
@@ -300,6 +312,7 @@ def test_max_pulses_caps_an_update():
     assert np.all(moved <= 3 * 0.01 + 1e-6) and np.any(moved > 2.5 * 0.01)
     # every weight asked for more than 3 pulses: 3 fired on each of the 6 weights
     assert tr.pulses_fired() == [{"layer": tr.layers[0].name, "core": "", "cells": 12, "pulses": 18}]
+    assert tr.pulses_per_cell() == {tr.layers[0].name: 18 / 12}  # one step
 
 
 def test_one_pulse_moves_by_the_update_model_with_its_spreads():
@@ -353,7 +366,10 @@ def test_stochastic_training_follows_sgd_on_average():
     step, lr = 1e-3, 0.05
     x = np.random.default_rng(9).random((2000, 4)).astype(np.float32)
     y = np.zeros(2000, np.int64)
-    lossf = lambda y, p: keras.ops.sum(p * keras.ops.convert_to_tensor([1.0, -2.0, 0.5]), axis=-1)  # noqa: E731
+
+    def lossf(y, p):  # a linear loss: the gradient of every output is a constant
+        return keras.ops.sum(p * keras.ops.convert_to_tensor([1.0, -2.0, 0.5]), axis=-1)
+
     tr = InPlaceTraining(model, LinearDevice(step=step, max_pulses=10**6), _ideal(),
                          learning_rate=lr, pulses="stochastic", slots=4, headroom=2.0, loss=lossf)
     cells = next(iter(tr._cells.values()))
@@ -427,7 +443,7 @@ def test_the_graph_sampler_agrees_with_the_core_reference():
     per-cell factors agree to the tables' interpolation bound per pulse; with noise, the mean and
     spread after 5 pulses agree within 5.5 standard errors. Catches: the two samplers drifting
     apart (the factor on the spread, the clip, the pulse order)."""
-    update = pytest.importorskip("nvmkit.core.update")
+    from nvmkit.core import update
     rng = np.random.default_rng(12)
     n = 20000
     g = rng.uniform(0.0, 1.0, n).astype(np.float32)

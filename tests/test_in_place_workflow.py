@@ -134,3 +134,34 @@ def test_a_run_trains_in_place_and_records_the_method(tmp_path, monkeypatch):
     assert result.timing["train_epochs"] == 2  # one plain epoch, one (partial) in-place pass
     assert len(list((tmp_path / "cache").glob("*.keras"))) == 2
     assert 0.0 < result.accuracy["internal"]["mean"] <= 1.0
+
+
+def test_measured_pulse_counts_price_a_training_step():
+    """``pulses_per_cell()`` names the layers as the converted model's footprint does, so the
+    crossbar estimator prices a training step with the counts measured in place; its update
+    energy is the counted pulses times the device's pulse energy. Catches: counts keyed by
+    another name (the estimator refuses them), counts per core instead of per cell and step."""
+    import keras
+
+    from nvmkit import analog_footprint
+    from nvmkit.engine.in_place import InPlaceTraining
+
+    reg = get_registry()
+    device = reg.create("device", "ecram", {})
+    estimator = reg.create("energy", "crossbar", {})
+    if not device.pulse_updatable or not hasattr(estimator, "estimate_training_step"):
+        pytest.skip("ecram's update model or the training-step energy is not here")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    rng = np.random.default_rng(0)
+    tr = InPlaceTraining(model, device, CrossbarConfig(), learning_rate=0.1)
+    tr.fit(rng.random((64, 10)).astype(np.float32), rng.integers(0, 3, 64), steps=4, batch_size=16)
+    per_cell = tr.pulses_per_cell()
+    fired = sum(r["pulses"] for r in tr.pulses_fired())
+    assert fired > 0
+    report = estimator.estimate_training_step(analog_footprint(tr.model), device,
+                                              pulses_per_cell=per_cell, batch_size=16,
+                                              pulses="deterministic")
+    pulses = sum(t.count for t in report.terms if t.component == "update_pulses")
+    np.testing.assert_allclose(pulses, fired / 4, rtol=1e-6)  # per step

@@ -50,11 +50,15 @@ Rasch et al., AICAS 2021):
    factor ``max(0, 1 + pulse_step_d2d z)`` (fixed per chip, drawn once from the seed), plus
    cycle-to-cycle noise ``pulse_step_sigma(g, up) z'`` (fresh per pulse); a pulse never takes a
    cell past ``g_min`` or ``g_max`` (a cell programmed beyond one stays there until a pulse
-   moves it back); stuck cells do not move. The pulses of one update are applied one pulse
-   index at a time in the graph (``tf.while_loop`` up to the largest count of the update); a
-   device whose steps are constant and noiseless is applied in closed form (``n`` pulses move a
-   cell by ``n`` steps), so its resolution is set by the step alone: a step of
-   ``g_range 2^-24`` with ``max_pulses >= 2^24`` is unlimited resolution at float32 precision.
+   moves it back); stuck cells do not move (the rule of :mod:`nvmkit.core.update`'s numpy
+   reference, which a test compares this sampler with). The pulses of one update are applied one
+   pulse index at a time in the graph (``tf.while_loop`` up to the largest count), pulse ``k``
+   on the cells with more than ``k`` pulses only (gathered, moved, scattered back), so the work
+   is the number of pulses; a device whose steps are constant and noiseless is applied in closed
+   form (``n`` pulses move a cell by ``n`` steps; the counts and pulses compiled with XLA), so its
+   resolution is set by the step alone: the bundled ``ideal`` device with ``update_step =
+   2**-24`` (a step of ``g_range 2^-24``, up to 2^24 pulses) is unlimited resolution at float32
+   precision.
 
    **Differential pairs**: a pulse that raises a weight goes to ``G-`` as a down pulse while
    ``G-`` is more than half a nominal step above ``g_min``, else to ``G+`` as an up pulse (and
@@ -107,20 +111,13 @@ PULSE_SCHEMES = ("deterministic", "stochastic")
 
 
 def require_update_model(device, what: str = "on-chip learning") -> None:
-    """Refuse, in one line naming the fix, a device that states no update model (the core's
-    ``require_pulse_update`` where the core has it)."""
+    """Refuse, in one line naming the fix, anything but a device that states an update model
+    (:func:`nvmkit.core.update.require_pulse_update`)."""
+    from nvmkit.core.update import require_pulse_update
+
     if not isinstance(device, Device):
         raise ConfigError(f"{what}: device must be a nvmkit Device, got {type(device).__name__}")
-    try:
-        from nvmkit.core.update import require_pulse_update
-    except ImportError:  # a core without the update-model helpers
-        require_pulse_update = None
-    if require_pulse_update is not None:
-        require_pulse_update(device, what)
-    elif not device.pulse_updatable:
-        raise ConfigError(f"{what}: device '{device.name}' states no update model (pulse_step); "
-                          "choose a device that has one, or give yours pulse_step(g, up) "
-                          "(docs/plugins.md)")
+    require_pulse_update(device, what)
 
 
 class UpdateTables:
@@ -681,8 +678,11 @@ class InPlaceTraining:
         for v, g in zip(self.digital, gd):
             v.assign_sub(self.learning_rate * g)
         self.step.assign_add(1)
-        hits = ops.cast(ops.cast(ops.argmax(pred, axis=-1), "int64") == ops.cast(ops.reshape(y, (-1,)), "int64"), "float32") \
-            if len(pred.shape) == 2 else ops.zeros((1,))
+        if len(pred.shape) == 2:
+            guess = ops.cast(ops.argmax(pred, axis=-1), "int64")
+            hits = ops.cast(guess == ops.cast(ops.reshape(y, (-1,)), "int64"), "float32")
+        else:  # not a classifier's scores: no accuracy
+            hits = ops.zeros((1,))
         return loss, ops.mean(hits)
 
     def train_step(self, x, y) -> dict:
@@ -744,6 +744,18 @@ class InPlaceTraining:
         return [{"layer": c.core.layer.name, "core": c.core.tag,
                  "cells": len(c.g) * math.prod(c.shape), "pulses": int(c.fired.numpy())}
                 for c in self._cells.values()]
+
+    def pulses_per_cell(self) -> dict[str, float]:
+        """Per analog layer (by name), the mean pulses per cell per update step so far (all its
+        cores): what ``estimate_training_step(..., pulses_per_cell=...)`` of the crossbar energy
+        estimator takes as measured counts."""
+        steps = max(int(self.step.numpy()), 1)
+        pulses: dict[str, int] = {}
+        cells: dict[str, int] = {}
+        for row in self.pulses_fired():
+            pulses[row["layer"]] = pulses.get(row["layer"], 0) + row["pulses"]
+            cells[row["layer"]] = cells.get(row["layer"], 0) + row["cells"]
+        return {name: pulses[name] / (cells[name] * steps) for name in pulses}
 
     def evaluate(self, x, y, batch_size: int = 256) -> float:
         """Accuracy of the trained chip on ``(x, y)``: the model read from its conductances as

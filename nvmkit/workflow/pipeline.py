@@ -85,11 +85,10 @@ def resolve(cfg: RunConfig, reg: Registry | None = None) -> dict:
         from nvmkit.engine.wires import siemens_per_unit
 
         siemens_per_unit(comps.device, "crossbar.wires")
-    if cfg.training.method == "in-place" and not comps.device.pulse_updatable:
-        # before any training (the check of nvmkit.engine.in_place, without importing Keras)
-        raise ConfigError(f"training.method in-place: device '{comps.device.name}' states no update "
-                          "model (pulse_step); choose a device that has one, or give yours "
-                          "pulse_step(g, up) (docs/plugins.md)")
+    if cfg.training.method == "in-place":  # before any training
+        from nvmkit.core.update import require_pulse_update
+
+        require_pulse_update(comps.device, "training.method in-place")
     out = cfg.to_dict()
     if cfg.dataset.file is not None:
         out["dataset"]["sha256"] = _recorded_hash(cfg.dataset.file, cfg.dataset.sha256, "dataset")
