@@ -406,6 +406,7 @@ def _training_block(by_kind: dict, notes, figures, out, heading: str, sub: str =
               "that interval reaches 0 or above.", "", tr_study.render_equivalence(table), ""]
     if figures is not None:
         lines += [_images(figures.get("training", []), out, "Training methods"), ""]
+    return lines
 
 
 def _in_place_figures(sections: list, plots: Path) -> list[Path]:
