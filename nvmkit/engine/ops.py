@@ -279,15 +279,15 @@ def quantize(v, full_scale, bits: int, signed, training=True):
     """
     if builds_gradient(training):
         return straight_through(v, _rounded(v, full_scale, bits, signed))
-    if keras.backend.backend() == "tensorflow":  # one fused pass instead of five (see _fused)
-        if isinstance(signed, bool):
-            return _fused(_rounded, bits=bits, signed=signed)(v, full_scale)
-        return _fused(_rounded, bits=bits)(v, full_scale, signed=signed)
-    return _rounded(v, full_scale, bits, signed)
+    return _rounded(v, full_scale, bits, signed,
+                    levels_of=_fused(_levels) if keras.backend.backend() == "tensorflow" else _levels)
 
 
-def _rounded(v, full_scale, bits: int, signed):
-    """The converter's levels of :func:`quantize`: ``round(clip(v, lo, R) / step) * step``."""
+def _rounded(v, full_scale, bits: int, signed, levels_of=None):
+    """The converter's levels of :func:`quantize`: ``round(clip(v, lo, R) / step) * step``.
+    ``levels_of``: what computes that from ``lo`` and ``step`` (on TensorFlow at inference one
+    XLA-fused pass, :func:`_fused`; the scalars ``lo`` and ``step`` are computed before it,
+    op by op, because XLA turns a division by a constant into a product by its reciprocal)."""
     if isinstance(signed, bool):
         levels = float(2 ** (bits - 1) - 1 if signed else 2**bits - 1)
         lo = -full_scale if signed else ops.zeros_like(full_scale)
@@ -296,7 +296,11 @@ def _rounded(v, full_scale, bits: int, signed):
         levels = s * float(2 ** (bits - 1) - 1) + (1 - s) * float(2**bits - 1)
         lo = -full_scale * s
     step = full_scale / levels
-    return ops.round(ops.clip(v, lo, full_scale) / step) * step
+    return (levels_of or _levels)(v, lo, full_scale, step)
+
+
+def _levels(v, lo, hi, step):
+    return ops.round(ops.clip(v, lo, hi) / step) * step
 
 
 _FUSED: dict = {}
@@ -307,11 +311,12 @@ def _fused(fn, **static):
     function (``jit_compile``), cached. For chains of cheap elementwise ops only: TensorFlow runs
     each op as a pass over the whole tensor, XLA fuses the chain into one pass (the converters'
     clip, divide, round and multiply: 13.0 -> 6.1 ms on a 10,000 x 784 input, the copy of the
-    result alone 3.6 ms). The numbers are the same: XLA on the CPU computes IEEE divisions and
-    round-half-to-even as TensorFlow's kernels do (no fast math), and
-    ``tests/test_converter_inference.py`` compares the outputs bit for bit (XLA may contract a
-    product and a sum into one fused multiply-add, so chains with both can differ in the last
-    bit). Not for XLA's own transcendental functions or random numbers, which it computed 2-70x
+    result alone 3.6 ms). The numbers are the same where the chain allows it: XLA on the CPU
+    computes IEEE divisions by a tensor and round-half-to-even as TensorFlow's kernels do (no
+    fast math; ``tests/test_converter_inference.py`` compares the converters bit for bit at
+    every threshold), but it turns a division by a constant into a product by its reciprocal
+    and may contract a product and a sum into one fused multiply-add, so such chains can
+    differ in the last bit. Not for XLA's own transcendental functions or random numbers, which it computed 2-70x
     slower than TensorFlow's kernels on the development CPU (``log``/``cos``/``sin`` and the
     Philox words; the sampler's transform is plain arithmetic for this reason,
     :func:`standard_normal`)."""
