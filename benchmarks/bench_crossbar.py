@@ -99,7 +99,7 @@ def main(argv=None) -> int:
                          "and the noisy passes with the former sampler (48 bits a pair, whole draws)")
     ap.add_argument("--compare-ops", default=None, metavar="FILE",
                     help="also time, in the same rounds, each case with the read path of another version "
-                         "of nvmkit/engine/ops.py (e.g. `git show COMMIT:nvmkit/engine/ops.py > /tmp/ops_then.py`): "
+                         "of nvmkit/engine/ops.py (e.g. `git show COMMIT:nvmkit/engine/ops.py > ops_then.py`): "
                          "its read, read_conv and quantize traced in place of today's")
     ap.add_argument("--noise-parts", action="store_true",
                     help="also time where the MLP read-noise pass spends its time: the pass with its "
