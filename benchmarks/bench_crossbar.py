@@ -30,6 +30,13 @@ rows (each in Keras and, for the MLP, numpy): the same work as the analog pass, 
 The numpy engine these ratios were once compared with is gone (issue 11, point 7: one engine);
 ``benchmarks/compare_numpy_engine.py`` runs its benchmark from its last commit next to this one's.
 
+The ``CPU`` column is the same ratio in CPU time (all threads of the process, best of the
+rounds): on a machine shared with other work the wall times of both sides move with the load,
+by up to 2x, while the CPU time a pass takes moves much less. ``--only TEXT...`` keeps the cases
+whose name contains one of the texts; ``--compare-ops FILE`` also times each case with the read
+path of another version of ``nvmkit/engine/ops.py`` in the same rounds (a before/after of a
+change to the read path).
+
     python benchmarks/bench_crossbar.py            # the issue's setting
     python benchmarks/bench_crossbar.py --json     # machine-readable
 """

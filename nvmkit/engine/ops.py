@@ -307,16 +307,16 @@ _FUSED: dict = {}
 
 
 def _fused(fn, **static):
-    """``fn`` with its keyword arguments ``static`` fixed (Python values), compiled by XLA as one TensorFlow
-    function (``jit_compile``), cached. For chains of cheap elementwise ops only: TensorFlow runs
-    each op as a pass over the whole tensor, XLA fuses the chain into one pass (the converters'
-    clip, divide, round and multiply: 13.0 -> 6.1 ms on a 10,000 x 784 input, the copy of the
-    result alone 3.6 ms). The numbers are the same where the chain allows it: XLA on the CPU
-    computes IEEE divisions by a tensor and round-half-to-even as TensorFlow's kernels do (no
-    fast math; ``tests/test_converter_inference.py`` compares the converters bit for bit at
-    every threshold), but it turns a division by a constant into a product by its reciprocal
-    and may contract a product and a sum into one fused multiply-add, so such chains can
-    differ in the last bit. Not for XLA's own transcendental functions or random numbers, which it computed 2-70x
+    """``fn`` with its keyword arguments ``static`` fixed (Python values), compiled by XLA as one
+    TensorFlow function (``jit_compile``), cached per argument shapes. For chains of cheap
+    elementwise ops: TensorFlow runs each op as a pass over the whole tensor, XLA fuses the chain
+    into one pass (the converters' clip, divide, round and multiply; README, Performance). The
+    numbers are the same where the chain allows it: XLA on the CPU computes IEEE divisions by a
+    tensor and round-half-to-even as TensorFlow's kernels do (no fast math;
+    ``tests/test_converter_inference.py`` compares the converters bit for bit at every
+    threshold), but it turns a division by a constant into a product by its reciprocal and may
+    contract a product and a sum into one fused multiply-add, so such chains can differ in the
+    last bit. Not for XLA's own transcendental functions or random numbers, which it computed
     slower than TensorFlow's kernels on the development CPU (``log``/``cos``/``sin`` and the
     Philox words; the sampler's transform is plain arithmetic for this reason,
     :func:`standard_normal`)."""
@@ -508,7 +508,7 @@ def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None):
     its own. The noise is a constant to the gradient (training sees the noisy forward pass).
     On TensorFlow the normals of :func:`standard_normal` are one XLA-fused pass over the words
     and the std and the sum a second (:func:`_noisy`): fused into one, the pairs' layout (cosines
-    then sines, block by block) left XLA a loop it did not vectorise, 10x slower."""
+    then sines, block by block) left XLA a loop it did not vectorise, several times slower."""
     shape, n, w = _words(ops.shape(y), seed)
     if keras.backend.backend() == "tensorflow":
         z = ops.reshape(box_muller_pairs(w), (-1,))
