@@ -506,15 +506,16 @@ def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None):
     per output, or std ``row_sd * col_sd`` (an input vector's norm times a column's cell std),
     applied as ``row_sd * (z * col_sd)`` so that the std is never formed as an outer product of
     its own. The noise is a constant to the gradient (training sees the noisy forward pass).
-    On TensorFlow the normals of :func:`standard_normal` are one XLA-fused pass over the words
-    and the std and the sum a second (:func:`_noisy`): fused into one, the pairs' layout (cosines
+    On TensorFlow the normals of :func:`standard_normal` are one XLA-fused pass over the random
+    words, laid out in y's shape by TensorFlow, and the std and the sum a second fused pass
+    (:func:`_noisy`): fused into one, or with the layout inside XLA, the pairs' layout (cosines
     then sines, block by block) left XLA a loop it did not vectorise, several times slower."""
     shape, n, w = _words(ops.shape(y), seed)
     if keras.backend.backend() == "tensorflow":
-        z = ops.reshape(box_muller_pairs(w), (-1,))
+        z = _samples(w, n, shape, y.dtype, transform=box_muller_pairs)
         if s2 is not None:
-            return _fused(_noisy_flat)(y, z, s2=s2)
-        return _fused(_noisy_flat)(y, z, row_sd=row_sd, col_sd=col_sd)
+            return _fused(_noisy)(y, z, s2=s2)
+        return _fused(_noisy)(y, z, row_sd=row_sd, col_sd=col_sd)
     return _noisy(y, _samples(w, n, shape, y.dtype), s2=s2, row_sd=row_sd, col_sd=col_sd)
 
 
@@ -522,15 +523,6 @@ def _noisy(y, z, s2=None, row_sd=None, col_sd=None):
     """``y`` plus the normals ``z`` (of y's shape) times their std."""
     noise = ops.sqrt(s2) * z if s2 is not None else row_sd * (z * col_sd)
     return y + ops.stop_gradient(noise)
-
-
-def _noisy_flat(y, z, **std):
-    """:func:`_noisy` with ``z`` flat, its first ``size(y)`` normals taken in y's shape (TensorFlow,
-    traced for any shape: y's shape is known when XLA compiles it)."""
-    import tensorflow as tf
-
-    z = tf.reshape(z[:tf.size(y)], tf.shape(y))
-    return _noisy(y, z if z.dtype == y.dtype else tf.cast(z, y.dtype), **std)
 
 
 def sum_of_squares(x):
