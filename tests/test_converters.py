@@ -292,5 +292,5 @@ def test_energy_command_takes_crossbar_settings():
 
 
 def test_bad_adc_scaling_fails_at_construction():
-    with pytest.raises(ConfigError, match="adc_scaling must be one of walden, fixed"):
-        CrossbarEnergy(adc_scaling="schreier")
+    with pytest.raises(ConfigError, match="adc_scaling must be one of walden, fixed, schreier"):
+        CrossbarEnergy(adc_scaling="murmann")
