@@ -775,6 +775,19 @@ class InPlaceTraining:
             correct += int(np.sum(scores.argmax(axis=-1) == y[s:s + batch_size]))
         return correct / max(len(x), 1)
 
+    def trained_chip(self) -> "TrainedChip":
+        """The chip as training left it (a copy): each core's conductances, the mapping that reads
+        them and what the chip keeps; :meth:`TrainedChip.program` makes it the programmed state
+        of a converted model's every trial (what ``nvmkit run`` evaluates)."""
+        cores = []
+        for c in self._cells.values():
+            chip = c.core.stored_chip().arrays()
+            cores.append({"layer": c.core.layer.name, "core": c.core.tag,
+                          "states": [np.array(v.numpy(), dtype=F32) for v in c.g],
+                          "w_scale": c.w_scale, "chip": {k: np.array(a) for k, a in chip.items()}})
+        return TrainedChip(_plain({"name": self.device.name, "params": self.device.get_config()}),
+                           _plain(self.crossbar_config.to_dict()), cores)
+
     def weights(self) -> list[np.ndarray]:
         """Per core, the weights (rows, cols; bias row last when analog) read from the conductances."""
         return [ops.convert_to_numpy(c.weights()) for c in self._cells.values()]
@@ -816,6 +829,101 @@ class InPlaceTraining:
                 _copy_analog_back(new, old, self._folds.get(id(old)))
             elif old.weights and not isinstance(new, FoldedBatchNormalization):
                 _copy_digital_state(new, old)
+
+
+class TrainedChip:
+    """The chip in-place training left, to be evaluated as it is: per core of every analog layer
+    (in the converted model's order) the cells' conductances (``states``: [G+, G-] or [G], each
+    (rows, cols), device units), ``w_scale`` (the weight mapped to ``g_max``, which reads them:
+    the training's mapping, ``headroom`` included) and ``chip`` (what the chip keeps: stuck cells,
+    the column ADCs' offsets and gains, :class:`nvmkit.engine.crossbar.Chip` arrays of one chip);
+    with the device's name and the crossbar settings it was trained on.
+
+    :meth:`program` makes it the programmed state of every trial of a model converted from the
+    trained weights (any ``trials``): the same chip for all trials, so that a Monte Carlo run
+    (:func:`nvmkit.engine.evaluate.monte_carlo` with ``keep_programming=True``) redraws only the
+    read noise and the test-set noise. :meth:`to_bytes` / :meth:`from_bytes`: an ``.npz``
+    (plain arrays, loaded without pickle), what the model cache keeps beside the trained model."""
+
+    FORMAT = 1
+
+    def __init__(self, device: dict, crossbar: dict, cores: list[dict]):
+        self.device, self.crossbar, self.cores = _plain(device), _plain(crossbar), cores
+
+    def program(self, model) -> None:
+        """Assign the trained conductances to every trial of ``model`` (converted from the trained
+        weights with the training's device and crossbar settings; its converters as calibrated)."""
+        from nvmkit.engine.convert import analog_layers
+        from nvmkit.engine.crossbar import Chip, Crossbar, ProgrammedCrossbar
+
+        cores = [(layer, core, w, b) for layer in analog_layers(model)
+                 for core, w, b in layer.core_weights()]
+        if len(cores) != len(self.cores):
+            raise ConfigError(f"the trained chip has {len(self.cores)} crossbars, the model "
+                              f"{len(cores)}; program it on the model it was trained as")
+        for (layer, core, w, b), saved in zip(cores, self.cores):
+            where = f"{layer.name}{core.tag}"
+            device = _plain({"name": layer.device.name, "params": layer.device.get_config()})
+            if device != self.device or _plain(layer.crossbar_config.to_dict()) != self.crossbar:
+                raise ConfigError(f"{where}: the chip was trained on device '{self.device['name']}' "
+                                  f"with other device or crossbar settings than the model's; evaluate it "
+                                  "with the training's device and crossbar")
+            states = saved["states"]
+            if any(s.shape != (core.rows, core.n_out) for s in states):
+                raise ConfigError(f"{where}: the trained chip's cells are shaped {states[0].shape}, the "
+                                  f"layer's {(core.rows, core.n_out)}; program it on the model it was "
+                                  "trained as")
+            xb = Crossbar(w, b if core.has_bias else None, layer.device, layer.crossbar_config,
+                          name=where, w_scale=saved["w_scale"])
+            if len(states) != xb.devices_per_weight:
+                raise ConfigError(f"{where}: the trained chip has {len(states)} cells per weight, the "
+                                  f"mapping {xb.devices_per_weight}; use the training's crossbar")
+            k = layer.trials
+            programmed = ProgrammedCrossbar(xb, [np.repeat(s[None], k, axis=0) for s in states])
+            user = np.vstack([w, b[None]]) if core.bias_row else w
+            core.assign(programmed, user.astype(F32))
+            core.assign_chip(Chip(**saved["chip"]))
+
+    def to_bytes(self) -> bytes:
+        import io
+        import json
+
+        arrays = {"format": np.array(self.FORMAT), "device": np.array(json.dumps(self.device, sort_keys=True)),
+                  "crossbar": np.array(json.dumps(self.crossbar, sort_keys=True)),
+                  "cores": np.array(len(self.cores))}
+        for i, c in enumerate(self.cores):
+            arrays[f"{i}/layer"], arrays[f"{i}/core"] = np.array(c["layer"]), np.array(c["core"] or "")
+            arrays[f"{i}/w_scale"] = np.array(c["w_scale"], dtype=np.float64)
+            for j, g in enumerate(c["states"]):
+                arrays[f"{i}/g{j}"] = np.asarray(g, F32)
+            for name, a in c["chip"].items():
+                arrays[f"{i}/chip_{name}"] = np.asarray(a)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "TrainedChip":
+        import io
+        import json
+
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if int(z["format"]) != cls.FORMAT:
+                raise ValueError(f"trained-chip format {int(z['format'])}, expected {cls.FORMAT}")
+            cores = []
+            for i in range(int(z["cores"])):
+                states = [z[f"{i}/g{j}"] for j in range(2) if f"{i}/g{j}" in z.files]
+                chip = {k.split("/chip_", 1)[1]: z[k] for k in z.files if k.startswith(f"{i}/chip_")}
+                cores.append({"layer": str(z[f"{i}/layer"]), "core": str(z[f"{i}/core"]),
+                              "states": states, "w_scale": float(z[f"{i}/w_scale"]), "chip": chip})
+            return cls(json.loads(str(z["device"])), json.loads(str(z["crossbar"])), cores)
+
+
+def _plain(data: dict) -> dict:
+    """``data`` as JSON reads it back (tuples as lists): what a saved chip is compared with."""
+    import json
+
+    return json.loads(json.dumps(data, sort_keys=True))
 
 
 def _core_variables(layer, core) -> list:
