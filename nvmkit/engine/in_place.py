@@ -76,7 +76,9 @@ chip variation are refused. The device's numpy update model is tabulated once (:
 
 The conductances are the state: the weights are read back from them (:meth:`weights`),
 :meth:`evaluate` reads the trained chip itself, :meth:`pulses_fired` counts the pulses each core
-took, and :meth:`copy_back` writes the weights into the user's model; the layers' float kernels
+took, :meth:`copy_back` writes the weights into the user's model and :meth:`trained_chip` returns
+the chip (:class:`TrainedChip`), which a run programs onto every Monte Carlo trial of its converted
+model to evaluate the chip that learned, not its weights programmed afresh; the layers' float kernels
 are never updated and enter the read only as ``kernel + (read-back - kernel)``. ``headroom``
 maps the largest weight to ``g_max / headroom`` (1: the deployment's mapping, the largest weights
 cannot grow; the exactness tests use 2).
