@@ -14,8 +14,11 @@ Rasch et al., AICAS 2021):
    ``sum_j delta_j^2 var_ij``) and the layer's converters: the error is scaled by its largest
    magnitude per read before the DAC (noise management; Gokmen et al., Front. Neurosci. 11:538,
    2017) and the ADC's full scale is the largest magnitude of the read's ideal outputs (ideal
-   bound management), with the forward converters' bits; one conversion per row (the sum over
-   all columns), not per column tile;
+   bound management), with the forward converters' bits; one conversion per row and column tile
+   (``mapping.tile_cols``: each tile's partial sum over its columns converted by its own ADC,
+   full scale the tile's largest output, the tiles' conversions summed digitally), as the
+   forward read converts per row tile and the training-energy estimator counts them (a
+   depthwise layer's crossbar per channel is one tile);
 3. **update** by pulses on the programmed cells, the outer product ``-lr x delta^T`` of a
    layer's inputs (rows) and errors (columns) as a parallel crossbar update realises it:
 
@@ -596,25 +599,47 @@ class InPlaceTraining:
         d = dy / scale
         if core.dac_bits is not None:
             d = xops.quantize(d, 1.0, core.dac_bits, True, training=False)
-        dx = transposed(d, w_in)
-        if noisy:
-            if st["read_var"] is not None:
-                s2 = transposed(ops.square(d), st["read_var"][:, :core.n_in])
-            elif conv is None and core.depthwise is None:  # the same for every row: one sum
-                s2 = ops.sum(ops.square(d) * ops.square(st["read_sd"]), axis=-1, keepdims=True) \
-                    * ops.ones((1, 1, core.n_in), dtype="float32")
-            else:
-                s2 = transposed(ops.square(d), ops.square(st["read_sd"]) * ops.ones_like(w_in))
-            z = xops.standard_normal(ops.shape(dx), _Seed(self._seed(cells, _BACKWARD, n)))
-            noise = ops.sqrt(ops.maximum(s2, 0.0)) * z
-        if core.adc_bits is not None:
-            r = ops.max(ops.abs(dx), axis=axes, keepdims=True)
-            r = ops.where(r > 0, r, 1.0)
-            dx = dx + noise if noisy else dx
-            dx = xops.quantize(dx, r, core.adc_bits, True, training=False)
-        elif noisy:
-            dx = dx + noise
-        return dx * scale
+        tiles = [(0, core.n_out)]  # one conversion per row and column tile, as the forward's per row tile
+        if core.adc_bits is not None and core.depthwise is None:
+            tc = core.layer.crossbar_config.mapping.tile_cols
+            tiles = [(c, min(c + tc, core.n_out)) for c in range(0, core.n_out, tc)]
+        base = self._seed(cells, _BACKWARD, n) if noisy else None
+        total = None
+        for t, (c0, c1) in enumerate(tiles):
+            if len(tiles) == 1:
+                dt, wt, var, sd, seed = d, w_in, st["read_var"], st["read_sd"], base
+            else:  # the tile's columns: sliced (dense), masked (a convolution's kernel keeps its shape)
+                if conv is None:
+                    dt, wt = d[..., c0:c1], w_in[..., c0:c1]
+                    var = None if st["read_var"] is None else st["read_var"][..., c0:c1]
+                    sd = None if st["read_sd"] is None else st["read_sd"][..., c0:c1]
+                else:
+                    mask = np.zeros(core.n_out, F32)
+                    mask[c0:c1] = 1.0
+                    dt, wt = d * mask, w_in * mask
+                    var = None if st["read_var"] is None else st["read_var"] * mask
+                    sd = None if st["read_sd"] is None else st["read_sd"] * mask
+                seed = None if base is None else tf.random.experimental.stateless_fold_in(base, t)
+            dx = transposed(dt, wt)
+            if noisy:
+                if var is not None:
+                    s2 = transposed(ops.square(dt), var[:, :core.n_in])
+                elif conv is None and core.depthwise is None:  # the same for every row: one sum
+                    s2 = ops.sum(ops.square(dt) * ops.square(sd), axis=-1, keepdims=True) \
+                        * ops.ones((1, 1, core.n_in), dtype="float32")
+                else:
+                    s2 = transposed(ops.square(dt), ops.square(sd) * ops.ones_like(wt))
+                z = xops.standard_normal(ops.shape(dx), _Seed(seed))
+                noise = ops.sqrt(ops.maximum(s2, 0.0)) * z
+            if core.adc_bits is not None:  # the tile's ADC, its full scale the tile's largest output
+                r = ops.max(ops.abs(dx), axis=axes, keepdims=True)
+                r = ops.where(r > 0, r, 1.0)
+                dx = dx + noise if noisy else dx
+                dx = xops.quantize(dx, r, core.adc_bits, True, training=False)
+            elif noisy:
+                dx = dx + noise
+            total = dx if total is None else total + dx
+        return total * scale
 
     def _trains(self, core, cells, x, dy, n):
         """The signed coincidence counts of one read's stochastic pulse trains (rows, cols)."""
