@@ -19,7 +19,7 @@ from nvmkit.engine.convert import analog_layers
 from nvmkit.engine.evaluate import monte_carlo
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_in_place import LinearDevice, _mlp  # noqa: E402
+from test_in_place import LinearDevice, _cnn, _mlp, _rnn  # noqa: E402
 from test_in_place_workflow import _WithTestDevice  # noqa: E402
 
 tf = pytest.importorskip("tensorflow")
@@ -80,6 +80,29 @@ def test_every_trial_reads_the_trained_conductances_not_a_fresh_programming():
         np.testing.assert_array_equal(got, np.broadcast_to(want, got.shape))
     with pytest.raises(Exception, match="other device or crossbar settings"):
         chip.program(convert(model, tr.device, CrossbarConfig(), trials=2, seed=0))
+
+
+@pytest.mark.parametrize("build, shape", [(_cnn, (6, 6, 1)), (_rnn, (4, 5))], ids=["conv", "rnn"])
+def test_the_trained_chip_programs_conv_and_recurrent_layers(build, shape):
+    """``program`` finds every core of a convolution and a recurrent layer ([W; U; b] in one
+    crossbar) in the converted model's order: each trial holds the trained weights. Catches: the
+    cores matched out of order or a layer kind skipped (its fresh programming left in place)."""
+    from nvmkit.engine.in_place import InPlaceTraining
+
+    model = build()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, *shape)).astype(np.float32), rng.integers(0, 3, 32)
+    tr = InPlaceTraining(model, LinearDevice(step=1e-3, prog=0.1), CrossbarConfig(), seed=3,
+                         learning_rate=0.2, calibration_data=x)
+    tr.fit(x, y, steps=2, batch_size=16)
+    tr.copy_back()
+    net = convert(model, tr.device, CrossbarConfig(), trials=2, seed=11, calibration_data=x)
+    fresh = _programmed_weights(net)
+    tr.trained_chip().program(net)
+    for got, old, want in zip(_programmed_weights(net), fresh, tr.weights()):
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), rtol=0, atol=1e-6 * scale)
+        assert np.abs(old - want[None]).max() > 0.05 * scale
 
 
 def test_read_noise_stays_fresh_per_trial_and_reruns_the_same():
