@@ -30,6 +30,13 @@ rows (each in Keras and, for the MLP, numpy): the same work as the analog pass, 
 The numpy engine these ratios were once compared with is gone (issue 11, point 7: one engine);
 ``benchmarks/compare_numpy_engine.py`` runs its benchmark from its last commit next to this one's.
 
+The ``CPU`` column is the same ratio in CPU time (all threads of the process, best of the
+rounds): on a machine shared with other work the wall times of both sides move with the load,
+by up to 2x, while the CPU time a pass takes moves much less. ``--only TEXT...`` keeps the cases
+whose name contains one of the texts; ``--compare-ops FILE`` also times each case with the read
+path of another version of ``nvmkit/engine/ops.py`` in the same rounds (a before/after of a
+change to the read path).
+
     python benchmarks/bench_crossbar.py            # the issue's setting
     python benchmarks/bench_crossbar.py --json     # machine-readable
 """
@@ -89,15 +96,21 @@ def main(argv=None) -> int:
     ap.add_argument("--mnist-only", action="store_true", help="with --mnist-eval: only that timing")
     ap.add_argument("--mlp-only", action="store_true",
                     help="only the MLP cases (benchmarks/compare_numpy_engine.py runs these)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="TEXT",
+                    help="only the cases whose name contains one of these texts (e.g. '8-bit' 'CNN both')")
     ap.add_argument("--settle", type=float, default=SETTLE_SECONDS,
                     help="seconds to wait before each timed call (default 0.3; see SETTLE_SECONDS)")
     ap.add_argument("--before", action="store_true",
                     help="also time, in the same rounds, the cases issue 21 sped up as they were before it: "
                          "the MLP's converters with the straight-through expression built at inference, "
                          "and the noisy passes with the former sampler (48 bits a pair, whole draws)")
+    ap.add_argument("--compare-ops", default=None, metavar="FILE",
+                    help="also time, in the same rounds, each case with the read path of another version "
+                         "of nvmkit/engine/ops.py (e.g. `git show COMMIT:nvmkit/engine/ops.py > ops_then.py`): "
+                         "its read, read_conv and quantize traced in place of today's")
     ap.add_argument("--noise-parts", action="store_true",
                     help="also time where the MLP read-noise pass spends its time: the pass with its "
-                         "normals replaced by ones after drawing the same random words, and by ones alone")
+                         "noise replaced by ones after drawing the same random words, and by ones alone")
     args = ap.parse_args(argv)
     if args.settle < 0:
         ap.error("--settle must be 0 or more seconds")
@@ -118,13 +131,14 @@ def main(argv=None) -> int:
     else:
         print(f"engine (nvmkit.convert), best of {result['repeats']}; noise {SIGMA:.1%} of range; "
               "ratio to the digital pass of the same model")
-        print(f"{'case':46s} {'digital ms':>10s} {'analog ms':>10s} {'ratio':>6s}  digital baseline")
+        print(f"{'case':46s} {'digital ms':>10s} {'analog ms':>10s} {'ratio':>6s} {'CPU':>5s}  digital baseline")
         for r in rows:
             mark = f" (target <= {r['target']:g})" if r.get("target") else ""
             dig = "-" if r["digital_seconds"] is None else f"{1e3 * r['digital_seconds']:.1f}"
             ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+            cpu_ratio = f"{r['cpu_ratio']:.2f}" if r.get("cpu_ratio") else "-"
             print(f"{r['case']:46s} {dig:>10s} {1e3 * r['seconds']:10.1f} "
-                  f"{ratio:>6s}  {r.get('digital_baseline', '')}{mark}")
+                  f"{ratio:>6s} {cpu_ratio:>5s}  {r.get('digital_baseline', '')}{mark}")
         print("all target ratios met:", "yes" if result["all_targets_met"] else "NO")
     return 0 if result["all_targets_met"] else 1
 
@@ -139,17 +153,23 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
     L = keras.layers
     repeats = max(2, args.repeats // 2)
 
+    cpu: dict = {}  # the best CPU time (all threads) of each callable of the last best_interleaved
+
     def best_interleaved(fns):
-        """Best time of each callable, the callables run in turn (see the module docstring)."""
+        """Best time of each callable, the callables run in turn (see the module docstring);
+        the best CPU time of each is left in ``cpu``."""
+        cpu.clear()
         for fn in fns.values():
             fn()  # trace / warm up
         times = {name: float("inf") for name in fns}
         for _ in range(repeats):
             for name, fn in fns.items():
                 time.sleep(args.settle)  # let the previous call's thread pool go idle
-                t = time.perf_counter()
+                c, t = time.process_time(), time.perf_counter()
                 fn()
-                times[name] = min(times[name], time.perf_counter() - t)
+                t, c = time.perf_counter() - t, time.process_time() - c
+                times[name] = min(times[name], t)
+                cpu[name] = min(cpu.get(name, float("inf")), c)
         return times
 
     mlp = keras.Sequential([keras.Input((SIZES[0],)), L.Dense(SIZES[1], activation="relu"),
@@ -200,6 +220,8 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
     rows = []
     if args.mlp_only:
         cases = [c for c in cases if c[1] is mlp]
+    if args.only:
+        cases = [c for c in cases if any(t in c[0] for t in args.only)]
     for label, model, x, device, config, k, numpy_digital, target in ([] if args.mnist_only else cases):
         xt = tf.constant(x)
         xr = tf.constant(repeat_trials(x, k))
@@ -212,6 +234,8 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         before = _before_issue_21(analog, config, xr) if args.before and target else None
         if before is not None:
             fns["analog, before issue 21"] = before
+        if args.compare_ops:
+            fns["analog, other ops.py"] = _with_other_ops(args.compare_ops, analog, xr)
         if k > 1:
             fns["keras, B*K rows"] = lambda: digital_fn(xr).numpy()
         if numpy_digital:
@@ -222,15 +246,23 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         times = best_interleaved(fns)
         new = times.pop("analog")
         old = times.pop("analog, before issue 21", None)
+        other = times.pop("analog, other ops.py", None)
         baseline = min(times, key=times.get)
         dig = times[baseline]
+        cpu_dig = min(v for n, v in cpu.items() if not n.startswith("analog"))
         rows.append({"case": label, "trials": k, "batch": len(x), "seconds": new,
                      "digital_seconds": dig, "digital_baseline": baseline, "ratio": new / dig,
-                     "target": target})
+                     "cpu_ratio": cpu["analog"] / cpu_dig, "target": target})
         if old is not None:
             rows.append({"case": f"  the same before issue 21", "trials": k, "batch": len(x),
                          "seconds": old, "digital_seconds": dig, "digital_baseline": baseline,
-                         "ratio": old / dig, "target": None})
+                         "ratio": old / dig, "cpu_ratio": cpu["analog, before issue 21"] / cpu_dig,
+                         "target": None})
+        if other is not None:
+            rows.append({"case": f"  the same, {args.compare_ops}", "trials": k, "batch": len(x),
+                         "seconds": other, "digital_seconds": dig, "digital_baseline": baseline,
+                         "ratio": other / dig, "cpu_ratio": cpu["analog, other ops.py"] / cpu_dig,
+                         "target": None})
     if args.noise_parts and not args.mnist_only:
         rows.extend(_noise_parts(mlp, x_mlp, generic, cfg(False, True), args.seed, best_interleaved))
     if not args.mnist_only:
@@ -245,9 +277,10 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
 def _before_issue_21(analog, config, xr):
     """The converted model's pass as it was before issue 21 (its point 9), traced with the engine
     patched back: converters building the straight-through expression at inference too, and
-    read noise from the former sampler (``bench_sampler.former_standard_normal``); None when
-    the case has neither."""
+    read noise from the former sampler (``bench_sampler.former_standard_normal``) added in
+    separate passes; None when the case has neither."""
     import tensorflow as tf
+    from keras import ops
 
     import nvmkit.engine.ops as engine_ops
     from bench_sampler import former_standard_normal
@@ -255,50 +288,79 @@ def _before_issue_21(analog, config, xr):
     converters = config.converters.dac_bits is not None or config.converters.adc_bits is not None
     if not converters and not config.nonideal.read_noise:
         return None
-    saved = engine_ops.builds_gradient, engine_ops.standard_normal
+
+    def former_noise(y, seed, s2=None, row_sd=None, col_sd=None):
+        z = former_standard_normal(ops.shape(y), seed, y.dtype)
+        noise = ops.sqrt(s2) * z if s2 is not None else row_sd * (z * col_sd)
+        return y + ops.stop_gradient(noise)
+
+    saved = engine_ops.builds_gradient, engine_ops._add_read_noise
     engine_ops.builds_gradient = lambda training: True
-    engine_ops.standard_normal = lambda shape, seed, dtype="float32": former_standard_normal(
-        shape, seed, dtype)
+    engine_ops._add_read_noise = former_noise
     try:
         fn = tf.function(lambda z: analog(z, training=False))
         fn(xr)  # traced now, with the former code
     finally:
-        engine_ops.builds_gradient, engine_ops.standard_normal = saved
+        engine_ops.builds_gradient, engine_ops._add_read_noise = saved
+    return lambda: fn(xr).numpy()
+
+
+def _with_other_ops(path, analog, xr):
+    """The converted model's pass traced with the read path (``read``, ``read_conv``,
+    ``quantize``) of the ops.py at ``path``: the same model, variables and inputs."""
+    import importlib.util
+
+    import tensorflow as tf
+
+    import nvmkit.engine.ops as engine_ops
+
+    spec = importlib.util.spec_from_file_location("_other_ops", path)
+    other = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(other)
+    names = ("read", "read_conv", "quantize")
+    saved = {n: getattr(engine_ops, n) for n in names}
+    for n in names:
+        setattr(engine_ops, n, getattr(other, n))
+    try:
+        fn = tf.function(lambda z: analog(z, training=False))
+        fn(xr)  # traced now, with the other code
+    finally:
+        for n, f in saved.items():
+            setattr(engine_ops, n, f)
     return lambda: fn(xr).numpy()
 
 
 def _noise_parts(mlp, x, device, config, seed, best_interleaved) -> list[dict]:
-    """The MLP read-noise pass as it is, with its normal draw replaced by ones after drawing the
-    same random words (the random generator's share), and by ones alone (no random numbers at
-    all): the differences split the noise's cost into the generator, the Box-Muller transform
-    and the rest."""
-    import keras
+    """The MLP read-noise pass as it is, with its noise replaced by ones after drawing the same
+    random words (the random generator's share), and by ones alone (no random numbers at all):
+    the differences split the noise's cost into the generator, the transform with the noise's
+    sum (one fused pass) and the rest."""
     import tensorflow as tf
+    from keras import ops
 
     import nvmkit.engine.ops as engine_ops
     from nvmkit.engine.convert import convert
 
-    def words_then_ones(shape, sd, dtype="float32"):
-        shape, _, words = engine_ops.normal_words_shape(shape)
-        w = engine_ops.random_words(words, sd)  # every word is drawn; one reaches the result
-        return keras.ops.ones(shape, dtype) + 0.0 * keras.ops.cast(w[0, 0], dtype)
+    def words_then_ones(y, sd, s2=None, row_sd=None, col_sd=None):
+        _, _, w = engine_ops._words(ops.shape(y), sd)  # every word is drawn; one reaches the result
+        return y + 1.0 + 0.0 * ops.cast(w[0, 0], y.dtype)
 
     xt = tf.constant(x)
-    real = engine_ops.standard_normal
+    real = engine_ops._add_read_noise
     variants = {"as is": real, "random words only": words_then_ones,
-                "ones": lambda shape, sd, dtype="float32": keras.ops.ones(shape, dtype)}
+                "ones": lambda y, sd, s2=None, row_sd=None, col_sd=None: y + 1.0}
     fns = {}
     try:
-        for name, draw in variants.items():
-            engine_ops.standard_normal = draw  # traced now, so each function keeps its own draw
+        for name, noise in variants.items():
+            engine_ops._add_read_noise = noise  # traced now, so each function keeps its own
             model = convert(mlp, device, config, trials=1, seed=seed)
             fn = tf.function(lambda z, m=model: m(z, training=False))
             fn(xt)
             fns[name] = lambda f=fn: f(xt).numpy()
     finally:
-        engine_ops.standard_normal = real
+        engine_ops._add_read_noise = real
     times = best_interleaved(fns)
-    return [{"case": f"MLP read noise, normal draw: {name}", "trials": 1, "batch": len(x),
+    return [{"case": f"MLP read noise, noise: {name}", "trials": 1, "batch": len(x),
              "seconds": t, "digital_seconds": times["as is"], "digital_baseline": "the pass as is",
              "ratio": t / times["as is"], "target": False} for name, t in times.items()]
 

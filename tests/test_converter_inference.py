@@ -103,3 +103,29 @@ def test_inference_builds_no_straight_through_gradient():
 def test_builds_gradient_reads_the_keras_flag():
     assert xops.builds_gradient(True) and xops.builds_gradient(tf.constant(True))
     assert not xops.builds_gradient(False) and not xops.builds_gradient(None)
+
+
+@pytest.mark.parametrize("bits,signed", [(2, False), (8, False), (8, True), (5, "tensor")])
+def test_fused_converter_rounds_as_the_op_by_op_one_at_every_threshold(bits, signed):
+    """At inference on TensorFlow the converter is one XLA-compiled pass (``xops._fused``); the
+    straight-through path and other backends run the op-by-op expression. Both on inputs at
+    every threshold between two levels (the exact midpoint and 3 float32 neighbours each
+    side), at the levels themselves and outside the range, with a full scale that is no power
+    of 2: equal bit for bit. Fails if the fused pass divides otherwise (a product by the
+    reciprocal step moves midpoints to the other level), rounds ties away from zero instead
+    of to even, or clips elsewhere."""
+    full_scale = np.float32(0.7310)
+    is_signed = signed is True or signed == "tensor"
+    levels = 2 ** (bits - 1) - 1 if is_signed else 2**bits - 1
+    step = np.float32(full_scale / np.float32(levels))
+    k = np.arange(-levels - 2 if is_signed else -2, levels + 2, dtype=np.float32)
+    mid = np.concatenate([(k + np.float32(0.5)) * step, k * step])
+    v = [mid]
+    for _ in range(3):
+        v = [np.nextafter(v[0], -np.inf, dtype=np.float32), *v, np.nextafter(v[-1], np.inf, dtype=np.float32)]
+    v = np.concatenate(v).astype(np.float32)
+    sign = tf.constant(1.0 if is_signed else 0.0) if signed == "tensor" else signed
+    fused = xops.quantize(tf.constant(v), tf.constant(full_scale), bits, sign, training=False)
+    op_by_op = xops._rounded(tf.constant(v), tf.constant(full_scale), bits, sign)
+    np.testing.assert_array_equal(np.asarray(fused), np.asarray(op_by_op))
+    assert len(np.unique(np.asarray(fused))) >= levels  # every level is reached

@@ -232,6 +232,36 @@ def test_conversion_energy_follows_the_walden_law():
     assert fixed[2] == fixed[16] == reports[8].total
 
 
+def test_conversion_energy_follows_the_schreier_law():
+    """``adc_scaling="schreier"``: a conversion costs ``10^((6.02 b + 1.76 - FOM_S) / 10) / 2`` (a
+    Nyquist converter at the Schreier figure of merit, 186.7 dB from Murmann's survey), so 2, 8
+    and 16 bits differ by 10^(0.602 (b - 8)) (4x per bit, not Walden's 2x), nothing else moves,
+    and the parameter round-trips in the estimator's config and is validated. Fails on Walden's
+    exponent, a missing 1/2 (bandwidth f_s / 2), a 20 log10 (amplitude) in place of 10 log10, or
+    a figure of merit that does not reach the law."""
+    from nvmkit.core.errors import ConfigError
+    from nvmkit_plugins.energy.crossbar import ADC_SCHREIER_FOM, CrossbarEnergy
+
+    assert ADC_SCHREIER_FOM == 186.7
+    reports = {b: mlp_report(b, adc_scaling="schreier") for b in (2, 8, 16)}
+    walden = mlp_report(8)
+    count = reports[8].counts_by_component()["adc"]
+    for b in (2, 8, 16):
+        adc = reports[b].by_component()["adc"]
+        assert adc == pytest.approx(count * 0.5 * 10 ** ((6.02 * b + 1.76 - 186.7) / 10), rel=1e-12)
+        assert adc == pytest.approx(reports[8].by_component()["adc"] * 10 ** (0.602 * (b - 8)), rel=1e-12)
+        others = {c: e for c, e in reports[b].by_component().items() if c != "adc"}
+        assert others == {c: e for c, e in walden.by_component().items() if c != "adc"}
+    assert reports[8].by_component()["adc"] / count == pytest.approx(10.49e-15, rel=1e-3)
+    lower = mlp_report(8, adc_scaling="schreier", adc_schreier_fom=176.7).by_component()["adc"]
+    assert lower == pytest.approx(10 * reports[8].by_component()["adc"], rel=1e-12)  # 10 dB worse: 10x
+    est = CrossbarEnergy(adc_scaling="schreier", adc_schreier_fom=180.0)
+    assert CrossbarEnergy.from_config(est.get_config()) == est
+    for bad in (50.0, -1.0, 400.0):
+        with pytest.raises(ConfigError, match="adc_schreier_fom"):
+            CrossbarEnergy(adc_scaling="schreier", adc_schreier_fom=bad)
+
+
 def test_footprint_carries_the_adc_bits():
     m = keras.Sequential([keras.Input((6,)), L.Dense(4)])
     for bits in (None, 5):
@@ -262,5 +292,5 @@ def test_energy_command_takes_crossbar_settings():
 
 
 def test_bad_adc_scaling_fails_at_construction():
-    with pytest.raises(ConfigError, match="adc_scaling must be one of walden, fixed"):
-        CrossbarEnergy(adc_scaling="schreier")
+    with pytest.raises(ConfigError, match="adc_scaling must be one of walden, fixed, schreier"):
+        CrossbarEnergy(adc_scaling="murmann")

@@ -145,3 +145,52 @@ def test_blocks_drawn_with_a_run_time_shape_are_the_static_ones(monkeypatch):
         fn = tf.function(lambda y: xops.standard_normal(keras.ops.shape(y), gen),
                          input_signature=[tf.TensorSpec((None, 7), tf.float32)])
         np.testing.assert_array_equal(fn(tf.zeros((rows, 7))).numpy(), static)
+
+
+def test_transcendental_polynomials_match_float64_on_every_value_they_take():
+    """The transform's ln and cos/sin are Cephes polynomials (plain arithmetic, so that XLA fuses
+    them): against float64 on every radius cell's u (all 2^18) and every angle of the grid (all
+    2^14). ln within 2 float32 ulps of |ln u| (Cephes states about 1 ulp), cos and sin within
+    2e-7 absolutely (float32's own spacing near 1 is 6e-8 to 1.2e-7). Fails on a wrong
+    coefficient, a mantissa range not centred on 1 (u near 1 loses its digits), or a wrong
+    octant rotation (a sign or a cos/sin swap)."""
+    k = np.arange(-2**(R_BITS - 1), 2**(R_BITS - 1), dtype=np.int64)
+    u = ((k + 2**(R_BITS - 1) + 0.5) / 2.0**R_BITS).astype(np.float32)
+    got = np.asarray(xops._log_unit(keras.ops.convert_to_tensor(u))).astype(np.float64)
+    want = np.log(u.astype(np.float64))
+    ulp = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(got - want) / ulp) <= 2.0
+    j = np.arange(2**A_BITS, dtype=np.int32)
+    c, s = (np.asarray(a).astype(np.float64) for a in xops._cos_sin_of_arc(keras.ops.convert_to_tensor(j)))
+    theta = 2 * np.pi * (j + 0.5) / 2**A_BITS
+    assert np.max(np.abs(c - np.cos(theta))) < 2e-7 and np.max(np.abs(s - np.sin(theta))) < 2e-7
+
+
+@pytest.mark.parametrize("mode", ["variance", "row and column"])
+def test_the_read_adds_the_sampler_normals_times_their_std(mode):
+    """The read's noise (``_add_read_noise``: on TensorFlow the transform and the sum in fused
+    passes) is ``y + std * z`` with ``z`` exactly what ``standard_normal`` draws from the same
+    seed: the sampler's tested accuracy is the read's. Odd sizes, several blocks of words
+    (PAIR_CHUNK is not patched: 3 x 200,001 outputs = 2.3 blocks), under tf.function as the
+    engine runs. Within 2 ulps of the output (XLA may fuse the last product and sum). Fails if
+    the fused path lays the normals out otherwise (blocks, cosines then sines), takes the std
+    instead of the variance or the reverse, or draws other words."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    shape = (3, 200_001)
+    y = rng.standard_normal(shape).astype(np.float32)
+    if mode == "variance":
+        s2 = (rng.random(shape) + 0.5).astype(np.float32)
+        std, kw = np.sqrt(s2), {"s2": tf.constant(s2)}
+    else:
+        row = (rng.random((3, 1)) + 0.5).astype(np.float32)
+        col = (rng.random((1, 200_001)) + 0.5).astype(np.float32)
+        std, kw = row * col, {"row_sd": tf.constant(row), "col_sd": tf.constant(col)}
+    gens = keras.random.SeedGenerator(9), keras.random.SeedGenerator(9)  # the same words
+    got = tf.function(lambda: xops._add_read_noise(tf.constant(y), gens[0], **kw))()
+    z = np.asarray(tf.function(lambda: xops.standard_normal(shape, gens[1]))())
+    want = y.astype(np.float64) + std.astype(np.float64) * z
+    np.testing.assert_allclose(np.asarray(got), want, rtol=0,
+                               atol=2 * float(np.spacing(np.float32(np.abs(want).max()))))
+    assert np.std(z) == pytest.approx(1.0, abs=0.01)  # z is a draw, not zeros

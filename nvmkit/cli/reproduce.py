@@ -60,10 +60,14 @@ def reproduce(
             progress.console.print(outcome_line(outcome, wall=False), highlight=False)
             progress.advance(task)
 
+        def on_in_place_job(job, record, done, total):
+            progress.console.print(f"in place {done}/{total}: {escape(job.key)} ({record['seconds']} s)",
+                                   highlight=False)
+
         try:
             result = rep.reproduce(out, quick=quick, data_dir=data_dir, db=db, executor=executor, workers=workers,
                                    scheduler=scheduler, study=study, sections=section, sets=set_, command=command,
-                                   on_plan=on_plan, on_done=on_done)
+                                   on_plan=on_plan, on_done=on_done, on_in_place_job=on_in_place_job)
         except KeyboardInterrupt:
             err_console.print("interrupted: finished points are saved; rerun the same command to resume",
                               highlight=False)

@@ -325,7 +325,7 @@ class Crossbar:
           cell-to-cell distributions of the low and high resistance states of oxide ReRAM are
           close to lognormal (Ambrogio et al., "Statistical fluctuations in HfOx resistive-switching
           memory, Part I", IEEE TED 61(8), 2014: the resistance distributions after set and
-          reset). A cell's Gmax is kept >= its Gmin. Open-loop programming is
+          reset; cited from memory: a search of the reference corpus, issue 21, did not find it). A cell's Gmax is kept >= its Gmin. Open-loop programming is
           assumed: a level at fraction f of the device's range lands at fraction f of the cell's;
           the programming error (the device's, at the cell's target) comes on top, clipping and
           stuck cells use the cell's own bounds.
@@ -335,7 +335,8 @@ class Crossbar:
           sin a * v)`` with ``u, v`` in [-1/2, 1/2] the cell's position across the tile's rows and
           columns and the direction ``a`` uniform per tile: the distance term of Pelgrom's
           mismatch model, a parameter that changes linearly across the die (Pelgrom, Duinmaijer and
-          Welbers, "Matching properties of MOS transistors", IEEE JSSC 24(5), 1989).
+          Welbers, "Matching properties of MOS transistors", IEEE JSSC 24(5), 1433-1439, 1989;
+          checked).
         - **Stuck cells** (``nonideal.stuck_at_gmin``/``stuck_at_gmax``): one uniform draw per cell.
         - **ADC offset and gain error** (``converters.adc_offset``, ``adc_gain_error``): one normal
           draw per column of each row tile (each tile column has its own ADC), in LSB and as a
@@ -343,8 +344,17 @@ class Crossbar:
           1241-2010 (terminology and test methods for ADCs); device mismatch makes them differ
           from column to column and stay put (Pelgrom 1989), which is why in-memory chips correct
           each column's ADC output by its own affine map (Le Gallo et al., "A 64-core
-          mixed-signal in-memory compute chip based on phase-change memory", Nature Electronics
-          6, 2023).
+          mixed-signal in-memory compute chip based on phase-change memory for deep neural network
+          inference", Nature Electronics 6, 2023; title, journal and year checked, the per-column
+          affine correction cited from memory of the paper, not rechecked).
+          The spreads default to 0 and no preset names a design: no published in-memory ADC that
+          states offset, gain error and input-referred noise in LSB was found for issue 21 (the
+          figures that are published are circuit quantities: CrossSim's SAR ADC model, after Spear
+          et al., "The impact of analog-to-digital converter architecture and variability on
+          analog neural network accuracy", IEEE JXCDC, 2023, draws capacitor mismatch, finite
+          op-amp gain and comparator noise, not LSB offsets), and chips calibrate each column's
+          offset and gain after fabrication, so what is left is design- and calibration-specific.
+          A study sets them (``converters.adc_offset``, ``adc_gain_error``, ``adc_noise``).
         """
         ch, ni, conv, d = self.config.chip, self.config.nonideal, self.config.converters, self.device
         shape = (1, len(self.targets), *self.targets[0].shape)  # one chip, every cell kind

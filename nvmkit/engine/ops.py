@@ -119,29 +119,31 @@ def standard_normal(shape, seed, dtype="float32"):
     9; it took 48 bits a pair before). A word's high 18 bits, read as a signed ``k`` in
     [-2^17, 2^17), give the radius: ``u = (k + 2^17 + 1/2) / 2^18`` in (0, 1), the centres of
     2^18 equal cells, and ``r = sqrt(-2 ln u)``, so |z| <= 5.132 (:data:`MAX_ABS_NORMAL`); its
-    low 14 bits give the angle, at the centres of 2^14 equal arcs. Radius and angle come from
-    disjoint bits, so they are independent. Accuracy, computed exactly over every radius and
-    angle the implementation produces (``tests/test_sampler.py``): the CDF of a sample lies
-    within 2.1e-5 of the normal CDF (:data:`CDF_ERROR_BOUND`; nearly all of it from the angle's
-    grid, near 0; the radius's adds at most 2^-19), and the tails reach 5.13 sigma, with a
-    probability beyond 5 sigma of 2.76e-7 against the normal's 2.87e-7 (each tail).
+    low 14 bits ``j`` give the angle ``theta = (j + 1/2) 2 pi / 2^14``, the centres of 2^14
+    equal arcs. Radius and angle come from disjoint bits, so they are independent. Accuracy,
+    computed exactly over every radius and angle the implementation produces
+    (``tests/test_sampler.py``): the CDF of a sample lies within 2.1e-5 of the normal CDF
+    (:data:`CDF_ERROR_BOUND`; nearly all of it from the angle's grid, near 0; the radius's adds
+    at most 2^-19), and the tails reach 5.13 sigma, with a probability beyond 5 sigma of
+    2.76e-7 against the normal's 2.87e-7 (each tail).
 
     Layout: the words are drawn in ``c`` blocks of ``m`` (:func:`normal_words_shape`: one block
     of all ``q = ceil(n / 2)`` words up to :data:`PAIR_CHUNK` of them, else blocks of
     PAIR_CHUNK, the last block filled with words of its own); block ``b`` gives ``m`` cosines,
-    then the ``m`` sines of the same words; the first ``n`` samples are returned. On
-    TensorFlow several blocks are transformed one at a time (:func:`_transform_blocks`).
+    then the ``m`` sines of the same words; the first ``n`` samples are returned.
+
+    Cost: the transform is plain arithmetic (``ln`` and ``cos``/``sin`` of the angle's grid by
+    Cephes's polynomials, :func:`_log_unit`, :func:`_cos_sin_of_arc`; within 1e-6 of a float64
+    transform of the same bit fields), so that on TensorFlow XLA compiles it into one pass over
+    the words (:func:`_fused`), in the read together with the noise's scale and sum
+    (:func:`_add_read_noise`): TensorFlow's own ``log``, ``cos`` and ``sin`` cost a pass over
+    the tensor each, XLA's were slower still on the development CPU.
     """
-    shape, n, (c, m) = normal_words_shape(shape)
-    w = ops.reshape(random_words(ops.reshape(c * m, (1,)) if not isinstance(c, int) else (c * m,),
-                                 seed), (c, m))
-    z = _transform_blocks(w, c)
-    if keras.backend.standardize_dtype(dtype) != "float32":  # e.g. float16 outputs (mixed precision)
-        z = ops.cast(z, dtype)
-    return ops.reshape(z[:n], shape)
+    shape, n, w = _words(shape, seed)
+    return _samples(w, n, shape, dtype, transform=box_muller_pairs)
 
 
-#: Words per block of a large draw (:func:`standard_normal`, :func:`_transform_blocks`)
+#: Words per block of a large draw (:func:`standard_normal`)
 PAIR_CHUNK = 1 << 18
 
 
@@ -161,40 +163,98 @@ def normal_words_shape(shape):
     return shape, n, ((q + m - 1) // m, m)
 
 
-def _transform_blocks(w, c):
-    """(c, m) words -> the c * 2m samples of :func:`box_muller_pairs`, flat, block after block.
-    TensorFlow runs one op at a time over a whole tensor: on tens of millions of words (a noisy
-    convolution of 2,000 images draws 43 million normals in its first layer) each of the
-    transform's dozen temporaries is hundreds of MB, and each op costs several times what it
-    costs on cache-sized data. So on TensorFlow the blocks go through ``tf.map_fn`` one at a
-    time, with the same numbers. Other backends transform the whole (JAX compiles it into one
-    fused pass)."""
-    if keras.backend.backend() != "tensorflow":
-        return ops.reshape(box_muller_pairs(w), (-1,))
-    import tensorflow as tf
+def _words(shape, seed):
+    """(shape, n, words (c, m) int32): the random words of :func:`standard_normal`."""
+    shape, n, (c, m) = normal_words_shape(shape)
+    w = ops.reshape(random_words(ops.reshape(c * m, (1,)) if not isinstance(c, int) else (c * m,),
+                                 seed), (c, m))
+    return shape, n, w
 
-    def whole():
-        return tf.reshape(box_muller_pairs(w), (-1,))
 
-    def by_block():
-        return tf.reshape(tf.map_fn(box_muller_pairs, w, fn_output_signature=tf.float32), (-1,))
-
-    if isinstance(c, int):
-        return whole() if c == 1 else by_block()
-    return tf.cond(c > 1, by_block, whole)
+def _samples(w, n, shape, dtype="float32", transform=None):
+    """The first ``n`` normals of the words' pairs in ``shape`` (see :func:`standard_normal`)."""
+    z = ops.reshape(ops.reshape((transform or _pairs_of_words)(w), (-1,))[:n], shape)
+    if keras.backend.standardize_dtype(dtype) != "float32":  # e.g. float16 outputs (mixed precision)
+        z = ops.cast(z, dtype)
+    return z
 
 
 def box_muller_pairs(w):
     """(..., m) int32 random words -> (..., 2, m) float32 standard normals: the cosines of the m
-    pairs, then their sines (see :func:`standard_normal`). Always float32: ``u`` below is exact
-    there."""
-    dtype = "float32"
+    pairs, then their sines (see :func:`standard_normal`). Always float32: ``u`` is exact
+    there. On TensorFlow compiled by XLA (:func:`_fused`), as the read computes it."""
+    return (_fused(_pairs_of_words) if keras.backend.backend() == "tensorflow"
+            else _pairs_of_words)(w)
+
+
+def _pairs_of_words(w):
+    """The transform of :func:`standard_normal` in plain arithmetic (see :func:`_log_unit` and
+    :func:`_cos_sin_of_arc`), so that XLA fuses it into one pass with what follows."""
     k = ops.right_shift(w, ANGLE_BITS)  # arithmetic shift: k in [-2^17, 2^17)
-    u = ops.cast(k, dtype) * 2.0**-RADIUS_BITS + (0.5 + 2.0**-(RADIUS_BITS + 1))  # exact
-    r = ops.sqrt(ops.log(u) * -2.0)
-    j = ops.bitwise_and(w, (1 << ANGLE_BITS) - 1)
-    theta = ops.cast(j, dtype) * (2.0 * math.pi / 2**ANGLE_BITS) + math.pi / 2**ANGLE_BITS
-    return ops.stack([r * ops.cos(theta), r * ops.sin(theta)], axis=-2)
+    u = ops.cast(k, "float32") * 2.0**-RADIUS_BITS + (0.5 + 2.0**-(RADIUS_BITS + 1))  # exact
+    r = ops.sqrt(_log_unit(u) * -2.0)
+    cos, sin = _cos_sin_of_arc(ops.bitwise_and(w, (1 << ANGLE_BITS) - 1))
+    return ops.stack([r * cos, r * sin], axis=-2)
+
+
+def _log_unit(u):
+    """ln(u) in float32 for 0 < u < 1 (normal floats), to about 1 ulp: Cephes's ``logf``
+    (S. L. Moshier, *Methods and Programs for Mathematical Functions*, 1989; Cephes Math
+    Library, file logf.c): u = m 2^e with m in [sqrt(1/2), sqrt(2)), ln(m) from its degree-9
+    polynomial in x = m - 1 and e ln 2 in two parts. Here so that the transform is plain
+    arithmetic that XLA fuses (its own ``log`` and TensorFlow's cost a pass each); checked
+    against float64 in ``tests/test_sampler.py``."""
+    bits = _bitcast(u, "int32")
+    e = ops.right_shift(bits, 23) - 127  # u > 0: the sign bit is 0
+    m = _bitcast(ops.bitwise_or(ops.bitwise_and(bits, 0x007FFFFF), 0x3F800000), "float32")  # [1, 2)
+    big = m > 1.41421356
+    m = ops.where(big, m * 0.5, m)
+    x = m - 1.0
+    fe = ops.cast(ops.where(big, e + 1, e), "float32")
+    z = x * x
+    p = 7.0376836292e-2
+    for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+              -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):
+        p = p * x + c
+    y = p * x * z + fe * -2.12194440e-4 - 0.5 * z
+    return x + y + fe * 0.693359375
+
+
+def _bitcast(x, dtype: str):
+    """The bits of a 32-bit ``x`` read as ``dtype`` (Keras's ``view`` needs a static shape on
+    TensorFlow, which a tensor of unknown rank in a traced function lacks)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.bitcast(x, dtype)
+    if backend == "jax":
+        import jax
+
+        return jax.lax.bitcast_convert_type(x, dtype)
+    return ops.view(x, dtype)
+
+
+def _cos_sin_of_arc(j):
+    """cos and sin of ``theta = (j + 1/2) 2 pi / 2^ANGLE_BITS`` for integer ``j`` in
+    [0, 2^ANGLE_BITS), to about 1e-7: the octant from j's high 3 bits, the angle within it (or
+    its complement, in odd octants) ``x`` in (0, pi/4), exact up to one rounding, Cephes's
+    ``sinf``/``cosf`` polynomials of x (Moshier 1989, files sinf.c and cosf.c), then a rotation
+    by quarter turns."""
+    per = 1 << (ANGLE_BITS - 3)  # arcs per octant
+    octant = ops.right_shift(j, ANGLE_BITS - 3)
+    i = ops.bitwise_and(j, per - 1)
+    odd = ops.bitwise_and(octant, 1) == 1
+    x = (ops.cast(ops.where(odd, per - 1 - i, i), "float32") + 0.5) * (2.0 * math.pi / 2**ANGLE_BITS)
+    z = x * x
+    s = ((-1.9515295891e-4 * z + 8.3321608736e-3) * z - 1.6666654611e-1) * z * x + x
+    c = ((2.443315711809948e-5 * z - 1.388731625493765e-3) * z + 4.166664568298827e-2) * z * z \
+        - 0.5 * z + 1.0
+    s = ops.where(odd, -s, s)  # theta = q pi/2 + x (even octant) or q pi/2 - x (odd), q below
+    q = ops.bitwise_and(ops.right_shift(octant + 1, 1), 3)
+    cos = ops.where(q == 0, c, ops.where(q == 1, -s, ops.where(q == 2, -c, s)))
+    sin = ops.where(q == 0, s, ops.where(q == 1, c, ops.where(q == 2, -s, -c)))
+    return cos, sin
 
 
 def straight_through(v, q):
@@ -217,6 +277,17 @@ def quantize(v, full_scale, bits: int, signed, training=True):
     threshold and read as +-1/2 step). ``signed`` may be a Python bool or a 0-d tensor (a DAC
     calibrated on data learns whether its inputs are signed).
     """
+    if builds_gradient(training):
+        return straight_through(v, _rounded(v, full_scale, bits, signed))
+    return _rounded(v, full_scale, bits, signed,
+                    levels_of=_fused(_levels) if keras.backend.backend() == "tensorflow" else _levels)
+
+
+def _rounded(v, full_scale, bits: int, signed, levels_of=None):
+    """The converter's levels of :func:`quantize`: ``round(clip(v, lo, R) / step) * step``.
+    ``levels_of``: what computes that from ``lo`` and ``step`` (on TensorFlow at inference one
+    XLA-fused pass, :func:`_fused`; the scalars ``lo`` and ``step`` are computed before it,
+    op by op, because XLA turns a division by a constant into a product by its reciprocal)."""
     if isinstance(signed, bool):
         levels = float(2 ** (bits - 1) - 1 if signed else 2**bits - 1)
         lo = -full_scale if signed else ops.zeros_like(full_scale)
@@ -225,8 +296,45 @@ def quantize(v, full_scale, bits: int, signed, training=True):
         levels = s * float(2 ** (bits - 1) - 1) + (1 - s) * float(2**bits - 1)
         lo = -full_scale * s
     step = full_scale / levels
-    q = ops.round(ops.clip(v, lo, full_scale) / step) * step
-    return straight_through(v, q) if builds_gradient(training) else q
+    return (levels_of or _levels)(v, lo, full_scale, step)
+
+
+def _levels(v, lo, hi, step):
+    return ops.round(ops.clip(v, lo, hi) / step) * step
+
+
+_FUSED: dict = {}
+
+
+def _fused(fn, **static):
+    """``fn`` with its keyword arguments ``static`` fixed (Python values), compiled by XLA as one
+    TensorFlow function (``jit_compile``), cached per argument shapes. For chains of cheap
+    elementwise ops: TensorFlow runs each op as a pass over the whole tensor, XLA fuses the chain
+    into one pass (the converters' clip, divide, round and multiply; README, Performance). The
+    numbers are the same where the chain allows it: XLA on the CPU computes IEEE divisions by a
+    tensor and round-half-to-even as TensorFlow's kernels do (no fast math;
+    ``tests/test_converter_inference.py`` compares the converters bit for bit at every
+    threshold), but it turns a division by a constant into a product by its reciprocal and may
+    contract a product and a sum into one fused multiply-add, so such chains can differ in the
+    last bit. Not for XLA's own transcendental functions or random numbers, which it computed
+    slower than TensorFlow's kernels on the development CPU (``log``/``cos``/``sin`` and the
+    Philox words; the sampler's transform is plain arithmetic for this reason,
+    :func:`standard_normal`)."""
+    def call(*args, **kwargs):
+        # one tf.function per function, static values and argument shapes (traced once each: a
+        # shared one retraced for every layer's shapes, and with reduce_retracing its traces for
+        # relaxed shapes mixed up static ones)
+        sig = tuple((str(a.shape), str(a.dtype)) if hasattr(a, "shape") else a
+                    for a in (*args, *(kwargs[k] for k in sorted(kwargs))))
+        key = (fn, tuple(sorted(static.items())), tuple(sorted(kwargs)), sig)
+        f = _FUSED.get(key)
+        if f is None:
+            import tensorflow as tf
+
+            f = _FUSED[key] = tf.function(lambda *a, **kw: fn(*a, **kw, **static), jit_compile=True)
+        return f(*args, **kwargs)
+
+    return call
 
 
 def _product(x, w, depthwise: tuple[int, int] | None):
@@ -280,7 +388,7 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
                 s2 = _product(ops.square(xs), v[:, r0:hi], depthwise)
                 if has_bias:
                     s2 = s2 + ops.expand_dims(v[:, -1], 1)
-                y = _add_read_noise(y, seed, sd=ops.sqrt(s2))
+                y = _add_read_noise(y, seed, s2=s2)
         if adc_errors is not None:
             y = adc_errors.apply(y, block, adc_range, adc_bits, seed)
         y = _adc(y, adc_range, adc_bits, training)
@@ -371,7 +479,7 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
                     s2 = conv(ops.square(xk), vk[:n_in] if whole else _rows_only(vk[:n_in], r0, hi))
                     if has_bias:
                         s2 = s2 + vk[n_in]
-                    y = _add_read_noise(y, seed, sd=ops.sqrt(s2))
+                    y = _add_read_noise(y, seed, s2=s2)
             if adc_errors is not None:
                 y = adc_errors.apply(y, block, adc_range, adc_bits, seed, trial=k)
             y = _adc(y, adc_range, adc_bits, training)
@@ -393,13 +501,27 @@ def _rows_only(m, r0, hi):
     return ops.concatenate(parts, axis=0)
 
 
-def _add_read_noise(y, seed, sd=None, row_sd=None, col_sd=None):
-    """One tile's partial sums plus their read noise, drawn afresh at this read: std ``sd`` per
-    output, or ``row_sd * col_sd`` (an input vector's norm times a column's cell std), applied
-    as ``row_sd * (z * col_sd)`` so that the std is never formed as an outer product of its own.
-    The noise is a constant to the gradient (training sees the noisy forward pass)."""
-    z = standard_normal(ops.shape(y), seed, y.dtype)
-    noise = sd * z if sd is not None else row_sd * (z * col_sd)
+def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None):
+    """One tile's partial sums plus their read noise, drawn afresh at this read: variance ``s2``
+    per output, or std ``row_sd * col_sd`` (an input vector's norm times a column's cell std),
+    applied as ``row_sd * (z * col_sd)`` so that the std is never formed as an outer product of
+    its own. The noise is a constant to the gradient (training sees the noisy forward pass).
+    On TensorFlow the normals of :func:`standard_normal` are one XLA-fused pass over the random
+    words, laid out in y's shape by TensorFlow, and the std and the sum a second fused pass
+    (:func:`_noisy`): fused into one, or with the layout inside XLA, the pairs' layout (cosines
+    then sines, block by block) left XLA a loop it did not vectorise, several times slower."""
+    shape, n, w = _words(ops.shape(y), seed)
+    if keras.backend.backend() == "tensorflow":
+        z = _samples(w, n, shape, y.dtype, transform=box_muller_pairs)
+        if s2 is not None:
+            return _fused(_noisy)(y, z, s2=s2)
+        return _fused(_noisy)(y, z, row_sd=row_sd, col_sd=col_sd)
+    return _noisy(y, _samples(w, n, shape, y.dtype), s2=s2, row_sd=row_sd, col_sd=col_sd)
+
+
+def _noisy(y, z, s2=None, row_sd=None, col_sd=None):
+    """``y`` plus the normals ``z`` (of y's shape) times their std."""
+    noise = ops.sqrt(s2) * z if s2 is not None else row_sd * (z * col_sd)
     return y + ops.stop_gradient(noise)
 
 

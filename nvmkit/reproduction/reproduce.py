@@ -15,6 +15,7 @@ resumable, trained models from the model cache), then :func:`write_report` write
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -84,7 +85,8 @@ def plan_reproduction(study: str | Path | None = None, *, quick: bool = False, d
     for sec in chosen:
         sec.experiment.check_base_overrides(sets)
         pipeline.apply_overrides(sec.experiment.base, overrides, sets=sets)
-        out.append((sec, sec.experiment.points(registry)))
+        # an in_place section runs its own jobs (nvmkit/reproduction/in_place_study.py), no sweep points
+        out.append((sec, [] if sec.kind == "in_place" else sec.experiment.points(registry)))
     st.sections = chosen
     return Plan(st, out)
 
@@ -149,7 +151,7 @@ def reproduce(out: str | Path | None = None, *, quick: bool = False, data_dir: s
               scheduler: str | None = None, runner=None, study: str | Path | None = None,
               sections: Sequence[str] = (), sets: Sequence[str] = (), command: str | None = None,
               on_plan: Callable[[Plan, Path], None] | None = None,
-              on_done: Callable | None = None) -> Reproduction:
+              on_done: Callable | None = None, on_in_place_job: Callable | None = None) -> Reproduction:
     """Run the study's missing points and write the report folder; see the module docstring."""
     from nvmkit.sweeps.resultsdb import ResultsDB
     from nvmkit.sweeps.sweep import run_sweep
@@ -185,6 +187,7 @@ def reproduce(out: str | Path | None = None, *, quick: bool = False, data_dir: s
 
     refused = [o for o in summary.failed if OUT_OF_RANGE in (o.error or "")]
     failed = [o for o in summary.failed if o not in refused]
+    in_place = run_in_place_sections(plan, out_dir, on_job=on_in_place_job)
     meta = {
         "command": command, "quick": quick, "study": plan.study, "db": db_path,
         "started_at": started_at, "load_before": load_before, "load_after": _load(),
@@ -192,11 +195,33 @@ def reproduce(out: str | Path | None = None, *, quick: bool = False, data_dir: s
         "computed": summary.inserted, "reused": len(plan.points) - len(todo), "points": len(plan.points),
         "failed": [(o.point.label, o.error) for o in failed],
         "refused": [(o.point.config, o.error) for o in refused],
-        "wall_time_s": time.perf_counter() - started,
+        "wall_time_s": time.perf_counter() - started, "in_place": in_place,
     }
     files, verdicts = write_report(sections_rows, out_dir, meta)
     return Reproduction(out_dir, db_path, files, verdicts, summary.inserted, meta["reused"], failed,
                         time.perf_counter() - started, refused)
+
+
+def run_in_place_sections(plan: Plan, out_dir: Path, on_job: Callable | None = None) -> list[tuple[Section, dict]]:
+    """Run every ``in_place`` section's missing jobs (:func:`nvmkit.reproduction.in_place_study.run`),
+    their records kept in ``OUT/in_place-NAME.json`` so that a rerun resumes; returns (section,
+    records state) pairs. The data set and seed are the section's ``base`` (``--data-dir`` included)."""
+    out = []
+    for sec, _ in plan.sections:
+        if sec.kind != "in_place":
+            continue
+        from nvmkit.reproduction import in_place_study as ips
+        from nvmkit.workflow.data import load_dataset
+
+        from nvmkit.workflow.config import RunConfig
+
+        base = RunConfig.from_dict(copy.deepcopy(sec.experiment.base))
+        ds = base.dataset
+        data = load_dataset(ds.name, ds.data_dir, source=ds.source)
+        state = ips.run(sec.plan, data, out_dir / f"in_place-{sec.name}.json", base_seed=int(base.seed or 0),
+                        training_config=base.training, on_job=on_job)
+        out.append((sec, state))
+    return out
 
 
 def _load() -> tuple[float, float, float] | None:
@@ -278,6 +303,7 @@ def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Pat
     figures["test_noise"] = plot_accuracy(tn, plots / "test_noise", scenario="both") if tn else []
     figures["time_steps"] = rp.plot_time_steps(ts, plots) if ts else []
     figures["energy"] = rp.plot_energy_vs_seed(energy, plots)
+    figures["in_place"] = _in_place_figures(meta.get("in_place") or [], plots)
     for paths in figures.values():
         written += paths
 
@@ -297,6 +323,7 @@ def write_report(sections_rows: list[tuple[Section, list[dict]]], out: str | Pat
                        "beyond_model": [list(c.tile) for c in beyond]}
                       for net, ds, res, win, beyond in ts_study.winners(tiles)],
         "training": [_training_json(training, c) for c in training],
+        "in_place": [_in_place_json(sec, state) for sec, state in meta.get("in_place") or []],
         "command": meta.get("command"),
         "wall_time_s": meta.get("wall_time_s"),
     }
@@ -382,6 +409,75 @@ def _training_block(by_kind: dict, notes, figures, out, heading: str, sub: str =
     return lines
 
 
+def _in_place_figures(sections: list, plots: Path) -> list[Path]:
+    from nvmkit.reproduction import in_place_study as ips
+
+    out = []
+    for sec, state in sections:
+        out += ips.plot_in_place(state["records"], sec.plan, plots / (sec.name if len(sections) > 1 else ""),
+                                 sample=bool(state["data"]["sample"]))
+    return out
+
+
+def _in_place_json(sec: Section, state: dict) -> dict:
+    from nvmkit.reproduction import in_place_study as ips
+
+    sc, ft = ips.scratch_cells(state["records"]), ips.finetune_cells(state["records"])
+    cell = lambda c: None if c is None else {"mean": c.mean, "std": c.std, "n": c.n, "ci95": c.ci95}  # noqa: E731
+    return {"section": sec.name, "data": state["data"], "plan": state["plan"],
+            "scratch": {k: cell(c) for k, c in sc.items()},
+            "finetune": [{"network": n, "device": d, **{k: cell(c) for k, c in v.items()}} for (n, d), v in ft.items()],
+            "verdict": ips.asymmetry_verdict(sc, sec.plan)}
+
+
+def _in_place_block(meta: dict, figures, out, heading: str) -> list[str]:
+    from nvmkit.reproduction import in_place_study as ips
+
+    sections = meta.get("in_place") or []
+    lines = [heading, ""]
+    if not sections:
+        return lines + ["Not run.", ""]
+    for sec, state in sections:
+        plan, records, data = sec.plan, state["records"], state["data"]
+        lines += _notes([sec.note] if sec.note else [])
+        where = (f"{data['dataset']}, {'the embedded sample' if data['sample'] else 'full data'}: trained on "
+                 f"{data['n_train']:,} images, tested on a seeded subset of {min(plan.test_size, data['n_test']):,} "
+                 f"of its {data['n_test']:,} test images")
+        if data["sample"]:
+            lines += ["> **On the embedded sample**: the networks are undertrained; the numbers say only that the "
+                      "study runs.", ""]
+        done = sum(1 for _ in records)
+        lines += [f"Accuracy in %: mean ± the 95% confidence interval of the mean over {plan.seeds} chips "
+                  f"(seeds {state['base_seed']} to {state['base_seed'] + plan.seeds - 1}; Student's t, "
+                  f"{plan.seeds - 1} degrees of freedom), each chip's own accuracy ({where}); "
+                  f"{done} of {len(plan.jobs(state['base_seed']))} jobs done.", "",
+                  f"### (a) {ips.NET_LABEL.get(plan.scratch_network, plan.scratch_network)} trained in place "
+                  f"from scratch", "",
+                  f"{plan.scratch_steps} mini-batches of {plan.batch_size}, SGD rate {plan.scratch_learning_rate:g}, "
+                  f"deterministic pulse counts, the largest initial weight at g_max / {plan.scratch_headroom:g}. "
+                  "Soft-bounds: `nvmkit devices show softbounds` (a: asymmetry, nl: non-linearity; its default "
+                  "step, no cycle-to-cycle noise).", "",
+                  ips.render_scratch(ips.scratch_cells(records), plan), "",
+                  "Verdict on the seed's \"most severe impact from asymmetric non-linearity\" (Agarwal et al., "
+                  "IJCNN 2016): " + ips.asymmetry_verdict(ips.scratch_cells(records), plan) + ".", "",
+                  "### (b) On-chip fine-tuning of plainly trained networks", "",
+                  f"The plain model programmed on one chip (for a drifting device, read {plan.drift_time:g} s after "
+                  f"programming), then trained in place at rate {plan.finetune_learning_rate:g}; the chip's accuracy "
+                  "after each number of update steps. Beside it on the same chip seed: the device-aware trained model "
+                  "(`training.method = device`, 1 epoch) programmed on it, and the plain model with global drift "
+                  f"compensation. A device marked *assumed update* states no update model of its own: it was given a "
+                  f"constant, symmetric, noiseless step of {plan.assumed_step:g} of its range, an assumption (no "
+                  "source gives one), the most favourable update there is.", "",
+                  ips.render_finetune(ips.finetune_cells(records), plan), "",
+                  "What each remedy changes against the programmed chip before any update (step 0), in "
+                  "percentage points: the mean over chips of each chip's own difference ± its 95% CI (paired: the "
+                  "chip's programming cancels).", "",
+                  ips.render_gains(records, plan), ""]
+    if figures is not None:
+        lines += [_images(figures.get("in_place", []), out, "Learning in place"), ""]
+    return lines
+
+
 def _r1_json(r: ss.Result1Row) -> dict:
     return {"network": r.network, "dataset": r.dataset, "seed": r.seed,
             "ours": {k: (None if v is None else {"mean": v.mean, "std": v.std, "n": v.n}) for k, v in r.cells.items()}}
@@ -430,7 +526,7 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
                     "end to end. Run `nvmkit reproduce --data-dir DIR` for the real numbers.", ""]
     lines += ["Contents: 1. Result 1 · 2. Regularisation sweeps · 3. Test-set noise sweeps · 4. Time steps of "
               "the RNN · 5. Tile size and wire resistance · 6. Which training survives which device · "
-              "7. Energy per inference · 8. The seed's claims · 9. How this report was made", ""]
+              "7. Learning in place · 8. Energy per inference · 9. The seed's claims · 10. How this report was made", ""]
 
     lines += ["## 1. Result 1: internal, external and both noise", ""]
     lines += _notes(notes.get("result1"))
@@ -452,7 +548,9 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
     lines += _training_block(by_kind, notes.get("training"), figures, out,
                              "## 6. Which training survives which device")
 
-    lines += ["## 7. Energy per inference", "",
+    lines += _in_place_block(meta, figures, out, "## 7. Learning in place")
+
+    lines += ["## 8. Energy per inference", "",
               "From `nvmkit.reproduction.energy_table` with the settings of docs/energy.md (`nvmkit energy --seed-table "
               "--assumptions seed|default`): energy per inference of the seed's three networks on ReRAM and "
               "SONOS, without training. docs/energy.md explains each cell's difference from the seed's.", ""]
@@ -460,14 +558,14 @@ def _report(by_kind, notes, figures, energy, verdicts, meta, out, render_seed_ta
         lines += [f"### {name} assumptions", "", render_assumptions(name), "", render_seed_table(rows), ""]
     lines += [_images(figures["energy"], out, "Energy per inference"), ""]
 
-    lines += ["## 8. The seed's claims, tested on these numbers", "",
+    lines += ["## 9. The seed's claims, tested on these numbers", "",
               "Each verdict is computed from the rows above by the test it states; 'not tested' means the rows "
               "it needs were not run.", "", ss.render_verdicts(verdicts), ""]
     held = sum(v.verdict == ss.HOLDS for v in verdicts)
     failed = sum(v.verdict == ss.FAILS for v in verdicts)
     lines += [f"{held} hold, {failed} do not hold, {len(verdicts) - held - failed} not tested.", ""]
 
-    lines += ["## 9. How this report was made", ""] + _provenance(by_kind, meta, figures, out)
+    lines += ["## 10. How this report was made", ""] + _provenance(by_kind, meta, figures, out)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -578,6 +676,8 @@ def _results_snippet(by_kind, verdicts, meta, section_notes=None) -> str:
     if by_kind.get("training"):
         lines += _training_block(by_kind, (section_notes or {}).get("training"), None, None,
                                  "## Which training survives which device", sub="###")
+    if meta.get("in_place"):
+        lines += _in_place_block(meta, None, None, "## Learning in place")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -12,7 +12,7 @@ the report reads one way, named by its ``kind``::
     device.params.sigma_syn = 0.025
 
     [sections.result1]              # sections run and are reported in file order
-    kind = "result1"                # result1 | regularisation | test_noise | time_steps | tile_size | training
+    kind = "result1"                # result1 | regularisation | test_noise | time_steps | tile_size | training | in_place
     title = "..."                   # optional heading
     note = "..."                    # optional text under the heading (e.g. why this noise)
     [sections.result1.base]         # laid over the study's [base]
@@ -39,7 +39,7 @@ from nvmkit.core.errors import ConfigError
 from nvmkit.sweeps.experiment import Experiment, _did_you_mean, _merge, _table, parse_experiment
 from nvmkit.core.params import load_toml, read_text_file
 
-KINDS = ("result1", "regularisation", "test_noise", "time_steps", "tile_size", "training")
+KINDS = ("result1", "regularisation", "test_noise", "time_steps", "tile_size", "training", "in_place")
 TITLES = {
     "result1": "Result 1: internal, external and both noise",
     "regularisation": "Regularisation sweeps (Results II)",
@@ -47,8 +47,9 @@ TITLES = {
     "time_steps": "Time steps of the RNN",
     "tile_size": "Tile size against wire resistance (IR drop)",
     "training": "Which training survives which device (plain, pre-activation noise, device-aware)",
+    "in_place": "Learning in place: from scratch, and on-chip fine-tuning",
 }
-SECTION_KEYS = ("kind", "title", "note", "base", "grid", "points")
+SECTION_KEYS = ("kind", "title", "note", "base", "grid", "points", "plan")
 STUDY_KEYS = ("name", "description")
 BUNDLED_PACKAGE = "nvmkit.reproduction.studies"
 
@@ -60,6 +61,8 @@ class Section:
     title: str
     note: str
     experiment: Experiment
+    #: an ``in_place`` section's own plan (:class:`nvmkit.reproduction.in_place_study.InPlacePlan`)
+    plan: object = None
 
 
 @dataclass
@@ -120,6 +123,13 @@ def parse_study(text: str, source: str = "<string>", default_name: str = "study"
         if kind not in KINDS:
             raise ConfigError(f"{where}: kind {kind!r} is unknown{_did_you_mean(kind, KINDS)}; "
                               f"choose one of: {', '.join(KINDS)}")
+        plan = None
+        if kind == "in_place":
+            from nvmkit.reproduction.in_place_study import InPlacePlan
+
+            plan = InPlacePlan.from_dict(_table(table.get("plan", {}), where, "plan"), f"{where} plan")
+        elif "plan" in table:
+            raise ConfigError(f"{where}: only an in_place section has a plan; remove it")
         merged = _merge(copy.deepcopy(base), copy.deepcopy(_table(table.get("base", {}), where, "base")))
         doc = {"experiment": {"name": f"{name}/{sec_name}"}, "base": merged,
                "grid": _table(table.get("grid", {}), where, "grid")}
@@ -129,5 +139,5 @@ def parse_study(text: str, source: str = "<string>", default_name: str = "study"
         experiment = parse_experiment(tomli_w.dumps(doc), where, default_name=f"{name}/{sec_name}",
                                       folder=folder)  # its paths, like an experiment's, from its folder
         study.sections.append(Section(sec_name, kind, str(table.get("title") or TITLES[kind]),
-                                      " ".join(str(table.get("note", "")).split()), experiment))
+                                      " ".join(str(table.get("note", "")).split()), experiment, plan))
     return study

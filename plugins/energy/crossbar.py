@@ -26,8 +26,16 @@ ADC_REFERENCE_BITS = 8  # the resolution ADC_ENERGY is quoted at
 # How a conversion's energy grows with the ADC's resolution b (at a fixed figure of merit):
 # "walden": E = FOM_W 2^b, the Walden figure of merit P / (2^ENOB f_s) (R. H. Walden, "Analog-to-
 # digital converter survey and analysis", IEEE JSAC 17(4), 1999), with FOM_W = 5 fJ/step from
-# Murmann's survey as above; "fixed": every conversion costs adc_energy whatever its bits.
-ADC_SCALINGS = ("walden", "fixed")
+# Murmann's survey as above; "fixed": every conversion costs adc_energy whatever its bits;
+# "schreier": E = 10^((6.02 b + 1.76 - FOM_S) / 10) / 2, the energy P / f_s of a Nyquist converter
+# (bandwidth f_s / 2) whose SNDR is the ideal b-bit 6.02 b + 1.76 dB at the Schreier figure of merit
+# FOM_S = SNDR + 10 log10(BW / P) (R. Schreier and G. C. Temes, "Understanding Delta-Sigma Data
+# Converters", IEEE Press / Wiley, 2005): x4 per bit, thermal noise's law. FOM_S = 186.7 dB: the
+# low-frequency asymptote of the FOM_S,hf envelope of B. Murmann's ADC Performance Survey
+# (github.com/bmurmann/ADC-survey, data revision 2026-08-01, plots/foms_plot.json: the mean of the
+# five best designs), i.e. the best converters of the survey: a lower bound on a conversion's energy.
+ADC_SCALINGS = ("walden", "fixed", "schreier")
+ADC_SCHREIER_FOM = 186.7  # dB
 # Row driver / DAC: ISAAC budgets 4 mW for its 8 x 128 one-bit DACs, each driving one row per
 # 100 ns crossbar cycle: 4 mW x 100 ns / 1024 = 0.39 pJ per driven row and read.
 DAC_ENERGY = 4e-3 * 100e-9 / 1024
@@ -71,6 +79,9 @@ class CrossbarEnergy(EnergyEstimator):
       ``adc_energy / 2^8`` = 5 fJ per conversion step (8-bit SAR ADCs near 1 GS/s in Murmann's ADC
       Performance Survey 1997-2023): each bit doubles it. An ideal converter (no bits in the
       footprint) is priced at ``adc_reference_bits``. ``"fixed"``: ``adc_energy`` per conversion.
+      ``"schreier"``: the energy of a Nyquist converter at the Schreier figure of merit
+      ``adc_schreier_fom`` (186.7 dB, the best converters of Murmann's survey), ``10^((6.02 b +
+      1.76 - FOM_S) / 10) / 2``: 4x per bit (thermal noise), 10 fJ at 8 bits, 0.68 nJ at 16.
     - **neuron**: ReLU activations x ``activation_energy`` (30 fJ: one 8-bit add, Horowitz,
       ISSCC 2014). **digital**: max-pool comparisons and softmax steps x ``digital_op_energy``.
 
@@ -92,6 +103,8 @@ class CrossbarEnergy(EnergyEstimator):
         "adc_scaling": "walden: x2 per bit at a constant Walden figure of merit (Walden, IEEE JSAC 1999; "
                        "5 fJ/step from Murmann's ADC survey 1997-2023)",
         "adc_reference_bits": "8: the resolution adc_energy is quoted at (Murmann ADC survey 1997-2023)",
+        "adc_schreier_fom": "186.7 dB: the FOM_S,hf envelope's asymptote in Murmann's ADC Performance Survey "
+                            "(data revision 2026-08-01); used with adc_scaling='schreier'",
         "dac_energy": "0.39 pJ per driven row and read: ISAAC's 1-bit DACs, 4 mW / 1024 x 100 ns "
                       "(Shafiee et al., ISCA 2016)",
         "digital_op_energy": "30 fJ, one 8-bit add in 45 nm CMOS (Horowitz, ISSCC 2014)",
@@ -105,7 +118,7 @@ class CrossbarEnergy(EnergyEstimator):
                  digital_op_energy: float = DIGITAL_OP_ENERGY, converters: str = "auto",
                  conv_mapping: str = "im2col", mean_conductance: float = 0.1,
                  tile_rows: int = 1152, tile_cols: int = 256, adc_scaling: str = "walden",
-                 adc_reference_bits: int = ADC_REFERENCE_BITS):
+                 adc_reference_bits: int = ADC_REFERENCE_BITS, adc_schreier_fom: float = ADC_SCHREIER_FOM):
         owner = f"energy estimator '{self.name}'"
         self.energy_per_mac = None if energy_per_mac is None else check_positive(owner, "energy_per_mac", energy_per_mac)
         self.activation_energy = check_nonnegative(owner, "activation_energy", activation_energy)
@@ -124,6 +137,10 @@ class CrossbarEnergy(EnergyEstimator):
             raise ConfigError(f"{owner}: adc_scaling must be one of {', '.join(ADC_SCALINGS)}, got {adc_scaling!r}")
         self.adc_scaling = adc_scaling
         self.adc_reference_bits = check_int(owner, "adc_reference_bits", adc_reference_bits)
+        self.adc_schreier_fom = check_positive(owner, "adc_schreier_fom", adc_schreier_fom)
+        if not 100.0 <= self.adc_schreier_fom <= 250.0:
+            raise ConfigError(f"{owner}: adc_schreier_fom is a Schreier figure of merit in dB (surveyed "
+                              f"converters: about 140 to 187); got {adc_schreier_fom}, give 100 to 250")
 
     # -- unit energies -------------------------------------------------------------------------
     def mac_energy(self, device: Device, devices_per_weight: int = 2) -> tuple[float, str, bool]:
@@ -152,10 +169,14 @@ class CrossbarEnergy(EnergyEstimator):
     def conversion_energy(self, bits: int | None) -> float:
         """J per conversion of a ``bits``-bit ADC (None: an ideal converter, priced at
         ``adc_reference_bits``): ``adc_energy x 2^(bits - adc_reference_bits)`` under the Walden
-        law, ``adc_energy`` when fixed."""
-        if bits is None or self.adc_scaling == "fixed":
+        law, ``adc_energy`` when fixed, ``10^((6.02 b + 1.76 - adc_schreier_fom) / 10) / 2`` under
+        the Schreier law (see :data:`ADC_SCALINGS`)."""
+        if self.adc_scaling == "fixed":
             return self.adc_energy
-        return self.adc_energy * 2.0 ** (int(bits) - self.adc_reference_bits)
+        b = self.adc_reference_bits if bits is None else int(bits)
+        if self.adc_scaling == "schreier":
+            return 0.5 * 10.0 ** ((6.02 * b + 1.76 - self.adc_schreier_fom) / 10.0)
+        return self.adc_energy * 2.0 ** (b - self.adc_reference_bits)
 
     def converters_priced(self, includes_periphery: bool) -> bool:
         if self.converters == "auto":
