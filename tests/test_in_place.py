@@ -212,6 +212,69 @@ def test_backward_read_goes_through_the_converters():
     assert np.abs(dx - c @ wg.T).max() > 1e-3  # the converters act
 
 
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_backward_read_converts_each_column_tile(kind):
+    """With column tiles (``tile_cols = 2``, 5 outputs: tiles of 2, 2 and 1 columns), the
+    transposed read converts each tile's partial sums on its own ADC, full scale the tile's
+    largest output per read, and adds the conversions: ``s sum_t Q_adc_t(Q_dac(delta / s)_t
+    W_t^T)``, as the forward read converts per row tile and the training-energy estimator counts
+    one conversion per row and tile. A convolution (its transposed read through the kernel's
+    gradient) masks the other tiles' columns. Catches: one conversion of the full column sum
+    (the former rule; planted once, both cases failed), a tile's full scale taken over all
+    tiles, the masks or slices of another tile's columns."""
+    rng = np.random.default_rng(5)
+    keras.utils.set_random_seed(8)
+    if kind == "dense":
+        model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(5, use_bias=False)])
+        x = tf.constant(rng.random((6, 7)).astype("float32"))
+        c = rng.standard_normal((6, 5)).astype("float32")
+        calib = rng.random((50, 7)).astype(np.float32)
+    else:
+        model = keras.Sequential([keras.Input((5, 5, 2)), keras.layers.Conv2D(5, 3, use_bias=False)])
+        x = tf.constant(rng.random((3, 5, 5, 2)).astype("float32"))
+        c = rng.standard_normal((3, 3, 3, 5)).astype("float32")
+        calib = rng.random((20, 5, 5, 2)).astype(np.float32)
+    cfg = CrossbarConfig.from_dict({"nonideal": {"programming_error": False, "read_noise": False,
+                                                 "quantize": False},
+                                    "mapping": {"tile_cols": 2},
+                                    "converters": {"dac_bits": 4, "adc_bits": 4}})
+    tr = InPlaceTraining(model, LinearDevice(), cfg, loss=lambda y, p: p, calibration_data=calib)
+    wg = tr.weights()[0]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tr.model(x, training=True) * c)
+    dx = tape.gradient(loss, x).numpy()
+
+    def q(v, r):  # a signed 4-bit converter of full scale r: 2^3 - 1 levels a side
+        step = r / 7.0
+        return np.round(np.clip(v, -r, r) / step) * step
+
+    axes = tuple(range(1, c.ndim))  # per read: a row of a dense read, a whole sample of a conv
+    s = np.abs(c).max(axis=axes, keepdims=True)
+    d = q(c / s, 1.0)
+
+    def transposed(dt, w):  # delta W^T of the layer for errors dt and a weight matrix w
+        if kind == "dense":
+            return dt @ w.T
+        xv = tf.zeros_like(x)
+        with tf.GradientTape() as t:
+            t.watch(xv)
+            out = tf.nn.conv2d(xv, w.reshape(3, 3, 2, 5), 1, "VALID")
+        return t.gradient(out, xv, output_gradients=tf.constant(dt)).numpy()
+
+    want, whole = 0.0, transposed(d, wg)
+    for c0, c1 in ((0, 2), (2, 4), (4, 5)):
+        mask = np.zeros(5, np.float32)
+        mask[c0:c1] = 1
+        clean = transposed(d * mask, wg * mask)
+        r = np.abs(clean).max(axis=axes, keepdims=True)
+        want = want + q(clean, np.where(r > 0, r, 1.0))  # an all-zero read: any full scale
+    want = want * s
+    np.testing.assert_allclose(dx, want, rtol=0, atol=1e-5)
+    one_adc = q(whole, np.abs(whole).max(axis=axes, keepdims=True)) * s  # the former rule
+    assert np.abs(one_adc - want).max() > 1e-3  # the tiles' conversions are what is tested
+
+
 def test_backward_read_noise_has_the_transposed_variance():
     """The transposed read draws its own noise: over many reads of the same error, dx has mean
     delta W_g^T and variance sum_j delta_j^2 var_ij (the read variance of the pair, in weight

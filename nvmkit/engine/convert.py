@@ -476,7 +476,14 @@ def reprogram(model, seed: int, *, keep_chip: bool = False) -> None:
     # wire resistance: the largest drop of the whole programming must lie within the IR-drop model
     wires.check_range([(f"{core.layer.name}{core.tag}", core.wires, core.wire_kappa)
                        for core, *_ in cores if core.wires is not None])
-    for i, layer in enumerate(layers):
+    reseed_reads(model, seed)
+
+
+def reseed_reads(model, seed: int) -> None:
+    """Reset each analog layer's read-noise stream to ``SeedSequence(seed, spawn_key=(2, layer
+    index))`` (what :func:`reprogram` does after programming), leaving the programmed state as
+    it is."""
+    for i, layer in enumerate(analog_layers(model)):
         layer.seed_generator.state.assign(
             np.array([_read_seed(seed, i), 0]).astype(layer.seed_generator.state.dtype))
 

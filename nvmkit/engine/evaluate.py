@@ -95,12 +95,15 @@ def auto_batch_size(model, trials: int, n_test: int, limit: int | None = None) -
 def monte_carlo(model, x: np.ndarray, y: np.ndarray, *, trials: int, seed: int,
                 injector: NoiseInjector | None = None,
                 prepare: Callable[[np.ndarray], np.ndarray] | None = None,
-                batch_size: int | None = None) -> AccuracyResult:
+                batch_size: int | None = None, keep_programming: bool = False) -> AccuracyResult:
     """Accuracy of a converted model on ``(x, y)`` over ``trials`` Monte Carlo trials.
 
     ``model``: a Keras model converted with ``nvmkit.convert(..., trials=trials)``; it is
     reprogrammed from ``seed`` (trial k from ``(0, k)``) and each analog layer's read noise
-    reseeded, so the result depends only on the arguments.
+    reseeded, so the result depends only on the arguments. ``keep_programming=True``: every
+    trial reads the programmed state the model holds instead (e.g. the conductances of a chip
+    trained in place, :meth:`nvmkit.engine.in_place.TrainedChip.program`); only the read-noise
+    streams are reseeded from ``seed``, so trials differ by their read noise and test-set noise.
 
     ``x`` holds test images as the injector expects them (e.g. (N, 28, 28) in [0, 1]; uint8
     pixels are scaled by 1/255);
@@ -136,7 +139,7 @@ def monte_carlo(model, x: np.ndarray, y: np.ndarray, *, trials: int, seed: int,
         return p.reshape(k, b, *p.shape[1:])
 
     return _monte_carlo_converted(model, x, labels, trials, seed, injector, network_input,
-                                  batch_size)
+                                  batch_size, keep_programming)
 
 
 def _noisy(injector: NoiseInjector, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -148,12 +151,12 @@ def _noisy(injector: NoiseInjector, x: np.ndarray, rng: np.random.Generator) -> 
 
 
 def _monte_carlo_converted(model, x, labels, trials, seed, injector, network_input,
-                           batch_size) -> AccuracyResult:
+                           batch_size, keep_programming=False) -> AccuracyResult:
     """All K trials in one batch of B*K rows (sample-major); streams: see the module docstring."""
     import keras
 
     from nvmkit.engine.convert import (analog_layers, calibrate_converters, needs_calibration,
-                                       reprogram)
+                                       reprogram, reseed_reads)
 
     layers = analog_layers(model)
     k = layers[0].trials if layers else 1
@@ -163,7 +166,10 @@ def _monte_carlo_converted(model, x, labels, trials, seed, injector, network_inp
     _check_model_input(model, network_input(x[None, :1].astype(F32))[0])
     if needs_calibration(model):
         calibrate_converters(model, network_input(x[None, :CALIBRATION_SAMPLES].astype(F32))[0])
-    reprogram(model, seed)
+    if keep_programming:
+        reseed_reads(model, seed)
+    else:
+        reprogram(model, seed)
     noise_rngs = [_rng(seed, _TEST_NOISE, t) for t in range(trials)] if injector else None
     bs = auto_batch_size(model, trials, len(x), batch_size)
     forward = _compiled_forward(model)

@@ -14,8 +14,11 @@ Rasch et al., AICAS 2021):
    ``sum_j delta_j^2 var_ij``) and the layer's converters: the error is scaled by its largest
    magnitude per read before the DAC (noise management; Gokmen et al., Front. Neurosci. 11:538,
    2017) and the ADC's full scale is the largest magnitude of the read's ideal outputs (ideal
-   bound management), with the forward converters' bits; one conversion per row (the sum over
-   all columns), not per column tile;
+   bound management), with the forward converters' bits; one conversion per row and column tile
+   (``mapping.tile_cols``: each tile's partial sum over its columns converted by its own ADC,
+   full scale the tile's largest output, the tiles' conversions summed digitally), as the
+   forward read converts per row tile and the training-energy estimator counts them (a
+   depthwise layer's crossbar per channel is one tile);
 3. **update** by pulses on the programmed cells, the outer product ``-lr x delta^T`` of a
    layer's inputs (rows) and errors (columns) as a parallel crossbar update realises it:
 
@@ -76,7 +79,9 @@ chip variation are refused. The device's numpy update model is tabulated once (:
 
 The conductances are the state: the weights are read back from them (:meth:`weights`),
 :meth:`evaluate` reads the trained chip itself, :meth:`pulses_fired` counts the pulses each core
-took, and :meth:`copy_back` writes the weights into the user's model; the layers' float kernels
+took, :meth:`copy_back` writes the weights into the user's model and :meth:`trained_chip` returns
+the chip (:class:`TrainedChip`), which a run programs onto every Monte Carlo trial of its converted
+model to evaluate the chip that learned, not its weights programmed afresh; the layers' float kernels
 are never updated and enter the read only as ``kernel + (read-back - kernel)``. ``headroom``
 maps the largest weight to ``g_max / headroom`` (1: the deployment's mapping, the largest weights
 cannot grow; the exactness tests use 2).
@@ -594,25 +599,47 @@ class InPlaceTraining:
         d = dy / scale
         if core.dac_bits is not None:
             d = xops.quantize(d, 1.0, core.dac_bits, True, training=False)
-        dx = transposed(d, w_in)
-        if noisy:
-            if st["read_var"] is not None:
-                s2 = transposed(ops.square(d), st["read_var"][:, :core.n_in])
-            elif conv is None and core.depthwise is None:  # the same for every row: one sum
-                s2 = ops.sum(ops.square(d) * ops.square(st["read_sd"]), axis=-1, keepdims=True) \
-                    * ops.ones((1, 1, core.n_in), dtype="float32")
-            else:
-                s2 = transposed(ops.square(d), ops.square(st["read_sd"]) * ops.ones_like(w_in))
-            z = xops.standard_normal(ops.shape(dx), _Seed(self._seed(cells, _BACKWARD, n)))
-            noise = ops.sqrt(ops.maximum(s2, 0.0)) * z
-        if core.adc_bits is not None:
-            r = ops.max(ops.abs(dx), axis=axes, keepdims=True)
-            r = ops.where(r > 0, r, 1.0)
-            dx = dx + noise if noisy else dx
-            dx = xops.quantize(dx, r, core.adc_bits, True, training=False)
-        elif noisy:
-            dx = dx + noise
-        return dx * scale
+        tiles = [(0, core.n_out)]  # one conversion per row and column tile, as the forward's per row tile
+        if core.adc_bits is not None and core.depthwise is None:
+            tc = core.layer.crossbar_config.mapping.tile_cols
+            tiles = [(c, min(c + tc, core.n_out)) for c in range(0, core.n_out, tc)]
+        base = self._seed(cells, _BACKWARD, n) if noisy else None
+        total = None
+        for t, (c0, c1) in enumerate(tiles):
+            if len(tiles) == 1:
+                dt, wt, var, sd, seed = d, w_in, st["read_var"], st["read_sd"], base
+            else:  # the tile's columns: sliced (dense), masked (a convolution's kernel keeps its shape)
+                if conv is None:
+                    dt, wt = d[..., c0:c1], w_in[..., c0:c1]
+                    var = None if st["read_var"] is None else st["read_var"][..., c0:c1]
+                    sd = None if st["read_sd"] is None else st["read_sd"][..., c0:c1]
+                else:
+                    mask = np.zeros(core.n_out, F32)
+                    mask[c0:c1] = 1.0
+                    dt, wt = d * mask, w_in * mask
+                    var = None if st["read_var"] is None else st["read_var"] * mask
+                    sd = None if st["read_sd"] is None else st["read_sd"] * mask
+                seed = None if base is None else tf.random.experimental.stateless_fold_in(base, t)
+            dx = transposed(dt, wt)
+            if noisy:
+                if var is not None:
+                    s2 = transposed(ops.square(dt), var[:, :core.n_in])
+                elif conv is None and core.depthwise is None:  # the same for every row: one sum
+                    s2 = ops.sum(ops.square(dt) * ops.square(sd), axis=-1, keepdims=True) \
+                        * ops.ones((1, 1, core.n_in), dtype="float32")
+                else:
+                    s2 = transposed(ops.square(dt), ops.square(sd) * ops.ones_like(wt))
+                z = xops.standard_normal(ops.shape(dx), _Seed(seed))
+                noise = ops.sqrt(ops.maximum(s2, 0.0)) * z
+            if core.adc_bits is not None:  # the tile's ADC, its full scale the tile's largest output
+                r = ops.max(ops.abs(dx), axis=axes, keepdims=True)
+                r = ops.where(r > 0, r, 1.0)
+                dx = dx + noise if noisy else dx
+                dx = xops.quantize(dx, r, core.adc_bits, True, training=False)
+            elif noisy:
+                dx = dx + noise
+            total = dx if total is None else total + dx
+        return total * scale
 
     def _trains(self, core, cells, x, dy, n):
         """The signed coincidence counts of one read's stochastic pulse trains (rows, cols)."""
@@ -775,6 +802,19 @@ class InPlaceTraining:
             correct += int(np.sum(scores.argmax(axis=-1) == y[s:s + batch_size]))
         return correct / max(len(x), 1)
 
+    def trained_chip(self) -> "TrainedChip":
+        """The chip as training left it (a copy): each core's conductances, the mapping that reads
+        them and what the chip keeps; :meth:`TrainedChip.program` makes it the programmed state
+        of a converted model's every trial (what ``nvmkit run`` evaluates)."""
+        cores = []
+        for c in self._cells.values():
+            chip = c.core.stored_chip().arrays()
+            cores.append({"layer": c.core.layer.name, "core": c.core.tag,
+                          "states": [np.array(v.numpy(), dtype=F32) for v in c.g],
+                          "w_scale": c.w_scale, "chip": {k: np.array(a) for k, a in chip.items()}})
+        return TrainedChip(_plain({"name": self.device.name, "params": self.device.get_config()}),
+                           _plain(self.crossbar_config.to_dict()), cores)
+
     def weights(self) -> list[np.ndarray]:
         """Per core, the weights (rows, cols; bias row last when analog) read from the conductances."""
         return [ops.convert_to_numpy(c.weights()) for c in self._cells.values()]
@@ -816,6 +856,101 @@ class InPlaceTraining:
                 _copy_analog_back(new, old, self._folds.get(id(old)))
             elif old.weights and not isinstance(new, FoldedBatchNormalization):
                 _copy_digital_state(new, old)
+
+
+class TrainedChip:
+    """The chip in-place training left, to be evaluated as it is: per core of every analog layer
+    (in the converted model's order) the cells' conductances (``states``: [G+, G-] or [G], each
+    (rows, cols), device units), ``w_scale`` (the weight mapped to ``g_max``, which reads them:
+    the training's mapping, ``headroom`` included) and ``chip`` (what the chip keeps: stuck cells,
+    the column ADCs' offsets and gains, :class:`nvmkit.engine.crossbar.Chip` arrays of one chip);
+    with the device's name and the crossbar settings it was trained on.
+
+    :meth:`program` makes it the programmed state of every trial of a model converted from the
+    trained weights (any ``trials``): the same chip for all trials, so that a Monte Carlo run
+    (:func:`nvmkit.engine.evaluate.monte_carlo` with ``keep_programming=True``) redraws only the
+    read noise and the test-set noise. :meth:`to_bytes` / :meth:`from_bytes`: an ``.npz``
+    (plain arrays, loaded without pickle), what the model cache keeps beside the trained model."""
+
+    FORMAT = 1
+
+    def __init__(self, device: dict, crossbar: dict, cores: list[dict]):
+        self.device, self.crossbar, self.cores = _plain(device), _plain(crossbar), cores
+
+    def program(self, model) -> None:
+        """Assign the trained conductances to every trial of ``model`` (converted from the trained
+        weights with the training's device and crossbar settings; its converters as calibrated)."""
+        from nvmkit.engine.convert import analog_layers
+        from nvmkit.engine.crossbar import Chip, Crossbar, ProgrammedCrossbar
+
+        cores = [(layer, core, w, b) for layer in analog_layers(model)
+                 for core, w, b in layer.core_weights()]
+        if len(cores) != len(self.cores):
+            raise ConfigError(f"the trained chip has {len(self.cores)} crossbars, the model "
+                              f"{len(cores)}; program it on the model it was trained as")
+        for (layer, core, w, b), saved in zip(cores, self.cores):
+            where = f"{layer.name}{core.tag}"
+            device = _plain({"name": layer.device.name, "params": layer.device.get_config()})
+            if device != self.device or _plain(layer.crossbar_config.to_dict()) != self.crossbar:
+                raise ConfigError(f"{where}: the chip was trained on device '{self.device['name']}' "
+                                  f"with other device or crossbar settings than the model's; evaluate it "
+                                  "with the training's device and crossbar")
+            states = saved["states"]
+            if any(s.shape != (core.rows, core.n_out) for s in states):
+                raise ConfigError(f"{where}: the trained chip's cells are shaped {states[0].shape}, the "
+                                  f"layer's {(core.rows, core.n_out)}; program it on the model it was "
+                                  "trained as")
+            xb = Crossbar(w, b if core.has_bias else None, layer.device, layer.crossbar_config,
+                          name=where, w_scale=saved["w_scale"])
+            if len(states) != xb.devices_per_weight:
+                raise ConfigError(f"{where}: the trained chip has {len(states)} cells per weight, the "
+                                  f"mapping {xb.devices_per_weight}; use the training's crossbar")
+            k = layer.trials
+            programmed = ProgrammedCrossbar(xb, [np.repeat(s[None], k, axis=0) for s in states])
+            user = np.vstack([w, b[None]]) if core.bias_row else w
+            core.assign(programmed, user.astype(F32))
+            core.assign_chip(Chip(**saved["chip"]))
+
+    def to_bytes(self) -> bytes:
+        import io
+        import json
+
+        arrays = {"format": np.array(self.FORMAT), "device": np.array(json.dumps(self.device, sort_keys=True)),
+                  "crossbar": np.array(json.dumps(self.crossbar, sort_keys=True)),
+                  "cores": np.array(len(self.cores))}
+        for i, c in enumerate(self.cores):
+            arrays[f"{i}/layer"], arrays[f"{i}/core"] = np.array(c["layer"]), np.array(c["core"] or "")
+            arrays[f"{i}/w_scale"] = np.array(c["w_scale"], dtype=np.float64)
+            for j, g in enumerate(c["states"]):
+                arrays[f"{i}/g{j}"] = np.asarray(g, F32)
+            for name, a in c["chip"].items():
+                arrays[f"{i}/chip_{name}"] = np.asarray(a)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "TrainedChip":
+        import io
+        import json
+
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if int(z["format"]) != cls.FORMAT:
+                raise ValueError(f"trained-chip format {int(z['format'])}, expected {cls.FORMAT}")
+            cores = []
+            for i in range(int(z["cores"])):
+                states = [z[f"{i}/g{j}"] for j in range(2) if f"{i}/g{j}" in z.files]
+                chip = {k.split("/chip_", 1)[1]: z[k] for k in z.files if k.startswith(f"{i}/chip_")}
+                cores.append({"layer": str(z[f"{i}/layer"]), "core": str(z[f"{i}/core"]),
+                              "states": states, "w_scale": float(z[f"{i}/w_scale"]), "chip": chip})
+            return cls(json.loads(str(z["device"])), json.loads(str(z["crossbar"])), cores)
+
+
+def _plain(data: dict) -> dict:
+    """``data`` as JSON reads it back (tuples as lists): what a saved chip is compared with."""
+    import json
+
+    return json.loads(json.dumps(data, sort_keys=True))
 
 
 def _core_variables(layer, core) -> list:

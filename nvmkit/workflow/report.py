@@ -199,7 +199,10 @@ def print_result(console, result: RunResult) -> None:
               "external": f"external ({escape(noise_txt)})", "both": "both"}
     for scenario, acc in result.accuracy.items():
         lo, hi = acc["ci95"]
-        table.add_row(labels.get(scenario, escape(scenario)), f"{100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f}",
+        label = labels.get(scenario, escape(scenario))
+        if acc.get("evaluated"):  # after in-place training: the chip that learned, not a fresh one
+            label += ", trained chip"
+        table.add_row(label, f"{100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f}",
                       f"[{100 * lo:.2f}, {100 * hi:.2f}]", str(acc["trials"]))
     console.print(table)
     if result.energy:

@@ -78,6 +78,12 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
     a :class:`nvmkit.Device` and a :class:`nvmkit.CrossbarConfig`; :func:`fit_on_device`): by
     default it fine-tunes the plain model (trained, or loaded from the cache, first) for
     ``device_epochs``; the device and crossbar settings join the cache key.
+
+    ``training.method = "in-place"`` trains on one chip by the device's pulses
+    (:func:`fit_in_place`): the model returned holds the weights read from the trained
+    conductances, and :func:`trained_chip` the chip itself (its conductances, what ``nvmkit run``
+    evaluates); the cache keeps both (the chip as ``NAME.chip.npz`` beside ``NAME.keras``; a cached
+    model without its chip is trained again).
     """
     if use_cache is None:
         use_cache = bool(getattr(config, "use_cache", True)) if not isinstance(config, dict) \
@@ -99,6 +105,12 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
                           f"{CACHE_ENV} to another folder")
     if use_cache and path.is_file():
         model = _load(path, reporter)
+        if model is not None and cfg.method == "in-place":  # the trained chip comes with it
+            chip = _load_chip(chip_path(path))
+            if chip is None:
+                model = None
+            else:
+                _attach_chip(model, chip)
         if model is not None:
             return model
 
@@ -113,7 +125,7 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
         info = fit_in_place(model, mapper.prepare(x_train), y_train, cfg, device=device,
                             crossbar=crossbar, seed=seed, progress=progress, reporter=reporter,
                             label=mapper.name)
-        _save_atomic(model, path, {"key": key_data, **info})
+        _save_atomic(model, path, {"key": key_data, **info}, chip=trained_chip(model))
         return model
 
     if cfg.method == "device":
@@ -414,7 +426,8 @@ def fit_in_place(model: keras.Model, x: np.ndarray, y: np.ndarray, cfg: Training
     the device's pulses (:class:`nvmkit.engine.in_place.InPlaceTraining`) for
     ``in_place_steps`` mini-batches or ``in_place_epochs`` passes, at ``in_place_learning_rate``
     with the training's batch size; then the weights read from the conductances are written
-    into ``model``. ``x`` is the model's input. Returns the training record."""
+    into ``model`` and the trained chip is attached to it (:func:`trained_chip`). ``x`` is the
+    model's input. Returns the training record."""
     from nvmkit.engine.in_place import InPlaceTraining, require_update_model
 
     cfg = cfg.with_method()
@@ -448,6 +461,7 @@ def fit_in_place(model: keras.Model, x: np.ndarray, y: np.ndarray, cfg: Training
     history = trainer.fit(x, np.asarray(y), epochs=cfg.in_place_epochs, steps=cfg.in_place_steps,
                           batch_size=batch_size, callback=on_pass)
     trainer.copy_back()
+    _attach_chip(model, trainer.trained_chip())
     return {"in_place_train_seconds": round(time.perf_counter() - started, 2),
             "in_place_history": history}
 
@@ -512,12 +526,49 @@ def _refused_as_unsafe(exc: Exception) -> bool:
     return isinstance(exc, ValueError) and "safe_mode=False" in str(exc)
 
 
-def _save_atomic(model: keras.Model, path: Path, info: dict) -> None:
+#: the attribute of a model trained in place that holds its trained chip
+_CHIP_ATTR = "_nvmkit_trained_chip"
+
+
+def trained_chip(model):
+    """The chip ``model`` was trained on in place (an :class:`nvmkit.engine.in_place.TrainedChip`:
+    its conductances as training left them), or None for a model not trained in place."""
+    return getattr(model, _CHIP_ATTR, None)
+
+
+def _attach_chip(model, chip) -> None:
+    object.__setattr__(model, _CHIP_ATTR, chip)  # not a Keras-tracked attribute
+
+
+def chip_path(path: Path) -> Path:
+    """Where the model cache keeps the trained chip of the model cached at ``path``."""
+    return path.with_suffix(".chip.npz")
+
+
+def _load_chip(path: Path):
+    """The trained chip cached at ``path``, or None (with a warning: the model is trained again)
+    when it is missing or unreadable."""
+    from nvmkit.engine.in_place import TrainedChip
+
+    try:
+        return TrainedChip.from_bytes(path.read_bytes())
+    except FileNotFoundError:
+        why = "has no trained chip beside it (cached by an older nvmkit)"
+    except Exception as exc:  # a truncated or foreign file: retrain and overwrite it
+        why = f"has an unreadable trained chip {path.name} ({type(exc).__name__})"
+    warnings.warn(f"cached in-place model {path.with_suffix('').with_suffix('.keras')} {why}; "
+                  "retraining and replacing it", NvmkitWarning, stacklevel=3)
+    return None
+
+
+def _save_atomic(model: keras.Model, path: Path, info: dict, chip=None) -> None:
     # atomic_write gives the normal file mode (0o666 less the umask): a cache may be shared by a
     # group; its temp name keeps the .keras suffix Keras insists on. A cache that cannot be written
     # costs a retraining next time, not this run.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if chip is not None:  # first: a lookup finds the model file, written after its chip
+            atomic_write(chip_path(path), chip.to_bytes())
         atomic_write(path, lambda tmp: model.save(tmp))
         atomic_write(path.with_suffix(".json"), json.dumps(info, indent=2))
     except OSError as exc:
