@@ -336,10 +336,7 @@ class DeviceAwareTraining:
         self.reprogram_every = check_int("device-aware training", "reprogram_every", reprogram_every, 1)
         self.seed = check_seed("device-aware training", "seed", seed)
         config = crossbar if crossbar is not None else CrossbarConfig()
-        untrained = [name for name, on in (
-            ("wires (IR drop)", config.wires.on),
-            ("nonideal.drift_compensation", config.nonideal.drift_compensation != "none"),
-            ("chip variation (gmin/gmax/tile spread, gradient)", config.chip.varies)) if on]
+        untrained = effects_not_trained(config)
         if untrained:
             raise ConfigError(f"device-aware training does not draw {', '.join(untrained)} in the "
                               "graph yet; switch it off in the crossbar settings for training, or "
@@ -576,17 +573,34 @@ class DeviceAwareTraining:
     # -- back to the user's model -----------------------------------------------------------
     def copy_back(self) -> None:
         """Write the twin's trained weights into the original model."""
-        from nvmkit.engine.convert import _all_layers, _copy_digital_state
-        from nvmkit.engine.layers import AnalogLayer, FoldedBatchNormalization
+        copy_twin_back(self.model, self._originals, self._folds)
 
-        for new in _all_layers(self.model):
-            old = self._originals.get(id(new))
-            if old is None:
-                continue
-            if isinstance(new, AnalogLayer):
-                _copy_analog_back(new, old, self._folds.get(id(old)))
-            elif old.weights and not isinstance(new, FoldedBatchNormalization):
-                _copy_digital_state(new, old)
+
+def effects_not_trained(config: CrossbarConfig) -> list[str]:
+    """The crossbar effects that are switched on in ``config`` and that training through the
+    device (device-aware or in place) does not model: training refuses them."""
+    return [name for name, on in (
+        ("wires (IR drop)", config.wires.on),
+        ("nonideal.drift_compensation", config.nonideal.drift_compensation != "none"),
+        ("chip variation (gmin/gmax/tile spread, gradient)", config.chip.varies)) if on]
+
+
+def copy_twin_back(twin, originals: dict, folds: dict) -> None:
+    """Write a converted twin's weights into the user's model it was converted from:
+    ``originals`` maps id(twin layer) -> the user's layer, ``folds`` id(user layer) -> the
+    BatchNormalization folded into it (unfolded on the way back). Shared by device-aware and
+    in-place training."""
+    from nvmkit.engine.convert import _all_layers, _copy_digital_state
+    from nvmkit.engine.layers import AnalogLayer, FoldedBatchNormalization
+
+    for new in _all_layers(twin):
+        old = originals.get(id(new))
+        if old is None:
+            continue
+        if isinstance(new, AnalogLayer):
+            _copy_analog_back(new, old, folds.get(id(old)))
+        elif old.weights and not isinstance(new, FoldedBatchNormalization):
+            _copy_digital_state(new, old)
 
 
 def _copy_analog_back(new, old, bn) -> None:

@@ -107,7 +107,8 @@ from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError, NvmkitError
 from nvmkit.engine import ops as xops
 from nvmkit.engine.crossbar_config import CrossbarConfig
-from nvmkit.engine.device_aware import GRID, Curve, ProgrammingTables, _read_curves, _Seed
+from nvmkit.engine.device_aware import (GRID, Curve, ProgrammingTables, _read_curves, _Seed,
+                                         effects_not_trained)
 
 F32 = np.float32
 _IN_PLACE = 5  # spawn key (convert.py uses 0, 2 and 3; device-aware training 4)
@@ -477,10 +478,7 @@ class InPlaceTraining:
             raise ConfigError(f"{owner}: headroom must be >= 1 (the largest weight maps to "
                               f"g_max / headroom), got {headroom}")
         config = crossbar if crossbar is not None else CrossbarConfig()
-        untrained = [name for name, on in (
-            ("wires (IR drop)", config.wires.on),
-            ("nonideal.drift_compensation", config.nonideal.drift_compensation != "none"),
-            ("chip variation (gmin/gmax/tile spread, gradient)", config.chip.varies)) if on]
+        untrained = effects_not_trained(config)
         if untrained:
             raise ConfigError(f"{owner} does not model {', '.join(untrained)} yet; switch it off "
                               "in the crossbar settings")
@@ -824,9 +822,7 @@ class InPlaceTraining:
         model (the twin's float kernels take them too, so that ``model`` alone holds them)."""
         import tensorflow as tf
 
-        from nvmkit.engine.device_aware import _copy_analog_back
-        from nvmkit.engine.convert import _all_layers, _copy_digital_state
-        from nvmkit.engine.layers import AnalogLayer, FoldedBatchNormalization
+        from nvmkit.engine.device_aware import copy_twin_back
 
         # every analog weight sits in exactly one cell of one core's matrix: the gradient of
         # sum(full * target) with respect to the layers' variables places each target entry in
@@ -848,14 +844,7 @@ class InPlaceTraining:
         for v, g in zip(variables, grads):
             if g is not None:
                 v.assign(g)
-        for new in _all_layers(self.model):
-            old = self._originals.get(id(new))
-            if old is None:
-                continue
-            if isinstance(new, AnalogLayer):
-                _copy_analog_back(new, old, self._folds.get(id(old)))
-            elif old.weights and not isinstance(new, FoldedBatchNormalization):
-                _copy_digital_state(new, old)
+        copy_twin_back(self.model, self._originals, self._folds)
 
 
 class TrainedChip:

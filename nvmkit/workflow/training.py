@@ -114,32 +114,23 @@ def train(mapper: NetworkMapper, data, config=None, *, seed: int | None = None,
         if model is not None:
             return model
 
-    if cfg.method == "in-place":
-        if cfg.in_place_start == "plain":
+    if cfg.method in ("in-place", "device"):
+        # from the plain model (cached like any other) or the initialisation, then through the
+        # deployment: by its pulses (the trained chip saved beside the model), or with its
+        # programming drawn afresh per mini-batch
+        in_place = cfg.method == "in-place"
+        if (cfg.in_place_start if in_place else cfg.device_start) == "plain":
             model = train(mapper, data, cfg.plain_start(), seed=seed, cache_dir=cache,
                           use_cache=use_cache, progress=progress, reporter=reporter,
                           dataset_name=dataset_name)
         else:
             keras.utils.set_random_seed(cfg.seed)
             model = mapper.build(tuple(x_train.shape[1:]), _num_classes(y_train), 0.0, cfg.seed)
-        info = fit_in_place(model, mapper.prepare(x_train), y_train, cfg, device=device,
-                            crossbar=crossbar, seed=seed, progress=progress, reporter=reporter,
-                            label=mapper.name)
-        _save_atomic(model, path, {"key": key_data, **info}, chip=trained_chip(model))
-        return model
-
-    if cfg.method == "device":
-        if cfg.device_start == "plain":
-            model = train(mapper, data, cfg.plain_start(), seed=seed, cache_dir=cache,
-                          use_cache=use_cache, progress=progress, reporter=reporter,
-                          dataset_name=dataset_name)
-        else:
-            keras.utils.set_random_seed(cfg.seed)
-            model = mapper.build(tuple(x_train.shape[1:]), _num_classes(y_train), 0.0, cfg.seed)
-        info = fit_on_device(model, mapper.prepare(x_train), y_train, cfg, device=device,
-                             crossbar=crossbar, seed=seed, progress=progress, reporter=reporter,
-                             label=mapper.name)
-        _save_atomic(model, path, {"key": key_data, **info})
+        fit = fit_in_place if in_place else fit_on_device
+        info = fit(model, mapper.prepare(x_train), y_train, cfg, device=device, crossbar=crossbar,
+                   seed=seed, progress=progress, reporter=reporter, label=mapper.name)
+        _save_atomic(model, path, {"key": key_data, **info},
+                     chip=trained_chip(model) if in_place else None)
         return model
 
     fit_cfg = cfg
@@ -609,30 +600,25 @@ def fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, config=None, *, 
     (:func:`fit_on_device`); ``device_start = "scratch"`` is refused (the file is the start).
     """
     cfg = TrainingConfig.coerce(config).with_method()
-    if cfg.method == "in-place":
-        if cfg.in_place_start == "scratch":
-            raise ConfigError("training.in_place_start = scratch needs a network plugin to build; a "
-                              "model file is trained from its own weights (set start = plain)")
+    if cfg.method in ("in-place", "device"):
+        # both start from the file's own weights (plain epochs first, if given), then train
+        # through the deployment: by its pulses, or with its programming drawn per mini-batch
+        in_place = cfg.method == "in-place"
+        start, start_key = ((cfg.in_place_start, "start") if in_place
+                            else (cfg.device_start, "device_start"))
+        if start == "scratch":
+            raise ConfigError(f"training.{'in_place_start' if in_place else 'device_start'} = scratch "
+                              "needs a network plugin to build; a model file is trained from its own "
+                              f"weights (set {start_key} = plain)")
         history = {}
         if cfg.epochs is not None:
             history = fine_tune(model, x, y, cfg.plain_start(), seed=seed, progress=progress,
                                 reporter=reporter)
-        info = fit_in_place(model, x, y, cfg, device=device, crossbar=crossbar,
-                            seed=seed if seed is not None else (cfg.seed or 0), progress=progress,
-                            reporter=reporter)
-        return {**history, **{f"in_place_{k}": v for k, v in info["in_place_history"].items()}}
-    if cfg.method == "device":
-        if cfg.device_start == "scratch":
-            raise ConfigError("training.device_start = scratch needs a network plugin to build; a model "
-                              "file is trained from its own weights (set device_start = plain)")
-        history = {}
-        if cfg.epochs is not None:
-            history = fine_tune(model, x, y, cfg.plain_start(), seed=seed, progress=progress,
-                                reporter=reporter)
-        info = fit_on_device(model, x, y, cfg, device=device, crossbar=crossbar,
-                             seed=seed if seed is not None else (cfg.seed or 0), progress=progress,
-                             reporter=reporter)
-        return {**history, **{f"device_{k}": v for k, v in info["device_history"].items()}}
+        fit, prefix = (fit_in_place, "in_place") if in_place else (fit_on_device, "device")
+        info = fit(model, x, y, cfg, device=device, crossbar=crossbar,
+                   seed=seed if seed is not None else (cfg.seed or 0), progress=progress,
+                   reporter=reporter)
+        return {**history, **{f"{prefix}_{k}": v for k, v in info[f"{prefix}_history"].items()}}
     if cfg.epochs is None:
         raise ConfigError("fine_tune: give training.epochs (the model file is deployed as it is otherwise)")
     filled = {**NetworkMapper.training_defaults, "schedule": "constant"}
