@@ -129,6 +129,36 @@ def test_adc_noise_is_fresh_per_conversion_with_the_set_std():
     assert not np.array_equal(again, model.predict(x[:100], batch_size=100, verbose=0))
 
 
+def test_the_aimc_preset_is_the_cited_settings_output_noise():
+    """``converters-aimc`` against Rasch et al. (Nat. Commun. 2023) as aihwkit states it, written
+    here from the setting's own numbers: in units where a column's largest |weight| and the
+    largest |input| are 1, Gaussian noise of std 0.04 is added to the column output, which an ADC
+    of range [-10, 10] rounds in 254 steps. With that range, the preset's outputs must follow the
+    exact distribution of round((x @ W + 0.04 z) / step) (its mean and variance summed over the
+    levels). Fails if the preset's noise is in the wrong unit (0.04 LSB, or a 255- or 256-step
+    LSB: 0.51 vs 0.508 is beyond the tolerance only for the unit errors), or is not per conversion."""
+    from scipy.stats import norm
+
+    sigma, bound, steps = 0.04, 10.0, 254
+    step = 2 * bound / steps
+    conv = CrossbarConfig.preset("converters-aimc").converters.to_dict()
+    assert conv["adc_bits"] == 8 and conv["dac_bits"] == 8 and conv["adc_offset"] == conv["adc_gain_error"] == 0
+    xcfg = CrossbarConfig.from_dict({**CrossbarConfig.preset("ideal").to_dict(),
+                                     "converters": {**conv, "dac_bits": None, "adc_range": bound}})
+    n, cols = 20000, 8
+    w = np.linspace(-1, 1, 4 * cols, dtype=np.float32).reshape(4, cols)  # column max |w| <= 1
+    x = np.full((n, 4), 0.37, np.float32)
+    y = convert(dense(w), IdealDevice(), xcfg, trials=1, seed=8).predict(x, batch_size=5000, verbose=0)
+    mu = (x[0] @ w).astype(np.float64)
+    k = np.arange(-steps // 2, steps // 2 + 1)[:, None] * step
+    p = norm.cdf((k + step / 2 - mu) / sigma) - norm.cdf((k - step / 2 - mu) / sigma)
+    mean = (p * k).sum(axis=0)
+    var = (p * k * k).sum(axis=0) - mean**2
+    y = y.astype(np.float64)
+    assert np.all(np.abs(y.mean(axis=0) - mean) < Z * np.sqrt(var / n))
+    assert np.all(np.abs(y.var(axis=0, ddof=1) - var) < Z * var * math.sqrt(2 / (n - 1)))
+
+
 def test_offsets_and_gains_have_the_set_spread():
     """The chip's offsets (LSB) and gain errors are normal with the configured std, one per column
     of each row tile per chip (fails if scaled twice or drawn per tile only)."""

@@ -347,12 +347,16 @@ class Crossbar:
           mixed-signal in-memory compute chip based on phase-change memory for deep neural network
           inference", Nature Electronics 6, 2023; title, journal and year checked, the per-column
           affine correction cited from memory of the paper, not rechecked).
-          The spreads default to 0 and no preset names a design: no published in-memory ADC that
-          states offset, gain error and input-referred noise in LSB was found for issue 21 (the
+          The spreads default to 0. The input-referred noise of a cited design is the preset
+          ``converters-aimc`` (0.508 LSB at 8 bits, Rasch et al., Nat. Commun. 2023:
+          :data:`nvmkit.engine.crossbar_config.AIMC_OUTPUT_NOISE_LSB`), whose columns are
+          calibrated (no static offset or gain error left). No published in-memory ADC that
+          states the uncalibrated offset and gain error in LSB was found for issue 21 (the
           figures that are published are circuit quantities: CrossSim's SAR ADC model, after Spear
           et al., "The impact of analog-to-digital converter architecture and variability on
           analog neural network accuracy", IEEE JXCDC, 2023, draws capacitor mismatch, finite
-          op-amp gain and comparator noise, not LSB offsets), and chips calibrate each column's
+          op-amp gain and comparator offset voltages, with spreads of 0 by default, not LSB
+          offsets of a design), and chips calibrate each column's
           offset and gain after fabrication, so what is left is design- and calibration-specific.
           A study sets them (``converters.adc_offset``, ``adc_gain_error``, ``adc_noise``).
         """

@@ -285,6 +285,18 @@ class CrossbarConfig(Params):
             ) from None
 
 
+#: The output noise of IBM's standard analog in-memory-computing evaluation setting (Rasch et al.,
+#: "Hardware-aware training for large-scale and diverse deep learning inference workloads using
+#: in-memory computing-based accelerators", Nat. Commun. 14, 5282, 2023, arXiv:2302.08469; its
+#: parameters as aihwkit's ``StandardHWATrainingPreset`` states them): Gaussian noise of std 0.04
+#: added to every column output before an 8-bit ADC whose range is [-10, 10] in the tile's
+#: normalised units (largest |weight| of a column and largest |input| both 1), quantised in 254
+#: steps (aihwkit's ``UniformQuantize``: step = 2 x bound / steps). Its step, 20/254, is the step
+#: of nvmkit's signed 8-bit ADC, full scale / (2^7 - 1), so the noise is 0.04 / (10/127) = 0.508
+#: of one LSB. It stands for all the noise that reaches the converter at a conversion (the
+#: summation's and the ADC's input-referred noise), drawn afresh every read, as ``adc_noise`` is.
+AIMC_OUTPUT_NOISE_LSB = 0.04 / (10.0 / 127.0)
+
 #: Named reference configurations.
 PRESETS: dict[str, dict] = {
     # every device effect on, ideal converters: isolates the device
@@ -294,6 +306,14 @@ PRESETS: dict[str, dict] = {
                            "clip_conductance": False}},
     # 8-bit converters, as in Sandia's SONOS inference accelerator analysis (Xiao et al., TCAS-I 2022)
     "converters-8bit": {"converters": {"dac_bits": 8, "adc_bits": 8}},
+    # the converters of IBM's standard analog-AIMC evaluation setting (Rasch et al., Nat. Commun.
+    # 2023; AIMC_OUTPUT_NOISE_LSB): 8-bit DACs and ADCs, 0.508 LSB of fresh noise per conversion.
+    # Its columns have no static offset or gain error: the chips it models correct each column's
+    # ADC by a per-column affine map after fabrication (learned per-column output scales in the
+    # setting), so what is left of them is 0 there; an uncalibrated study sets adc_offset and
+    # adc_gain_error itself
+    "converters-aimc": {"converters": {"dac_bits": 8, "adc_bits": 8,
+                                       "adc_noise": round(AIMC_OUTPUT_NOISE_LSB, 3)}},
     # every device effect plus the IR drop of 22 nm copper wires (WIRE_22NM, 2.46 ohm per segment) on
     # 64 x 64 tiles, short enough for the first-order model (nvmkit/engine/wires.py) with SONOS-class
     # cells (the seed's networks drop at most ~8% there); ReRAM's 50-225 uS cells need smaller tiles
