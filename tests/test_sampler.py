@@ -168,8 +168,8 @@ def test_transcendental_polynomials_match_float64_on_every_value_they_take():
 
 @pytest.mark.parametrize("mode", ["variance", "row and column"])
 def test_the_read_adds_the_sampler_normals_times_their_std(mode):
-    """The read's noise (``_add_read_noise``: on TensorFlow the transform and the sum in fused
-    passes) is ``y + std * z`` with ``z`` exactly what ``standard_normal`` draws from the same
+    """The read's noise (``_add_read_noise``: on TensorFlow the transform and the sum in one
+    fused pass) is ``y + std * z`` with ``z`` exactly what ``standard_normal`` draws from the same
     seed: the sampler's tested accuracy is the read's. Odd sizes, several blocks of words
     (PAIR_CHUNK is not patched: 3 x 200,001 outputs = 2.3 blocks), under tf.function as the
     engine runs. Within 2 ulps of the output (XLA may fuse the last product and sum). Fails if
@@ -194,3 +194,8 @@ def test_the_read_adds_the_sampler_normals_times_their_std(mode):
     np.testing.assert_allclose(np.asarray(got), want, rtol=0,
                                atol=2 * float(np.spacing(np.float32(np.abs(want).max()))))
     assert np.std(z) == pytest.approx(1.0, abs=0.01)  # z is a draw, not zeros
+    # bit for bit what the read computed before the transform, the slice of the first n normals
+    # and the sum became one XLA pass (the normals drawn apart, then the std and the sum fused):
+    # noisy results in the docs stay reproducible
+    apart = tf.function(lambda: xops._fused(xops._noisy)(tf.constant(y), tf.constant(z), **kw))()
+    assert np.array_equal(np.asarray(got), np.asarray(apart))

@@ -506,17 +506,25 @@ def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None):
     per output, or std ``row_sd * col_sd`` (an input vector's norm times a column's cell std),
     applied as ``row_sd * (z * col_sd)`` so that the std is never formed as an outer product of
     its own. The noise is a constant to the gradient (training sees the noisy forward pass).
-    On TensorFlow the normals of :func:`standard_normal` are one XLA-fused pass over the random
-    words, laid out in y's shape by TensorFlow, and the std and the sum a second fused pass
-    (:func:`_noisy`): fused into one, or with the layout inside XLA, the pairs' layout (cosines
-    then sines, block by block) left XLA a loop it did not vectorise, several times slower."""
+    On TensorFlow the words' transform into normals (:func:`standard_normal`), their layout in
+    y's shape (the first ``n`` of the pairs) and the std and sum are one XLA-compiled pass
+    (:func:`_noisy_from_words`): the same numbers, bit for bit, as the transform, TensorFlow's
+    slice of its first ``n`` and the sum done apart, which cost a third more on the default CNN's
+    first layer (they wrote the normals out, then copied them for the slice, then read them
+    again; ``benchmarks/bench_conv_noise.py``)."""
     shape, n, w = _words(ops.shape(y), seed)
     if keras.backend.backend() == "tensorflow":
-        z = _samples(w, n, shape, y.dtype, transform=box_muller_pairs)
         if s2 is not None:
-            return _fused(_noisy)(y, z, s2=s2)
-        return _fused(_noisy)(y, z, row_sd=row_sd, col_sd=col_sd)
+            return _fused(_noisy_from_words)(w, y, s2=s2)
+        return _fused(_noisy_from_words)(w, y, row_sd=row_sd, col_sd=col_sd)
     return _noisy(y, _samples(w, n, shape, y.dtype), s2=s2, row_sd=row_sd, col_sd=col_sd)
+
+
+def _noisy_from_words(w, y, s2=None, row_sd=None, col_sd=None):
+    """:func:`_noisy` with the normals of the random words ``w`` (:func:`_pairs_of_words`, the
+    first ``size(y)`` of them in y's shape): what XLA compiles as one pass."""
+    return _noisy(y, _samples(w, ops.size(y), ops.shape(y), y.dtype, transform=_pairs_of_words),
+                  s2=s2, row_sd=row_sd, col_sd=col_sd)
 
 
 def _noisy(y, z, s2=None, row_sd=None, col_sd=None):
