@@ -543,3 +543,37 @@ def test_ideal_wires_keep_the_point_keys_of_earlier_results():
     assert "wires" in resolved["crossbar"] and point_key(resolved) == point_key(before)
     wired = resolve(RunConfig.from_dict({"device": "sonos", "crossbar": {"wires": {"row_resistance": 0.1}}}))
     assert point_key(wired) != point_key(resolved) and "wires" in identity(wired)["crossbar"]
+
+
+@pytest.mark.parametrize("suffix_first", [True, False])
+@pytest.mark.parametrize("shape, axis", [((1, 4, 256, 1, 1, 512), 5), ((1, 4, 256, 1, 1, 512), 2),
+                                         ((3, 2, 7, 2, 3, 10), 2), ((2, 1, 5, 1, 2, 9), -1)])
+def test_double_cumsum_is_ops_cumsum_bit_for_bit(shape, axis, suffix_first):
+    """The IR drop's two cumulative sums (on TensorFlow one XLA-compiled pair of loops, for speed)
+    give the numbers of ``ops.cumsum`` and its flips, values and gradients, bit for bit: the
+    tile-size study in docs/results.md reruns to the digit. Values spread over 7 decades so that
+    another summation order (a tree, a blocked scan, a triangular product) changes last bits.
+    Fails if the loop sums in another order, runs the wrong direction first, or its gradient is
+    not the sums of the incoming gradient in TensorFlow's order."""
+    import tensorflow as tf
+
+    from nvmkit.engine import ops as xops
+
+    rng = np.random.default_rng(11)
+    x = (rng.random(shape) * 10.0 ** rng.integers(-4, 3, size=shape)).astype(np.float32)
+    dy = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 2, size=shape)).astype(np.float32)
+
+    def value_and_grad(fn):
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = fn(xt)
+        return y.numpy(), tape.gradient(y, xt, output_gradients=tf.constant(dy)).numpy()
+
+    fast = tf.function(lambda v: xops.double_cumsum(v, axis, suffix_first))
+    ref = tf.function(lambda v: xops._double_cumsum_ops(v, axis, suffix_first))
+    (y, g), (y_ref, g_ref) = value_and_grad(fast), value_and_grad(ref)
+    assert np.array_equal(y, y_ref) and np.array_equal(g, g_ref)
+    # the two orders differ (a test of the flag itself)
+    other = xops._double_cumsum_ops(tf.constant(x), axis, not suffix_first).numpy()
+    assert not np.array_equal(y, other)

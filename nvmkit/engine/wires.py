@@ -97,12 +97,6 @@ def pair_conductances(w, common, differential: bool):
     return ops.expand_dims(w + common, -1)
 
 
-def _suffix_sum(x, axis):
-    from keras import ops
-
-    return ops.flip(ops.cumsum(ops.flip(x, axis), axis=axis), axis)
-
-
 def drop_fraction(g, r_row: float, r_col: float, siemens, row_axis: int, col_axis: int):
     """``D = r_row s R(g) + r_col s Q(g)`` (module docstring) for tiles ``g`` whose rows lie along
     ``row_axis`` (the virtual ground after the last) and physical columns along ``col_axis`` (the
@@ -110,11 +104,13 @@ def drop_fraction(g, r_row: float, r_col: float, siemens, row_axis: int, col_axi
     in ohm (Python numbers: a zero one costs nothing)."""
     from keras import ops
 
+    from nvmkit.engine.ops import double_cumsum
+
     d = None
     if r_row:
-        d = ops.cumsum(_suffix_sum(g, col_axis), axis=col_axis) * (r_row * siemens)
+        d = double_cumsum(g, col_axis, suffix_first=True) * (r_row * siemens)
     if r_col:
-        dc = _suffix_sum(ops.cumsum(g, axis=row_axis), row_axis) * (r_col * siemens)
+        dc = double_cumsum(g, row_axis, suffix_first=False) * (r_col * siemens)
         d = dc if d is None else d + dc
     return ops.zeros_like(g) if d is None else d
 
