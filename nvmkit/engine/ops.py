@@ -511,7 +511,7 @@ def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None):
     (:func:`_noisy_from_words`): the same numbers, bit for bit, as the transform, TensorFlow's
     slice of its first ``n`` and the sum done apart, which cost a third more on the default CNN's
     first layer (they wrote the normals out, then copied them for the slice, then read them
-    again; ``benchmarks/bench_conv_noise.py``)."""
+    again; ``benchmarks/bench_read_parts.py``)."""
     shape, n, w = _words(ops.shape(y), seed)
     if keras.backend.backend() == "tensorflow":
         if s2 is not None:
