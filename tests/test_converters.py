@@ -135,14 +135,17 @@ def test_the_aimc_preset_is_the_cited_settings_output_noise():
     largest |input| are 1, Gaussian noise of std 0.04 is added to the column output, which an ADC
     of range [-10, 10] rounds in 254 steps. With that range, the preset's outputs must follow the
     exact distribution of round((x @ W + 0.04 z) / step) (its mean and variance summed over the
-    levels). Fails if the preset's noise is in the wrong unit (0.04 LSB, or a 255- or 256-step
-    LSB: 0.51 vs 0.508 is beyond the tolerance only for the unit errors), or is not per conversion."""
+    levels). This checks the preset's noise in LSB at the setting's own range (the preset itself
+    calibrates its range on data). Fails if the noise is in the wrong unit (0.04 LSB: 20x the
+    tolerance), on a 10/254 step (47x) or off by 2x (17x), or is not drawn per conversion; a 255-
+    or 256-step LSB (0.510, 0.512 LSB) is within the tolerance and not caught."""
     from scipy.stats import norm
 
     sigma, bound, steps = 0.04, 10.0, 254
     step = 2 * bound / steps
     conv = CrossbarConfig.preset("converters-aimc").converters.to_dict()
     assert conv["adc_bits"] == 8 and conv["dac_bits"] == 8 and conv["adc_offset"] == conv["adc_gain_error"] == 0
+    assert conv["dac_sign"] == "signed"  # the setting's DAC: 254 steps on [-1, 1] for any input
     xcfg = CrossbarConfig.from_dict({**CrossbarConfig.preset("ideal").to_dict(),
                                      "converters": {**conv, "dac_bits": None, "adc_range": bound}})
     n, cols = 20000, 8

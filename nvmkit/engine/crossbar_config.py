@@ -293,8 +293,12 @@ class CrossbarConfig(Params):
 #: normalised units (largest |weight| of a column and largest |input| both 1), quantised in 254
 #: steps (aihwkit's ``UniformQuantize``: step = 2 x bound / steps). Its step, 20/254, is the step
 #: of nvmkit's signed 8-bit ADC, full scale / (2^7 - 1), so the noise is 0.04 / (10/127) = 0.508
-#: of one LSB. It stands for all the noise that reaches the converter at a conversion (the
-#: summation's and the ADC's input-referred noise), drawn afresh every read, as ``adc_noise`` is.
+#: of one LSB, 0.2% of the ADC's full scale. It stands for all the noise that reaches the
+#: converter at a conversion (the summation's and the ADC's input-referred noise), drawn afresh
+#: every read, as ``adc_noise`` is. What is kept is the noise relative to the ADC's full scale:
+#: the setting's range is fixed at 10 of its units (a column's largest |weight| times the largest
+#: |input|), nvmkit calibrates each layer's range on data (its peak partial sum), so relative to
+#: the signal the two agree only where that peak is 10 such units.
 AIMC_OUTPUT_NOISE_LSB = 0.04 / (10.0 / 127.0)
 
 #: Named reference configurations.
@@ -307,12 +311,14 @@ PRESETS: dict[str, dict] = {
     # 8-bit converters, as in Sandia's SONOS inference accelerator analysis (Xiao et al., TCAS-I 2022)
     "converters-8bit": {"converters": {"dac_bits": 8, "adc_bits": 8}},
     # the converters of IBM's standard analog-AIMC evaluation setting (Rasch et al., Nat. Commun.
-    # 2023; AIMC_OUTPUT_NOISE_LSB): 8-bit DACs and ADCs, 0.508 LSB of fresh noise per conversion.
-    # Its columns have no static offset or gain error: the chips it models correct each column's
-    # ADC by a per-column affine map after fabrication (learned per-column output scales in the
-    # setting), so what is left of them is 0 there; an uncalibrated study sets adc_offset and
-    # adc_gain_error itself
-    "converters-aimc": {"converters": {"dac_bits": 8, "adc_bits": 8,
+    # 2023; AIMC_OUTPUT_NOISE_LSB): 8-bit DACs and ADCs, both signed (the setting's DAC has 254
+    # steps on [-1, 1] whatever the input's sign: 127 for the non-negative inputs after a ReLU),
+    # 0.508 LSB of fresh noise per conversion (relative to the full scale; ranges calibrated on
+    # data, see AIMC_OUTPUT_NOISE_LSB). Its columns have no static offset or gain error: the chips
+    # it models correct each column's ADC by a per-column affine map after fabrication (learned
+    # per-column output scales in the setting), so what is left of them is 0 there; an
+    # uncalibrated study sets adc_offset and adc_gain_error itself
+    "converters-aimc": {"converters": {"dac_bits": 8, "adc_bits": 8, "dac_sign": "signed",
                                        "adc_noise": round(AIMC_OUTPUT_NOISE_LSB, 3)}},
     # every device effect plus the IR drop of 22 nm copper wires (WIRE_22NM, 2.46 ohm per segment) on
     # 64 x 64 tiles, short enough for the first-order model (nvmkit/engine/wires.py) with SONOS-class

@@ -538,23 +538,28 @@ def double_cumsum(x, axis: int, suffix_first: bool):
     (``suffix_first``), or the prefix sum, then the suffix sum of it (the IR drop's row and column
     terms, :func:`nvmkit.engine.wires.drop_fraction`). Each is the sequential float32 sum that
     ``ops.cumsum`` computes (``s_i = s_(i-1) + x_i``; a suffix sum is one from the end), so the
-    numbers are the same bit for bit. On TensorFlow its ``cumsum`` kernel took about 6 ns an
-    element on the development CPU, and each suffix sum two flips more: there both sums run as
-    one XLA-compiled pair of loops along the axis, about twice as fast (README, Performance).
+    numbers are the same bit for bit where TensorFlow's ``cumsum`` sums in sequence, as its CPU
+    kernel does (a GPU kernel may scan in blocks, another order: there the loop keeps the
+    sequential sums, not that kernel's bits; unchecked, no GPU was available). TensorFlow's
+    ``cumsum`` took about 6 ns an element on the development CPU, and each suffix sum two flips
+    more: there both sums run as one XLA-compiled pair of loops along the axis, 1.6-1.7x faster
+    for the whole IR-drop correction (``benchmarks/bench_read_parts.py``; README, Performance).
     Both orders are self-adjoint (a prefix sum's transpose is the suffix sum), so the gradient is
     the same two sums of the incoming gradient, in the order TensorFlow's own gradient of the two
     ``cumsum`` calls takes. ``tests/test_wires.py`` compares values and gradients bit for bit."""
-    if keras.backend.backend() != "tensorflow":
+    axis = axis % len(x.shape)
+    if keras.backend.backend() != "tensorflow" or not x.shape[axis]:  # or a length unknown / 0
         return _double_cumsum_ops(x, axis, suffix_first)
     import tensorflow as tf
 
-    f = _fused(_double_scan, axis=axis % len(x.shape), suffix_first=suffix_first)
+    f = _fused(_double_scan, axis=axis, suffix_first=suffix_first)
 
     @tf.custom_gradient
     def both(v):
         # stop_gradient: the compiled loops are never differentiated themselves (XLA cannot hand
-        # a loop's saved state back to TensorFlow); the gradient is ``f`` of the incoming one
-        return f(tf.stop_gradient(v)), lambda dy: f(tf.stop_gradient(dy))
+        # a loop's saved state back to TensorFlow); the gradient is this same linear map of the
+        # incoming one, itself differentiable again (second derivatives, forward mode)
+        return f(tf.stop_gradient(v)), both
 
     return both(x)
 
