@@ -352,11 +352,13 @@ class Crossbar:
           :data:`nvmkit.engine.crossbar_config.AIMC_OUTPUT_NOISE_LSB`), whose columns are
           calibrated (no static offset or gain error left). No published in-memory ADC that
           states the uncalibrated offset and gain error in LSB was found for issue 21 (the
-          figures that are published are circuit quantities: CrossSim's SAR ADC model, after Spear
-          et al., "The impact of analog-to-digital converter architecture and variability on
-          analog neural network accuracy", IEEE JXCDC, 2023, draws capacitor mismatch, finite
-          op-amp gain and comparator offset voltages, with spreads of 0 by default, not LSB
-          offsets of a design), and chips calibrate each column's
+          figures that are published are circuit quantities: CrossSim's SAR and ramp ADC models,
+          after Spear et al., "The impact of analog-to-digital converter architecture and
+          variability on analog neural network accuracy", IEEE JXCDC 9(2), 2023,
+          doi:10.1109/JXCDC.2023.3315134 (title, journal and DOI checked; its abstract sweeps
+          accuracy against capacitance mismatch, comparator offset and ENOB), draw capacitor
+          mismatch, finite op-amp gain and comparator offset voltages, with spreads of 0 by
+          default, not LSB offsets of a design), and chips calibrate each column's
           offset and gain after fabrication, so what is left is design- and calibration-specific.
           A study sets them (``converters.adc_offset``, ``adc_gain_error``, ``adc_noise``).
         """
