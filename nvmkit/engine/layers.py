@@ -227,9 +227,10 @@ class _Core:
             y = y * ops.reshape(st["drift_scale"], (-1, 1, 1))
         return y + bias if self.digital_bias else y
 
-    def forward_conv(self, x, kernel2d, bias, conv, training=None):
+    def forward_conv(self, x, kernel2d, bias, conv, training=None, geometry=None):
         """Images x (B*K, H, W, C) -> (B*K, Ho, Wo, n_out); ``conv(images, matrix)`` is the
-        layer's convolution by a weight matrix (see :func:`nvmkit.engine.ops.read_conv`)."""
+        layer's convolution by a weight matrix, ``geometry`` its (size, strides, dilation,
+        padding) or None (see :func:`nvmkit.engine.ops.read_conv`)."""
         if self.layer.ideal:
             y = conv(x, kernel2d)
             return y + bias if self.has_bias else y
@@ -244,7 +245,8 @@ class _Core:
                                   seed=self.layer.seed_generator, var=st["read_var"],
                                   col_sd=st["read_sd"], adc_range=st["adc_range"],
                                   adc_bits=self.adc_bits, depthwise=self.depthwise is not None,
-                                  adc_errors=self._adc_errors(st), training=training)
+                                  adc_errors=self._adc_errors(st), training=training,
+                                  geometry=geometry)
 
         y = self._wrapped(read, x, w, st, conv)
         if st["drift_scale"] is not None:
@@ -520,7 +522,9 @@ class AnalogConv(AnalogLayer):
     def call(self, x, training=None, mask=None):
         if self.rank == 1:
             x = ops.expand_dims(x, 1)
-        ys = [core.forward_conv(x if ch is None else x[..., ch[0]:ch[1]], k2d, b, self._conv, training)
+        geometry = (*self._geometry2d(), self.padding)
+        ys = [core.forward_conv(x if ch is None else x[..., ch[0]:ch[1]], k2d, b, self._conv, training,
+                                geometry)
               for core, (ch, k2d, b) in zip(self.cores, self._group_matrices(self.kernel, self.bias))]
         y = ys[0] if len(ys) == 1 else ops.concatenate(ys, axis=-1)
         if self.rank == 1:

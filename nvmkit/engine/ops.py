@@ -401,14 +401,20 @@ def patches(x, size, strides, dilation, padding: str):
     (kh, kw, C) order, as a Keras kernel (kh, kw, C, F) flattens. kh*kw strided slices: cheap
     next to the matrix product that follows (keras.ops.image.extract_patches instead multiplies
     by an identity kernel)."""
+    cols = tap_views(x, size, strides, dilation, padding)
+    return cols[0] if len(cols) == 1 else ops.concatenate(cols, axis=-1)
+
+
+def tap_views(x, size, strides, dilation, padding: str):
+    """The kh*kw strided slices of :func:`patches` (N, Ho, Wo, C), one per kernel tap, in
+    (kh, kw) order, not concatenated."""
     h, w = x.shape[1], x.shape[2]
     (kh, kw), (sh, sw), (dh, dw) = size, strides, dilation
     pads, (ho, wo) = window_geometry((h, w), (kh, kw), (sh, sw), (dh, dw), padding)
     if any(p != (0, 0) for p in pads):
         x = ops.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-    cols = [x[:, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw, :]
+    return [x[:, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw, :]
             for i in range(kh) for j in range(kw)]
-    return cols[0] if len(cols) == 1 else ops.concatenate(cols, axis=-1)
 
 
 def window_geometry(in_hw, size, strides, dilation, padding):
@@ -433,7 +439,7 @@ def window_geometry(in_hw, size, strides, dilation, padding):
 
 def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, seed=None, var=None,
               col_sd=None, adc_range=None, adc_bits: int | None = None, depthwise: bool = False,
-              adc_errors=None, training=True):
+              adc_errors=None, training=True, geometry=None):
     """The analog read of a convolution without im2col: the same physics as :func:`read`, with
     each product a convolution (the crossbar read once per output position).
 
@@ -445,8 +451,16 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
     own slice of the batch; the ``K`` convolutions are ops of one graph (traced once), never a
     loop over samples, and the result is stacked back in sample-major order without a copy of
     the patches (a convolution is 3-4x faster than im2col + matmul on a CPU).
+
+    ``geometry=(size, strides, dilation, padding)`` of the convolution, when given, lets a layer
+    of at most :data:`DIRECT_VARIANCE_ROWS` input rows (a first layer: 3x3 on one or three
+    channels) compute its variance map inside the noise's XLA pass, tap by tap, instead of by a
+    second convolution (:func:`_noisy_from_taps`; TensorFlow, state-dependent read noise, one
+    row tile).
     """
     noisy = seed is not None and (var is not None or col_sd is not None)
+    direct = (noisy and var is not None and geometry is not None and not depthwise
+              and n_in <= DIRECT_VARIANCE_ROWS and keras.backend.backend() == "tensorflow")
     if adc_bits is None:
         blocks = [(0, blocks[-1][1])]
     if trials == 1:
@@ -476,10 +490,14 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
                 else:
                     vk = (var[k] if var.shape[0] > 1 else var[0]) if var is not None else \
                         ops.square(col_sd[k if col_sd.shape[0] > 1 else 0]) * ops.ones_like(wk)
-                    s2 = conv(ops.square(xk), vk[:n_in] if whole else _rows_only(vk[:n_in], r0, hi))
-                    if has_bias:
-                        s2 = s2 + vk[n_in]
-                    y = _add_read_noise(y, seed, s2=s2)
+                    if direct and whole:
+                        y = _add_read_noise_from_taps(y, seed, xk, vk[:n_in],
+                                                      vk[n_in] if has_bias else None, geometry)
+                    else:
+                        s2 = conv(ops.square(xk), vk[:n_in] if whole else _rows_only(vk[:n_in], r0, hi))
+                        if has_bias:
+                            s2 = s2 + vk[n_in]
+                        y = _add_read_noise(y, seed, s2=s2)
             if adc_errors is not None:
                 y = adc_errors.apply(y, block, adc_range, adc_bits, seed, trial=k)
             y = _adc(y, adc_range, adc_bits, training)
@@ -525,6 +543,47 @@ def _noisy_from_words(w, y, s2=None, row_sd=None, col_sd=None):
     first ``size(y)`` of them in y's shape): what XLA compiles as one pass."""
     return _noisy(y, _samples(w, ops.size(y), ops.shape(y), y.dtype, transform=_pairs_of_words),
                   s2=s2, row_sd=row_sd, col_sd=col_sd)
+
+
+#: Largest number of input rows (kh * kw * C) for which a convolution's variance map is computed
+#: tap by tap inside the noise's pass (:func:`read_conv`): 27 covers 3x3 kernels on RGB images
+#: and 5x5 on one channel. Such a layer's convolution has few multiply-adds an output and costs
+#: little more than writing its output, so the second convolution (of ``x**2`` with the cell
+#: variances) cost as much as the layer's own (130 ms against 132 ms on the default CNN's first
+#: layer, 2,000 images; ``benchmarks/bench_read_parts.py``); its n_in products an output inside
+#: the noise's pass cost a fraction of that. Deeper layers (hundreds of rows) keep the convolution.
+DIRECT_VARIANCE_ROWS = 27
+
+
+def _add_read_noise_from_taps(y, seed, images, v, v_bias, geometry):
+    """:func:`_add_read_noise` for a convolution whose variance map is computed in the same
+    XLA pass as the noise (:func:`_noisy_from_taps`): ``images`` (N, H, W, C) after the DAC,
+    ``v`` (n_in, cols) the cell variances in patch order (kh, kw, C), ``v_bias`` (cols,) the
+    bias row's or None, ``geometry=(size, strides, dilation, padding)``. The same random words
+    as :func:`_add_read_noise`, drawn the same way."""
+    shape, n, w = _words(ops.shape(y), seed)
+    size, strides, dilation, padding = geometry
+    f = _fused(_noisy_from_taps, size=tuple(size), strides=tuple(strides),
+               dilation=tuple(dilation), padding=padding)
+    return f(w, y, images, v) if v_bias is None else f(w, y, images, v, v_bias=v_bias)
+
+
+def _noisy_from_taps(w, y, images, v, v_bias=None, *, size, strides, dilation, padding):
+    """``y`` plus its read noise with the variance map ``sum_i x_i**2 v_ij`` summed tap by tap
+    (each tap's strided view of the images, channel by channel, in patch order, then the bias
+    row's variance), all in one XLA pass with the words' transform and the sum (see
+    :func:`_noisy_from_words`). The sum's order differs from a convolution's, so the variance
+    agrees with :func:`read_conv`'s convolution to float32 rounding, not bit for bit."""
+    c = images.shape[-1]
+    s2 = None
+    for t, xt in enumerate(tap_views(images, size, strides, dilation, padding)):
+        x2 = ops.square(xt)
+        for ch in range(c):
+            term = x2[..., ch:ch + 1] * v[t * c + ch]
+            s2 = term if s2 is None else s2 + term
+    if v_bias is not None:
+        s2 = s2 + v_bias
+    return _noisy_from_words(w, y, s2=s2)
 
 
 def _noisy(y, z, s2=None, row_sd=None, col_sd=None):
