@@ -4,8 +4,10 @@
 - the read of the default CNN's first layer with SONOS (a 3x3 convolution, 1 input channel, 32
   outputs) on 2,000 images (43 million outputs): the layer's own convolution, the convolution of
   ``x**2`` with the cell variances (SONOS's read noise depends on each cell's state), the random
-  words, the words turned into normals, and the whole noise (normals plus the scaled sum, as the
-  read adds it);
+  words, the words turned into normals, the whole noise (normals plus the scaled sum, as the
+  read adds it), and what the read now does for so small a layer instead of the second
+  convolution and the whole noise: the variance map summed tap by tap inside the noise's pass
+  (``DIRECT_VARIANCE_ROWS`` in ``nvmkit/engine/ops.py``);
 - the IR-drop correction of the benchmark MLP's three weight matrices (785 x 256, 257 x 128,
   129 x 10 with their bias rows, differential pairs, 256 x 256 tiles, 0.5 ohm wires):
   ``WireModel.effective_weights``, which every read of a layer with resistive wires computes.
@@ -39,6 +41,7 @@ def main() -> None:
     s2 = tf.constant(rng.random(shape, dtype=np.float32))
     x = tf.constant(rng.random((args.images, 28, 28, 1), dtype=np.float32))
     k = tf.constant(rng.random((3, 3, 1, 32), dtype=np.float32))
+    v = tf.reshape(k, (9, 32))  # the cell variances in patch order
 
     def normals():
         sh, n, w = xops._words(shape, seed)
@@ -50,6 +53,8 @@ def main() -> None:
         "random words": lambda: xops._words(shape, seed)[2],
         "words -> normals": normals,
         "whole noise (normals, scale, sum)": lambda: xops._add_read_noise(y, seed, s2=s2),
+        "variance map tap by tap + whole noise": lambda: xops._add_read_noise_from_taps(
+            y, seed, x, v, None, ((3, 3), (1, 1), (1, 1), "valid")),
     }
     def timed(fn) -> float:
         f = tf.function(fn)

@@ -19,7 +19,9 @@ one batched matrix product for all trials, no Python loop over samples or trials
 Read noise: for ``y_j = sum_i x_i (G_ij + n_ij)`` with independent ``n_ij ~ N(0, s_ij^2)``,
 ``y_j`` is exactly ``sum_i x_i G_ij + N(0, sum_i x_i^2 s_ij^2)``: one product of ``x**2`` with the
 cell variances and one normal draw per output, never a batch x rows x cols tensor. When
-``s_ij`` does not depend on the row the product collapses to ``sum_i x_i^2 * s_j^2``. Without an
+``s_ij`` does not depend on the row the product collapses to ``sum_i x_i^2 * s_j^2``. A
+convolution of few input rows (a first layer) sums that product tap by tap inside the noise's
+own pass instead of by a second convolution (:data:`DIRECT_VARIANCE_ROWS`). Without an
 ADC the tiles' partial sums are added in analog-free float, so one draw with the summed
 variance is exact in distribution; with an ADC each row tile is read, noised and converted on
 its own, as in hardware.
