@@ -10,7 +10,10 @@
   (``DIRECT_VARIANCE_ROWS`` in ``nvmkit/engine/ops.py``);
 - the IR-drop correction of the benchmark MLP's three weight matrices (785 x 256, 257 x 128,
   129 x 10 with their bias rows, differential pairs, 256 x 256 tiles, 0.5 ohm wires):
-  ``WireModel.effective_weights``, which every read of a layer with resistive wires computes.
+  ``WireModel.effective_weights``, which every read of a layer with resistive wires computes;
+- the read noise of the benchmark MLP's three layers on 10,000 inputs (state-independent, one
+  std per column, as ``bench_crossbar.py``'s "MLP read noise"): its random words, the inputs'
+  norms, and the whole noise.
 
     python benchmarks/bench_read_parts.py
 """
@@ -58,18 +61,38 @@ def main() -> None:
     }
     def timed(fn) -> float:
         f = tf.function(fn)
-        f().numpy()  # trace, compile
+        done = lambda out: [o.numpy() for o in tf.nest.flatten(out)]  # noqa: E731
+        done(f())  # trace, compile
         best = float("inf")
         for _ in range(args.repeats):
             time.sleep(0.2)
             t = time.perf_counter()
-            f().numpy()
+            done(f())
             best = min(best, time.perf_counter() - t)
         return best * 1e3
 
     print(f"first layer of the default CNN, {args.images} images ({np.prod(shape) / 1e6:.1f} M outputs), "
           f"best of {args.repeats}")
     for name, fn in pieces.items():
+        print(f"  {name:42s} {timed(fn):7.1f} ms")
+
+    print("read noise of the benchmark MLP (state-independent, as bench_crossbar's 'MLP read noise'), "
+          "its three layers on 10,000 inputs")
+    outs = [(1, 10_000, n) for n in (256, 128, 10)]
+    ys = [tf.constant(rng.random(s, dtype=np.float32)) for s in outs]
+    xs = [tf.constant(rng.random((1, 10_000, n), dtype=np.float32)) for n in (784, 256, 128)]
+    cols = [tf.constant(rng.random((1, 1, s[-1]), dtype=np.float32)) for s in outs]
+
+    def row_sd(x):
+        return tf.sqrt(xops.sum_of_squares(x) + 1.0)  # the inputs' norms, the bias row at 1
+
+    mlp = {
+        "random words": lambda: [xops._words(y.shape, seed)[2] for y in ys],
+        "norms of the inputs": lambda: [row_sd(x) for x in xs],
+        "whole noise (words, norms, normals, sum)": lambda: [
+            xops._add_read_noise(y, seed, row_sd=row_sd(x), col_sd=c) for x, y, c in zip(xs, ys, cols)],
+    }
+    for name, fn in mlp.items():
         print(f"  {name:42s} {timed(fn):7.1f} ms")
 
     print("IR-drop correction (WireModel.effective_weights) of the MLP's weight matrices, 0.5 ohm, 256x256 tiles")
