@@ -14,32 +14,40 @@ from nvmkit_plugins.devices.generic import GenericDevice
 from nvmkit_plugins.devices.sonos import SONOS
 
 L = keras.layers
-GEOMETRIES = [  # size, strides, dilation, padding, channels
-    ((3, 3), (1, 1), (1, 1), "valid", 1),
-    ((3, 3), (2, 2), (1, 1), "same", 3),
-    ((2, 3), (1, 2), (2, 1), "same", 2),
-    ((5, 5), (1, 1), (1, 1), "valid", 1),
-    ((1, 4), (1, 1), (1, 1), "causal", 2),  # a Conv1D seen as (1, k) on a one-row image
+GEOMETRIES = [  # size, strides, dilation, padding, channels, image (height, width)
+    ((3, 3), (1, 1), (1, 1), "valid", 1, (9, 11)),
+    ((3, 3), (2, 2), (1, 1), "same", 3, (9, 11)),
+    ((3, 3), (2, 2), (1, 1), "same", 2, (12, 12)),  # 'same' padding split unevenly (0 before, 1 after)
+    ((2, 3), (1, 2), (2, 1), "same", 2, (9, 11)),
+    ((5, 5), (1, 1), (1, 1), "valid", 1, (9, 11)),
+    ((1, 4), (1, 1), (1, 1), "causal", 2, (1, 11)),  # a Conv1D seen as (1, k) on a one-row image
 ]
 
 
 def _variance_map(x, v, size, strides, dilation, padding):
-    """sum_i x_i**2 v_ij over each patch, in float64 from numpy patches (the reference)."""
-    p = np.asarray(xops.patches(x, size, strides, dilation, padding)).astype(np.float64)
-    return np.square(p) @ v.astype(np.float64)
+    """sum_i x_i**2 v_ij over each patch: TensorFlow's own float64 convolution of ``x**2`` with
+    the variances as a kernel (the reference: no code shared with the path under test; 'causal'
+    padded by hand, all of it before)."""
+    x2 = np.square(x.astype(np.float64))
+    if padding == "causal":
+        x2 = np.pad(x2, ((0, 0), (0, 0), ((size[1] - 1) * dilation[1], 0), (0, 0)))
+        padding = "valid"
+    kernel = v.astype(np.float64).reshape(*size, x.shape[-1], -1)
+    return np.asarray(tf.nn.conv2d(x2, kernel, strides=(1, *strides, 1), padding=padding.upper(),
+                                   dilations=(1, *dilation, 1)))
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("size, strides, dilation, padding, c", GEOMETRIES)
+@pytest.mark.parametrize("size, strides, dilation, padding, c, hw", GEOMETRIES)
 def test_the_noise_of_the_taps_has_the_variance_of_the_convolution(size, strides, dilation, padding,
-                                                                   c, bias):
+                                                                   c, hw, bias):
     """The noise the fused pass adds is ``sqrt(sum_i x_i**2 v_ij (+ v_bias)) * z`` with the very
-    normals ``_add_read_noise`` draws from the same seed: checked against a float64 variance map
-    of numpy patches, to 1e-5 relative. Fails if a tap or a channel reads another cell's variance,
-    the stride, dilation or padding is applied otherwise than by the convolution, the bias row's
-    variance is missed, or other words are drawn."""
+    normals ``_add_read_noise`` draws from the same seed: checked against TensorFlow's float64
+    convolution of ``x**2`` with the variances, to 1e-5 relative. Fails if a tap or a channel reads
+    another cell's variance, the stride, dilation or padding (its uneven split included) is applied
+    otherwise than by the convolution, the bias row's variance is missed, or other words are drawn."""
     rng = np.random.default_rng(5)
-    x = rng.random((3, 9, 11, c), dtype=np.float32) + 0.1
+    x = rng.random((3, *hw, c), dtype=np.float32) + 0.1
     n_in, cols = size[0] * size[1] * c, 4
     v = (rng.random((n_in, cols)) + 0.1).astype(np.float32)
     vb = (rng.random(cols) + 0.1).astype(np.float32)
@@ -62,19 +70,22 @@ def _models():
                           L.Conv2D(3, 2, dilation_rate=2, use_bias=False), L.Flatten(), L.Dense(3)]),
         keras.Sequential([keras.Input((20, 2)), L.Conv1D(4, 5, padding="causal"),
                           L.Conv1D(3, 3, strides=2), L.Flatten(), L.Dense(3)]),
+        keras.Sequential([keras.Input((12, 12, 4)), L.Conv2D(4, 3, strides=2, padding="same", groups=2),
+                          L.Flatten(), L.Dense(3)]),
     ]
 
 
-@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
 def test_converted_models_read_the_same_noise_either_way(monkeypatch, index):
-    """Converted Conv2D (one and three channels, strides, 'same', dilation, no bias) and Conv1D
-    ('causal') models with two Monte Carlo trials give the same outputs, to float32 rounding,
-    whether their small layers' variance maps are computed in the noise's pass or by the second
-    convolution (``DIRECT_VARIANCE_ROWS`` 0), on a device whose read noise is large and depends
-    on the state (so a wrong variance moves the output by far more than the tolerance); and the
-    fused path is taken, once per small layer and trial. Fails if a layer passes another
-    geometry than its convolution's, a trial reads another trial's variances, or the path is
-    silently skipped."""
+    """Converted Conv2D (one and three channels, strides, 'same' split unevenly, dilation, no
+    bias, two groups) and Conv1D ('causal') models with two Monte Carlo trials give the same
+    outputs, to float32 rounding, and the same gradients in training, whether their small layers'
+    variance maps are computed in the noise's pass or by the second convolution
+    (``DIRECT_VARIANCE_ROWS`` 0), on a device whose read noise is large and depends on the state
+    (so a wrong variance moves the output by far more than the tolerance); and the fused path is
+    taken, once per small layer (per group) and trial. Fails if a layer passes another geometry
+    than its convolution's, a group or a trial reads another's variances, the noise reaches the
+    gradient, or the path is silently skipped."""
     model = _models()[index]
     rng = np.random.default_rng(index)
     model.set_weights([rng.normal(size=w.shape).astype("f4") for w in model.get_weights()])
@@ -87,12 +98,18 @@ def test_converted_models_read_the_same_noise_either_way(monkeypatch, index):
     def run(rows):
         monkeypatch.setattr(xops, "DIRECT_VARIANCE_ROWS", rows)
         analog = convert(model, device, CrossbarConfig(), trials=2, seed=7)
-        return np.asarray(analog(tf.constant(repeat_trials(x, 2)), training=False))
+        out = np.asarray(analog(tf.constant(repeat_trials(x, 2)), training=False))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(analog(tf.constant(repeat_trials(x, 2)), training=True)))
+        grads = tape.gradient(loss, analog.trainable_variables)
+        return out, [np.asarray(g) for g in grads]
 
-    direct, convolved = run(27), run(0)
-    small = sum(1 for layer in model.layers if isinstance(layer, (L.Conv1D, L.Conv2D))
+    (direct, g_direct), (convolved, g_convolved) = run(27), run(0)
+    cores = sum(layer.groups for layer in model.layers if isinstance(layer, (L.Conv1D, L.Conv2D))
                 and np.prod(layer.kernel.shape[:-1]) <= 27)
-    assert len(calls) == 2 * small and small >= 1
+    assert len(calls) == 2 * 2 * cores and cores >= 1  # two calls (inference, training), two trials
+    for a, b in zip(g_direct, g_convolved):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
     noiseless = np.asarray(convert(model, device, CrossbarConfig.from_dict(
         {"nonideal": {"read_noise": False}}), trials=2, seed=7)(tf.constant(repeat_trials(x, 2))))
     scale = np.abs(direct - noiseless).max()
@@ -112,5 +129,8 @@ def test_deep_layers_and_many_row_tiles_keep_the_convolution(monkeypatch):
     small = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(3, 3)])
     tiles = CrossbarConfig.from_dict({"mapping": {"tile_rows": 4},
                                       "converters": {"adc_bits": 12, "adc_range": 50.0}})
-    convert(small, SONOS(), tiles, seed=1)(x[..., :1])
+    noisy = np.asarray(convert(small, SONOS(), tiles, seed=1)(x[..., :1]))
     assert calls == []
+    quiet = CrossbarConfig.from_dict({"mapping": {"tile_rows": 4}, "nonideal": {"read_noise": False},
+                                      "converters": {"adc_bits": 12, "adc_range": 50.0}})
+    assert not np.array_equal(noisy, np.asarray(convert(small, SONOS(), quiet, seed=1)(x[..., :1])))

@@ -457,8 +457,8 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
     ``geometry=(size, strides, dilation, padding)`` of the convolution, when given, lets a layer
     of at most :data:`DIRECT_VARIANCE_ROWS` input rows (a first layer: 3x3 on one or three
     channels) compute its variance map inside the noise's XLA pass, tap by tap, instead of by a
-    second convolution (:func:`_noisy_from_taps`; TensorFlow, state-dependent read noise, one
-    row tile).
+    second convolution (:func:`_noisy_from_taps`; TensorFlow, state-dependent read noise, all of
+    its input rows in one row tile; the bias row may sit in a tile of its own).
     """
     noisy = seed is not None and (var is not None or col_sd is not None)
     direct = (noisy and var is not None and geometry is not None and not depthwise
@@ -575,7 +575,13 @@ def _noisy_from_taps(w, y, images, v, v_bias=None, *, size, strides, dilation, p
     (each tap's strided view of the images, channel by channel, in patch order, then the bias
     row's variance), all in one XLA pass with the words' transform and the sum (see
     :func:`_noisy_from_words`). The sum's order differs from a convolution's, so the variance
-    agrees with :func:`read_conv`'s convolution to float32 rounding, not bit for bit."""
+    agrees with :func:`read_conv`'s convolution to float32 rounding, not bit for bit. Summed in
+    float32 whatever the layer's dtype: under mixed precision the cell variances (SONOS's reach
+    1e-6 weight units squared, below float16's normal range) would otherwise be rounded to float16
+    product by product, several times the convolution's error."""
+    images, v = ops.cast(images, "float32"), ops.cast(v, "float32")
+    if v_bias is not None:
+        v_bias = ops.cast(v_bias, "float32")
     c = images.shape[-1]
     s2 = None
     for t, xt in enumerate(tap_views(images, size, strides, dilation, padding)):
@@ -585,7 +591,7 @@ def _noisy_from_taps(w, y, images, v, v_bias=None, *, size, strides, dilation, p
             s2 = term if s2 is None else s2 + term
     if v_bias is not None:
         s2 = s2 + v_bias
-    return _noisy_from_words(w, y, s2=s2)
+    return _noisy_from_words(w, y, s2=ops.cast(s2, y.dtype))
 
 
 def _noisy(y, z, s2=None, row_sd=None, col_sd=None):
