@@ -289,7 +289,11 @@ def _before_issue_21(analog, config, xr):
     if not converters and not config.nonideal.read_noise:
         return None
 
-    def former_noise(y, seed, s2=None, row_sd=None, col_sd=None):
+    def former_noise(y, seed, s2=None, row_sd=None, col_sd=None, bias=None, s2_bias=None):
+        if bias is not None:  # the bias row's current, then added in a pass of its own
+            y = y + bias
+        if s2_bias is not None:
+            s2 = s2 + s2_bias
         z = former_standard_normal(ops.shape(y), seed, y.dtype)
         noise = ops.sqrt(s2) * z if s2 is not None else row_sd * (z * col_sd)
         return y + ops.stop_gradient(noise)
@@ -341,14 +345,15 @@ def _noise_parts(mlp, x, device, config, seed, best_interleaved) -> list[dict]:
     import nvmkit.engine.ops as engine_ops
     from nvmkit.engine.convert import convert
 
-    def words_then_ones(y, sd, s2=None, row_sd=None, col_sd=None):
+    def words_then_ones(y, sd, s2=None, row_sd=None, col_sd=None, bias=None, s2_bias=None):
         _, _, w = engine_ops._words(ops.shape(y), sd)  # every word is drawn; one reaches the result
-        return y + 1.0 + 0.0 * ops.cast(w[0, 0], y.dtype)
+        return (y if bias is None else y + bias) + 1.0 + 0.0 * ops.cast(w[0, 0], y.dtype)
 
     xt = tf.constant(x)
     real = engine_ops._add_read_noise
     variants = {"as is": real, "random words only": words_then_ones,
-                "ones": lambda y, sd, s2=None, row_sd=None, col_sd=None: y + 1.0}
+                "ones": lambda y, sd, s2=None, row_sd=None, col_sd=None, bias=None, s2_bias=None:
+                (y if bias is None else y + bias) + 1.0}
     fns = {}
     try:
         for name, noise in variants.items():

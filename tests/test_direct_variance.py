@@ -93,7 +93,7 @@ def test_converted_models_read_the_same_noise_either_way(monkeypatch, index):
     device = GenericDevice(sigma_prog=0.02, sigma_read=0.0, sigma_read_rel=0.3)
     calls = []
     fused = xops._add_read_noise_from_taps
-    monkeypatch.setattr(xops, "_add_read_noise_from_taps", lambda *a: calls.append(1) or fused(*a))
+    monkeypatch.setattr(xops, "_add_read_noise_from_taps", lambda *a, **k: calls.append(1) or fused(*a, **k))
 
     def run(rows):
         monkeypatch.setattr(xops, "DIRECT_VARIANCE_ROWS", rows)
@@ -122,7 +122,7 @@ def test_deep_layers_and_many_row_tiles_keep_the_convolution(monkeypatch):
     split into row tiles read by ADCs keep the second convolution (their variance map is not a
     few products an output, or is read tile by tile)."""
     calls = []
-    monkeypatch.setattr(xops, "_add_read_noise_from_taps", lambda *a: calls.append(1))
+    monkeypatch.setattr(xops, "_add_read_noise_from_taps", lambda *a, **k: calls.append(1))
     x = np.random.default_rng(0).random((2, 8, 8, 4), dtype=np.float32)
     model = keras.Sequential([keras.Input((8, 8, 4)), L.Conv2D(3, 3)])
     convert(model, SONOS(), CrossbarConfig(), seed=1)(x)

@@ -377,20 +377,20 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
         xs = x if (r0, hi) == (0, n_in) else x[..., r0 * per_row:hi * per_row]
         y = _product(xs, w[:, r0:hi], depthwise)
         has_bias = bias_row and r1 > n_in
-        if has_bias:
-            y = y + ops.expand_dims(w[:, -1], 1)
-        if noisy:
+        bias = ops.expand_dims(w[:, -1], 1) if has_bias else None
+        if noisy:  # the bias row's current is added in the noise's pass (no pass of its own)
             if col_sd is not None and depthwise is None:
                 s2 = sum_of_squares(xs)
                 if has_bias:
                     s2 = s2 + 1.0
-                y = _add_read_noise(y, seed, row_sd=ops.sqrt(s2), col_sd=col_sd)
+                y = _add_read_noise(y, seed, row_sd=ops.sqrt(s2), col_sd=col_sd, bias=bias)
             else:
                 v = var if var is not None else ops.square(col_sd) * ops.ones_like(w)
                 s2 = _product(ops.square(xs), v[:, r0:hi], depthwise)
-                if has_bias:
-                    s2 = s2 + ops.expand_dims(v[:, -1], 1)
-                y = _add_read_noise(y, seed, s2=s2)
+                y = _add_read_noise(y, seed, s2=s2, bias=bias,
+                                    s2_bias=ops.expand_dims(v[:, -1], 1) if has_bias else None)
+        elif has_bias:
+            y = y + bias
         if adc_errors is not None:
             y = adc_errors.apply(y, block, adc_range, adc_bits, seed)
         y = _adc(y, adc_range, adc_bits, training)
@@ -479,27 +479,27 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
             whole = (r0, hi) == (0, n_in)
             y = conv(xk, wk[:n_in] if whole else _rows_only(wk[:n_in], r0, hi))
             has_bias = bias_row and r1 > n_in
-            if has_bias:
-                y = y + wk[n_in]
-            if noisy:
+            bias = wk[n_in] if has_bias else None
+            if noisy:  # the bias row's current is added in the noise's pass (see read)
                 if col_sd is not None and not depthwise:
                     ones = ops.ones((n_in, 1), dtype=x.dtype)
                     s2 = conv(ops.square(xk), ones if whole else _rows_only(ones, r0, hi))
                     if has_bias:
                         s2 = s2 + 1.0
                     y = _add_read_noise(y, seed, row_sd=ops.sqrt(s2),
-                                        col_sd=col_sd[k if col_sd.shape[0] > 1 else 0, 0])
+                                        col_sd=col_sd[k if col_sd.shape[0] > 1 else 0, 0], bias=bias)
                 else:
                     vk = (var[k] if var.shape[0] > 1 else var[0]) if var is not None else \
                         ops.square(col_sd[k if col_sd.shape[0] > 1 else 0]) * ops.ones_like(wk)
                     if direct and whole:
                         y = _add_read_noise_from_taps(y, seed, xk, vk[:n_in],
-                                                      vk[n_in] if has_bias else None, geometry)
+                                                      vk[n_in] if has_bias else None, geometry, bias=bias)
                     else:
                         s2 = conv(ops.square(xk), vk[:n_in] if whole else _rows_only(vk[:n_in], r0, hi))
-                        if has_bias:
-                            s2 = s2 + vk[n_in]
-                        y = _add_read_noise(y, seed, s2=s2)
+                        y = _add_read_noise(y, seed, s2=s2, bias=bias,
+                                            s2_bias=vk[n_in] if has_bias else None)
+            elif has_bias:
+                y = y + bias
             if adc_errors is not None:
                 y = adc_errors.apply(y, block, adc_range, adc_bits, seed, trial=k)
             y = _adc(y, adc_range, adc_bits, training)
@@ -521,11 +521,14 @@ def _rows_only(m, r0, hi):
     return ops.concatenate(parts, axis=0)
 
 
-def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None):
+def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None, bias=None, s2_bias=None):
     """One tile's partial sums plus their read noise, drawn afresh at this read: variance ``s2``
     per output, or std ``row_sd * col_sd`` (an input vector's norm times a column's cell std),
     applied as ``row_sd * (z * col_sd)`` so that the std is never formed as an outer product of
     its own. The noise is a constant to the gradient (training sees the noisy forward pass).
+    ``bias``: the bias row's current, added to ``y`` first, and ``s2_bias`` its variance, added to
+    ``s2`` (both broadcast along y's rows), in the same pass: as ``y + bias`` and ``s2 + s2_bias``
+    done before the call, bit for bit, without a pass over y (and s2) of their own.
     On TensorFlow the words' transform into normals (:func:`standard_normal`), their layout in
     y's shape (the first ``n`` of the pairs) and the std and sum are one XLA-compiled pass
     (:func:`_noisy_from_words`): the same numbers, bit for bit, as the transform, TensorFlow's
@@ -533,18 +536,42 @@ def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None):
     first layer (they wrote the normals out, then copied them for the slice, then read them
     again; ``benchmarks/bench_read_parts.py``)."""
     shape, n, w = _words(ops.shape(y), seed)
+    given = {k: v for k, v in (("s2", s2), ("row_sd", row_sd), ("col_sd", col_sd),
+                               ("s2_bias", s2_bias)) if v is not None}
     if keras.backend.backend() == "tensorflow":
-        if s2 is not None:
-            return _fused(_noisy_from_words)(w, y, s2=s2)
-        return _fused(_noisy_from_words)(w, y, row_sd=row_sd, col_sd=col_sd)
-    return _noisy(y, _samples(w, n, shape, y.dtype), s2=s2, row_sd=row_sd, col_sd=col_sd)
+        return _bias_gradient_apart(lambda y, **b: _fused(_noisy_from_words)(w, y, **given, **b), y, bias)
+    return _noisy(y, _samples(w, n, shape, y.dtype), bias=bias, **given)
 
 
-def _noisy_from_words(w, y, s2=None, row_sd=None, col_sd=None):
+def _bias_gradient_apart(fused, y, bias):
+    """``fused(y, bias=bias)`` (a pass compiled by XLA that adds ``bias`` to ``y``) with the
+    gradient of ``y + bias`` computed as TensorFlow computes it for a separate sum: ``dy`` for y,
+    and for the bias, dy summed by TensorFlow's reduction over the axes the bias was broadcast
+    along. The reduction XLA compiles into the pass's gradient sums in another order, so training
+    would move at float32 rounding (measured on converted convolutions' bias rows) against the
+    former separate sum; this keeps the gradients bit for bit."""
+    if bias is None:
+        return fused(y)
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def call(y, bias):
+        def grad(dy):
+            lead = len(dy.shape) - len(bias.shape)  # the axes the bias lacks, then its size-1 axes
+            axes = list(range(lead)) + [lead + i for i, d in enumerate(bias.shape)
+                                        if d == 1 and dy.shape[lead + i] != 1]
+            return dy, tf.reshape(tf.reduce_sum(dy, axis=axes), tf.shape(bias))
+
+        return fused(y, bias=bias), grad
+
+    return call(y, bias)
+
+
+def _noisy_from_words(w, y, s2=None, row_sd=None, col_sd=None, bias=None, s2_bias=None):
     """:func:`_noisy` with the normals of the random words ``w`` (:func:`_pairs_of_words`, the
     first ``size(y)`` of them in y's shape): what XLA compiles as one pass."""
     return _noisy(y, _samples(w, ops.size(y), ops.shape(y), y.dtype, transform=_pairs_of_words),
-                  s2=s2, row_sd=row_sd, col_sd=col_sd)
+                  s2=s2, row_sd=row_sd, col_sd=col_sd, bias=bias, s2_bias=s2_bias)
 
 
 #: Largest number of input rows (kh * kw * C) for which a convolution's variance map is computed
@@ -557,20 +584,22 @@ def _noisy_from_words(w, y, s2=None, row_sd=None, col_sd=None):
 DIRECT_VARIANCE_ROWS = 27
 
 
-def _add_read_noise_from_taps(y, seed, images, v, v_bias, geometry):
+def _add_read_noise_from_taps(y, seed, images, v, v_bias, geometry, bias=None):
     """:func:`_add_read_noise` for a convolution whose variance map is computed in the same
     XLA pass as the noise (:func:`_noisy_from_taps`): ``images`` (N, H, W, C) after the DAC,
     ``v`` (n_in, cols) the cell variances in patch order (kh, kw, C), ``v_bias`` (cols,) the
-    bias row's or None, ``geometry=(size, strides, dilation, padding)``. The same random words
-    as :func:`_add_read_noise`, drawn the same way."""
+    bias row's or None, ``geometry=(size, strides, dilation, padding)``, ``bias`` (cols,) the
+    bias row's current, added to ``y`` in the same pass (or None). The same random words as
+    :func:`_add_read_noise`, drawn the same way."""
     shape, n, w = _words(ops.shape(y), seed)
     size, strides, dilation, padding = geometry
     f = _fused(_noisy_from_taps, size=tuple(size), strides=tuple(strides),
                dilation=tuple(dilation), padding=padding)
-    return f(w, y, images, v) if v_bias is None else f(w, y, images, v, v_bias=v_bias)
+    given = {} if v_bias is None else {"v_bias": v_bias}
+    return _bias_gradient_apart(lambda y, **b: f(w, y, images, v, **given, **b), y, bias)
 
 
-def _noisy_from_taps(w, y, images, v, v_bias=None, *, size, strides, dilation, padding):
+def _noisy_from_taps(w, y, images, v, v_bias=None, bias=None, *, size, strides, dilation, padding):
     """``y`` plus its read noise with the variance map ``sum_i x_i**2 v_ij`` summed tap by tap
     (each tap's strided view of the images, channel by channel, in patch order, then the bias
     row's variance), all in one XLA pass with the words' transform and the sum (see
@@ -591,11 +620,16 @@ def _noisy_from_taps(w, y, images, v, v_bias=None, *, size, strides, dilation, p
             s2 = term if s2 is None else s2 + term
     if v_bias is not None:
         s2 = s2 + v_bias
-    return _noisy_from_words(w, y, s2=ops.cast(s2, y.dtype))
+    return _noisy_from_words(w, y, s2=ops.cast(s2, y.dtype), bias=bias)
 
 
-def _noisy(y, z, s2=None, row_sd=None, col_sd=None):
-    """``y`` plus the normals ``z`` (of y's shape) times their std."""
+def _noisy(y, z, s2=None, row_sd=None, col_sd=None, bias=None, s2_bias=None):
+    """``y`` (plus ``bias``) plus the normals ``z`` (of y's shape) times their std (see
+    :func:`_add_read_noise`)."""
+    if bias is not None:
+        y = y + bias
+    if s2_bias is not None:
+        s2 = s2 + s2_bias
     noise = ops.sqrt(s2) * z if s2 is not None else row_sd * (z * col_sd)
     return y + ops.stop_gradient(noise)
 
