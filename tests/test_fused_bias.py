@@ -80,3 +80,24 @@ def test_the_bias_in_the_taps_pass_is_the_sum_apart():
     assert np.array_equal(o1, o2)
     assert np.array_equal(dy1, dy2) and np.array_equal(db1, db2)
     assert np.abs(o1 - (y + b)).max() > 0.01
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_bias_in_the_adc_pass_is_the_sum_apart(training):
+    """Without read noise the bias row's current is added in the ADC's own pass (at inference
+    the levels' XLA pass): ``quantize(v, add=b)`` equals ``quantize(v + b)`` bit for bit, with
+    sums placed exactly on the thresholds between levels and beyond the full scale, and so do
+    the straight-through gradients when training. Fails if the ADC drops the bias, adds it
+    twice or after rounding."""
+    rng = np.random.default_rng(7)
+    full_scale, bits = tf.constant(3.0), 5
+    step = 3.0 / (2 ** (bits - 1) - 1)
+    b = rng.standard_normal(6).astype(np.float32)
+    halves = (rng.integers(-20, 20, (50, 6)) + 0.5) * step  # thresholds, and beyond +-3
+    v = np.concatenate([rng.uniform(-4, 4, (200, 6)), halves - b]).astype(np.float32)
+    noise = lambda vv, bv: xops.quantize(vv, full_scale, bits, True, training, add=bv)  # noqa: E731
+    apart = lambda vv, bv: xops.quantize(vv + bv, full_scale, bits, True, training)  # noqa: E731
+    (o1, dv1, db1), (o2, dv2, db2) = _both(v, b, noise, apart)
+    assert np.array_equal(o1, o2)
+    assert np.array_equal(dv1, dv2) and np.array_equal(db1, db2)
+    assert len(np.unique(o1)) > 10 and np.abs(o1).max() == pytest.approx(3.0)  # rounded, clipped

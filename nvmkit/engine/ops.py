@@ -270,9 +270,11 @@ def builds_gradient(training) -> bool:
     return training is not None and training is not False
 
 
-def quantize(v, full_scale, bits: int, signed, training=True):
+def quantize(v, full_scale, bits: int, signed, training=True, add=None):
     """Round ``v`` to a converter's levels, straight-through when ``training`` (see
-    :func:`builds_gradient`; at inference the rounded value itself, the same numbers).
+    :func:`builds_gradient`; at inference the rounded value itself, the same numbers). ``add``:
+    a tensor added to ``v`` first (broadcast; an ADC's bias row current), at inference in the
+    levels' own pass, the same numbers as the sum done apart.
 
     Unsigned: 2^b levels on [0, R]. Signed: 2^b - 1 levels on [-R, R], one of them exactly 0
     (sign-magnitude, as CrossSim's converters; with 2^b levels an exact 0 would sit on a
@@ -280,12 +282,14 @@ def quantize(v, full_scale, bits: int, signed, training=True):
     calibrated on data learns whether its inputs are signed).
     """
     if builds_gradient(training):
+        v = v if add is None else v + add
         return straight_through(v, _rounded(v, full_scale, bits, signed))
     return _rounded(v, full_scale, bits, signed,
-                    levels_of=_fused(_levels) if keras.backend.backend() == "tensorflow" else _levels)
+                    levels_of=_fused(_levels) if keras.backend.backend() == "tensorflow" else _levels,
+                    add=add)
 
 
-def _rounded(v, full_scale, bits: int, signed, levels_of=None):
+def _rounded(v, full_scale, bits: int, signed, levels_of=None, add=None):
     """The converter's levels of :func:`quantize`: ``round(clip(v, lo, R) / step) * step``.
     ``levels_of``: what computes that from ``lo`` and ``step`` (on TensorFlow at inference one
     XLA-fused pass, :func:`_fused`; the scalars ``lo`` and ``step`` are computed before it,
@@ -298,10 +302,11 @@ def _rounded(v, full_scale, bits: int, signed, levels_of=None):
         levels = s * float(2 ** (bits - 1) - 1) + (1 - s) * float(2**bits - 1)
         lo = -full_scale * s
     step = full_scale / levels
-    return (levels_of or _levels)(v, lo, full_scale, step)
+    return (levels_of or _levels)(v, lo, full_scale, step, **({} if add is None else {"add": add}))
 
 
-def _levels(v, lo, hi, step):
+def _levels(v, lo, hi, step, add=None):
+    v = v if add is None else v + add
     return ops.round(ops.clip(v, lo, hi) / step) * step
 
 
@@ -378,7 +383,8 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
         y = _product(xs, w[:, r0:hi], depthwise)
         has_bias = bias_row and r1 > n_in
         bias = ops.expand_dims(w[:, -1], 1) if has_bias else None
-        if noisy:  # the bias row's current is added in the noise's pass (no pass of its own)
+        # the bias row's current is added in the noise's pass, else in the ADC's (no pass of its own)
+        if noisy:
             if col_sd is not None and depthwise is None:
                 s2 = sum_of_squares(xs)
                 if has_bias:
@@ -389,11 +395,11 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
                 s2 = _product(ops.square(xs), v[:, r0:hi], depthwise)
                 y = _add_read_noise(y, seed, s2=s2, bias=bias,
                                     s2_bias=ops.expand_dims(v[:, -1], 1) if has_bias else None)
-        elif has_bias:
-            y = y + bias
+        elif has_bias and adc_errors is not None:  # the errors act on the sum: added before
+            y, bias = y + bias, None
         if adc_errors is not None:
             y = adc_errors.apply(y, block, adc_range, adc_bits, seed)
-        y = _adc(y, adc_range, adc_bits, training)
+        y = _adc(y, adc_range, adc_bits, training, add=None if noisy else bias)
         out = y if out is None else out + y
     return out
 
@@ -480,7 +486,7 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
             y = conv(xk, wk[:n_in] if whole else _rows_only(wk[:n_in], r0, hi))
             has_bias = bias_row and r1 > n_in
             bias = wk[n_in] if has_bias else None
-            if noisy:  # the bias row's current is added in the noise's pass (see read)
+            if noisy:  # the bias row's current: in the noise's pass, else the ADC's (see read)
                 if col_sd is not None and not depthwise:
                     ones = ops.ones((n_in, 1), dtype=x.dtype)
                     s2 = conv(ops.square(xk), ones if whole else _rows_only(ones, r0, hi))
@@ -498,11 +504,11 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
                         s2 = conv(ops.square(xk), vk[:n_in] if whole else _rows_only(vk[:n_in], r0, hi))
                         y = _add_read_noise(y, seed, s2=s2, bias=bias,
                                             s2_bias=vk[n_in] if has_bias else None)
-            elif has_bias:
-                y = y + bias
+            elif has_bias and adc_errors is not None:  # the errors act on the sum (see read)
+                y, bias = y + bias, None
             if adc_errors is not None:
                 y = adc_errors.apply(y, block, adc_range, adc_bits, seed, trial=k)
-            y = _adc(y, adc_range, adc_bits, training)
+            y = _adc(y, adc_range, adc_bits, training, add=None if noisy else bias)
             out = y if out is None else out + y
         outs.append(out)
     if trials == 1:
@@ -713,9 +719,12 @@ def sum_of_squares(x):
     return ops.sum(ops.square(x), axis=-1, keepdims=True)
 
 
-def _adc(y, adc_range, adc_bits, training=True):
-    """Each tile's partial sums through its own signed ADC (none: ideal converter)."""
-    return y if adc_bits is None else quantize(y, adc_range, adc_bits, True, training)
+def _adc(y, adc_range, adc_bits, training=True, add=None):
+    """Each tile's partial sums (plus ``add``, the bias row's current, in the ADC's own pass at
+    inference) through its own signed ADC (none: ideal converter)."""
+    if adc_bits is None:
+        return y if add is None else y + add
+    return quantize(y, adc_range, adc_bits, True, training, add=add)
 
 
 class AdcErrors:
