@@ -52,9 +52,15 @@ def _leaks(files, root: Path) -> list[str]:
 
 
 def test_the_checker_sees_a_path_of_this_machine(tmp_path):
-    leaky = tmp_path / "a.md"
-    leaky.write_text(f"see {Path.home() / 'notes.txt'} and {tmp_path / 'x'}\n")
-    assert len(_leaks([leaky], tmp_path)) == 2
+    """A path in the home folder and one in the temporary folder are each seen (a file apiece: the
+    prefixes may nest, as a home folder under /tmp does, so a line can match several), and a
+    relative path is not."""
+    home, temp, clean = (tmp_path / n for n in ("home.md", "temp.md", "clean.md"))
+    home.write_text(f"see {Path.home() / 'notes.txt'}\n")
+    temp.write_text(f"see {tmp_path / 'x'}\n")
+    clean.write_text("see docs/results.md and ../shared/datasets\n")
+    assert _leaks([home], tmp_path) and _leaks([temp], tmp_path)
+    assert _leaks([clean], tmp_path) == []
 
 
 def test_no_machine_path_in_code_or_docs():
