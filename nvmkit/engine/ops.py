@@ -358,6 +358,18 @@ def _product(x, w, depthwise: tuple[int, int] | None):
     return ops.reshape(y, (y.shape[0], -1, c * mult))
 
 
+def _bias_in_pass(training, noisy: bool, adc_errors) -> bool:
+    """Whether a read adds its bias row's current inside the pass that follows (the noise's, else
+    the ADC's) rather than in a pass of its own over the tile's partial sums: at inference only,
+    where the sums are the same IEEE additions in the same order, bit for bit. When training, the
+    sum stays apart: compiled into the noise's pass, the pass's gradient would sum the bias's share
+    in XLA's order, and with a batch size known only at run time (``fit``) TensorFlow's forward
+    variant of the pass that keeps what the gradient needs compiles to other bits than before (one
+    or two ulp; found by review), so training, and every documented result trained through the
+    device, would move. Never with ADC errors and no read noise: the errors act on the sum."""
+    return not builds_gradient(training) and (noisy or adc_errors is None)
+
+
 def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd=None,
          adc_range=None, adc_bits: int | None = None, depthwise=None, adc_errors=None,
          training=True):
@@ -383,7 +395,8 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
         y = _product(xs, w[:, r0:hi], depthwise)
         has_bias = bias_row and r1 > n_in
         bias = ops.expand_dims(w[:, -1], 1) if has_bias else None
-        # the bias row's current is added in the noise's pass, else in the ADC's (no pass of its own)
+        if has_bias and not _bias_in_pass(training, noisy, adc_errors):
+            y, bias = y + bias, None
         if noisy:
             if col_sd is not None and depthwise is None:
                 s2 = sum_of_squares(xs)
@@ -393,10 +406,10 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
             else:
                 v = var if var is not None else ops.square(col_sd) * ops.ones_like(w)
                 s2 = _product(ops.square(xs), v[:, r0:hi], depthwise)
-                y = _add_read_noise(y, seed, s2=s2, bias=bias,
-                                    s2_bias=ops.expand_dims(v[:, -1], 1) if has_bias else None)
-        elif has_bias and adc_errors is not None:  # the errors act on the sum: added before
-            y, bias = y + bias, None
+                s2_bias = ops.expand_dims(v[:, -1], 1) if has_bias else None
+                if s2_bias is not None and bias is None:
+                    s2, s2_bias = s2 + s2_bias, None
+                y = _add_read_noise(y, seed, s2=s2, bias=bias, s2_bias=s2_bias)
         if adc_errors is not None:
             y = adc_errors.apply(y, block, adc_range, adc_bits, seed)
         y = _adc(y, adc_range, adc_bits, training, add=None if noisy else bias)
@@ -486,7 +499,9 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
             y = conv(xk, wk[:n_in] if whole else _rows_only(wk[:n_in], r0, hi))
             has_bias = bias_row and r1 > n_in
             bias = wk[n_in] if has_bias else None
-            if noisy:  # the bias row's current: in the noise's pass, else the ADC's (see read)
+            if has_bias and not _bias_in_pass(training, noisy, adc_errors):
+                y, bias = y + bias, None
+            if noisy:
                 if col_sd is not None and not depthwise:
                     ones = ops.ones((n_in, 1), dtype=x.dtype)
                     s2 = conv(ops.square(xk), ones if whole else _rows_only(ones, r0, hi))
@@ -502,10 +517,10 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
                                                       vk[n_in] if has_bias else None, geometry, bias=bias)
                     else:
                         s2 = conv(ops.square(xk), vk[:n_in] if whole else _rows_only(vk[:n_in], r0, hi))
-                        y = _add_read_noise(y, seed, s2=s2, bias=bias,
-                                            s2_bias=vk[n_in] if has_bias else None)
-            elif has_bias and adc_errors is not None:  # the errors act on the sum (see read)
-                y, bias = y + bias, None
+                        s2_bias = vk[n_in] if has_bias else None
+                        if s2_bias is not None and bias is None:
+                            s2, s2_bias = s2 + s2_bias, None
+                        y = _add_read_noise(y, seed, s2=s2, bias=bias, s2_bias=s2_bias)
             if adc_errors is not None:
                 y = adc_errors.apply(y, block, adc_range, adc_bits, seed, trial=k)
             y = _adc(y, adc_range, adc_bits, training, add=None if noisy else bias)
@@ -544,33 +559,11 @@ def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None, bias=None, s2_bi
     shape, n, w = _words(ops.shape(y), seed)
     given = {k: v for k, v in (("s2", s2), ("row_sd", row_sd), ("col_sd", col_sd),
                                ("s2_bias", s2_bias)) if v is not None}
+    if bias is not None:
+        given["bias"] = bias
     if keras.backend.backend() == "tensorflow":
-        return _bias_gradient_apart(lambda y, **b: _fused(_noisy_from_words)(w, y, **given, **b), y, bias)
-    return _noisy(y, _samples(w, n, shape, y.dtype), bias=bias, **given)
-
-
-def _bias_gradient_apart(fused, y, bias):
-    """``fused(y, bias=bias)`` (a pass compiled by XLA that adds ``bias`` to ``y``) with the
-    gradient of ``y + bias`` computed as TensorFlow computes it for a separate sum: ``dy`` for y,
-    and for the bias, dy summed by TensorFlow's reduction over the axes the bias was broadcast
-    along. The reduction XLA compiles into the pass's gradient sums in another order, so training
-    would move at float32 rounding (measured on converted convolutions' bias rows) against the
-    former separate sum; this keeps the gradients bit for bit."""
-    if bias is None:
-        return fused(y)
-    import tensorflow as tf
-
-    @tf.custom_gradient
-    def call(y, bias):
-        def grad(dy):
-            lead = len(dy.shape) - len(bias.shape)  # the axes the bias lacks, then its size-1 axes
-            axes = list(range(lead)) + [lead + i for i, d in enumerate(bias.shape)
-                                        if d == 1 and dy.shape[lead + i] != 1]
-            return dy, tf.reshape(tf.reduce_sum(dy, axis=axes), tf.shape(bias))
-
-        return fused(y, bias=bias), grad
-
-    return call(y, bias)
+        return _fused(_noisy_from_words)(w, y, **given)
+    return _noisy(y, _samples(w, n, shape, y.dtype), **given)
 
 
 def _noisy_from_words(w, y, s2=None, row_sd=None, col_sd=None, bias=None, s2_bias=None):
@@ -601,8 +594,8 @@ def _add_read_noise_from_taps(y, seed, images, v, v_bias, geometry, bias=None):
     size, strides, dilation, padding = geometry
     f = _fused(_noisy_from_taps, size=tuple(size), strides=tuple(strides),
                dilation=tuple(dilation), padding=padding)
-    given = {} if v_bias is None else {"v_bias": v_bias}
-    return _bias_gradient_apart(lambda y, **b: f(w, y, images, v, **given, **b), y, bias)
+    given = {k: a for k, a in (("v_bias", v_bias), ("bias", bias)) if a is not None}
+    return f(w, y, images, v, **given)
 
 
 def _noisy_from_taps(w, y, images, v, v_bias=None, bias=None, *, size, strides, dilation, padding):
