@@ -394,9 +394,10 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
         xs = x if (r0, hi) == (0, n_in) else x[..., r0 * per_row:hi * per_row]
         y = _product(xs, w[:, r0:hi], depthwise)
         has_bias = bias_row and r1 > n_in
-        bias = ops.expand_dims(w[:, -1], 1) if has_bias else None
-        if has_bias and not _bias_in_pass(training, noisy, adc_errors):
-            y, bias = y + bias, None
+        fuse = has_bias and _bias_in_pass(training, noisy, adc_errors)
+        bias = ops.expand_dims(w[:, -1], 1) if fuse else None  # added by the pass that follows
+        if has_bias and not fuse:
+            y = y + ops.expand_dims(w[:, -1], 1)
         if noisy:
             if col_sd is not None and depthwise is None:
                 s2 = sum_of_squares(xs)
@@ -406,10 +407,10 @@ def read(x, w, *, n_in: int, bias_row: bool, blocks, seed=None, var=None, col_sd
             else:
                 v = var if var is not None else ops.square(col_sd) * ops.ones_like(w)
                 s2 = _product(ops.square(xs), v[:, r0:hi], depthwise)
-                s2_bias = ops.expand_dims(v[:, -1], 1) if has_bias else None
-                if s2_bias is not None and bias is None:
-                    s2, s2_bias = s2 + s2_bias, None
-                y = _add_read_noise(y, seed, s2=s2, bias=bias, s2_bias=s2_bias)
+                if has_bias and not fuse:
+                    s2 = s2 + ops.expand_dims(v[:, -1], 1)
+                y = _add_read_noise(y, seed, s2=s2, bias=bias,
+                                    s2_bias=ops.expand_dims(v[:, -1], 1) if fuse else None)
         if adc_errors is not None:
             y = adc_errors.apply(y, block, adc_range, adc_bits, seed)
         y = _adc(y, adc_range, adc_bits, training, add=None if noisy else bias)
@@ -498,9 +499,10 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
             whole = (r0, hi) == (0, n_in)
             y = conv(xk, wk[:n_in] if whole else _rows_only(wk[:n_in], r0, hi))
             has_bias = bias_row and r1 > n_in
-            bias = wk[n_in] if has_bias else None
-            if has_bias and not _bias_in_pass(training, noisy, adc_errors):
-                y, bias = y + bias, None
+            fuse = has_bias and _bias_in_pass(training, noisy, adc_errors)
+            bias = wk[n_in] if fuse else None  # added by the pass that follows
+            if has_bias and not fuse:
+                y = y + wk[n_in]
             if noisy:
                 if col_sd is not None and not depthwise:
                     ones = ops.ones((n_in, 1), dtype=x.dtype)
@@ -517,10 +519,10 @@ def read_conv(x, w, *, trials: int, conv, n_in: int, bias_row: bool, blocks, see
                                                       vk[n_in] if has_bias else None, geometry, bias=bias)
                     else:
                         s2 = conv(ops.square(xk), vk[:n_in] if whole else _rows_only(vk[:n_in], r0, hi))
-                        s2_bias = vk[n_in] if has_bias else None
-                        if s2_bias is not None and bias is None:
-                            s2, s2_bias = s2 + s2_bias, None
-                        y = _add_read_noise(y, seed, s2=s2, bias=bias, s2_bias=s2_bias)
+                        if has_bias and not fuse:
+                            s2 = s2 + vk[n_in]
+                        y = _add_read_noise(y, seed, s2=s2, bias=bias,
+                                            s2_bias=vk[n_in] if fuse else None)
             if adc_errors is not None:
                 y = adc_errors.apply(y, block, adc_range, adc_bits, seed, trial=k)
             y = _adc(y, adc_range, adc_bits, training, add=None if noisy else bias)
@@ -557,10 +559,8 @@ def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None, bias=None, s2_bi
     first layer (they wrote the normals out, then copied them for the slice, then read them
     again; ``benchmarks/bench_read_parts.py``)."""
     shape, n, w = _words(ops.shape(y), seed)
-    given = {k: v for k, v in (("s2", s2), ("row_sd", row_sd), ("col_sd", col_sd),
+    given = {k: v for k, v in (("s2", s2), ("row_sd", row_sd), ("col_sd", col_sd), ("bias", bias),
                                ("s2_bias", s2_bias)) if v is not None}
-    if bias is not None:
-        given["bias"] = bias
     if keras.backend.backend() == "tensorflow":
         return _fused(_noisy_from_words)(w, y, **given)
     return _noisy(y, _samples(w, n, shape, y.dtype), **given)
