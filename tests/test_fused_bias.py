@@ -125,8 +125,10 @@ def test_training_keeps_the_sum_apart(monkeypatch, noise, adc_bits, conv):
     """The read hands the bias row to the noise's or the ADC's pass at inference only: when
     training, ``y + bias`` (and its variance) are summed apart, before the pass, as before, so that
     what training computes does not move (inside the pass, XLA's gradient and TensorFlow's forward
-    variant for a gradient, with a batch size known at run time, compile to other bits). Fails if
-    training fuses the bias, or inference stops fusing it (or fuses it twice)."""
+    variant for a gradient, with a batch size known at run time, compile to other bits), and the
+    two give the same output bit for bit (the straight-through ADC's forward value is its levels).
+    Fails if training fuses the bias, inference stops fusing it, fuses it twice, also adds it apart,
+    or either path drops it or its variance."""
     seen = []
     real_noise, real_quantize = xops._add_read_noise, xops.quantize
     monkeypatch.setattr(xops, "_add_read_noise", lambda y, seed, **k: (
@@ -136,7 +138,6 @@ def test_training_keeps_the_sum_apart(monkeypatch, noise, adc_bits, conv):
         seen.append(("adc", add is not None, False)) or real_quantize(*a, add=add, **k)))
     rng = np.random.default_rng(3)
     w = tf.constant(rng.standard_normal((1, 10, 4)).astype(np.float32))  # 9 input rows + bias row
-    seed = keras.random.SeedGenerator(2)
     kw = {}
     if noise == "variance":
         kw["var"] = tf.constant(rng.random((1, 10, 4)).astype(np.float32) * 0.01)
@@ -148,14 +149,16 @@ def test_training_keeps_the_sum_apart(monkeypatch, noise, adc_bits, conv):
         x = tf.constant(rng.random((2, 5, 5, 1)).astype(np.float32))
         conv_fn = lambda images, m: tf.nn.conv2d(images, tf.reshape(m, (3, 3, 1, -1)), 1, "VALID")  # noqa: E731
         call = lambda training: xops.read_conv(x, w, trials=1, conv=conv_fn, n_in=9, bias_row=True,  # noqa: E731
-                                               blocks=[(0, 10)], seed=seed, training=training, **kw)
+                                               blocks=[(0, 10)], seed=keras.random.SeedGenerator(2),
+                                               training=training, **kw)
     else:
         x = tf.constant(rng.random((1, 3, 9)).astype(np.float32))
-        call = lambda training: xops.read(x, w, n_in=9, bias_row=True, blocks=[(0, 10)], seed=seed,  # noqa: E731
-                                          training=training, **kw)
+        call = lambda training: xops.read(x, w, n_in=9, bias_row=True, blocks=[(0, 10)],  # noqa: E731
+                                          seed=keras.random.SeedGenerator(2), training=training, **kw)
+    outputs = []
     for training in (True, False):
         seen.clear()
-        call(training)
+        outputs.append(np.asarray(call(training)))
         fused = [s for s in seen if s[1]]
         if training:
             assert fused == [] and not any(s[2] for s in seen)
@@ -164,3 +167,9 @@ def test_training_keeps_the_sum_apart(monkeypatch, noise, adc_bits, conv):
         else:
             assert len(fused) == 1 and fused[0][0] == ("noise" if noise != "none" else "adc")
             assert fused[0][2] == (noise == "variance")
+    assert np.array_equal(outputs[0], outputs[1])  # the same seed: the same draws, either way
+    if noise != "none":
+        quiet = {k: a for k, a in kw.items() if k not in ("var", "col_sd")}
+        kw.clear()
+        kw.update(quiet)
+        assert not np.array_equal(np.asarray(call(False)), outputs[1])  # the noise was drawn
