@@ -34,6 +34,7 @@ from nvmkit.engine.crossbar import Chip, ProgrammedCrossbar
 from nvmkit.engine.crossbar_config import CrossbarConfig
 from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError, NvmkitWarning
+from nvmkit.engine import layers as layers_mod
 from nvmkit.engine import wires
 from nvmkit.engine.layers import (PACKAGE, AnalogConv, AnalogDense, AnalogDepthwiseConv2D,
                                   AnalogLayer, AnalogRecurrent, AnalogTimeDistributed,
@@ -509,59 +510,46 @@ def needs_calibration(model) -> bool:
 
 def calibrate_converters(model, x, batch_size: int = 256) -> None:
     """Set every uncalibrated DAC/ADC full scale from the float reference pass of model inputs
-    ``x`` (a few hundred training samples): DAC max |input|, ADC max |ideal partial sum|."""
+    ``x`` (a few hundred training samples; an array, or the list/dict a multi-input model takes):
+    DAC max |input|, ADC max |ideal partial sum|, over every call of a layer (a shared layer
+    reads each of its inputs on the same converters; a masked recurrent layer's masked steps keep
+    its state, as at inference)."""
     layers = analog_layers(model)
     if not layers:
         return
+    if isinstance(x, (list, tuple)) and not all(hasattr(a, "shape") for a in x):
+        x = np.asarray(x)  # nested Python lists: one array, not one input per element
+    x = keras.tree.map_structure(_calibration_array, x)
+    leaves = keras.tree.flatten(x)
+    n = len(leaves[0]) if leaves else 0
+    if n == 0 or any(len(a) != n for a in leaves):
+        raise ConfigError("calibrate: calibration data must hold at least one sample, the same "
+                          "number for every model input")
     for layer in layers:
         layer.ideal = True
     try:
-        _calibrate_graph(model, np.asarray(x, F32), batch_size)
+        with layers_mod.recording_inputs() as seen:
+            for s in range(0, n, batch_size):
+                model(keras.tree.map_structure(lambda a: a[s:s + batch_size], x), training=False)
+        for layer in layers:
+            calls = seen.get(id(layer))
+            if not calls:
+                raise ConfigError(f"calibrate: the calibration data never reached layer "
+                                  f"'{layer.name}'; set converters.dac_range/adc_range instead")
+            rows = [[] for _ in layer.cores]
+            for xin, mask in calls:  # the float pass inside the layer, call by call
+                for i, r in enumerate(layer.core_inputs(xin, mask)):
+                    rows[i].append(np.asarray(r, F32))
+            for (core, w, b), r in zip(layer.core_weights(), rows):
+                core.calibrate(r[0] if len(r) == 1 else np.concatenate(r), core.crossbar(w, b))
     finally:
         for layer in layers:
             layer.ideal = False
 
 
-def _sites(model) -> list:
-    """The analog layers and analog wrappers read directly by ``model``'s graph (nested models
-    expanded: their layers' inputs can be tapped from the outer inputs)."""
-    out = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            out.extend(_sites(layer))
-        elif isinstance(layer, (AnalogLayer, AnalogTimeDistributed)):
-            out.append(layer)
-    return out
-
-
-def _calibrate_graph(model, x, batch_size: int) -> None:
-    sites = _sites(model)
-    if not sites:
-        return
-    try:
-        taps = keras.Model(model.inputs, [site.input for site in sites])
-    except (AttributeError, ValueError) as e:
-        raise ConfigError(f"calibrate: the analog layers' inputs cannot be tapped ({e}); "
-                          "set converters.dac_range/adc_range instead") from None
-    seen = taps.predict(x, batch_size=batch_size, verbose=0)
-    if len(sites) == 1:
-        seen = [seen]
-    for site, xin in zip(sites, seen):
-        _calibrate_site(site, np.asarray(xin, F32), batch_size)
-
-
-def _calibrate_site(site, x, batch_size: int) -> None:
-    if isinstance(site, AnalogTimeDistributed):  # every time step is a sample of the layer
-        x = x.reshape(-1, *x.shape[2:])
-        inner = site.layer
-        if isinstance(inner, keras.Model):
-            _calibrate_graph(inner, x, batch_size)
-        else:
-            _calibrate_site(inner, x, batch_size)
-        return
-    inputs = site.core_inputs(x)  # the float pass inside the layer
-    for (core, w, b), xc in zip(site.core_weights(), inputs):
-        core.calibrate(xc, core.crossbar(w, b))
+def _calibration_array(a) -> np.ndarray:
+    a = np.asarray(a)
+    return a.astype(F32) if a.dtype.kind in "fb" or a.dtype == object else a
 
 
 def analog_weight_count(model) -> int:
@@ -689,24 +677,56 @@ def analog_footprint(model) -> list:
 
 
 def _footprint_sites(model, repeat: int = 1) -> list:
-    """(layer, input shape, output shape, uses per inference) of every layer, nested models and
-    analog wrappers expanded: a layer inside TimeDistributed runs once per time step, on the
-    wrapper's shapes without the time axis."""
+    """(layer, input shape, output shape, uses per inference) of every call of every layer, nested
+    models and analog wrappers expanded: a layer shared by two branches runs (and is priced) once
+    per call, a nested model's layers once per call of the model, and a layer inside
+    TimeDistributed once per time step, on the wrapper's shapes without the time axis. The input
+    shape is the call's first input's (a mask or a second operand is not the layer's data)."""
+    calls = _graph_calls(model)
     out = []
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            out.extend(_footprint_sites(layer, repeat))
-        elif isinstance(layer, AnalogTimeDistributed):
-            steps = int(layer.input.shape[1]) * repeat
-            inner = layer.layer
-            if isinstance(inner, keras.Model):
-                out.extend(_footprint_sites(inner, steps))
+        for node in calls.get(id(layer), [None]):
+            ins = layer.input if node is None else node.input_tensors
+            outs = layer.output if node is None else node.output_tensors
+            first_in = _first(ins)
+            first_out = _first(outs)
+            if isinstance(layer, keras.Model):
+                out.extend(_footprint_sites(layer, repeat))
+            elif isinstance(layer, AnalogTimeDistributed):
+                steps = int(first_in.shape[1]) * repeat
+                inner = layer.layer
+                if isinstance(inner, keras.Model):
+                    out.extend(_footprint_sites(inner, steps))
+                else:
+                    out.append((inner, tuple(first_in.shape[2:]), tuple(first_out.shape[2:]), steps))
             else:
-                out.append((inner, tuple(layer.input.shape[2:]), tuple(layer.output.shape[2:]), steps))
-        else:
-            out.append((layer, tuple(layer.input.shape[1:]) if not isinstance(layer.input, (list, tuple))
-                        else None, tuple(layer.output.shape[1:]), repeat))
+                single = not isinstance(ins, (list, tuple)) or len(ins) == 1 \
+                    or isinstance(layer, AnalogLayer)
+                out.append((layer, tuple(first_in.shape[1:]) if single else None,
+                            tuple(first_out.shape[1:]), repeat))
     return out
+
+
+def _graph_calls(model) -> dict:
+    """``id(layer) -> [node, ...]``: the calls of each layer in ``model``'s own graph, in the
+    order the graph runs them (a Sequential model's through its functional graph)."""
+    graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
+    by_depth = getattr(graph, "_nodes_by_depth", None) or {}
+    calls: dict = {}
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                calls.setdefault(id(node.operation), []).append(node)
+    return calls
+
+
+def _first(tensors):
+    """The first tensor of a call's inputs or outputs (None for an input layer's empty inputs)."""
+    while isinstance(tensors, (list, tuple)):
+        if not tensors:
+            return None
+        tensors = tensors[0]
+    return tensors
 
 
 def _activation_of(layer) -> str | None:

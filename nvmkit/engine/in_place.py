@@ -952,7 +952,11 @@ def _core_variables(layer, core) -> list:
 
 
 def _ends_in_softmax(model) -> bool:
+    """Whether the model's output is a softmax (a Softmax layer, a layer with that activation,
+    or a nested model ending in one): its loss then takes probabilities, not logits."""
     last = model.outputs[0]._keras_history.operation
+    if isinstance(last, keras.Model) and getattr(last, "outputs", None):
+        return _ends_in_softmax(last)
     if type(last).__name__ == "Softmax":
         return True
     return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"

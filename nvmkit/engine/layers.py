@@ -24,6 +24,7 @@ copies lives beside them in non-trainable variables, in weight units:
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -39,6 +40,29 @@ from nvmkit.engine import wires as xwires
 
 F32 = np.float32
 PACKAGE = "nvmkit"
+
+#: while converters are calibrated: ``id(layer) -> [(input, mask), ...]``, one entry per call of
+#: the layer in the float reference pass. Recorded as the layer is called, not tapped from the
+#: graph, because a shared layer is called more than once and a nested model's inner tensors
+#: cannot be reached from the outer inputs.
+_recording: dict | None = None
+
+
+@contextlib.contextmanager
+def recording_inputs():
+    """Record every analog layer's eager inputs (calibration); yields the record."""
+    global _recording
+    _recording = {}
+    try:
+        yield _recording
+    finally:
+        _recording = None
+
+
+def _record(layer, x, mask=None) -> None:
+    if _recording is not None and layer.ideal:
+        _recording.setdefault(id(layer), []).append(
+            (ops.convert_to_numpy(x), None if mask is None else ops.convert_to_numpy(mask)))
 
 
 def device_config(device: Device) -> dict:
@@ -384,8 +408,9 @@ class AnalogLayer(keras.layers.Layer):
     def core_weights(self) -> list[tuple[_Core, np.ndarray, np.ndarray | None]]:
         raise NotImplementedError
 
-    def core_inputs(self, x: np.ndarray) -> list[np.ndarray]:
-        """Each core's ideal input rows for inputs ``x`` (calibration)."""
+    def core_inputs(self, x: np.ndarray, mask=None) -> list[np.ndarray]:
+        """Each core's ideal input rows for one call's inputs ``x`` (calibration); ``mask``:
+        the call's mask, if any (a recurrent layer's masked steps keep the state)."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -418,6 +443,7 @@ class AnalogDense(AnalogLayer):
         self.cores = [_Core(self, "", n_in, self.units, self.use_bias)]
 
     def call(self, x, training=None, mask=None):
+        _record(self, x)
         k = self._k()
         inner = tuple(x.shape[1:-1])
         y = self.cores[0].forward(xops.group_trials(x, k), self.kernel, self.bias, training)
@@ -434,7 +460,7 @@ class AnalogDense(AnalogLayer):
         b = None if self.bias is None else self.bias.numpy()
         return [(self.cores[0], self.kernel.numpy(), b)]
 
-    def core_inputs(self, x):
+    def core_inputs(self, x, mask=None):
         return [x.reshape(-1, x.shape[-1])]
 
     def get_config(self):
@@ -520,6 +546,7 @@ class AnalogConv(AnalogLayer):
                  None if bias is None else bias[i * fg:(i + 1) * fg]) for i in range(g)]
 
     def call(self, x, training=None, mask=None):
+        _record(self, x)
         if self.rank == 1:
             x = ops.expand_dims(x, 1)
         geometry = (*self._geometry2d(), self.padding)
@@ -543,7 +570,7 @@ class AnalogConv(AnalogLayer):
         return [(core, np.asarray(k2d), bb) for core, (_, k2d, bb)
                 in zip(self.cores, self._group_matrices(self.kernel.numpy(), b))]
 
-    def core_inputs(self, x):
+    def core_inputs(self, x, mask=None):
         out = []
         for _, (ch, _, _) in zip(self.cores, self._group_matrices(self.kernel.numpy(), None)):
             xs = x if ch is None else x[..., ch[0]:ch[1]]
@@ -616,6 +643,7 @@ class AnalogDepthwiseConv2D(AnalogLayer):
                                   dilation_rate=self.dilation_rate)
 
     def call(self, x, training=None, mask=None):
+        _record(self, x)
         k = self._k()
         sep = self.pointwise_filters is not None
         y = self.cores[0].forward_conv(x, self._dw_matrix(), None if sep else self.bias, self._conv,
@@ -641,7 +669,7 @@ class AnalogDepthwiseConv2D(AnalogLayer):
         pw = self.pointwise_kernel.numpy().reshape(-1, self.pointwise_filters)
         return [(self.cores[0], dw, None), (self.cores[1], pw, b)]
 
-    def core_inputs(self, x):
+    def core_inputs(self, x, mask=None):
         p = ops.convert_to_numpy(self._patches(ops.convert_to_tensor(x)))
         p = p.reshape(-1, p.shape[-1])
         if self.pointwise_filters is None:
@@ -783,6 +811,7 @@ class AnalogRecurrent(AnalogLayer):
         return ops.stack(outs, axis=2) if self.return_sequences else state
 
     def call(self, x, training=None, mask=None):
+        _record(self, x, mask)
         k = self._k()
         y = self._run(x, k, mask=mask, training=training)
         if self.return_sequences:
@@ -805,9 +834,10 @@ class AnalogRecurrent(AnalogLayer):
                         None if b is None else ops.convert_to_numpy(b)))
         return out
 
-    def core_inputs(self, x):
+    def core_inputs(self, x, mask=None):
         collect = [[] for _ in self.cores]
-        self._run(ops.convert_to_tensor(x), 1, collect)
+        self._run(ops.convert_to_tensor(x), 1, collect,
+                  mask=None if mask is None else ops.convert_to_tensor(mask))
         return [np.concatenate([ops.convert_to_numpy(a).reshape(-1, a.shape[-1]) for a in c])
                 for c in collect]
 

@@ -42,6 +42,7 @@ from nvmkit.core.component import check_seed
 from nvmkit.core.errors import ConfigError, NvmkitWarning
 from nvmkit.core.network import NetworkMapper
 from nvmkit.engine.evaluate import keras_outputs
+from nvmkit.engine.in_place import _ends_in_softmax
 from nvmkit.workflow.config import TrainingConfig, training_identity
 
 CACHE_ENV = "NVMKIT_CACHE_DIR"
@@ -641,14 +642,6 @@ def fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, config=None, *, 
                         batch_size=cfg.batch_size, validation_split=cfg.validation_split, shuffle=True,
                         verbose=0, callbacks=[_epoch_callback(keras, progress, advance)])
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
-
-
-def _ends_in_softmax(model) -> bool:
-    """Whether the model's output is a softmax (a Softmax layer or a layer with that activation)."""
-    last = model.outputs[0]._keras_history.operation
-    if type(last).__name__ == "Softmax":
-        return True
-    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
 
 
 def _epoch_callback(keras, progress, advance):
