@@ -172,3 +172,35 @@ def test_a_nested_head_ending_in_softmax_is_seen_as_probabilities():
     logits = keras.Sequential([keras.Input((3,)), L.Dense(2)])
     seen = [_ends_in_softmax(keras.Model(inp, head(L.Dense(3)(inp)))) for head in (soft, act, logits)]
     assert seen == [True, True, False]
+
+
+def test_a_relu_is_the_neurons_of_the_crossbar_it_reads_not_of_the_last_one_listed():
+    """Two branches (Inception-style): each ReLU's activations go to the convolution it reads,
+    also across a nested model's boundary (its first layer a ReLU), never to the last crossbar in
+    the layer list."""
+    inp = keras.Input((8, 8, 3))
+    a = L.Conv2D(4, 3, padding="same", name="a")(inp)
+    b = L.Conv2D(4, 3, strides=2, padding="same", name="b")(inp)
+    relu_in = keras.Input((4, 4, 4))
+    nested = keras.Model(relu_in, L.ReLU()(relu_in), name="nested_relu")
+    merged = L.Concatenate()([L.Flatten()(L.ReLU()(a)), L.Flatten()(nested(b))])
+    model = keras.Model(inp, L.Dense(2, name="d")(merged))
+    fps = {fp.name: fp for fp in analog_footprint(convert(model, IdealDevice(),
+                                                          CrossbarConfig.preset("ideal")))}
+    assert (fps["a"].activations, fps["b"].activations, fps["d"].activations) == (8 * 8 * 4, 4 * 4 * 4, 0)
+    assert not any(fp.kind == "relu" for fp in fps.values())
+
+
+def test_unrolled_pricing_of_a_depthwise_convolution_is_refused_in_one_line():
+    """The Toeplitz count takes a kernel-wise crossbar; a depthwise footprint's rows are one
+    channel's, which gave a negative row count (and energy)."""
+    from nvmkit import create_from_spec
+    from nvmkit.core.errors import ConfigError
+
+    inp = keras.Input((2, 2, 8))
+    model = keras.Model(inp, L.DepthwiseConv2D(3, padding="same", name="dw")(inp))
+    fp = analog_footprint(convert(model, IdealDevice(), CrossbarConfig.preset("ideal")))
+    estimator = create_from_spec("energy", "crossbar:conv_mapping=unrolled")
+    with pytest.raises(ConfigError, match="'dw'.*conv_mapping='im2col'"):
+        estimator.estimate(fp, IdealDevice())
+    assert create_from_spec("energy", "crossbar").estimate(fp, IdealDevice()).total > 0

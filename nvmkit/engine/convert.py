@@ -635,29 +635,33 @@ def analog_footprint(model) -> list:
     from nvmkit.core.footprint import LayerFootprint
 
     out: list = []
-    last = None  # index in ``out`` of an analog footprint whose neurons a ReLU may be
-    for layer, in_shape, o_shape, repeat in _footprint_sites(model):
-        cls = type(layer).__name__
-        if cls in _TRAINING_ONLY:
+    # id(output tensor of a call) -> index in ``out`` of the linear analog footprint that computed
+    # it: a ReLU reading that tensor is the crossbar's neurons, wherever it sits in the layer list
+    producers: dict = {}
+    for layer, in_shape, o_shape, repeat, src, dst in _footprint_sites(model):
+        if layer is None or type(layer).__name__ in _TRAINING_ONLY:
+            if src in producers:  # a nested model's output, or an identity at inference
+                producers[dst] = producers.pop(src)
             continue
+        cls = type(layer).__name__
         size = math.prod(d or 1 for d in o_shape) * repeat
         if isinstance(layer, AnalogLayer):
             fps, act = _analog_footprints(layer, LayerFootprint, in_shape, o_shape, repeat)
             out.extend(fps)
-            last = len(out) - 1 if act == "linear" else None
-            if act == "relu":
+            if act == "linear":
+                producers[dst] = len(out) - 1
+            elif act == "relu":
                 out[-1] = _with_activations(out[-1], size)
             elif act == "softmax":
                 out.append(LayerFootprint(f"{layer.name}/softmax", "softmax", digital_ops=size))
-            elif act != "linear":  # tanh, sigmoid, ...: one digital evaluation per output
+            else:  # tanh, sigmoid, ...: one digital evaluation per output
                 out.append(LayerFootprint(f"{layer.name}/{act}", "activation", digital_ops=size))
             continue
         act = _activation_of(layer)
-        if act == "relu" and last is not None:
-            out[last] = _with_activations(out[last], size)
-            last = None
+        if act == "relu" and src in producers:
+            j = producers.pop(src)
+            out[j] = _with_activations(out[j], size)
             continue
-        last = None
         if act == "relu":
             out.append(LayerFootprint(layer.name, "relu", activations=size))
         elif act == "softmax":
@@ -677,33 +681,37 @@ def analog_footprint(model) -> list:
 
 
 def _footprint_sites(model, repeat: int = 1) -> list:
-    """(layer, input shape, output shape, uses per inference) of every call of every layer, nested
-    models and analog wrappers expanded: a layer shared by two branches runs (and is priced) once
-    per call, a nested model's layers once per call of the model, and a layer inside
-    TimeDistributed once per time step, on the wrapper's shapes without the time axis. The input
-    shape is the call's first input's (a mask or a second operand is not the layer's data)."""
+    """(layer, input shape, output shape, uses per inference, id of the call's input, id of its
+    output) of every call of every layer, nested models and analog wrappers expanded: a layer
+    shared by two branches runs (and is priced) once per call, a nested model's layers once per
+    call of the model, and a layer inside TimeDistributed once per time step, on the wrapper's
+    shapes without the time axis. The input is the call's first input (a mask or a second operand
+    is not the layer's data). Entries with layer None join a nested model's call to its graph:
+    before its layers, the call's input is the model's input; after them, the model's output is
+    the call's output."""
     calls = _graph_calls(model)
     out = []
     for layer in model.layers:
         for node in calls.get(id(layer), [None]):
             ins = layer.input if node is None else node.input_tensors
-            outs = layer.output if node is None else node.output_tensors
             first_in = _first(ins)
-            first_out = _first(outs)
-            if isinstance(layer, keras.Model):
-                out.extend(_footprint_sites(layer, repeat))
-            elif isinstance(layer, AnalogTimeDistributed):
-                steps = int(first_in.shape[1]) * repeat
-                inner = layer.layer
-                if isinstance(inner, keras.Model):
-                    out.extend(_footprint_sites(inner, steps))
-                else:
-                    out.append((inner, tuple(first_in.shape[2:]), tuple(first_out.shape[2:]), steps))
+            first_out = _first(layer.output if node is None else node.output_tensors)
+            src, dst = id(first_in), id(first_out)
+            inner = layer.layer if isinstance(layer, AnalogTimeDistributed) else layer
+            steps = int(first_in.shape[1]) * repeat if inner is not layer else repeat
+            if isinstance(inner, keras.Model):
+                if inner is layer:  # the call's input is the nested model's input
+                    out.append((None, None, None, steps, src, id(_first(inner.inputs))))
+                out.extend(_footprint_sites(inner, steps))
+                out.append((None, None, None, steps, id(_first(inner.outputs)), dst))
+            elif inner is not layer:  # an analog layer in TimeDistributed
+                out.append((inner, tuple(first_in.shape[2:]), tuple(first_out.shape[2:]), steps,
+                            src, dst))
             else:
                 single = not isinstance(ins, (list, tuple)) or len(ins) == 1 \
                     or isinstance(layer, AnalogLayer)
                 out.append((layer, tuple(first_in.shape[1:]) if single else None,
-                            tuple(first_out.shape[1:]), repeat))
+                            tuple(first_out.shape[1:]), repeat, src, dst))
     return out
 
 

@@ -206,6 +206,10 @@ class CrossbarEnergy(EnergyEstimator):
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"layer '{fp.name}': conv_mapping='unrolled' needs extra['kernel'] and "
                               "extra['in_channels'] in the footprint; use conv_mapping='im2col'") from None
+        if ex.get("depthwise"):  # its crossbar is one channel's kernel, not a kernel-wise one
+            raise ConfigError(f"layer '{fp.name}': conv_mapping='unrolled' prices kernel-wise "
+                              "convolutions; a depthwise one (a small crossbar per channel) is "
+                              "priced with conv_mapping='im2col'")
         bias = fp.n_in - kh * kw * c_in
         positions = fp.reads_per_inference
         if "input_shape" in ex:
