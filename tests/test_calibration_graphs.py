@@ -204,3 +204,17 @@ def test_unrolled_pricing_of_a_depthwise_convolution_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="'dw'.*conv_mapping='im2col'"):
         estimator.estimate(fp, IdealDevice())
     assert create_from_spec("energy", "crossbar").estimate(fp, IdealDevice()).total > 0
+
+
+def test_a_separable_convolutions_two_crossbars_describe_themselves():
+    """The depthwise part has C x multiplier columns, the pointwise part is a 1x1 convolution of
+    those channels (an estimator reading the kernel or channels would otherwise price the pointwise
+    crossbar as a 3x3 one)."""
+    inp = keras.Input((6, 6, 4))
+    model = keras.Model(inp, L.SeparableConv2D(5, 3, depth_multiplier=2, strides=2, name="sep")(inp))
+    dw, pw = analog_footprint(convert(model, IdealDevice(), CrossbarConfig.preset("ideal")))
+    assert (dw.extra["kernel"], dw.extra["in_channels"], dw.extra["filters"], dw.extra["depthwise"]) \
+        == ([3, 3], 4, 8, True)
+    assert (pw.extra["kernel"], pw.extra["strides"], pw.extra["in_channels"], pw.extra["filters"]) \
+        == ([1, 1], [1, 1], 8, 5)
+    assert pw.n_in == 8 + 1 and dw.extra["output_positions"] == pw.extra["output_positions"] == 4

@@ -791,6 +791,12 @@ def _analog_footprints(layer, LayerFootprint, in_shape, o_shape, repeat: int) ->
                 extra["groups"] = groups
             if isinstance(layer, AnalogConv) and layer.rank == 1:
                 extra = {**extra, "kernel": list(layer.kernel_size)}
+            if isinstance(layer, AnalogDepthwiseConv2D) and layer.pointwise_filters is not None:
+                mid = int(in_shape[-1]) * layer.depth_multiplier  # the depthwise part's channels
+                if core.depthwise is not None:
+                    extra["filters"] = mid
+                else:  # the pointwise part: a 1x1 convolution of the depthwise output
+                    extra.update(kernel=[1, 1], strides=[1, 1], padding="valid", in_channels=mid)
             if core.depthwise is not None:
                 extra["depthwise"] = True
                 common["n_in"] = core.rows  # per channel crossbar; MACs: see n_out
