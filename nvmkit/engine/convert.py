@@ -36,15 +36,18 @@ from nvmkit.core.device import Device
 from nvmkit.core.errors import ConfigError, NvmkitWarning
 from nvmkit.engine import layers as layers_mod
 from nvmkit.engine import wires
-from nvmkit.engine.layers import (PACKAGE, AnalogConv, AnalogDense, AnalogDepthwiseConv2D,
-                                  AnalogLayer, AnalogRecurrent, AnalogTimeDistributed,
-                                  FoldedBatchNormalization)
+from nvmkit.engine.layers import (ATTENTION_PROJECTIONS, PACKAGE, AnalogConv, AnalogDense,
+                                  AnalogDepthwiseConv2D, AnalogEinsumDense, AnalogLayer,
+                                  AnalogMultiHeadAttention, AnalogRecurrent, AnalogTimeDistributed,
+                                  FoldedBatchNormalization, einsum_product)
 
 F32 = np.float32
 _PROGRAM, _READ, _CHIP = 0, 2, 3
 
 #: Keras weight layers that :func:`convert` puts on crossbars
-ANALOG = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+ANALOG = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "EinsumDense")
+#: layers holding several crossbars: MultiHeadAttention's projections (EinsumDense layers)
+ATTENTION = ("MultiHeadAttention",)
 #: recurrent layers on crossbars (also keras.layers.RNN around one of these cells)
 RECURRENT = {"SimpleRNN": "simple", "LSTM": "lstm", "GRU": "gru", "SimpleRNNCell": "simple",
              "LSTMCell": "lstm", "GRUCell": "gru", "PreActivationNoiseRNNCell": "simple"}
@@ -59,7 +62,6 @@ _REFUSED = {
                        "1x1 Conv1D",
     "DepthwiseConv1D": "replace it by Conv1D(filters=channels * depth_multiplier, "
                        "groups=channels)",
-    "EinsumDense": "replace it by Dense (it acts on the last axis)",
     "RNN": "use one keras.layers.RNN (or SimpleRNN/LSTM/GRU layer) per cell; RNN takes a "
            "SimpleRNNCell, LSTMCell or GRUCell",
     "Bidirectional": "replace Bidirectional(LSTM) by two LSTMs (the second with "
@@ -67,8 +69,6 @@ _REFUSED = {
     "ConvLSTM1D": "replace it by TimeDistributed(Conv1D) followed by an LSTM",
     "ConvLSTM2D": "replace it by TimeDistributed(Conv2D) followed by an LSTM",
     "ConvLSTM3D": "replace it by TimeDistributed(Conv3D) followed by an LSTM",
-    "MultiHeadAttention": "build the attention from Dense projections and a digital "
-                          "keras.layers.Attention",
 }
 #: layers with weights that run digitally by design (docs/api.md's layer table): normalisations,
 #: look-up tables and per-channel scales are not matrix products
@@ -80,7 +80,8 @@ DIGITAL_WEIGHT_LAYERS = ("BatchNormalization", "LayerNormalization", "GroupNorma
 
 def supported_weight_layers() -> str:
     """The weight layers :func:`convert` puts on crossbars, as messages list them."""
-    return ", ".join([*ANALOG, "Conv1D/Conv2D(groups>1)", "SimpleRNN", "LSTM", "GRU",
+    return ", ".join([*ANALOG, "Conv1D/Conv2D(groups>1)", "MultiHeadAttention (its projections)",
+                      "SimpleRNN", "LSTM", "GRU",
                       "RNN(SimpleRNNCell|LSTMCell|GRUCell)", "TimeDistributed(any of these)"])
 
 
@@ -138,6 +139,10 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
                                force_bias=id(layer) in folds)
         elif _recurrent_kind(layer) is not None:
             new = _recurrent_twin(layer, {**common, "seed": _read_seed(seed, next(counter))})
+        elif cls in ATTENTION:
+            c = layer.get_config()
+            new = AnalogMultiHeadAttention(
+                **c, **common, seeds=[_read_seed(seed, next(counter)) for _ in ATTENTION_PROJECTIONS])
         elif cls == "TimeDistributed" and _holds_weight_layer(layer.layer):
             # the wrapper only folds time into the batch: its layer (or model) goes on crossbars
             inner = layer.layer
@@ -179,6 +184,11 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
     out = AnalogModel(inputs=ins, outputs=outs, name=out.name, trainable=out.trainable)
     if model.compiled:
         out.compile_from_config(model.get_compile_config())
+    for new in _all_layers(out, attention=True):
+        if isinstance(new, AnalogMultiHeadAttention):  # built by the clone's call: now its twins
+            for twin in new.projections():
+                attr = next(a for a in ATTENTION_PROJECTIONS if getattr(new, a, None) is twin)
+                originals[id(twin)] = getattr(originals[id(new)], attr)
     for new in _all_layers(out):
         old = originals.get(id(new))
         if old is None:
@@ -189,6 +199,16 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
             _copy_digital_state(old, new)
     for line in digital_warnings:
         warnings.warn(f"convert: {line}", NvmkitWarning, stacklevel=2)
+    dominated = sorted((r, la.name) for la in analog_layers(out)
+                       if (r := _bias_dominance(la)) > BIAS_DOMINANCE_WARNING)
+    if dominated:
+        ratio, name = dominated[-1]
+        warnings.warn(f"convert: in {len(dominated)} layer(s) the bias row sets the crossbar's "
+                      f"weight scale, up to {ratio:.3g}x the largest weight (layer '{name}'): "
+                      f"the weights then use as little as {100 / ratio:.2g}% of the conductance "
+                      "range and the device's errors are that much larger relative to them; "
+                      "set mapping.bias='digital' to add the bias after the ADC",
+                      NvmkitWarning, stacklevel=2)
     reprogram(out, seed)
     if needs_calibration(out):
         if calibration_data is None:
@@ -197,6 +217,31 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
                               "converters.dac_range/adc_range")
         calibrate_converters(out, calibration_data)
     return out, originals, folds
+
+
+#: warn when a layer's bias row makes the crossbar's weight scale this many times its weights'
+#: (the weights then use under a quarter of the conductance range)
+BIAS_DOMINANCE_WARNING = 4.0
+
+
+def _bias_dominance(layer) -> float:
+    """How many times the bias row enlarges the weight scale the crossbar maps to Gmax (the
+    scale :class:`Crossbar` takes: the clip percentile of |weights and bias|), worst core."""
+    m = layer.crossbar_config.mapping
+    if m.bias != "row":
+        return 1.0
+    worst = 1.0
+    for _, w, b in layer.core_weights():
+        if b is None:
+            continue
+        mags = np.abs(np.asarray(w, F32)).reshape(-1)
+        both = np.concatenate([mags, np.abs(np.asarray(b, F32)).reshape(-1)])
+        scale = (lambda a: float(np.percentile(a, m.clip_percentile)) if m.clip_percentile < 100
+                 else float(a.max()))
+        alone = scale(mags)
+        if alone > 0:
+            worst = max(worst, scale(both) / alone)
+    return worst
 
 
 def _is_graph(model) -> bool:
@@ -210,19 +255,22 @@ def _read_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(_READ, index)).generate_state(1)[0] >> 1)
 
 
-def _all_layers(model) -> list:
-    """Every layer, nested models and the inside of nvmkit's wrappers expanded, in order."""
+def _all_layers(model, attention: bool = False) -> list:
+    """Every layer, nested models and the inside of nvmkit's wrappers expanded, in order: an
+    attention layer stands for its projections (itself too with ``attention=True``)."""
     out = []
     for layer in model.layers:
-        out.extend(_expand(layer))
+        out.extend(_expand(layer, attention))
     return out
 
 
-def _expand(layer) -> list:
+def _expand(layer, attention: bool = False) -> list:
     if isinstance(layer, keras.Model):
-        return _all_layers(layer)
+        return _all_layers(layer, attention)
     if isinstance(layer, AnalogTimeDistributed):
-        return _expand(layer.layer)
+        return _expand(layer.layer, attention)
+    if isinstance(layer, AnalogMultiHeadAttention):
+        return [layer] * attention + layer.projections()
     return [layer]
 
 
@@ -234,7 +282,7 @@ def analog_layers(model) -> list[AnalogLayer]:
 def _is_weight_layer(layer) -> bool:
     """A layer whose matrix product belongs on crossbars (mapped, or refused)."""
     cls = type(layer).__name__
-    return (cls in ANALOG or cls in _REFUSED or _recurrent_kind(layer) is not None
+    return (cls in ANALOG or cls in ATTENTION or cls in _REFUSED or _recurrent_kind(layer) is not None
             or cls == "TimeDistributed" and _holds_weight_layer(layer.layer))
 
 
@@ -297,7 +345,8 @@ def _batchnorm_folds(model) -> dict:
                 continue
             t = node.input_tensors[0]
             src = t._keras_history.operation
-            if type(src).__name__ not in ANALOG or calls.get(id(src), 0) != 1 or readers[id(t)] != 1:
+            if (type(src).__name__ not in ANALOG or type(src).__name__ == "EinsumDense"
+                    or calls.get(id(src), 0) != 1 or readers[id(t)] != 1):  # EinsumDense: no fold
                 continue
             if bn.axis not in (-1, len(t.shape) - 1):
                 continue
@@ -318,6 +367,10 @@ def _analog_twin(layer, common: dict, force_bias: bool = False) -> AnalogLayer:
         raise ConfigError(f"convert: layer '{name}' ({cls}) uses {c['data_format']}; build the model "
                           "channels_last")
     groups = int(c.get("groups", 1) or 1)  # Keras's SeparableConv2D has no groups
+    if cls == "EinsumDense":
+        einsum_product(c["equation"], f"convert: layer '{name}'")  # refused in one line here
+        return AnalogEinsumDense(c["equation"], c["output_shape"], c["bias_axes"], act, name=name,
+                                 **common)
     if cls == "Dense":
         return AnalogDense(c["units"], act, c["use_bias"], name=name, **common)
     if cls == "Conv2D" and groups > 1 and layer.kernel.shape[-2] == 1:
@@ -392,7 +445,7 @@ def _copy_analog_weights(old, new: AnalogLayer, bn) -> None:
         main = {"kernel": old.kernel}
         last = "kernel"
     arrays = {k: _np(v) for k, v in main.items()}
-    bias = _np(old.bias) if old.use_bias else None
+    bias = _np(old.bias) if getattr(old, "bias", None) is not None else None
     if bn is not None:
         s, shift = _bn_affine(bn)
         k = arrays[last]
@@ -557,7 +610,7 @@ def analog_weight_count(model) -> int:
     a float32 copy of their programming deviation, and of their read variance where the device's
     read noise depends on the cell (``layers.AnalogLayer``)."""
     return sum(int(np.prod(v.shape)) for layer in _user_layers(model)
-               if type(layer).__name__ in ANALOG or _recurrent_kind(layer) is not None
+               if type(layer).__name__ in ANALOG + ATTENTION or _recurrent_kind(layer) is not None
                for v in layer.weights)
 
 
@@ -645,6 +698,18 @@ def analog_footprint(model) -> list:
             continue
         cls = type(layer).__name__
         size = math.prod(d or 1 for d in o_shape) * repeat
+        if isinstance(layer, AnalogMultiHeadAttention):
+            # per head: scores q.k over (query, key) position pairs, a softmax over them, the
+            # weighted sum of the values: activations by activations, digital
+            tq, tk = in_shape
+            heads, kd, vd = layer.num_heads, layer.key_dim, layer.value_dim
+            out.append(LayerFootprint(f"{layer.name}/attention", "attention",
+                                      digital_ops=heads * tq * tk * (kd + vd + 1) * repeat,
+                                      extra={"heads": heads, "query_positions": tq,
+                                             "key_positions": tk, "key_dim": kd, "value_dim": vd,
+                                             "digital_ops": "multiply-adds of scores and values, "
+                                                            "one per softmax entry"}))
+            continue
         if isinstance(layer, AnalogLayer):
             fps, act = _analog_footprints(layer, LayerFootprint, in_shape, o_shape, repeat)
             out.extend(fps)
@@ -697,6 +762,9 @@ def _footprint_sites(model, repeat: int = 1) -> list:
             first_in = _first(ins)
             first_out = _first(layer.output if node is None else node.output_tensors)
             src, dst = id(first_in), id(first_out)
+            if isinstance(layer, AnalogMultiHeadAttention):
+                out.extend(_attention_sites(layer, node, first_out, repeat, dst))
+                continue
             inner = layer.layer if isinstance(layer, AnalogTimeDistributed) else layer
             steps = int(first_in.shape[1]) * repeat if inner is not layer else repeat
             if isinstance(inner, keras.Model):
@@ -713,6 +781,31 @@ def _footprint_sites(model, repeat: int = 1) -> list:
                 out.append((layer, tuple(first_in.shape[1:]) if single else None,
                             tuple(first_out.shape[1:]), repeat, src, dst))
     return out
+
+
+def _attention_sites(layer, node, first_out, repeat: int, dst: int) -> list:
+    """An attention call's sites: its projections (each on the shapes it reads), and the layer
+    itself standing for the digital attention between the value projection and the output one
+    (its input shape: (query positions, key positions))."""
+    if node is None:
+        raise ConfigError(f"footprint: attention layer '{layer.name}' has no call in the graph")
+    args, kwargs = node.arguments.args, node.arguments.kwargs
+    query = args[0] if args else kwargs["query"]
+    value = args[1] if len(args) > 1 else kwargs["value"]
+    key = args[2] if len(args) > 2 else (kwargs.get("key") if kwargs.get("key") is not None else value)
+    reads = {"_query_dense": query, "_gate_dense": query, "_key_dense": key, "_value_dense": value}
+    sites = []
+    for attr in ATTENTION_PROJECTIONS[:-1]:
+        proj = getattr(layer, attr, None)
+        if proj is not None:
+            x = tuple(reads[attr].shape[1:])
+            sites.append((proj, x, proj.compute_output_shape((None, *x))[1:], repeat, 0, 0))
+    positions = (math.prod(d or 1 for d in query.shape[1:-1]), math.prod(d or 1 for d in key.shape[1:-1]))
+    sites.append((layer, positions, tuple(first_out.shape[1:]), repeat, 0, 0))
+    out_proj = layer._output_dense
+    x = (*tuple(query.shape[1:-1]), *out_proj.contracted_dims)
+    sites.append((out_proj, x, tuple(first_out.shape[1:]), repeat, 0, dst))
+    return sites
 
 
 def _graph_calls(model) -> dict:
@@ -766,7 +859,11 @@ def _analog_footprints(layer, LayerFootprint, in_shape, o_shape, repeat: int) ->
         name = layer.name if i == 0 else f"{layer.name}/{core.tag.rstrip('_')}"
         common = {"tiles": tiles, "devices_per_weight": dpw, "n_in": core.rows, "n_out": core.n_out,
                   "adc_bits": core.adc_bits}
-        if isinstance(layer, AnalogDense):
+        if isinstance(layer, AnalogEinsumDense):  # one read per vector of contracted axes
+            vectors = math.prod(in_shape[:len(in_shape) - len(layer.contracted)])
+            fps.append(LayerFootprint(name, "dense", reads_per_inference=vectors * repeat,
+                                      extra={"equation": layer.equation}, **common))
+        elif isinstance(layer, AnalogDense):
             fps.append(LayerFootprint(name, "dense",
                                       reads_per_inference=math.prod(in_shape[:-1]) * repeat, **common))
         elif isinstance(layer, AnalogRecurrent):

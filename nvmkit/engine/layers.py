@@ -469,6 +469,171 @@ class AnalogDense(AnalogLayer):
                 "use_bias": self.use_bias}
 
 
+def einsum_product(equation: str, owner: str) -> tuple[str, str, str]:
+    """(free, contracted, kernel_free) letters of an EinsumDense equation that is a matrix product
+    over the input's last axes: ``free + contracted, contracted + kernel_free -> free +
+    kernel_free`` (an ellipsis may stand first for leading free axes). Such an equation is one
+    crossbar: the contracted axes are its rows, the kernel's free axes its columns. Anything else
+    (a kernel axis that is also a batch axis, reordered axes) raises ConfigError."""
+    try:
+        ins, out = equation.replace(" ", "").split("->")
+        x, k = ins.split(",")
+    except ValueError:
+        raise ConfigError(f"{owner}: EinsumDense equation {equation!r} is not 'input,kernel->output'") from None
+    lead = x.startswith("...")
+    if lead != out.startswith("...") or "..." in k or "..." in x[3 * lead:] or "..." in out[3 * lead:]:
+        raise ConfigError(f"{owner}: EinsumDense equation {equation!r} puts an ellipsis elsewhere "
+                          "than first in the input and the output")
+    x, out = x[3 * lead:], out[3 * lead:]
+    contracted = "".join(c for c in x if c in k and c not in out)
+    free = x[:len(x) - len(contracted)]
+    kernel_free = k[len(contracted):]
+    if (not contracted or x != free + contracted or k != contracted + kernel_free
+            or out != free + kernel_free or set(free) & set(k)
+            or len(set(x + k + out)) != len(free) + len(contracted) + len(kernel_free)):
+        raise ConfigError(f"{owner}: EinsumDense equation {equation!r} is not a product over the "
+                          "input's last axes ('...c,cd->...d' and its multi-axis forms, as "
+                          "MultiHeadAttention's projections); replace the layer by Dense or Reshape "
+                          "and Dense")
+    return ("..." if lead else "") + free, contracted, kernel_free
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AnalogEinsumDense(AnalogLayer):
+    """keras.layers.EinsumDense on crossbars, for an equation that is a matrix product over the
+    input's last axes (:func:`einsum_product`; MultiHeadAttention's query, key, value and output
+    projections are of this form): the contracted input axes flattened are the crossbar's rows,
+    the kernel's free axes flattened its columns, one read per input vector. Weights keep Keras's
+    kernel and bias shapes (the bias may span some of the output axes: broadcast to the columns)."""
+
+    def __init__(self, equation: str, output_shape, bias_axes=None, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.equation = str(equation)
+        self.partial_output_shape = (tuple(output_shape) if np.iterable(output_shape)
+                                     else (output_shape,))
+        self.bias_axes = bias_axes or None
+        self.activation = keras.activations.get(activation)
+        self.free, self.contracted, self.kernel_free = einsum_product(self.equation, self.name)
+        out = self.free.replace("...", "") + self.kernel_free
+        if self.bias_axes and not set(self.bias_axes) <= set(self.kernel_free):
+            raise ConfigError(f"{self.name}: EinsumDense bias axes {self.bias_axes!r} must be "
+                              f"kernel output axes of {self.equation!r} (a bias per crossbar column)")
+        self._out_letters = out
+
+    def build(self, input_shape):
+        nc, nf = len(self.contracted), len(self.kernel_free)
+        self.contracted_dims = tuple(int(d) for d in input_shape[-nc:])
+        self.free_dims = tuple(self.partial_output_shape[-nf:])
+        if any(d is None for d in self.free_dims):
+            raise ConfigError(f"{self.name}: the EinsumDense output shape must give the kernel's "
+                              f"output axes, got {self.partial_output_shape}")
+        self.free_dims = tuple(int(d) for d in self.free_dims)
+        self.kernel = self.add_weight(name="kernel", shape=(*self.contracted_dims, *self.free_dims),
+                                      initializer="glorot_uniform")
+        self.bias = None
+        if self.bias_axes:  # Keras's layout: the output axes from the first bias axis on
+            first = min(self.kernel_free.index(c) for c in self.bias_axes)
+            shape = tuple(d if c in self.bias_axes else 1
+                          for c, d in zip(self.kernel_free[first:], self.free_dims[first:]))
+            self.bias = self.add_weight(name="bias", shape=shape, initializer="zeros")
+        self.n_in, self.n_out = math.prod(self.contracted_dims), math.prod(self.free_dims)
+        self.cores = [_Core(self, "", self.n_in, self.n_out, self.bias is not None)]
+
+    def _matrices(self, kernel, bias):
+        k2d = ops.reshape(kernel, (self.n_in, self.n_out))
+        if bias is None:
+            return k2d, None
+        return k2d, ops.reshape(ops.broadcast_to(bias, self.free_dims), (self.n_out,))
+
+    def call(self, x, training=None):
+        _record(self, x)
+        k = self._k()
+        positions = tuple(x.shape[1:len(x.shape) - len(self.contracted)])
+        if any(d is None for d in positions):
+            raise ConfigError(f"{self.name}: the input's axes other than the batch must be fixed "
+                              "(give keras.Input a fixed sequence length)")
+        x = ops.reshape(x, (-1, *positions, self.n_in))
+        k2d, b = self._matrices(self.kernel, self.bias)
+        y = self.cores[0].forward(xops.group_trials(x, k), k2d, b, training)
+        y = xops.ungroup_trials(y, k, (*positions, self.n_out))
+        return self.activation(ops.reshape(y, (-1, *positions, *self.free_dims)))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:len(input_shape) - len(self.contracted)], *self.free_dims)
+
+    def core_weights(self):
+        k2d, b = self._matrices(self.kernel.numpy(), None if self.bias is None else self.bias.numpy())
+        return [(self.cores[0], ops.convert_to_numpy(k2d), None if b is None else ops.convert_to_numpy(b))]
+
+    def core_inputs(self, x, mask=None):
+        return [x.reshape(-1, self.n_in)]
+
+    def get_config(self):
+        return {**super().get_config(), "equation": self.equation,
+                "output_shape": list(self.partial_output_shape), "bias_axes": self.bias_axes,
+                "activation": keras.activations.serialize(self.activation)}
+
+
+#: MultiHeadAttention's projections, in the order their crossbars are programmed
+ATTENTION_PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_gate_dense", "_output_dense")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AnalogMultiHeadAttention(keras.layers.MultiHeadAttention):
+    """keras.layers.MultiHeadAttention with its projections (query, key, value, the optional
+    gate, output) on crossbars, :class:`AnalogEinsumDense` each; the attention itself (scores,
+    softmax, weighted sum of the values) multiplies activations by activations, which a crossbar
+    of programmed weights cannot hold, so it runs digitally, as in analog in-memory transformer
+    designs (Spoon et al., "Toward software-equivalent accuracy on transformer-based deep neural
+    networks with analog memory devices", Front. Comput. Neurosci. 15, 2021: the weight layers
+    on analog tiles, the attention products digital). Keras builds the projections in ``build``,
+    so this layer builds Keras's own (for their equations and shapes) and puts an analog twin in
+    each one's place. With K trials the batch holds each sample K times; attention mixes the
+    positions of one row only, so trials stay apart."""
+
+    def __init__(self, device, crossbar=None, trials: int = 1, seeds=(0,) * 5, **kwargs):
+        super().__init__(**kwargs)
+        self.device = device_from_config(device)
+        self.crossbar_config = (crossbar if isinstance(crossbar, CrossbarConfig)
+                                else CrossbarConfig.from_dict(dict(crossbar or {})))
+        self.trials = int(trials)
+        self.seeds = tuple(int(v) for v in seeds)
+        if len(self.seeds) != len(ATTENTION_PROJECTIONS):
+            raise ConfigError(f"{self.name}: seeds must hold {len(ATTENTION_PROJECTIONS)} values")
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        base = {k: v for k, v in self.get_config().items()
+                if k not in ("device", "crossbar", "trials", "seeds")}
+        plain = keras.layers.MultiHeadAttention.from_config(base)
+        plain.build(query_shape, value_shape, key_shape)
+        key_shape = value_shape if key_shape is None else key_shape
+        attended = list(plain._query_dense.compute_output_shape(query_shape))
+        attended[-1] = self._value_dim  # what the output projection reads: (..., heads, value_dim)
+        reads = {"_query_dense": query_shape, "_key_dense": key_shape, "_value_dense": value_shape,
+                 "_gate_dense": query_shape, "_output_dense": tuple(attended)}
+        for attr, seed in zip(ATTENTION_PROJECTIONS, self.seeds):
+            dense = getattr(plain, attr, None)
+            if dense is None:
+                continue
+            c = dense.get_config()
+            twin = AnalogEinsumDense(c["equation"], c["output_shape"], c["bias_axes"],
+                                     c["activation"], name=f"{self.name}_{c['name']}",
+                                     device=self.device,
+                                     crossbar=self.crossbar_config, trials=self.trials, seed=seed)
+            twin.build(reads[attr])
+            setattr(self, attr, twin)
+        self._build_attention(len(value_shape) + 1)
+        self.built = True
+
+    def projections(self) -> list[AnalogEinsumDense]:
+        return [p for p in (getattr(self, a, None) for a in ATTENTION_PROJECTIONS) if p is not None]
+
+    def get_config(self):
+        return {**super().get_config(), "device": device_config(self.device),
+                "crossbar": self.crossbar_config.to_dict(), "trials": self.trials,
+                "seeds": list(self.seeds)}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class AnalogConv(AnalogLayer):
     """Conv1D / Conv2D (channels last) on crossbars, mapped kernel-wise (im2col, as ISAAC,

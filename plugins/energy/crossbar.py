@@ -253,7 +253,8 @@ class CrossbarEnergy(EnergyEstimator):
                 terms.append(EnergyTerm(fp.name, "neuron", fp.activations, self.activation_energy,
                                         "ReLU activation"))
             if fp.digital_ops:
-                what = {"maxpool": "max-pool comparison", "softmax": "softmax step"}.get(fp.kind, "digital op")
+                what = {"maxpool": "max-pool comparison", "softmax": "softmax step",
+                        "attention": "attention multiply-add (scores, weighted values)"}.get(fp.kind, "digital op")
                 terms.append(EnergyTerm(fp.name, "digital", fp.digital_ops, self.digital_op_energy, what))
         notes = {"energy_per_mac": sources, "converters": self.converters,
                  "conv_mapping": self.conv_mapping}
@@ -399,6 +400,9 @@ class CrossbarEnergy(EnergyEstimator):
             if fp.kind == "softmax":
                 out.append(EnergyTerm(fp.name, "backward_digital", fp.digital_ops * batch, op,
                                       "output error (y - t)"))
+            elif fp.kind == "attention":  # the gradients to the scores, then to queries, keys, values
+                out.append(EnergyTerm(fp.name, "backward_digital", 2 * fp.digital_ops * batch, op,
+                                      "attention gradients (scores; queries, keys and values)"))
             elif fp.kind == "maxpool":
                 window = math.prod(fp.extra.get("pool", [2, 2]))
                 outputs = fp.digital_ops // max(window - 1, 1)

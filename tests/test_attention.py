@@ -1,0 +1,225 @@
+"""Transformers on crossbars: EinsumDense and MultiHeadAttention's projections (keras.io's
+"Text classification with Transformer" block and a ViT-style encoder, neither written here).
+
+On the ideal device the converted model equals Keras's to float32 rounding with every projection
+analog (a projection silently left digital computes the same outputs, so each test also counts
+them); on a noisy device every projection adds fresh read noise per call and its own programming
+per trial; the attention between projections stays digital."""
+
+import keras
+import numpy as np
+import pytest
+
+from nvmkit import DeviceAwareTraining, get_registry
+from nvmkit.core.errors import ConfigError
+from nvmkit.engine.convert import (analog_footprint, analog_layers, convert, repeat_trials,
+                                   reprogram)
+from nvmkit.engine.crossbar_config import CrossbarConfig
+from nvmkit.engine.layers import AnalogEinsumDense
+from nvmkit_plugins.devices.ideal import IdealDevice
+
+L = keras.layers
+IDEAL = CrossbarConfig.preset("ideal")
+PROGRAMMED_ONLY = CrossbarConfig.from_dict({"nonideal": {"read_noise": False}})
+
+
+def text_transformer(maxlen=10, vocab=40, dim=16, heads=2):
+    """keras.io's text classification Transformer: token + position embeddings, one block."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((maxlen,), dtype="int32")
+    x = L.Embedding(vocab, dim)(inp) + L.Embedding(maxlen, dim)(keras.ops.arange(maxlen))
+    att = L.MultiHeadAttention(num_heads=heads, key_dim=dim, name="mha")(x, x)
+    x1 = L.LayerNormalization(epsilon=1e-6)(x + att)
+    x2 = L.LayerNormalization(epsilon=1e-6)(x1 + L.Dense(dim)(L.Dense(32, activation="relu")(x1)))
+    h = L.Dense(20, activation="relu")(L.GlobalAveragePooling1D()(x2))
+    return keras.Model(inp, L.Dense(2, activation="softmax")(h))
+
+
+def vit_encoder(gate=False):
+    """Patches projected by Dense, two pre-norm blocks (the second with a separate key input and,
+    optionally, MultiHeadAttention's gate), a Dense head."""
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((5, 6))
+    x = L.Dense(8)(inp)
+    for i in range(2):
+        y = L.LayerNormalization()(x)
+        kw = {"use_gate": True} if gate and i else {}
+        y = L.MultiHeadAttention(num_heads=2, key_dim=4, value_dim=3, **kw)(y, y, L.Dense(8)(y) if i else None)
+        x = x + y
+        x = x + L.Dense(8, activation="gelu")(L.LayerNormalization()(x))
+    return keras.Model(inp, L.Dense(3)(L.Flatten()(x)))
+
+
+def projections(model) -> int:
+    """MultiHeadAttention's projections and the Dense/EinsumDense layers, counted from Keras's own
+    layers, not from nvmkit's walk."""
+    n = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, L.MultiHeadAttention):
+            n += 4 + bool(getattr(layer, "_use_gate", False))
+        elif type(layer).__name__ in ("Dense", "EinsumDense") and not _inside_attention(model, layer):
+            n += 1
+    return n
+
+
+def _inside_attention(model, layer) -> bool:
+    return any(layer is sub for mha in model._flatten_layers(include_self=False, recursive=True)
+               if isinstance(mha, L.MultiHeadAttention)
+               for sub in mha._flatten_layers(include_self=False, recursive=True))
+
+
+def tokens(n=6, maxlen=10, vocab=40):
+    return np.random.default_rng(0).integers(0, vocab, (n, maxlen))
+
+
+@pytest.mark.parametrize("build, data", [
+    (text_transformer, lambda: tokens()),
+    (vit_encoder, lambda: np.random.default_rng(1).normal(size=(6, 5, 6)).astype("f4")),
+    (lambda: vit_encoder(gate=True), lambda: np.random.default_rng(1).normal(size=(6, 5, 6)).astype("f4")),
+])
+def test_a_transformer_converts_exactly_with_every_projection_analog(build, data):
+    model, x = build(), data()
+    ref = np.asarray(model(x))
+    analog = convert(model, IdealDevice(), IDEAL, trials=2)
+    assert len(analog_layers(analog)) == projections(model)
+    assert sum(isinstance(la, AnalogEinsumDense) for la in analog_layers(analog)) >= 4
+    y = np.asarray(analog(repeat_trials(x, 2)))
+    np.testing.assert_allclose(y, repeat_trials(ref, 2), rtol=0, atol=2e-6 * np.abs(ref).max())
+
+
+def test_every_projection_reads_with_fresh_noise_and_programs_per_trial():
+    """SONOS: two calls differ (read noise drawn per read); trials differ (each its own
+    programming); with the read noise off two calls agree and trial k does not depend on how many
+    trials run together."""
+    model, x = vit_encoder(), np.random.default_rng(1).normal(size=(4, 5, 6)).astype("f4")
+    sonos = get_registry().create("device", "sonos")
+    noisy = convert(model, sonos, trials=2, seed=3)
+    a, b = (np.asarray(noisy(repeat_trials(x, 2))) for _ in range(2))
+    assert np.abs(a - b).max() > 1e-4
+    assert np.abs(a[::2] - a[1::2]).max() > 1e-3
+    two = convert(model, sonos, PROGRAMMED_ONLY, trials=2, seed=3)
+    one = convert(model, sonos, PROGRAMMED_ONLY, trials=1, seed=3)
+    y2 = np.asarray(two(repeat_trials(x, 2)))
+    np.testing.assert_array_equal(y2, np.asarray(two(repeat_trials(x, 2))))
+    np.testing.assert_allclose(np.asarray(one(x)), y2[::2], rtol=0, atol=1e-5 * np.abs(y2).max())
+    # a projection whose programming were drawn once for all trials would make these equal
+    for layer in analog_layers(two):
+        delta = layer.cores[0].delta.numpy()
+        assert np.abs(delta[0] - delta[1]).max() > 0, layer.name
+
+
+def test_a_converted_transformer_saves_and_loads_its_programmed_crossbars(tmp_path):
+    model, x = text_transformer(), tokens()
+    analog = convert(model, get_registry().create("device", "sonos"), PROGRAMMED_ONLY, trials=2, seed=4)
+    path = tmp_path / "t.keras"
+    analog.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(np.asarray(loaded(repeat_trials(x, 2))),
+                                  np.asarray(analog(repeat_trials(x, 2))))
+    reprogram(loaded, 5)  # a new programming moves the outputs: the state was not lost on load
+    assert np.abs(np.asarray(loaded(repeat_trials(x, 2))) - np.asarray(analog(repeat_trials(x, 2)))).max() > 0
+
+
+def test_each_projection_calibrates_its_converters_on_what_it_reads():
+    """8-bit converters: the query/key/value DACs see the block's input, the output projection's
+    the attention's weighted values, each computed here with Keras's own layer."""
+    model, x = vit_encoder(), np.random.default_rng(1).normal(size=(40, 5, 6)).astype("f4")
+    analog = convert(model, IdealDevice(), CrossbarConfig.preset("converters-8bit"), calibration_data=x)
+    mha = [la for la in model.layers if isinstance(la, L.MultiHeadAttention)][0]
+    q_in = np.asarray(keras.Model(model.inputs, mha.input[0] if isinstance(mha.input, list)
+                                  else mha.input)(x))
+    by = {la.name: la for la in analog_layers(analog)}
+    first = [n for n in by if n.endswith("_query")][0].removesuffix("_query")
+    for proj in ("query", "key", "value"):
+        np.testing.assert_allclose(float(by[f"{first}_{proj}"].cores[0].dac_range.numpy()),
+                                   np.abs(q_in).max(), rtol=1e-6)
+    q, v = mha._query_dense(q_in), mha._value_dense(q_in)
+    k = mha._key_dense(q_in)
+    attended, _ = mha._compute_attention(q, k, v)
+    np.testing.assert_allclose(float(by[f"{first}_attention_output"].cores[0].dac_range.numpy()),
+                               np.abs(np.asarray(attended)).max(), rtol=1e-5)
+    ref = np.asarray(model(x))
+    assert np.abs(np.asarray(analog(x)) - ref).max() < 0.1 * np.abs(ref).max()
+
+
+def test_the_footprint_has_each_projection_and_the_digital_attention():
+    model = text_transformer(maxlen=10, dim=16, heads=2)
+    fps = {fp.name: fp for fp in analog_footprint(convert(model, IdealDevice(), IDEAL))}
+    for proj, n_in, n_out in (("query", 16, 32), ("key", 16, 32), ("value", 16, 32),
+                              ("attention_output", 32, 16)):
+        fp = fps[f"mha_{proj}"]
+        assert (fp.kind, fp.reads_per_inference, fp.n_in, fp.n_out) == ("dense", 10, n_in + 1, n_out)
+    att = fps["mha/attention"]
+    assert att.kind == "attention" and not att.tiles
+    assert att.digital_ops == 2 * 10 * 10 * (16 + 16 + 1)
+
+
+def test_device_aware_training_of_a_transformer_copies_every_projection_back():
+    """On the ideal device the trained twin and the user's model, after copy_back, agree; the
+    weights moved (a projection not copied back would leave the user's model where it was)."""
+    model, x = vit_encoder(), np.random.default_rng(1).normal(size=(16, 5, 6)).astype("f4")
+    before = np.asarray(model(x))
+    y = np.random.default_rng(2).integers(0, 3, 16)
+    trainer = DeviceAwareTraining(model, IdealDevice(), IDEAL)
+    trainer.compile(optimizer=keras.optimizers.Adam(0.01),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trainer.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    trainer.copy_back()
+    after = np.asarray(model(x))
+    assert np.abs(after - before).max() > 1e-2
+    np.testing.assert_allclose(after, np.asarray(trainer.model(x)), rtol=0, atol=1e-5 * np.abs(after).max())
+    mha = [la for la in model.layers if isinstance(la, L.MultiHeadAttention)][0]
+    twin = [la for la in trainer.model.layers if type(la).__name__ == "AnalogMultiHeadAttention"][0]
+    for attr in ("_query_dense", "_key_dense", "_value_dense", "_output_dense"):
+        np.testing.assert_array_equal(np.asarray(getattr(mha, attr).kernel),
+                                      np.asarray(getattr(twin, attr).kernel))
+
+
+@pytest.mark.parametrize("equation, x_shape, out_shape, bias", [
+    ("ab,bc->ac", (7,), (5,), "c"),
+    ("abc,cd->abd", (3, 7), (None, 5), "d"),
+    ("abc,cde->abde", (3, 7), (None, 2, 4), "de"),
+    ("abcd,cde->abe", (3, 2, 4), (None, 6), "e"),
+    ("abc,cde->abde", (3, 7), (None, 2, 4), "e"),
+    ("...b,bc->...c", (2, 3, 7), (5,), None),
+])
+def test_einsum_dense_products_over_the_last_axes_are_exact(equation, x_shape, out_shape, bias):
+    keras.utils.set_random_seed(2)
+    inp = keras.Input(x_shape)
+    layer = L.EinsumDense(equation, out_shape, bias_axes=bias, activation="tanh")
+    model = keras.Model(inp, layer(inp))
+    if layer.bias is not None:
+        layer.bias.assign(np.random.default_rng(0).normal(size=layer.bias.shape))
+    x = np.random.default_rng(3).normal(size=(4, *x_shape)).astype("f4")
+    ref = np.asarray(model(x))
+    analog = convert(model, IdealDevice(), IDEAL, trials=2)
+    assert isinstance(analog_layers(analog)[0], AnalogEinsumDense)
+    np.testing.assert_allclose(np.asarray(analog(repeat_trials(x, 2))), repeat_trials(ref, 2),
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("equation, out_shape", [
+    ("abc,acd->abd", (None, 5)),  # the kernel shares the batch axis: not one crossbar
+    ("abc,cd->adb", (5, None)),   # output axes reordered
+    ("abc,bd->acd", (None, 5)),   # contracts an inner axis
+])
+def test_other_einsum_dense_equations_are_refused_in_one_line(equation, out_shape):
+    inp = keras.Input((3, 7))
+    try:
+        model = keras.Model(inp, L.EinsumDense(equation, out_shape)(inp))
+    except ValueError:
+        pytest.skip("Keras itself refuses this equation")
+    with pytest.raises(ConfigError, match=r"not a product over the input's last axes") as e:
+        convert(model, IdealDevice(), IDEAL)
+    assert "\n" not in str(e.value)
+
+
+def test_the_energy_report_prices_the_projections_and_the_digital_attention():
+    from nvmkit import energy_report
+
+    report = energy_report(model=text_transformer(maxlen=10, dim=16, heads=2), device="sonos")
+    att = [t for t in report.terms if t.layer == "mha/attention"]
+    assert [(t.component, t.count) for t in att] == [("digital", 2 * 10 * 10 * 33)]
+    macs = {t.layer: t.count for t in report.terms if t.component == "vmm"}
+    assert macs["mha_query"] == macs["mha_key"] == macs["mha_value"] == 10 * 17 * 32
+    assert macs["mha_attention_output"] == 10 * 33 * 16
