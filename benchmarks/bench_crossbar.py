@@ -187,6 +187,13 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
     resnet = keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(h)))
     lstm = keras.Sequential([keras.Input((28, 28)), L.LSTM(64, return_sequences=True), L.LSTM(64),
                              L.Dense(10)])
+    # keras.io's text-classification Transformer block (its projections on crossbars, the
+    # attention digital), on 28 rows of an image as 28 tokens of 28 features
+    inp = keras.Input((28, 28))
+    t = L.Dense(32)(inp)
+    t = L.LayerNormalization()(t + L.MultiHeadAttention(num_heads=2, key_dim=32)(t, t))
+    t = L.LayerNormalization()(t + L.Dense(32)(L.Dense(64, activation="relu")(t)))
+    transformer = keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling1D()(t)))
     generic = GenericDevice(sigma_prog=SIGMA, sigma_read=SIGMA)
     cfg = lambda prog, read: CrossbarConfig.from_dict(  # noqa: E731
         {"nonideal": {"programming_error": prog, "read_noise": read}})
@@ -216,6 +223,8 @@ def keras_engine_cases(args, layers, rng) -> list[dict]:
         ("CNN both (SONOS), 10 trials at once", cnn, x_img[:200], SONOS(), cfg(True, True), 10, False, None),
         ("ResNet-style CNN both (SONOS)", resnet, x_img[:1000], SONOS(), cfg(True, True), 1, False, None),
         ("2-layer LSTM both (SONOS)", lstm, x_img[:1000, ..., 0], SONOS(), cfg(True, True), 1, False, None),
+        ("Transformer block both (SONOS)", transformer, x_img[:1000, ..., 0], SONOS(), cfg(True, True), 1,
+         False, None),
     ]
     rows = []
     if args.mlp_only:
