@@ -47,11 +47,13 @@ def _same_gradients(g1, g2):
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("mode", ["variance", "row and column"])
-def test_the_bias_in_the_noise_pass_is_the_sum_apart(case, mode):
+@pytest.mark.parametrize("one_pass", [True, False])  # the read's two paths (ONE_PASS_NOISE_SIZE)
+def test_the_bias_in_the_noise_pass_is_the_sum_apart(case, mode, one_pass, monkeypatch):
     """``_add_read_noise(y, bias=b, s2_bias=vb)`` equals ``_add_read_noise(y + b, s2=s2 + vb)`` bit
     for bit, and its gradients to y and to the bias are those of the sum (to float32 rounding).
     Fails if the pass drops the bias or its variance, adds either twice, or its gradient reaches
     the bias wrongly."""
+    monkeypatch.setattr(xops, "ONE_PASS_NOISE_SIZE", 0 if one_pass else 1 << 62)
     y_shape, b_shape = CASES[case]
     rng = np.random.default_rng(2)
     y = rng.standard_normal(y_shape).astype(np.float32) * 100  # large: a sum's order shows

@@ -167,15 +167,20 @@ def test_transcendental_polynomials_match_float64_on_every_value_they_take():
 
 
 @pytest.mark.parametrize("mode", ["variance", "row and column"])
-def test_the_read_adds_the_sampler_normals_times_their_std(mode):
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_the_read_adds_the_sampler_normals_times_their_std(mode, one_pass, monkeypatch):
     """The read's noise (``_add_read_noise``: on TensorFlow the transform and the sum in one
     fused pass) is ``y + std * z`` with ``z`` exactly what ``standard_normal`` draws from the same
     seed: the sampler's tested accuracy is the read's. Odd sizes, several blocks of words
     (PAIR_CHUNK is not patched: 3 x 200,001 outputs = 2.3 blocks), under tf.function as the
     engine runs. Within 2 ulps of the output (XLA may fuse the last product and sum). Fails if
     the fused path lays the normals out otherwise (blocks, cosines then sines), takes the std
-    instead of the variance or the reverse, or draws other words."""
+    instead of the variance or the reverse, or draws other words. Both of the read's paths: the
+    one XLA pass from the words (large reads) and the transform, slice and sum apart (reads below
+    ``ONE_PASS_NOISE_SIZE``), which must give the same numbers bit for bit."""
     import tensorflow as tf
+
+    monkeypatch.setattr(xops, "ONE_PASS_NOISE_SIZE", 0 if one_pass else 1 << 62)
 
     rng = np.random.default_rng(3)
     shape = (3, 200_001)

@@ -562,8 +562,21 @@ def _add_read_noise(y, seed, s2=None, row_sd=None, col_sd=None, bias=None, s2_bi
     given = {k: v for k, v in (("s2", s2), ("row_sd", row_sd), ("col_sd", col_sd), ("bias", bias),
                                ("s2_bias", s2_bias)) if v is not None}
     if keras.backend.backend() == "tensorflow":
+        if isinstance(n, int) and n < ONE_PASS_NOISE_SIZE:
+            z = _samples(w, n, shape, y.dtype, transform=box_muller_pairs)
+            return _fused(_noisy)(y, z, **given)
         return _fused(_noisy_from_words)(w, y, **given)
     return _noisy(y, _samples(w, n, shape, y.dtype), **given)
+
+
+#: Smallest read (outputs, trials included, known when the graph is traced) whose noise is one
+#: XLA pass from the words (:func:`_noisy_from_words`); a smaller one takes the transform, the
+#: slice and the sum apart, the same numbers bit for bit. The one pass saves the normals' round
+#: trip through memory on large reads (1.72 -> 1.51 ms for 10,000 x 256 outputs, 3.9 -> 3.7 ms
+#: for 200,000 x 32) but costs four times more on small ones (0.21 -> 0.81 ms for 1,000 x 256,
+#: a recurrent layer's step: the 2-layer LSTM of benchmarks/bench_crossbar.py went from 2.1x to
+#: 5x its Keras pass), an overhead of its loop that the large reads hide.
+ONE_PASS_NOISE_SIZE = 1 << 20
 
 
 def _noisy_from_words(w, y, s2=None, row_sd=None, col_sd=None, bias=None, s2_bias=None):
