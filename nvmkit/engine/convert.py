@@ -197,8 +197,9 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
             _copy_analog_weights(old, new, folds.get(id(old)))
         elif old.weights and not isinstance(new, FoldedBatchNormalization):
             _copy_digital_state(old, new)
+    # stacklevel 3: the line of the user's call of convert() (this runs inside _convert)
     for line in digital_warnings:
-        warnings.warn(f"convert: {line}", NvmkitWarning, stacklevel=2)
+        warnings.warn(f"convert: {line}", NvmkitWarning, stacklevel=3)
     dominated = sorted((r, la.name) for la in analog_layers(out)
                        if (r := _bias_dominance(la)) > BIAS_DOMINANCE_WARNING)
     if dominated:
@@ -208,7 +209,7 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
                       f"the weights then use as little as {100 / ratio:.2g}% of the conductance "
                       "range and the device's errors are that much larger relative to them; "
                       "set mapping.bias='digital' to add the bias after the ADC",
-                      NvmkitWarning, stacklevel=2)
+                      NvmkitWarning, stacklevel=3)
     reprogram(out, seed)
     if needs_calibration(out):
         if calibration_data is None:
