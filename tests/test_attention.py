@@ -223,3 +223,52 @@ def test_the_energy_report_prices_the_projections_and_the_digital_attention():
     macs = {t.layer: t.count for t in report.terms if t.component == "vmm"}
     assert macs["mha_query"] == macs["mha_key"] == macs["mha_value"] == 10 * 17 * 32
     assert macs["mha_attention_output"] == 10 * 33 * 16
+
+
+@pytest.mark.parametrize("axes", [(2,), (1,), (1, 2), None])
+def test_the_attention_count_follows_its_attention_axes(axes):
+    """Over a subset of axes the other position axes are batch-like: each query position meets
+    the key positions along the attended axes only. Expected from the scores Keras computes."""
+    inp = keras.Input((3, 4, 8))
+    mha = L.MultiHeadAttention(2, 4, attention_axes=axes)
+    model = keras.Model(inp, mha(inp, inp))
+    x = np.random.default_rng(0).normal(size=(1, 3, 4, 8)).astype("f4")
+    _, scores = mha(x, x, return_attention_scores=True)
+    (att,) = [fp for fp in analog_footprint(convert(model, IdealDevice(), IDEAL)) if fp.kind == "attention"]
+    assert att.digital_ops == np.asarray(scores).size * (4 + 4 + 1)
+
+
+@pytest.mark.parametrize("equation, out_shape", [("abc,c->ab", (3,)), ("abc,c->ab", (None,)),
+                                                 ("abcd,cd->ab", (3,))])
+def test_an_einsum_dense_into_one_column_is_exact(equation, out_shape):
+    """No kernel output axis: one crossbar column (``partial_output_shape[-0:]`` is the whole
+    shape, which once made the kernel two-dimensional)."""
+    inp = keras.Input((3, 7) if equation.startswith("abc,") else (3, 2, 4))
+    model = keras.Model(inp, L.EinsumDense(equation, out_shape)(inp))
+    x = np.random.default_rng(4).normal(size=(2, *inp.shape[1:])).astype("f4")
+    analog = convert(model, IdealDevice(), IDEAL)
+    np.testing.assert_allclose(np.asarray(analog(x)), np.asarray(model(x)), rtol=0, atol=1e-6)
+
+
+def test_in_place_learning_refuses_what_its_cells_cannot_learn_and_trains_an_embedding():
+    """A bias over some output axes only (one value over several columns, whose cells would
+    learn apart) and a second model input are refused in one line; a transformer whose tokens go
+    through an Embedding trains (its gradient is a sparse one)."""
+    from nvmkit import InPlaceTraining
+
+    ecram = get_registry().create("device", "ecram")
+    inp = keras.Input((3, 7))
+    partial = keras.Model(inp, L.EinsumDense("abc,cde->abde", (None, 2, 4), bias_axes="d")(inp))
+    with pytest.raises(ConfigError, match="bias over some of its output axes") as e:
+        InPlaceTraining(partial, ecram)
+    assert "\n" not in str(e.value)
+    a, b = keras.Input((4,)), keras.Input((4,))
+    two = keras.Model([a, b], L.Dense(2)(L.Concatenate()([a, b])))
+    with pytest.raises(ConfigError, match="one input"):
+        InPlaceTraining(two, ecram)
+    model, x = text_transformer(), tokens(16)
+    emb = np.asarray(model.layers[1].embeddings)
+    trainer = InPlaceTraining(model, ecram, learning_rate=0.05)
+    trainer.fit(x, np.arange(16) % 2, epochs=1, batch_size=8)
+    trainer.copy_back()
+    assert np.abs(np.asarray(model.layers[1].embeddings) - emb).max() > 0

@@ -702,12 +702,13 @@ def analog_footprint(model) -> list:
         if isinstance(layer, AnalogMultiHeadAttention):
             # per head: scores q.k over (query, key) position pairs, a softmax over them, the
             # weighted sum of the values: activations by activations, digital
-            tq, tk = in_shape
+            apart, tq, tk = in_shape
             heads, kd, vd = layer.num_heads, layer.key_dim, layer.value_dim
             out.append(LayerFootprint(f"{layer.name}/attention", "attention",
-                                      digital_ops=heads * tq * tk * (kd + vd + 1) * repeat,
+                                      digital_ops=heads * apart * tq * tk * (kd + vd + 1) * repeat,
                                       extra={"heads": heads, "query_positions": tq,
-                                             "key_positions": tk, "key_dim": kd, "value_dim": vd,
+                                             "key_positions": tk, "unattended_positions": apart,
+                                             "key_dim": kd, "value_dim": vd,
                                              "digital_ops": "multiply-adds of scores and values, "
                                                             "one per softmax entry"}))
             continue
@@ -787,7 +788,8 @@ def _footprint_sites(model, repeat: int = 1) -> list:
 def _attention_sites(layer, node, first_out, repeat: int, dst: int) -> list:
     """An attention call's sites: its projections (each on the shapes it reads), and the layer
     itself standing for the digital attention between the value projection and the output one
-    (its input shape: (query positions, key positions))."""
+    (its "input shape": (positions not attended over, attended query positions, attended key
+    positions))."""
     if node is None:
         raise ConfigError(f"footprint: attention layer '{layer.name}' has no call in the graph")
     args, kwargs = node.arguments.args, node.arguments.kwargs
@@ -801,8 +803,14 @@ def _attention_sites(layer, node, first_out, repeat: int, dst: int) -> list:
         if proj is not None:
             x = tuple(reads[attr].shape[1:])
             sites.append((proj, x, proj.compute_output_shape((None, *x))[1:], repeat, 0, 0))
-    positions = (math.prod(d or 1 for d in query.shape[1:-1]), math.prod(d or 1 for d in key.shape[1:-1]))
-    sites.append((layer, positions, tuple(first_out.shape[1:]), repeat, 0, 0))
+    # the attended axes pair every query position with every key position; the other position
+    # axes are batch-like (Keras's attention_axes, set by the layer's build)
+    rank = len(query.shape)
+    axes = {a % rank for a in (layer._attention_axes or range(1, rank - 1))}
+    q_att = math.prod(query.shape[a] or 1 for a in axes)
+    k_att = math.prod(key.shape[a] or 1 for a in axes)
+    apart = math.prod(query.shape[a] or 1 for a in range(1, rank - 1) if a not in axes)
+    sites.append((layer, (apart, q_att, k_att), tuple(first_out.shape[1:]), repeat, 0, 0))
     out_proj = layer._output_dense
     x = (*tuple(query.shape[1:-1]), *out_proj.contracted_dims)
     sites.append((out_proj, x, tuple(first_out.shape[1:]), repeat, 0, dst))

@@ -492,6 +492,19 @@ class InPlaceTraining:
             model, device, config, trials=1, seed=self.seed, calibration_data=calibration_data,
             fold_batchnorm=fold_batchnorm)
         self.layers = analog_layers(self.model)
+        if len(self.model.inputs) != 1:
+            raise ConfigError(f"{owner} takes models with one input; this one has "
+                              f"{len(self.model.inputs)} (train it with DeviceAwareTraining)")
+        for layer in self.layers:
+            bias = getattr(layer, "bias", None)
+            if type(layer).__name__ == "AnalogEinsumDense" and bias is not None \
+                    and math.prod(bias.shape) != layer.n_out:
+                # its bias row's cells, one per column, would learn apart; one Keras bias value
+                # spans several of them
+                raise ConfigError(f"{owner}: layer '{layer.name}' has an EinsumDense bias over some "
+                                  "of its output axes only (bias_axes), one value for several "
+                                  "crossbar columns; give it bias_axes over every output axis of "
+                                  "the kernel, or no bias")
         self._tape = None
         self._record: dict[int, dict] = {}
         self._cells: dict[int, _Cells] = {}
@@ -701,6 +714,8 @@ class InPlaceTraining:
                 v.assign(g)
             cells.fired.assign_add(fired)
         for v, g in zip(self.digital, gd):
+            if isinstance(g, tf.IndexedSlices):  # an Embedding's rows: a sparse gradient
+                g = tf.convert_to_tensor(g)
             v.assign_sub(self.learning_rate * g)
         self.step.assign_add(1)
         if len(pred.shape) == 2:

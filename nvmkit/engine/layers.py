@@ -523,7 +523,7 @@ class AnalogEinsumDense(AnalogLayer):
     def build(self, input_shape):
         nc, nf = len(self.contracted), len(self.kernel_free)
         self.contracted_dims = tuple(int(d) for d in input_shape[-nc:])
-        self.free_dims = tuple(self.partial_output_shape[-nf:])
+        self.free_dims = tuple(self.partial_output_shape[-nf:]) if nf else ()  # [-0:] is all
         if any(d is None for d in self.free_dims):
             raise ConfigError(f"{self.name}: the EinsumDense output shape must give the kernel's "
                               f"output axes, got {self.partial_output_shape}")
