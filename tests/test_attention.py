@@ -272,3 +272,34 @@ def test_in_place_learning_refuses_what_its_cells_cannot_learn_and_trains_an_emb
     trainer.fit(x, np.arange(16) % 2, epochs=1, batch_size=8)
     trainer.copy_back()
     assert np.abs(np.asarray(model.layers[1].embeddings) - emb).max() > 0
+
+
+def test_a_frozen_layer_stays_frozen_in_device_aware_and_in_place_training():
+    """keras.io's transfer learning freezes a base (trainable=False): training through the device
+    must leave it as it is, also a frozen attention layer's projections (a twin created trainable
+    would train them without a word)."""
+    from nvmkit import InPlaceTraining
+
+    model = vit_encoder()
+    frozen = [la for la in model.layers if isinstance(la, L.MultiHeadAttention)][0]
+    first = model.layers[1]  # the patch projection
+    for layer in (frozen, first):
+        layer.trainable = False
+    x = np.random.default_rng(1).normal(size=(16, 5, 6)).astype("f4")
+    y = np.random.default_rng(2).integers(0, 3, 16)
+    kept = [np.asarray(v).copy() for v in (*frozen.weights, *first.weights)]
+    head = np.asarray(model.layers[-1].kernel).copy()
+    trainer = DeviceAwareTraining(model, IdealDevice(), IDEAL)
+    trainer.compile(optimizer=keras.optimizers.Adam(0.01),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trainer.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    trainer.copy_back()
+    for a, b in zip(kept, (*frozen.weights, *first.weights)):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    assert np.abs(np.asarray(model.layers[-1].kernel) - head).max() > 0
+    in_place = InPlaceTraining(model, get_registry().create("device", "ecram"), learning_rate=0.05)
+    in_place.fit(x, y, epochs=1, batch_size=8)
+    fired = {c["layer"]: c["pulses"] for c in in_place.pulses_fired()}
+    still = {first.name, *(f"{frozen.name}_{p}" for p in ("query", "key", "value", "attention_output"))}
+    assert still <= set(fired) and all(fired[n] == 0 for n in still), fired
+    assert fired[model.layers[-1].name] > 0

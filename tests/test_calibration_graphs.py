@@ -218,3 +218,15 @@ def test_a_separable_convolutions_two_crossbars_describe_themselves():
     assert (pw.extra["kernel"], pw.extra["strides"], pw.extra["in_channels"], pw.extra["filters"]) \
         == ([1, 1], [1, 1], 8, 5)
     assert pw.n_in == 8 + 1 and dw.extra["output_positions"] == pw.extra["output_positions"] == 4
+
+
+def test_a_footprint_of_inputs_of_unknown_length_is_one_line():
+    """A sequence length known only at run time leaves the reads per inference unknown: said in
+    one line naming the layer (it was a TypeError from multiplying None)."""
+    from nvmkit.core.errors import ConfigError
+
+    inp = keras.Input((None, 4))
+    model = keras.Model(inp, L.Dense(2, name="per_step")(inp))
+    with pytest.raises(ConfigError, match="'per_step'.*fixed shape") as e:
+        analog_footprint(convert(model, IdealDevice(), CrossbarConfig.preset("ideal")))
+    assert "\n" not in str(e.value)

@@ -167,6 +167,8 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
                 digital_warnings.append(f"layer '{layer.name}' ({cls}) holds a weight matrix "
                                         "and runs digitally: nvmkit maps only the weight layers "
                                         "of docs/api.md's layer table")
+        if not getattr(layer, "trainable", True):  # a frozen layer stays frozen (Keras's transfer learning); set
+            new.trainable = False  # only then: setting True would unfreeze a wrapper's inner layer
         originals[id(new)] = layer
         return new
 
@@ -713,6 +715,10 @@ def analog_footprint(model) -> list:
                                                             "one per softmax entry"}))
             continue
         if isinstance(layer, AnalogLayer):
+            if in_shape is None or any(d is None for d in in_shape):
+                raise ConfigError(f"footprint: layer '{layer.name}' reads inputs shaped "
+                                  f"{in_shape} (a length known only at run time), so its reads "
+                                  "per inference are unknown; give keras.Input a fixed shape")
             fps, act = _analog_footprints(layer, LayerFootprint, in_shape, o_shape, repeat)
             out.extend(fps)
             if act == "linear":

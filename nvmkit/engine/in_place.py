@@ -699,7 +699,8 @@ class InPlaceTraining:
             loss = self.loss(y, pred)
             loss = ops.mean(loss) if len(loss.shape) else loss
         self._tape = None
-        cores = [c for c in self._cells.values() if id(c.core) in self._record]
+        # a frozen layer (trainable=False, as Keras's transfer learning sets it) is read, not updated
+        cores = [c for c in self._cells.values() if id(c.core) in self._record and c.core.layer.trainable]
         fulls = [self._record[id(c.core)]["full"] for c in cores]
         probes = [self._record[id(c.core)]["probe"] for c in cores] if self.pulses == "stochastic" else []
         grads = tape.gradient(loss, [*fulls, *probes, *self.digital],

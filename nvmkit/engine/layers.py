@@ -621,6 +621,7 @@ class AnalogMultiHeadAttention(keras.layers.MultiHeadAttention):
                                      device=self.device,
                                      crossbar=self.crossbar_config, trials=self.trials, seed=seed)
             twin.build(reads[attr])
+            twin.trainable = self.trainable
             setattr(self, attr, twin)
         self._build_attention(len(value_shape) + 1)
         self.built = True
