@@ -41,3 +41,27 @@ def test_no_word_when_the_weights_set_the_scale_or_the_bias_is_digital(bias, map
     with warnings.catch_warnings():
         warnings.simplefilter("error", NvmkitWarning)
         convert(dense_model(bias=bias), IdealDevice(), config)
+
+
+def test_training_settings_the_crossbar_layer_lacks_are_said_once():
+    """A regularizer, a constraint or an LSTM's dropouts act only in training, and the analog twin
+    does not apply them: training through the device would run without them without a word."""
+    model = keras.Sequential([keras.Input((5, 3)),
+                              L.LSTM(4, dropout=0.2, recurrent_dropout=0.1, name="rnn"),
+                              L.Dense(3, kernel_regularizer="l2", kernel_constraint="max_norm",
+                                      name="reg"),
+                              L.Dense(2, name="plain")])
+    with pytest.warns(NvmkitWarning) as seen:
+        convert(model, IdealDevice())
+    (w,) = [w for w in seen if "training settings" in str(w.message)]
+    msg = str(w.message)
+    assert "'rnn' (dropout=0.2, recurrent_dropout=0.1)" in msg
+    assert "'reg' (kernel_constraint, kernel_regularizer)" in msg
+    assert "plain" not in msg
+
+
+def test_no_word_for_a_plain_model():
+    model = keras.Sequential([keras.Input((5, 3)), L.LSTM(4), L.Dense(2)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NvmkitWarning)
+        convert(model, IdealDevice())

@@ -128,6 +128,7 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
     originals: dict[int, keras.layers.Layer] = {}
     counter = iter(range(1 << 30))
     digital_warnings: list[str] = []
+    training_lost: list[str] = []  # weight layers whose training-only settings the twin lacks
     common = {"device": device, "crossbar": config, "trials": int(trials)}
 
     def clone(layer):
@@ -167,6 +168,10 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
                 digital_warnings.append(f"layer '{layer.name}' ({cls}) holds a weight matrix "
                                         "and runs digitally: nvmkit maps only the weight layers "
                                         "of docs/api.md's layer table")
+        if isinstance(new, (AnalogLayer, AnalogMultiHeadAttention)):
+            lost = _training_settings_lost(layer)
+            if lost:
+                training_lost.append(f"'{layer.name}' ({', '.join(lost)})")
         if not getattr(layer, "trainable", True):  # a frozen layer stays frozen (Keras's transfer learning); set
             new.trainable = False  # only then: setting True would unfreeze a wrapper's inner layer
         originals[id(new)] = layer
@@ -202,6 +207,11 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
     # stacklevel 3: the line of the user's call of convert() (this runs inside _convert)
     for line in digital_warnings:
         warnings.warn(f"convert: {line}", NvmkitWarning, stacklevel=3)
+    if training_lost:
+        warnings.warn(f"convert: layer(s) {', '.join(training_lost)} lose these training settings "
+                      "on crossbars: training the converted model (fit, DeviceAwareTraining, "
+                      "InPlaceTraining) runs without them; inference is unaffected",
+                      NvmkitWarning, stacklevel=3)
     dominated = sorted((r, la.name) for la in analog_layers(out)
                        if (r := _bias_dominance(la)) > BIAS_DOMINANCE_WARNING)
     if dominated:
@@ -220,6 +230,21 @@ def _convert(model, device, crossbar=None, *, trials=1, seed=0, calibration_data
                               "converters.dac_range/adc_range")
         calibrate_converters(out, calibration_data)
     return out, originals, folds
+
+
+def _training_settings_lost(layer) -> list[str]:
+    """The settings of a user's weight layer that act only in training and that its analog twin
+    does not apply: weight regularizers and constraints, a recurrent layer's dropouts
+    (MultiHeadAttention's own dropout is Keras's, kept)."""
+    c = layer.get_config() if hasattr(layer, "get_config") else {}
+    cell = c.get("cell", {}).get("config", {}) if isinstance(c.get("cell"), dict) else {}
+    lost = []
+    for key, value in {**cell, **c}.items():
+        if (key.endswith("_regularizer") or key.endswith("_constraint")) and value is not None:
+            lost.append(key)
+        elif key in ("dropout", "recurrent_dropout") and _recurrent_kind(layer) is not None and value:
+            lost.append(f"{key}={value}")
+    return sorted(set(lost))
 
 
 #: warn when a layer's bias row makes the crossbar's weight scale this many times its weights'
