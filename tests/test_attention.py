@@ -303,3 +303,19 @@ def test_a_frozen_layer_stays_frozen_in_device_aware_and_in_place_training():
     still = {first.name, *(f"{frozen.name}_{p}" for p in ("query", "key", "value", "attention_output"))}
     assert still <= set(fired) and all(fired[n] == 0 for n in still), fired
     assert fired[model.layers[-1].name] > 0
+
+
+def test_a_batchnorm_after_an_einsum_dense_stays_digital_and_exact():
+    """Folding takes a per-channel scale of a Dense or convolution kernel; an EinsumDense (its
+    bias over some axes, or none) keeps its BatchNormalization digital. Folding it would fail
+    (no bias to fold into) or scale the wrong axis."""
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((3, 7))
+    bn = L.BatchNormalization()
+    model = keras.Model(inp, bn(L.EinsumDense("abc,cd->abd", (None, 4))(inp)))
+    bn.moving_mean.assign(np.arange(4, dtype="f4"))
+    bn.moving_variance.assign(np.full(4, 2.0, "f4"))
+    x = np.random.default_rng(5).normal(size=(2, 3, 7)).astype("f4")
+    analog = convert(model, IdealDevice(), IDEAL)
+    assert [type(la).__name__ for la in analog.layers[1:]] == ["AnalogEinsumDense", "BatchNormalization"]
+    np.testing.assert_allclose(np.asarray(analog(x)), np.asarray(model(x)), rtol=0, atol=1e-5)

@@ -45,7 +45,10 @@ F32 = np.float32
 _PROGRAM, _READ, _CHIP = 0, 2, 3
 
 #: Keras weight layers that :func:`convert` puts on crossbars
-ANALOG = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "EinsumDense")
+#: the weight layers a following BatchNormalization folds into (a per-channel scale and shift of
+#: their last axis)
+FOLDABLE = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+ANALOG = (*FOLDABLE, "EinsumDense")
 #: layers holding several crossbars: MultiHeadAttention's projections (EinsumDense layers)
 ATTENTION = ("MultiHeadAttention",)
 #: recurrent layers on crossbars (also keras.layers.RNN around one of these cells)
@@ -258,14 +261,15 @@ def _bias_dominance(layer) -> float:
     m = layer.crossbar_config.mapping
     if m.bias != "row":
         return 1.0
+    def scale(mags):
+        return float(np.percentile(mags, m.clip_percentile)) if m.clip_percentile < 100 else float(mags.max())
+
     worst = 1.0
     for _, w, b in layer.core_weights():
         if b is None:
             continue
         mags = np.abs(np.asarray(w, F32)).reshape(-1)
         both = np.concatenate([mags, np.abs(np.asarray(b, F32)).reshape(-1)])
-        scale = (lambda a: float(np.percentile(a, m.clip_percentile)) if m.clip_percentile < 100
-                 else float(a.max()))
         alone = scale(mags)
         if alone > 0:
             worst = max(worst, scale(both) / alone)
@@ -373,8 +377,7 @@ def _batchnorm_folds(model) -> dict:
                 continue
             t = node.input_tensors[0]
             src = t._keras_history.operation
-            if (type(src).__name__ not in ANALOG or type(src).__name__ == "EinsumDense"
-                    or calls.get(id(src), 0) != 1 or readers[id(t)] != 1):  # EinsumDense: no fold
+            if type(src).__name__ not in FOLDABLE or calls.get(id(src), 0) != 1 or readers[id(t)] != 1:
                 continue
             if bn.axis not in (-1, len(t.shape) - 1):
                 continue
@@ -630,7 +633,7 @@ def calibrate_converters(model, x, batch_size: int = 256) -> None:
 
 def _calibration_array(a) -> np.ndarray:
     a = np.asarray(a)
-    return a.astype(F32) if a.dtype.kind in "fb" or a.dtype == object else a
+    return a.astype(F32) if a.dtype.kind in "fb" else a  # integer tokens stay integers
 
 
 def analog_weight_count(model) -> int:

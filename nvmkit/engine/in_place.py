@@ -461,6 +461,7 @@ class InPlaceTraining:
                  fold_batchnorm: bool = True):
         from nvmkit.core.component import check_int, check_positive, check_seed
         from nvmkit.engine.convert import _convert, analog_layers
+        from nvmkit.engine.layers import AnalogEinsumDense
 
         owner = "in-place training"
         if keras.backend.backend() != "tensorflow":
@@ -497,7 +498,7 @@ class InPlaceTraining:
                               f"{len(self.model.inputs)} (train it with DeviceAwareTraining)")
         for layer in self.layers:
             bias = getattr(layer, "bias", None)
-            if type(layer).__name__ == "AnalogEinsumDense" and bias is not None \
+            if isinstance(layer, AnalogEinsumDense) and bias is not None \
                     and math.prod(bias.shape) != layer.n_out:
                 # its bias row's cells, one per column, would learn apart; one Keras bias value
                 # spans several of them

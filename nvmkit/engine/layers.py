@@ -514,11 +514,9 @@ class AnalogEinsumDense(AnalogLayer):
         self.bias_axes = bias_axes or None
         self.activation = keras.activations.get(activation)
         self.free, self.contracted, self.kernel_free = einsum_product(self.equation, self.name)
-        out = self.free.replace("...", "") + self.kernel_free
         if self.bias_axes and not set(self.bias_axes) <= set(self.kernel_free):
             raise ConfigError(f"{self.name}: EinsumDense bias axes {self.bias_axes!r} must be "
                               f"kernel output axes of {self.equation!r} (a bias per crossbar column)")
-        self._out_letters = out
 
     def build(self, input_shape):
         nc, nf = len(self.contracted), len(self.kernel_free)
