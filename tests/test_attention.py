@@ -102,6 +102,10 @@ def test_every_projection_reads_with_fresh_noise_and_programs_per_trial():
     y2 = np.asarray(two(repeat_trials(x, 2)))
     np.testing.assert_array_equal(y2, np.asarray(two(repeat_trials(x, 2))))
     np.testing.assert_allclose(np.asarray(one(x)), y2[::2], rtol=0, atol=1e-5 * np.abs(y2).max())
+    # each projection reads with a noise stream of its own (query, key and value read the same
+    # inputs: one stream shared between them would correlate their read noise)
+    seeds = [la.seed for la in analog_layers(noisy)]
+    assert len(set(seeds)) == len(seeds) == projections(model)
     # a projection whose programming were drawn once for all trials would make these equal
     for layer in analog_layers(two):
         delta = layer.cores[0].delta.numpy()
@@ -319,3 +323,17 @@ def test_a_batchnorm_after_an_einsum_dense_stays_digital_and_exact():
     analog = convert(model, IdealDevice(), IDEAL)
     assert [type(la).__name__ for la in analog.layers[1:]] == ["AnalogEinsumDense", "BatchNormalization"]
     np.testing.assert_allclose(np.asarray(analog(x)), np.asarray(model(x)), rtol=0, atol=1e-5)
+
+
+def test_cross_attention_prices_each_projection_on_its_own_sequence():
+    """Query of 3 positions, value (and key) of 5, of other widths: each projection reads its own
+    input (a query read counted on the value's sequence, or the reverse, fails here)."""
+    q_in, v_in = keras.Input((3, 6)), keras.Input((5, 10))
+    mha = L.MultiHeadAttention(num_heads=2, key_dim=4, name="cross")
+    model = keras.Model([q_in, v_in], mha(q_in, v_in))
+    fps = {fp.name: fp for fp in analog_footprint(convert(model, IdealDevice(), IDEAL))}
+    assert (fps["cross_query"].reads_per_inference, fps["cross_query"].n_in) == (3, 6 + 1)
+    assert (fps["cross_key"].reads_per_inference, fps["cross_key"].n_in) == (5, 10 + 1)
+    assert (fps["cross_value"].reads_per_inference, fps["cross_value"].n_in) == (5, 10 + 1)
+    assert (fps["cross_attention_output"].reads_per_inference, fps["cross_attention_output"].n_out) == (3, 6)
+    assert fps["cross/attention"].digital_ops == 2 * 3 * 5 * (4 + 4 + 1)
